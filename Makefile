@@ -1,0 +1,30 @@
+# `make demo`: set up, generate miniature upstreams, build the demo mixture on embedded Ray.
+# `make test`: set up, lint, run the whole test suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# the CPU wheel first: otherwise the bridge extra pulls a multi-GB CUDA torch
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[bridge,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/dataprep fixtures data/demo
+	$(BIN)/dataprep build recipes/demo.yaml
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf out data $(VENV)

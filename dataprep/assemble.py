@@ -1,0 +1,98 @@
+"""Assemble one output shard from normalized parts, byte for byte deterministic."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dataprep.shards import MemberLocation, read_at, sha256_file, write_tar
+
+
+@dataclass(frozen=True)
+class SampleCopy:
+    """Where one mixture sample's members lie: (suffix, offset, size) in a part tar."""
+
+    key: str
+    part: str
+    members: list[list[Any]]
+
+
+@dataclass
+class Summary:
+    """Running count/sum/min/max of one statistic."""
+
+    count: int = 0
+    total: float = 0.0
+    low: float = float("inf")
+    high: float = float("-inf")
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        self.low = min(self.low, value)
+        self.high = max(self.high, value)
+
+    def merge(self, other: Summary) -> None:
+        self.count += other.count
+        self.total += other.total
+        self.low = min(self.low, other.low)
+        self.high = max(self.high, other.high)
+
+    def report(self) -> dict[str, float]:
+        if not self.count:
+            return {"count": 0}
+        return {
+            "count": self.count,
+            "mean": round(self.total / self.count, 3),
+            "min": self.low,
+            "max": self.high,
+        }
+
+
+@dataclass
+class ShardStats:
+    turns: Summary = field(default_factory=Summary)
+    text_chars: Summary = field(default_factory=Summary)
+    images_per_sample: Summary = field(default_factory=Summary)
+    image_width: Summary = field(default_factory=Summary)
+    image_height: Summary = field(default_factory=Summary)
+
+    def add(self, document: dict[str, Any]) -> None:
+        self.turns.add(len(document["conversations"]))
+        self.text_chars.add(sum(len(turn["value"]) for turn in document["conversations"]))
+        self.images_per_sample.add(len(document["images"]))
+        for width, height in document["image_sizes"]:
+            self.image_width.add(width)
+            self.image_height.add(height)
+
+    def merge(self, other: ShardStats) -> None:
+        for name in self.__dataclass_fields__:
+            getattr(self, name).merge(getattr(other, name))
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    sha256: str
+    bytes: int
+    samples: int
+    stats: ShardStats
+
+
+def write_shard(path: Path, work_dir: Path, copies: list[SampleCopy]) -> ShardResult:
+    """Copy each sample's members from its part into the shard at `path` (atomic)."""
+    stats = ShardStats()
+
+    def members() -> Iterator[tuple[str, bytes]]:
+        for copy in copies:
+            part = work_dir / copy.part
+            for suffix, offset, size in copy.members:
+                data = read_at(part, MemberLocation(suffix, offset, size))
+                if suffix == "json":
+                    stats.add(json.loads(data))
+                yield f"{copy.key}.{suffix}", data
+
+    write_tar(path, members())
+    return ShardResult(sha256_file(path), path.stat().st_size, len(copies), stats)

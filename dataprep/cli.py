@@ -1,0 +1,114 @@
+"""`dataprep build | plan | manifest show/validate | sources | fixtures`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dataprep.manifest import load_manifest
+from dataprep.recipe import RecipeError, load_recipe
+from dataprep.report import summary
+from dataprep.shards import sha256_file
+
+
+def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", type=Path, help="recipe YAML file")
+    parser.add_argument("--out", type=Path, help="output folder (overrides output.dir)")
+    parser.add_argument("--data-root", help="base folder of relative source paths (overrides data_root)")
+    parser.add_argument("--workers", type=int, help="at most this many work units at once")
+    parser.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else embedded)")
+    parser.add_argument("--limit", type=int, help="read at most N records per source (quick trials)")
+    parser.add_argument("--quiet", action="store_true", help="no live progress")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dataprep", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _recipe_arguments(commands.add_parser("build", help="build shards and manifest from a recipe"))
+    manifest = commands.add_parser("manifest", help="inspect a manifest")
+    manifest_commands = manifest.add_subparsers(dest="manifest_command", required=True)
+    manifest_commands.add_parser("show", help="per-source table and totals").add_argument(
+        "manifest", type=Path
+    )
+    manifest_commands.add_parser("validate", help="check every shard's size and sha256").add_argument(
+        "manifest", type=Path
+    )
+    commands.add_parser("sources", help="list the source adapters")
+    fixtures = commands.add_parser("fixtures", help="write miniature upstreams of every source")
+    fixtures.add_argument("out", type=Path)
+    fixtures.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _build(args: argparse.Namespace) -> int:
+    from dataprep.engine import BuildError, BuildSettings, build
+
+    recipe = _load(args)
+    out = Path(args.out or recipe.output.dir)
+    settings = BuildSettings(
+        out=out,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        limit=args.limit,
+        progress=False if args.quiet else None,
+    )
+    try:
+        manifest = build(recipe, settings)
+    except BuildError as error:
+        print(f"build failed: {error}", file=sys.stderr)
+        return 1
+    print(summary(manifest))
+    print(f"\nmanifest: {out / 'manifest.json'}")
+    return 0
+
+
+def _load(args: argparse.Namespace):
+    overrides = {"data_root": args.data_root} if args.data_root else {}
+    return load_recipe(args.recipe, overrides)
+
+
+def _validate(path: Path) -> int:
+    manifest = load_manifest(path)
+    bad = []
+    for shard, shard_path in zip(manifest.shards, manifest.shard_paths(path), strict=True):
+        if not shard_path.exists():
+            bad.append(f"{shard.path}: missing")
+        elif shard_path.stat().st_size != shard.bytes or sha256_file(shard_path) != shard.sha256:
+            bad.append(f"{shard.path}: size or sha256 differs from the manifest")
+    if manifest.compute_content_sha256() != manifest.content_sha256:
+        bad.append("manifest content hash does not match its content")
+    for line in bad:
+        print(line, file=sys.stderr)
+    print(f"{len(manifest.shards) - len(bad)} of {len(manifest.shards)} shards verified")
+    return 1 if bad else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "build":
+            return _build(args)
+        if args.command == "manifest" and args.manifest_command == "show":
+            print(summary(load_manifest(args.manifest)))
+            return 0
+        if args.command == "manifest":
+            return _validate(args.manifest)
+        if args.command == "sources":
+            from dataprep.sources import registry
+
+            for name, adapter in registry().items():
+                print(f"{name:14} v{adapter.version}  {adapter.licence}")
+            return 0
+        from dataprep.fixtures import generate_all
+
+        for name, facts in generate_all(args.out, seed=args.seed).items():
+            print(f"{name:14} {args.out / name}  {facts.get('expected_samples', '?')} samples expected")
+        return 0
+    except RecipeError as error:
+        print(error, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,432 @@
+"""Run a recipe on Ray: normalize every source's units, plan the mixture, write shards, then
+the manifest. Knows nothing of any one source; every stage skips work already completed."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from dataprep import __version__
+from dataprep.assemble import SampleCopy, ShardResult, ShardStats, Summary, write_shard
+from dataprep.licences import strictest_terms
+from dataprep.manifest import (
+    Artifact,
+    BuildTimes,
+    Manifest,
+    ShardReport,
+    SourceReport,
+    Stats,
+    Totals,
+)
+from dataprep.mixture import Component, plan
+from dataprep.normalize import UnitSummary, index_path, load_index, normalize_unit
+from dataprep.progress import Progress
+from dataprep.recipe import ImagePolicy, Recipe, SourceEntry, source_options
+from dataprep.shards import PARTIAL_SUFFIX, canonical_json, sha256_file, write_atomic
+from dataprep.sources import registry
+from dataprep.sources.base import Source
+
+WORK_DIR = ".work"
+
+
+class BuildError(Exception):
+    """A stage could not complete; lists every failed work unit. Nothing is published."""
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    out: Path
+    workers: int | None = None
+    ray_address: str | None = None
+    limit: int | None = None
+    progress: bool | None = None
+
+
+@dataclass
+class EntryResult:
+    """A normalized recipe entry: its kept samples (part, member locations) and rejects, in order."""
+
+    entry: SourceEntry
+    adapter: type[Source]
+    artifacts: list[Artifact]
+    kept: list[SampleCopy] = field(default_factory=list)
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+    reencoded: int = 0
+
+    @property
+    def read(self) -> int:
+        return len(self.kept) + len(self.rejects)
+
+
+@contextlib.contextmanager
+def ray_session(settings: BuildSettings) -> Iterator[None]:
+    """Join RAY_ADDRESS/--ray-address, or start an embedded local cluster for this build."""
+    if ray.is_initialized():
+        yield
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    address = settings.ray_address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(
+            address="local",
+            num_cpus=settings.workers or os.cpu_count(),
+            include_dashboard=False,
+            object_store_memory=256 * 1024 * 1024,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@ray.remote(max_retries=3)
+def _normalize_task(
+    source: str,
+    root: str,
+    options: dict[str, Any],
+    unit: str,
+    entry: str,
+    policy: dict[str, Any],
+    part: str,
+    limit: int | None,
+) -> UnitSummary:
+    adapter_class = registry()[source]
+    adapter = adapter_class(Path(root), adapter_class.Options.model_validate(options))
+    return normalize_unit(adapter, unit, entry, ImagePolicy.model_validate(policy), Path(part), limit)
+
+
+@ray.remote(max_retries=3)
+def _hash_task(path: str) -> str:
+    return sha256_file(Path(path))
+
+
+@ray.remote(max_retries=3)
+def _shard_task(path: str, marker: str, plan_sha256: str, work_dir: str, copies: list[SampleCopy]) -> dict:
+    return _write_or_reuse(Path(path), Path(marker), plan_sha256, Path(work_dir), copies)
+
+
+def _write_or_reuse(
+    path: Path, marker: Path, plan_sha256: str, work_dir: Path, copies: list[SampleCopy]
+) -> dict:
+    """Write a shard unless a verified one for the same plan is already complete."""
+    if marker.exists() and path.exists():
+        done = json.loads(marker.read_bytes())
+        if done["plan"] == plan_sha256 and sha256_file(path) == done["sha256"]:
+            return done
+    result = write_shard(path, work_dir, copies)
+    done = {"plan": plan_sha256, **_result_json(result)}
+    write_atomic(marker, canonical_json(done))
+    return done
+
+
+def _result_json(result: ShardResult) -> dict[str, Any]:
+    return {
+        "sha256": result.sha256,
+        "bytes": result.bytes,
+        "samples": result.samples,
+        "stats": dataclasses.asdict(result.stats),
+    }
+
+
+def _run(
+    stage: str, jobs: list[tuple[str, Callable[[], ray.ObjectRef]]], settings: BuildSettings
+) -> list[Any]:
+    """Run jobs with at most `workers` in flight; results in job order; raise on any failure."""
+    results: list[Any] = [None] * len(jobs)
+    errors = []
+    pending: dict[ray.ObjectRef, int] = {}
+    limit = settings.workers or len(jobs) or 1
+    progress = Progress(stage, len(jobs), enabled=settings.progress)
+    queue = iter(range(len(jobs)))
+    for index in queue:
+        pending[jobs[index][1]()] = index
+        if len(pending) >= limit:
+            break
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        index = pending.pop(ready[0])
+        try:
+            results[index] = ray.get(ready[0])
+        except (ray.exceptions.RayError, Exception) as error:
+            errors.append(f"{jobs[index][0]}: {getattr(error, 'cause', None) or error}")
+        progress.advance(getattr(results[index], "read", 0))
+        next_index = next(queue, None)
+        if next_index is not None:
+            pending[jobs[next_index][1]()] = next_index
+    progress.close()
+    if errors:
+        raise BuildError(f"{stage} failed for {len(errors)} of {len(jobs)} units:\n" + "\n".join(errors))
+    return results
+
+
+def _adapter(recipe: Recipe, entry: SourceEntry) -> Source:
+    adapter_class = registry()[entry.source]
+    return adapter_class(recipe.source_root(entry), source_options(entry))
+
+
+def _artifacts(adapters: list[Source], work: Path, settings: BuildSettings) -> list[list[Artifact]]:
+    """sha256 of every input file, cached by (path, size, mtime) so unchanged files hash once."""
+    cache_path = work / "artifact_hashes.json"
+    cache = json.loads(cache_path.read_bytes()) if cache_path.exists() else {}
+    files = sorted({str(path) for adapter in adapters for path in adapter.inputs()})
+    stats = {name: os.stat(name) for name in files}
+    stale = [
+        name
+        for name in files
+        if cache.get(name, [None])[:2] != [stats[name].st_size, stats[name].st_mtime_ns]
+    ]
+    jobs = [(name, lambda name=name: _hash_task.remote(name)) for name in stale]
+    for name, digest in zip(stale, _run("hash", jobs, settings), strict=True):
+        cache[name] = [stats[name].st_size, stats[name].st_mtime_ns, digest]
+    write_atomic(cache_path, canonical_json(cache))
+    return [
+        [
+            Artifact(
+                path=os.path.relpath(path, adapter.root),
+                bytes=cache[str(path)][0],
+                sha256=cache[str(path)][2],
+            )
+            for path in sorted(adapter.inputs())
+        ]
+        for adapter in adapters
+    ]
+
+
+def _entry_key(entry: SourceEntry, adapter: Source, recipe: Recipe, limit: int | None) -> str:
+    """Normalized parts are reused while adapter, options, inputs, image policy and limit are unchanged."""
+    inputs = [
+        [str(path), os.stat(path).st_size, os.stat(path).st_mtime_ns] for path in sorted(adapter.inputs())
+    ]
+    identity = {
+        "adapter": [adapter.name, adapter.version],
+        "options": adapter.options.model_dump(mode="json"),
+        "root": str(adapter.root),
+        "inputs": inputs,
+        "image": recipe.image.model_dump(mode="json"),
+        "limit": limit,
+    }
+    return hashlib.sha256(canonical_json(identity)).hexdigest()[:16]
+
+
+def normalize(recipe: Recipe, settings: BuildSettings) -> list[EntryResult]:
+    """Normalize every entry's units (reusing completed parts) and gather kept samples and rejects."""
+    work = settings.out / WORK_DIR
+    adapters = [_adapter(recipe, entry) for entry in recipe.sources]
+    missing = [
+        f"{entry.label}: {item}"
+        for entry, adapter in zip(recipe.sources, adapters, strict=True)
+        for item in adapter.missing()
+    ]
+    if missing:
+        raise BuildError("required inputs are missing:\n" + "\n".join(missing))
+    artifacts = _artifacts(adapters, work, settings)
+    layout: list[tuple[SourceEntry, Source, list[Path]]] = []
+    jobs = []
+    for entry, adapter in zip(recipe.sources, adapters, strict=True):
+        part_dir = work / "parts" / f"{entry.label}-{_entry_key(entry, adapter, recipe, settings.limit)}"
+        parts = [part_dir / f"{index:06d}.tar" for index, _ in enumerate(adapter.units())]
+        layout.append((entry, adapter, parts))
+        for unit, part in zip(adapter.units(), parts, strict=True):
+            if not index_path(part).exists():
+                jobs.append(
+                    (
+                        f"{entry.label} unit {unit!r}",
+                        _normalize_job(entry, adapter, unit, recipe, part, settings),
+                    )
+                )
+    _run("normalize", jobs, settings)
+    return [
+        _gather(entry, adapter, parts, entry_artifacts, work, settings.limit)
+        for (entry, adapter, parts), entry_artifacts in zip(layout, artifacts, strict=True)
+    ]
+
+
+def _normalize_job(
+    entry: SourceEntry, adapter: Source, unit: str, recipe: Recipe, part: Path, settings: BuildSettings
+) -> Callable[[], ray.ObjectRef]:
+    args = (
+        entry.source,
+        str(adapter.root),
+        adapter.options.model_dump(mode="json"),
+        unit,
+        entry.label,
+        recipe.image.model_dump(mode="json"),
+        str(part),
+        settings.limit,
+    )
+    return lambda: _normalize_task.remote(*args)
+
+
+def _gather(
+    entry: SourceEntry,
+    adapter: Source,
+    parts: list[Path],
+    artifacts: list[Artifact],
+    work: Path,
+    limit: int | None,
+) -> EntryResult:
+    result = EntryResult(entry, type(adapter), artifacts)
+    budget = limit if limit is not None else float("inf")
+    for part in parts:
+        index = load_index(part)
+        relative = str(part.relative_to(work))
+        for record in index["records"]:
+            if result.read >= budget:
+                return result
+            if "members" in record:
+                result.kept.append(SampleCopy("", relative, record["members"]))
+                result.reencoded += record.get("reencoded", 0)
+            else:
+                reject = {"source": entry.label, "id": record["id"], "reason": record["reason"]}
+                result.rejects.append({**reject, "detail": record["detail"], "unit": index["unit"]})
+    return result
+
+
+def build(recipe: Recipe, settings: BuildSettings) -> Manifest:
+    """The whole build. The manifest is written last, only after every shard is complete."""
+    started = datetime.now(timezone.utc)
+    clock = time.monotonic()
+    out = settings.out
+    work = out / WORK_DIR
+    (out / "manifest.json").unlink(missing_ok=True)
+    with ray_session(settings):
+        entries = normalize(recipe, settings)
+        components = [
+            Component(result.entry.label, len(result.kept), result.entry.take, result.entry.repeat)
+            for result in entries
+        ]
+        shard_plan = plan(components, recipe.output.shard_size, recipe.seed)
+        shard_names = [f"{recipe.name}-{index:06d}.tar" for index in range(len(shard_plan))]
+        _remove_stale_shards(out / "shards", recipe.name, set(shard_names))
+        jobs = []
+        per_source = []
+        for shard_index, (name, slots) in enumerate(zip(shard_names, shard_plan, strict=True)):
+            copies = [
+                dataclasses.replace(
+                    entries[slot.component].kept[slot.index], key=f"{shard_index:06d}_{position:06d}"
+                )
+                for position, slot in enumerate(slots)
+            ]
+            counts = Counter(components[slot.component].name for slot in slots)
+            per_source.append({component.name: counts[component.name] for component in components})
+            plan_sha = hashlib.sha256(
+                canonical_json([dataclasses.asdict(copy) for copy in copies])
+            ).hexdigest()
+            args = (
+                str(out / "shards" / name),
+                str(work / "shards" / f"{name}.json"),
+                plan_sha,
+                str(work),
+                copies,
+            )
+            jobs.append((f"shard {name}", lambda args=args: _shard_task.remote(*args)))
+        written = _run("write", jobs, settings)
+    rejects = b"".join(canonical_json(reject) + b"\n" for result in entries for reject in result.rejects)
+    write_atomic(out / "rejects.jsonl", rejects)
+    manifest = _manifest(recipe, entries, components, shard_names, per_source, written, rejects)
+    manifest.build = BuildTimes(
+        started_at=started.isoformat(timespec="seconds"),
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        seconds=round(time.monotonic() - clock, 3),
+    )
+    write_atomic(out / "manifest.json", manifest.model_dump_json(indent=2).encode("utf-8") + b"\n")
+    return manifest
+
+
+def _remove_stale_shards(folder: Path, name: str, keep: set[str]) -> None:
+    """Drop leftovers of earlier builds: shards beyond the current plan and unfinished temp files."""
+    if not folder.exists():
+        return
+    for path in folder.iterdir():
+        stale_shard = path.name.startswith(f"{name}-") and path.suffix == ".tar" and path.name not in keep
+        if stale_shard or path.name.endswith(PARTIAL_SUFFIX):
+            path.unlink()
+
+
+def _manifest(
+    recipe: Recipe,
+    entries: list[EntryResult],
+    components: list[Component],
+    shard_names: list[str],
+    per_source: list[dict[str, int]],
+    written: list[dict[str, Any]],
+    rejects: bytes,
+) -> Manifest:
+    in_mixture = {
+        component.name: sum(counts[component.name] for counts in per_source) for component in components
+    }
+    total = sum(in_mixture.values())
+    stats = ShardStats()
+    for done in written:
+        stats.merge(ShardStats(**{name: Summary(**values) for name, values in done["stats"].items()}))
+    sources = [
+        SourceReport(
+            name=result.entry.label,
+            source=result.entry.source,
+            adapter_version=result.adapter.version,
+            licence=result.adapter.licence,
+            path=result.entry.path,
+            take=result.entry.take,
+            repeat=result.entry.repeat,
+            read=result.read,
+            kept=len(result.kept),
+            rejected=dict(sorted(Counter(reject["reason"] for reject in result.rejects).items())),
+            reencoded_images=result.reencoded,
+            in_mixture=in_mixture[component.name],
+            share=round(in_mixture[component.name] / total, 6) if total else 0.0,
+            artifacts=result.artifacts,
+        )
+        for result, component in zip(entries, components, strict=True)
+    ]
+    shards = [
+        ShardReport(
+            path=f"shards/{name}",
+            samples=done["samples"],
+            bytes=done["bytes"],
+            sha256=done["sha256"],
+            per_source=counts,
+        )
+        for name, done, counts in zip(shard_names, written, per_source, strict=True)
+    ]
+    licences = {source.name: source.licence for source in sources}
+    manifest = Manifest(
+        tool_version=__version__,
+        name=recipe.name,
+        seed=recipe.seed,
+        recipe=recipe.content(),
+        recipe_sha256=recipe.sha256(),
+        sources=sources,
+        shards=shards,
+        totals=Totals(
+            read=sum(source.read for source in sources),
+            kept=sum(source.kept for source in sources),
+            rejected=sum(len(result.rejects) for result in entries),
+            samples=total,
+            shards=len(shards),
+            bytes=sum(shard.bytes for shard in shards),
+        ),
+        stats=Stats(**{name: getattr(stats, name).report() for name in ShardStats.__dataclass_fields__}),
+        licences=licences,
+        strictest_terms=strictest_terms(list(licences.values())),
+        rejects_sha256=hashlib.sha256(rejects).hexdigest(),
+    )
+    manifest.content_sha256 = manifest.compute_content_sha256()
+    return manifest

@@ -1,0 +1,95 @@
+"""Image policy: load inside a root, validate fully, keep original bytes or re-encode."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from dataprep.paths import UnsafePath, resolve_inside
+from dataprep.recipe import ImagePolicy
+from dataprep.sample import ImageBytes, ImageFile, ImageInput
+
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+
+
+class ImageRejected(Exception):
+    """An image that cannot go into the mixture; `reason` is the reject code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    data: bytes
+    extension: str
+    width: int
+    height: int
+    reencoded: bool
+
+
+def load_bytes(image: ImageInput, roots: list[Path]) -> bytes:
+    """The encoded bytes of an image, reading files only inside the source's declared roots."""
+    if isinstance(image, ImageBytes):
+        return image.data
+    assert isinstance(image, ImageFile)
+    real_roots = {os.path.realpath(root) for root in roots}
+    if os.path.realpath(image.root) not in real_roots:
+        raise ImageRejected("unsafe_path", f"{image.root} is not a declared root of this source")
+    try:
+        path = resolve_inside(image.root, image.relpath)
+    except UnsafePath as error:
+        raise ImageRejected("unsafe_path", str(error)) from None
+    if not path.is_file():
+        raise ImageRejected("image_missing", f"{image.relpath} not found in {Path(image.root).name}/")
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ImageRejected("image_unreadable", f"{path}: {error}") from None
+
+
+def apply_policy(data: bytes, policy: ImagePolicy) -> EncodedImage:
+    """Decode fully (catching truncation and decompression bombs), then keep or re-encode."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as error:
+            raise ImageRejected("image_too_large", str(error)) from None
+        except UnidentifiedImageError:
+            raise ImageRejected("image_unreadable", "not a recognised image format") from None
+        except (OSError, ValueError) as error:
+            raise ImageRejected("image_unreadable", str(error)) from None
+        width, height = image.size
+        if width * height > policy.max_pixels:
+            raise ImageRejected("image_too_large", f"{width}x{height} exceeds {policy.max_pixels} pixels")
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError) as error:
+            reason = "image_truncated" if "truncated" in str(error).lower() else "image_unreadable"
+            raise ImageRejected(reason, str(error)) from None
+    too_big = policy.max_side is not None and max(width, height) > policy.max_side
+    if image.format in EXTENSIONS and not too_big:
+        return EncodedImage(data, EXTENSIONS[image.format], width, height, reencoded=False)
+    return _reencode(image, policy)
+
+
+def _reencode(image: Image.Image, policy: ImagePolicy) -> EncodedImage:
+    fmt = policy.format.upper()
+    keeps_alpha = fmt in {"PNG", "WEBP"} and image.mode in {"RGBA", "LA", "P"}
+    image = image.convert("RGBA" if keeps_alpha else "RGB")
+    if policy.max_side is not None and max(image.size) > policy.max_side:
+        scale = policy.max_side / max(image.size)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    params = {"quality": policy.quality} if fmt in {"JPEG", "WEBP"} else {}
+    image.save(buffer, format=fmt, **params)
+    return EncodedImage(buffer.getvalue(), EXTENSIONS[fmt], image.width, image.height, reencoded=True)

@@ -1,0 +1,109 @@
+"""The manifest: what a build used and produced. Written last, read by every consumer."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dataprep.shards import canonical_json
+
+FORMAT_VERSION = 1
+TIMESTAMP_FIELDS = {"build"}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Artifact(Strict):
+    """An upstream file a source read, pinned by size and sha256."""
+
+    path: str
+    bytes: int
+    sha256: str
+
+
+class SourceReport(Strict):
+    """Per recipe entry: what was read, kept, rejected (by reason) and put in the mixture."""
+
+    name: str
+    source: str
+    adapter_version: str
+    licence: str
+    path: str
+    take: int | float | str
+    repeat: int
+    read: int
+    kept: int
+    rejected: dict[str, int]
+    reencoded_images: int
+    in_mixture: int
+    share: float
+    artifacts: list[Artifact]
+
+
+class ShardReport(Strict):
+    path: str = Field(description="relative to the manifest's folder")
+    samples: int
+    bytes: int
+    sha256: str
+    per_source: dict[str, int]
+
+
+class Totals(Strict):
+    read: int
+    kept: int
+    rejected: int
+    samples: int
+    shards: int
+    bytes: int
+
+
+class Stats(Strict):
+    """Distribution summaries over the samples of the mixture."""
+
+    turns: dict[str, float]
+    text_chars: dict[str, float]
+    images_per_sample: dict[str, float]
+    image_width: dict[str, float]
+    image_height: dict[str, float]
+
+
+class BuildTimes(Strict):
+    started_at: str
+    finished_at: str
+    seconds: float
+
+
+class Manifest(Strict):
+    format_version: int = FORMAT_VERSION
+    tool_version: str
+    name: str
+    seed: int
+    recipe: dict[str, Any]
+    recipe_sha256: str
+    sources: list[SourceReport]
+    shards: list[ShardReport]
+    totals: Totals
+    stats: Stats
+    licences: dict[str, str]
+    strictest_terms: str
+    rejects_file: str = "rejects.jsonl"
+    rejects_sha256: str
+    content_sha256: str = ""
+    build: BuildTimes | None = None
+
+    def compute_content_sha256(self) -> str:
+        """Hash of everything but timestamps and the hash itself."""
+        content = self.model_dump(mode="json", exclude=TIMESTAMP_FIELDS | {"content_sha256"})
+        return hashlib.sha256(canonical_json(content)).hexdigest()
+
+    def shard_paths(self, manifest_path: Path) -> list[Path]:
+        return [manifest_path.parent / shard.path for shard in self.shards]
+
+
+def load_manifest(path: Path) -> Manifest:
+    return Manifest.model_validate_json(Path(path).read_bytes())

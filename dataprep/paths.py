@@ -1,0 +1,23 @@
+"""Resolve names found in records to files that stay inside a declared root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class UnsafePath(ValueError):
+    """A record named a path that leaves its root (absolute, `..`, or a link pointing out)."""
+
+
+def resolve_inside(root: Path, relpath: str) -> Path:
+    """Return the real path of `relpath` under `root`, refusing anything that escapes it."""
+    if not relpath or "\x00" in relpath:
+        raise UnsafePath(f"empty or invalid path {relpath!r}")
+    if os.path.isabs(relpath) or relpath.startswith(("/", "\\")):
+        raise UnsafePath(f"absolute path {relpath!r}")
+    real_root = os.path.realpath(root)
+    candidate = os.path.realpath(os.path.join(real_root, relpath))
+    if os.path.commonpath([real_root, candidate]) != real_root:
+        raise UnsafePath(f"{relpath!r} leaves its root folder")
+    return Path(candidate)

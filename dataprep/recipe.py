@@ -1,0 +1,204 @@
+"""The recipe: a YAML file validated into pydantic models, with errors that name file, line and field."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dataprep.shards import canonical_json
+
+NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+LOCATION_FIELDS = {"data_root": True, "output": {"dir"}}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OutputSpec(Strict):
+    dir: str = Field(description="output folder (relative to the working directory)")
+    shard_size: Annotated[int, Field(gt=0)] = 1000
+
+
+class ImagePolicy(Strict):
+    """Originals are kept when valid, of a kept format and within `max_side`; others are re-encoded."""
+
+    max_side: Annotated[int, Field(gt=0)] | None = None
+    format: Literal["jpeg", "png", "webp"] = "jpeg"
+    quality: Annotated[int, Field(ge=1, le=100)] = 95
+    max_pixels: Annotated[int, Field(gt=0)] = 89_478_485
+
+
+class SourceEntry(BaseModel):
+    """One mixture component; keys beyond the common ones are the adapter's options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    source: str
+    name: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
+    path: str
+    take: Literal["all"] | Annotated[int, Field(ge=0)] | float = "all"
+    repeat: Annotated[int, Field(ge=1)] = 1
+
+    @field_validator("take")
+    @classmethod
+    def _fraction_in_range(cls, take: Any) -> Any:
+        if isinstance(take, float) and not 0.0 < take <= 1.0:
+            raise ValueError("a fractional take must be in (0, 1]")
+        return take
+
+    @property
+    def label(self) -> str:
+        return self.name or self.source
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Recipe(Strict):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    seed: int = 0
+    data_root: str | None = Field(None, description="base of relative source paths (default: cwd)")
+    output: OutputSpec
+    image: ImagePolicy = ImagePolicy()
+    sources: Annotated[list[SourceEntry], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Recipe:
+        seen: set[str] = set()
+        for entry in self.sources:
+            if entry.label in seen:
+                raise ValueError(f"two sources are named {entry.label!r}: give each a distinct `name`")
+            seen.add(entry.label)
+        return self
+
+    def source_root(self, entry: SourceEntry) -> Path:
+        base = Path(self.data_root) if self.data_root else Path.cwd()
+        return (base / entry.path).absolute()
+
+    def content(self) -> dict[str, Any]:
+        """The recipe without its locations (output folder, data root): what the mixture depends on."""
+        return self.model_dump(mode="json", exclude=LOCATION_FIELDS)
+
+    def sha256(self) -> str:
+        return hashlib.sha256(canonical_json(self.content())).hexdigest()
+
+
+@dataclass(frozen=True)
+class Problem:
+    field: str
+    message: str
+    line: int | None
+
+
+class RecipeError(Exception):
+    """A recipe that cannot be built; every problem names its field and, when known, its line."""
+
+    def __init__(self, path: Path, problems: list[Problem]) -> None:
+        self.path = path
+        self.problems = problems
+        lines = [
+            f"{path}:{problem.line or '?'}: {problem.field or '<recipe>'}: {problem.message}"
+            for problem in problems
+        ]
+        super().__init__("invalid recipe\n" + "\n".join(lines))
+
+
+def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Read, validate and check a recipe file; raise `RecipeError` listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+        tree = yaml.compose(text)
+    except (OSError, yaml.YAMLError) as error:
+        mark = getattr(error, "problem_mark", None)
+        raise RecipeError(path, [Problem("", str(error), mark.line + 1 if mark else None)]) from None
+    if not isinstance(data, dict):
+        raise RecipeError(path, [Problem("", "a recipe is a YAML mapping", 1)])
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(data, dotted, value)
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as error:
+        raise RecipeError(path, _problems(error, tree)) from None
+    problems = _check_sources(recipe, tree)
+    if problems:
+        raise RecipeError(path, problems)
+    return recipe
+
+
+def _check_sources(recipe: Recipe, tree: yaml.Node) -> list[Problem]:
+    from dataprep.sources import registry
+
+    adapters = registry()
+    problems = []
+    for index, entry in enumerate(recipe.sources):
+        loc: tuple[Any, ...] = ("sources", index)
+        adapter = adapters.get(entry.source)
+        if adapter is None:
+            known = ", ".join(adapters)
+            problems.append(
+                _problem((*loc, "source"), f"unknown source {entry.source!r} (known: {known})", tree)
+            )
+            continue
+        try:
+            adapter.Options.model_validate(entry.options)
+        except ValidationError as error:
+            problems.extend(_problems(error, tree, prefix=loc))
+        root = recipe.source_root(entry)
+        if not root.exists():
+            problems.append(_problem((*loc, "path"), f"{root} does not exist", tree))
+    return problems
+
+
+def source_options(entry: SourceEntry) -> Any:
+    """The adapter options model of a validated entry."""
+    from dataprep.sources import registry
+
+    return registry()[entry.source].Options.model_validate(entry.options)
+
+
+def _problems(error: ValidationError, tree: yaml.Node, prefix: tuple[Any, ...] = ()) -> list[Problem]:
+    problems = []
+    for item in error.errors():
+        loc = (*prefix, *(part for part in item["loc"] if not _is_union_tag(part)))
+        problems.append(_problem(loc, item["msg"], tree))
+    return problems
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and ("[" in part or part.startswith("function-"))
+
+
+def _problem(loc: tuple[Any, ...], message: str, tree: yaml.Node) -> Problem:
+    return Problem(".".join(str(part) for part in loc), message, _line_of(tree, loc))
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the YAML node at `loc`, or of its nearest existing parent."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            child = next((value for key, value in node.value if key.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+        if child is None:
+            break
+        node = child
+        line = node.start_mark.line + 1
+    return line
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        data = data.setdefault(part, {})
+    data[last] = value

@@ -1,0 +1,61 @@
+"""Readable text views of a manifest."""
+
+from __future__ import annotations
+
+from dataprep.manifest import Manifest
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """A plain aligned text table: first column left-aligned, the others right-aligned."""
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            str(cell).ljust(width) if i == 0 else str(cell).rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
+
+
+def summary(manifest: Manifest) -> str:
+    """Per source: read, kept, rejected by reason, in mixture, share; then totals and shards."""
+    rows = []
+    for source in manifest.sources:
+        reasons = ", ".join(f"{reason} {count}" for reason, count in source.rejected.items()) or "-"
+        rows.append(
+            [
+                source.name,
+                f"{source.read:,}",
+                f"{source.kept:,}",
+                f"{sum(source.rejected.values()):,}",
+                reasons,
+                f"{source.in_mixture:,}",
+                f"{100 * source.share:.2f}%",
+            ]
+        )
+    totals = manifest.totals
+    rows.append(
+        [
+            "total",
+            f"{totals.read:,}",
+            f"{totals.kept:,}",
+            f"{totals.rejected:,}",
+            "",
+            f"{totals.samples:,}",
+            "100.00%" if totals.samples else "0.00%",
+        ]
+    )
+    headers = ["source", "read", "kept", "rejected", "reasons", "in mixture", "share"]
+    lines = [
+        f"{manifest.name}  (seed {manifest.seed}, recipe {manifest.recipe_sha256[:12]}, "
+        f"content {manifest.content_sha256[:12]})",
+        "",
+        table(headers, rows),
+        "",
+        f"{totals.shards} shards, {totals.bytes / 1e6:,.1f} MB, {totals.samples:,} samples; "
+        f"rejects in {manifest.rejects_file}",
+        f"licence terms: {manifest.strictest_terms}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,128 @@
+"""Deterministic tar writing and reading helpers for the shard contract.
+
+Same members in ⇒ same bytes out: members are written in the order given (callers sort by
+sample), with fixed mtime/uid/gid/mode and no user names, in plain POSIX (ustar) format.
+Files appear under their final name only once complete (write to a temp name, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TAR_FORMAT = tarfile.USTAR_FORMAT
+PARTIAL_SUFFIX = ".partial"
+
+
+@dataclass(frozen=True)
+class MemberLocation:
+    """Where a member's bytes lie inside a tar file."""
+
+    name: str
+    offset: int
+    size: int
+
+
+def canonical_json(value: Any) -> bytes:
+    """The one JSON encoding used for hashed content: sorted keys, UTF-8, no spaces."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def write_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> list[MemberLocation]:
+    """Atomically write `members` to the tar at `path`; return where each member's data lies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + PARTIAL_SUFFIX)
+    locations = []
+    with open(partial, "wb") as handle:
+        with tarfile.open(fileobj=handle, mode="w", format=TAR_FORMAT) as archive:
+            for name, data in members:
+                info = _tarinfo(name, len(data))
+                header = len(info.tobuf(archive.format, archive.encoding, archive.errors))
+                locations.append(MemberLocation(name, archive.offset + header, len(data)))
+                archive.addfile(info, io.BytesIO(data))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+    return locations
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a small file so that readers see either nothing or all of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + PARTIAL_SUFFIX)
+    with open(partial, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+
+
+def read_at(path: Path, location: MemberLocation) -> bytes:
+    """Read one member's bytes by its recorded location."""
+    with open(path, "rb") as handle:
+        handle.seek(location.offset)
+        data = handle.read(location.size)
+    if len(data) != location.size:
+        raise OSError(f"{path}: member {location.name} is truncated")
+    return data
+
+
+def iter_tar(path: Path) -> Iterator[tuple[str, bytes]]:
+    """Yield (member name, bytes) of a tar file in stored order."""
+    with tarfile.open(path, mode="r:") as archive:
+        for info in archive:
+            if info.isfile():
+                handle = archive.extractfile(info)
+                assert handle is not None
+                yield info.name, handle.read()
+
+
+def split_member_name(name: str) -> tuple[str, str]:
+    """`<key>.<suffix>` → (key, suffix), splitting at the first dot as webdataset does."""
+    key, _, suffix = name.partition(".")
+    return key, suffix
+
+
+def iter_samples(path: Path) -> Iterator[tuple[str, dict[str, Any], dict[str, bytes]]]:
+    """Yield (key, sample json, {image suffix: bytes}) for each sample of a shard."""
+    current_key: str | None = None
+    members: dict[str, bytes] = {}
+    for name, data in iter_tar(path):
+        key, suffix = split_member_name(name)
+        if current_key is not None and key != current_key:
+            yield _sample(current_key, members)
+            members = {}
+        current_key = key
+        members[suffix] = data
+    if current_key is not None:
+        yield _sample(current_key, members)
+
+
+def _sample(key: str, members: dict[str, bytes]) -> tuple[str, dict[str, Any], dict[str, bytes]]:
+    record = json.loads(members.pop("json"))
+    return key, record, {suffix: members[suffix] for suffix in record["images"]}

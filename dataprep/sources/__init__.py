@@ -1,0 +1,25 @@
+"""Source adapters, discovered from the modules of this package."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from functools import cache
+
+from dataprep.sources.base import Source
+
+
+@cache
+def registry() -> dict[str, type[Source]]:
+    """Every adapter by its recipe name."""
+    for module in pkgutil.iter_modules(__path__):
+        if module.name != "base":
+            importlib.import_module(f"{__name__}.{module.name}")
+    found: dict[str, type[Source]] = {}
+    pending = list(Source.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if getattr(cls, "name", None):
+            found[cls.name] = cls
+    return dict(sorted(found.items()))

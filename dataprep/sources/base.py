@@ -1,0 +1,77 @@
+"""The small protocol every source adapter follows.
+
+An adapter knows one upstream layout and nothing of Ray, shards or manifests: it lists
+independent work units, and turns each unit's raw records into `Sample`s or `Reject`s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from dataprep.paths import resolve_inside
+from dataprep.sample import Record
+
+SHORT_ANSWER_SUFFIX = "\nAnswer the question using a single word or phrase."
+MULTIPLE_CHOICE_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
+
+T = TypeVar("T")
+
+
+class SourceOptions(BaseModel):
+    """Adapter-specific recipe options; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(ABC):
+    """Base class of source adapters. Subclasses set `name`, `licence`, `Options`."""
+
+    name: ClassVar[str]
+    licence: ClassVar[str]
+    version: ClassVar[str] = "1"
+    Options: ClassVar[type[SourceOptions]] = SourceOptions
+
+    def __init__(self, root: Path, options: SourceOptions) -> None:
+        self.root = Path(root)
+        self.options = options
+
+    def roots(self) -> list[Path]:
+        """Folders this source may read from; image files must stay inside one of them."""
+        return [self.root]
+
+    def file(self, relpath: str) -> Path:
+        """A path named by a record, resolved inside the source root (raises `UnsafePath`)."""
+        return resolve_inside(self.root, relpath)
+
+    @abstractmethod
+    def inputs(self) -> list[Path]:
+        """The annotation/data files this source reads; hashed and listed as artifacts."""
+
+    def missing(self) -> list[str]:
+        """Required inputs that are absent, as human-readable descriptions."""
+        return [str(path) for path in self.inputs() if not path.exists()]
+
+    @abstractmethod
+    def units(self) -> list[str]:
+        """Names of independent work units, in a stable order."""
+
+    @abstractmethod
+    def read(self, unit: str) -> Iterator[Record]:
+        """Yield the unit's records in a stable order."""
+
+
+def pick(choices: Sequence[T], key: str) -> T:
+    """Choose one item deterministically from `key` (same key, same choice, on any machine)."""
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return choices[int.from_bytes(digest[:8], "big") % len(choices)]
+
+
+def option_lines(options: Sequence[str]) -> str:
+    """Render multiple-choice options as lines `A. ...`, `B. ...`."""
+    return "\n".join(f"{chr(ord('A') + index)}. {text}" for index, text in enumerate(options))

@@ -1,0 +1,109 @@
+"""Full builds on a real embedded Ray cluster, read back with the independent webdataset library."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import webdataset as wds
+
+from dataprep.engine import BuildSettings, build
+from dataprep.recipe import load_recipe
+from upstream import recipe_yaml, write_conversations
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    root = tmp_path_factory.mktemp("upstream")
+    facts = write_conversations(root / "mine")
+    return root, facts
+
+
+def _build(tmp_path: Path, data_root: Path, name: str = "mix", **kwargs):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    recipe_file = tmp_path / f"{name}.yaml"
+    out = tmp_path / f"out-{name}"
+    recipe_file.write_text(recipe_yaml(name, data_root, out, **kwargs))
+    manifest = build(load_recipe(recipe_file), BuildSettings(out=out, progress=False))
+    return out, manifest
+
+
+def test_build_round_trips_through_webdataset(ray_cluster, upstream, tmp_path):
+    data_root, facts = upstream
+    out, manifest = _build(tmp_path, data_root)
+
+    urls = [str(out / shard.path) for shard in manifest.shards]
+    dataset = wds.WebDataset(urls, shardshuffle=False, empty_check=False)
+    seen = Counter()
+    for sample in dataset:
+        record = json.loads(sample["json"])
+        expected = facts["expected"][record["id"]]
+        seen[record["id"]] += 1
+        assert record["source"] == "mine"
+        assert record["conversations"] == expected["conversations"]
+        assert [sample[suffix] for suffix in record["images"]] == expected["images"]
+        assert "." not in sample["__key__"]
+    assert seen == Counter(facts["expected"].keys())
+
+    (source,) = manifest.sources
+    assert source.kept == len(facts["expected"]) == manifest.totals.samples
+    assert source.rejected == dict(sorted(Counter(facts["rejects"].values()).items()))
+    assert source.read == source.kept + len(facts["rejects"])
+    assert all(shard.samples <= 4 for shard in manifest.shards)
+    assert sum(shard.samples for shard in manifest.shards) == manifest.totals.samples
+
+
+def test_rejects_file_names_each_bad_record(ray_cluster, upstream, tmp_path):
+    data_root, facts = upstream
+    out, manifest = _build(tmp_path, data_root)
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert {reject["id"]: reject["reason"] for reject in rejects} == facts["rejects"]
+    missing = next(reject for reject in rejects if reject["id"] == "missing")
+    assert "nowhere.jpg" in missing["detail"]
+    assert all(reject["source"] == "mine" for reject in rejects)
+
+
+def test_same_recipe_gives_identical_bytes(ray_cluster, upstream, tmp_path):
+    data_root, _ = upstream
+    _, first = _build(tmp_path / "a", data_root)
+    _, second = _build(tmp_path / "b", data_root)
+    assert [shard.sha256 for shard in first.shards] == [shard.sha256 for shard in second.shards]
+    assert first.content_sha256 == second.content_sha256 == second.compute_content_sha256()
+    assert first.rejects_sha256 == second.rejects_sha256
+
+
+def test_every_shard_carries_the_recipe_proportions(ray_cluster, upstream, tmp_path):
+    data_root, facts = upstream
+    twice = """  - source: conversations
+    name: again
+    path: mine
+    file: train.jsonl
+    image_root: images
+    take: 5
+    repeat: 3
+"""
+    _, manifest = _build(tmp_path, data_root, shard_size=5, extra_sources=twice)
+    kept = len(facts["expected"])
+    in_mixture = {source.name: source.in_mixture for source in manifest.sources}
+    assert in_mixture == {"mine": kept, "again": 15}
+    total = kept + 15
+    for shard in manifest.shards:
+        for name, count in shard.per_source.items():
+            assert abs(count - in_mixture[name] * shard.samples / total) <= 1
+
+
+def test_oversized_images_are_reencoded_within_max_side(ray_cluster, upstream, tmp_path):
+    data_root, facts = upstream
+    recipe_file = tmp_path / "small.yaml"
+    text = recipe_yaml("small", data_root, tmp_path / "out").replace("max_pixels: 4000000", "max_pixels: 4000000, max_side: 64")
+    recipe_file.write_text(text)
+    manifest = build(load_recipe(recipe_file), BuildSettings(out=tmp_path / "out", progress=False))
+    images = [facts["expected"][key]["images"] for key in facts["expected"]]
+    assert manifest.sources[0].reencoded_images == sum(len(item) for item in images)
+    for sample in wds.WebDataset([str(tmp_path / "out" / s.path) for s in manifest.shards], shardshuffle=False):
+        record = json.loads(sample["json"])
+        for (width, height), suffix in zip(record["image_sizes"], record["images"], strict=True):
+            assert max(width, height) == 64
+            assert suffix == "jpg"
