@@ -15,7 +15,12 @@ def ray_cluster():
     """A real local Ray cluster shared by the tests that build in-process."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024,
-             log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=200 * 1024 * 1024,
+        log_to_driver=False,
+    )
     yield
     ray.shutdown()

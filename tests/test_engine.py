@@ -11,6 +11,7 @@ import webdataset as wds
 
 from dataprep.engine import BuildSettings, build
 from dataprep.recipe import load_recipe
+
 from upstream import recipe_yaml, write_conversations
 
 
@@ -57,7 +58,7 @@ def test_build_round_trips_through_webdataset(ray_cluster, upstream, tmp_path):
 
 def test_rejects_file_names_each_bad_record(ray_cluster, upstream, tmp_path):
     data_root, facts = upstream
-    out, manifest = _build(tmp_path, data_root)
+    out, _ = _build(tmp_path, data_root)
     rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
     assert {reject["id"]: reject["reason"] for reject in rejects} == facts["rejects"]
     missing = next(reject for reject in rejects if reject["id"] == "missing")
@@ -97,12 +98,16 @@ def test_every_shard_carries_the_recipe_proportions(ray_cluster, upstream, tmp_p
 def test_oversized_images_are_reencoded_within_max_side(ray_cluster, upstream, tmp_path):
     data_root, facts = upstream
     recipe_file = tmp_path / "small.yaml"
-    text = recipe_yaml("small", data_root, tmp_path / "out").replace("max_pixels: 4000000", "max_pixels: 4000000, max_side: 64")
+    text = recipe_yaml("small", data_root, tmp_path / "out").replace(
+        "max_pixels: 4000000", "max_pixels: 4000000, max_side: 64"
+    )
     recipe_file.write_text(text)
     manifest = build(load_recipe(recipe_file), BuildSettings(out=tmp_path / "out", progress=False))
     images = [facts["expected"][key]["images"] for key in facts["expected"]]
     assert manifest.sources[0].reencoded_images == sum(len(item) for item in images)
-    for sample in wds.WebDataset([str(tmp_path / "out" / s.path) for s in manifest.shards], shardshuffle=False):
+    for sample in wds.WebDataset(
+        [str(tmp_path / "out" / s.path) for s in manifest.shards], shardshuffle=False
+    ):
         record = json.loads(sample["json"])
         for (width, height), suffix in zip(record["image_sizes"], record["images"], strict=True):
             assert max(width, height) == 64

@@ -19,7 +19,10 @@ def _write_upstream(root: Path, count: int) -> None:
     root.mkdir(parents=True)
     with open(root / "chat.jsonl", "w") as handle:
         for index in range(count):
-            turns = [{"from": "human", "value": f"question {index}"}, {"from": "gpt", "value": f"answer {index}"}]
+            turns = [
+                {"from": "human", "value": f"question {index}"},
+                {"from": "gpt", "value": f"answer {index}"},
+            ]
             handle.write(json.dumps({"id": str(index), "conversations": turns}) + "\n")
 
 
@@ -40,7 +43,9 @@ def test_sigkill_then_rerun_equals_uninterrupted(ray_cluster, tmp_path):
     data_root = tmp_path / "data"
     _write_upstream(data_root / "chat", 400)
     reference = tmp_path / "reference"
-    expected = build(load_recipe(_recipe(tmp_path / "a.yaml", data_root, reference)), BuildSettings(out=reference))
+    expected = build(
+        load_recipe(_recipe(tmp_path / "a.yaml", data_root, reference)), BuildSettings(out=reference)
+    )
 
     out = tmp_path / "resumed"
     recipe = _recipe(tmp_path / "b.yaml", data_root, out)

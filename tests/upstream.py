@@ -52,7 +52,9 @@ def write_conversations(root: Path, good: int = 12, seed: int = 0) -> dict[str, 
     for record_id, (name, _) in planted.items():
         turns = [{"from": "human", "value": "<image>\nDescribe."}, {"from": "gpt", "value": "No."}]
         records.append({"id": record_id, "image": name, "conversations": turns})
-    records.append({"id": "gpt-first", "conversations": [{"from": "gpt", "value": "x"}, {"from": "human", "value": "y"}]})
+    records.append(
+        {"id": "gpt-first", "conversations": [{"from": "gpt", "value": "x"}, {"from": "human", "value": "y"}]}
+    )
     rejects = {record_id: reason for record_id, (_, reason) in planted.items()}
     rejects["gpt-first"] = "bad_conversation"
     rng.shuffle(records)

@@ -1,0 +1,40 @@
+"""The command line as a user meets it: exit codes, tables, verification."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dataprep.cli import main
+
+from upstream import recipe_yaml, write_conversations
+
+
+def test_bad_recipe_exits_2_and_writes_nothing(tmp_path, capsys):
+    recipe = tmp_path / "bad.yaml"
+    out = tmp_path / "out"
+    recipe.write_text(recipe_yaml("bad", tmp_path, out).replace("source: conversations", "source: typo"))
+    assert main(["build", str(recipe), "--quiet"]) == 2
+    assert "sources.0.source" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_build_show_and_validate(ray_cluster, tmp_path, capsys):
+    write_conversations(tmp_path / "mine")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(recipe_yaml("cli", tmp_path, tmp_path / "out"))
+    assert main(["build", str(recipe), "--quiet"]) == 0
+    manifest = tmp_path / "out" / "manifest.json"
+    capsys.readouterr()
+    assert main(["manifest", "show", str(manifest)]) == 0
+    shown = capsys.readouterr().out
+    assert "image_missing 1" in shown and "100.00%" in shown and "mine" in shown
+    assert main(["manifest", "validate", str(manifest)]) == 0
+    shard = next(Path(tmp_path / "out" / "shards").glob("*.tar"))
+    shard.write_bytes(shard.read_bytes()[:-512] + b"\0" * 511 + b"\1")
+    assert main(["manifest", "validate", str(manifest)]) == 1
+    assert shard.name in capsys.readouterr().err
+
+
+def test_sources_lists_adapters(capsys):
+    assert main(["sources"]) == 0
+    assert "conversations" in capsys.readouterr().out

@@ -1,0 +1,75 @@
+"""Image policy: originals kept byte-exact, oversize re-encoded, bad images rejected by reason."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+from PIL import Image
+
+from dataprep.fixtures.draw import encode, photo
+from dataprep.images import ImageRejected, apply_policy, load_bytes
+from dataprep.recipe import ImagePolicy
+from dataprep.sample import ImageBytes, ImageFile
+
+DEFAULT_POLICY = ImagePolicy()
+
+
+def _reason(data: bytes, policy: ImagePolicy = DEFAULT_POLICY) -> str:
+    with pytest.raises(ImageRejected) as caught:
+        apply_policy(data, policy)
+    return caught.value.reason
+
+
+def test_valid_image_keeps_its_bytes():
+    data = encode(photo(random.Random(1), 120, 80), "JPEG", quality=80)
+    image = apply_policy(data, ImagePolicy())
+    assert (image.data, image.extension, image.width, image.height, image.reencoded) == (
+        data,
+        "jpg",
+        120,
+        80,
+        False,
+    )
+
+
+def test_oversize_is_reencoded_in_the_policy_format():
+    data = encode(photo(random.Random(1), 300, 100), "PNG")
+    image = apply_policy(data, ImagePolicy(max_side=60, format="webp", quality=70))
+    assert (image.extension, image.width, image.height, image.reencoded) == ("webp", 60, 20, True)
+    assert Image.open(io.BytesIO(image.data)).format == "WEBP"
+
+
+def test_other_formats_are_converted():
+    data = encode(photo(random.Random(2), 40, 30), "GIF")
+    image = apply_policy(data, ImagePolicy())
+    assert (image.extension, image.reencoded) == ("jpg", True)
+
+
+def test_bad_images_are_rejected_with_reasons():
+    jpeg = encode(photo(random.Random(3), 200, 150), "JPEG")
+    assert _reason(jpeg[: len(jpeg) // 2]) == "image_truncated"
+    assert _reason(b"definitely not an image") == "image_unreadable"
+    bomb = encode(Image.new("L", (2000, 2000)), "PNG")
+    assert _reason(bomb, ImagePolicy(max_pixels=1_000_000)) == "image_too_large"
+
+
+def test_files_are_read_only_inside_declared_roots(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "a.jpg").write_bytes(b"abc")
+    (tmp_path / "outside.jpg").write_bytes(b"secret")
+    (root / "link.jpg").symlink_to(tmp_path / "outside.jpg")
+    assert load_bytes(ImageFile(root, "a.jpg"), [root]) == b"abc"
+    assert load_bytes(ImageBytes(b"xyz"), []) == b"xyz"
+    for image, reason in [
+        (ImageFile(root, "../outside.jpg"), "unsafe_path"),
+        (ImageFile(root, "/etc/passwd"), "unsafe_path"),
+        (ImageFile(root, "link.jpg"), "unsafe_path"),
+        (ImageFile(tmp_path, "outside.jpg"), "unsafe_path"),
+        (ImageFile(root, "absent.jpg"), "image_missing"),
+    ]:
+        with pytest.raises(ImageRejected) as caught:
+            load_bytes(image, [root])
+        assert caught.value.reason == reason, image

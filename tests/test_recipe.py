@@ -1,0 +1,104 @@
+"""Recipe validation: every error names the file, the line and the field; nothing is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dataprep.recipe import RecipeError, load_recipe
+
+VALID = """\
+name: demo
+seed: 3
+output:
+  dir: out
+  shard_size: 10
+sources:
+  - source: conversations
+    path: {path}
+    file: a.jsonl
+"""
+
+
+@pytest.fixture
+def source_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    return folder
+
+
+def _load(tmp_path: Path, text: str):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    return path, load_recipe(path)
+
+
+def _error(tmp_path: Path, text: str) -> RecipeError:
+    with pytest.raises(RecipeError) as caught:
+        _load(tmp_path, text)
+    return caught.value
+
+
+def test_valid_recipe_loads(tmp_path, source_dir):
+    _, recipe = _load(tmp_path, VALID.format(path=source_dir))
+    assert recipe.sources[0].options == {"file": "a.jsonl"}
+    assert recipe.output.shard_size == 10
+    assert recipe.source_root(recipe.sources[0]) == source_dir
+
+
+def test_unknown_source_names_field_and_line(tmp_path, source_dir):
+    error = _error(tmp_path, VALID.format(path=source_dir).replace("source: conversations", "source: nope"))
+    (problem,) = error.problems
+    assert problem.field == "sources.0.source"
+    assert problem.line == 7
+    assert "nope" in problem.message and "conversations" in problem.message
+    assert str(tmp_path / "recipe.yaml") + ":7: sources.0.source" in str(error)
+
+
+def test_wrong_type_names_field(tmp_path, source_dir):
+    error = _error(tmp_path, VALID.format(path=source_dir).replace("shard_size: 10", "shard_size: many"))
+    assert [(p.field, p.line) for p in error.problems] == [("output.shard_size", 5)]
+
+
+def test_missing_path_names_field(tmp_path):
+    error = _error(tmp_path, VALID.format(path=tmp_path / "absent"))
+    assert [(p.field, p.line) for p in error.problems] == [("sources.0.path", 8)]
+    assert "does not exist" in error.problems[0].message
+
+
+def test_unknown_top_level_key(tmp_path, source_dir):
+    error = _error(tmp_path, VALID.format(path=source_dir) + "colour: blue\n")
+    assert [(p.field, p.line) for p in error.problems] == [("colour", 10)]
+
+
+def test_unknown_adapter_option(tmp_path, source_dir):
+    error = _error(tmp_path, VALID.format(path=source_dir) + "    flavour: sweet\n")
+    assert [(p.field, p.line) for p in error.problems] == [("sources.0.flavour", 10)]
+
+
+def test_missing_required_key(tmp_path, source_dir):
+    error = _error(tmp_path, VALID.format(path=source_dir).replace("name: demo\n", ""))
+    assert [p.field for p in error.problems] == ["name"]
+
+
+def test_bad_take_fraction_and_duplicate_names(tmp_path, source_dir):
+    error = _error(tmp_path, VALID.format(path=source_dir) + "    take: 1.5\n")
+    assert [p.field for p in error.problems] == ["sources.0.take"]
+    doubled = (
+        VALID.format(path=source_dir)
+        + f"  - source: conversations\n    path: {source_dir}\n    file: a.jsonl\n"
+    )
+    assert "distinct `name`" in str(_error(tmp_path, doubled))
+
+
+def test_yaml_syntax_error_has_line(tmp_path):
+    error = _error(tmp_path, "name: [unclosed\nseed: 1\n")
+    assert error.problems[0].line is not None
+
+
+def test_hash_ignores_locations(tmp_path, source_dir):
+    _, first = _load(tmp_path, VALID.format(path=source_dir))
+    _, moved = _load(tmp_path, VALID.format(path=source_dir).replace("dir: out", "dir: elsewhere"))
+    _, reseeded = _load(tmp_path, VALID.format(path=source_dir).replace("seed: 3", "seed: 4"))
+    assert first.sha256() == moved.sha256() != reseeded.sha256()

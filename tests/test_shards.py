@@ -1,0 +1,41 @@
+"""Deterministic tar writing: same members, same bytes; the standard tar reader agrees."""
+
+from __future__ import annotations
+
+import tarfile
+
+import pytest
+
+from dataprep.shards import MemberLocation, iter_samples, read_at, write_tar
+
+
+def test_same_members_same_bytes_and_offsets(tmp_path):
+    members = [("k1.json", b'{"images":["jpg"]}'), ("k1.jpg", b"\xff\xd8abc"), ("k2.json", b'{"images":[]}')]
+    first = write_tar(tmp_path / "a.tar", members)
+    second = write_tar(tmp_path / "b.tar", members)
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+    assert first == second
+    for location, (_, data) in zip(first, members, strict=True):
+        assert read_at(tmp_path / "a.tar", location) == data
+    with tarfile.open(tmp_path / "a.tar") as archive:
+        infos = archive.getmembers()
+    assert [info.name for info in infos] == [name for name, _ in members]
+    assert {(info.mtime, info.uid, info.gid, info.mode, info.uname) for info in infos} == {
+        (0, 0, 0, 0o644, "")
+    }
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_iter_samples_groups_members(tmp_path):
+    write_tar(
+        tmp_path / "s.tar",
+        [("a.json", b'{"images":["0.jpg","1.png"]}'), ("a.0.jpg", b"x"), ("a.1.png", b"y")],
+    )
+    ((key, record, images),) = list(iter_samples(tmp_path / "s.tar"))
+    assert key == "a" and record["images"] == ["0.jpg", "1.png"] and images == {"0.jpg": b"x", "1.png": b"y"}
+
+
+def test_read_at_detects_truncation(tmp_path):
+    (tmp_path / "t.tar").write_bytes(b"short")
+    with pytest.raises(OSError, match="truncated"):
+        read_at(tmp_path / "t.tar", MemberLocation("x", 2, 10))
