@@ -6,10 +6,22 @@ import argparse
 import sys
 from pathlib import Path
 
+from dataprep.engine import (
+    BuildError,
+    BuildSettings,
+    build,
+    components_of,
+    missing_inputs,
+    normalize,
+    ray_session,
+)
+from dataprep.fixtures import generate_all
 from dataprep.manifest import load_manifest
-from dataprep.recipe import RecipeError, load_recipe
-from dataprep.report import summary
+from dataprep.mixture import plan
+from dataprep.recipe import Recipe, RecipeError, load_recipe
+from dataprep.report import plan_table, summary
 from dataprep.shards import sha256_file
+from dataprep.sources import registry
 
 
 def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dataprep", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _recipe_arguments(commands.add_parser("build", help="build shards and manifest from a recipe"))
+    _recipe_arguments(
+        commands.add_parser("plan", help="what each source holds and will contribute; no shards")
+    )
     manifest = commands.add_parser("manifest", help="inspect a manifest")
     manifest_commands = manifest.add_subparsers(dest="manifest_command", required=True)
     manifest_commands.add_parser("show", help="per-source table and totals").add_argument(
@@ -41,18 +56,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _build(args: argparse.Namespace) -> int:
-    from dataprep.engine import BuildError, BuildSettings, build
-
-    recipe = _load(args)
-    out = Path(args.out or recipe.output.dir)
-    settings = BuildSettings(
-        out=out,
+def _settings(args: argparse.Namespace, recipe: Recipe) -> BuildSettings:
+    return BuildSettings(
+        out=Path(args.out or recipe.output.dir),
         workers=args.workers,
         ray_address=args.ray_address,
         limit=args.limit,
         progress=False if args.quiet else None,
     )
+
+
+def _build(args: argparse.Namespace) -> int:
+    recipe = _load(args)
+    settings = _settings(args, recipe)
+    out = settings.out
     try:
         manifest = build(recipe, settings)
     except BuildError as error:
@@ -63,7 +80,25 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace):
+def _plan(args: argparse.Namespace) -> int:
+    recipe = _load(args)
+    missing = missing_inputs(recipe)
+    if missing:
+        print("required inputs are missing:\n" + "\n".join(missing), file=sys.stderr)
+        return 1
+    try:
+        settings = _settings(args, recipe)
+        with ray_session(settings):
+            entries = normalize(recipe, settings)
+    except BuildError as error:
+        print(f"plan failed: {error}", file=sys.stderr)
+        return 1
+    shards = plan(components_of(entries), recipe.output.shard_size, recipe.seed)
+    print(plan_table(entries, shards))
+    return 0
+
+
+def _load(args: argparse.Namespace) -> Recipe:
     overrides = {"data_root": args.data_root} if args.data_root else {}
     return load_recipe(args.recipe, overrides)
 
@@ -89,19 +124,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             return _build(args)
+        if args.command == "plan":
+            return _plan(args)
         if args.command == "manifest" and args.manifest_command == "show":
             print(summary(load_manifest(args.manifest)))
             return 0
         if args.command == "manifest":
             return _validate(args.manifest)
         if args.command == "sources":
-            from dataprep.sources import registry
-
             for name, adapter in registry().items():
                 print(f"{name:14} v{adapter.version}  {adapter.licence}")
             return 0
-        from dataprep.fixtures import generate_all
-
         for name, facts in generate_all(args.out, seed=args.seed).items():
             print(f"{name:14} {args.out / name}  {facts.get('expected_samples', '?')} samples expected")
         return 0

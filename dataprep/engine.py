@@ -226,15 +226,25 @@ def _entry_key(entry: SourceEntry, adapter: Source, recipe: Recipe, limit: int |
     return hashlib.sha256(canonical_json(identity)).hexdigest()[:16]
 
 
+def missing_inputs(recipe: Recipe) -> list[str]:
+    """Every required upstream file that is absent, as `<source name>: <what>`."""
+    return [
+        f"{entry.label}: {item}" for entry in recipe.sources for item in _adapter(recipe, entry).missing()
+    ]
+
+
+def components_of(entries: list[EntryResult]) -> list[Component]:
+    return [
+        Component(result.entry.label, len(result.kept), result.entry.take, result.entry.repeat)
+        for result in entries
+    ]
+
+
 def normalize(recipe: Recipe, settings: BuildSettings) -> list[EntryResult]:
     """Normalize every entry's units (reusing completed parts) and gather kept samples and rejects."""
     work = settings.out / WORK_DIR
     adapters = [_adapter(recipe, entry) for entry in recipe.sources]
-    missing = [
-        f"{entry.label}: {item}"
-        for entry, adapter in zip(recipe.sources, adapters, strict=True)
-        for item in adapter.missing()
-    ]
+    missing = missing_inputs(recipe)
     if missing:
         raise BuildError("required inputs are missing:\n" + "\n".join(missing))
     artifacts = _artifacts(adapters, work, settings)
@@ -309,10 +319,7 @@ def build(recipe: Recipe, settings: BuildSettings) -> Manifest:
     (out / "manifest.json").unlink(missing_ok=True)
     with ray_session(settings):
         entries = normalize(recipe, settings)
-        components = [
-            Component(result.entry.label, len(result.kept), result.entry.take, result.entry.repeat)
-            for result in entries
-        ]
+        components = components_of(entries)
         shard_plan = plan(components, recipe.output.shard_size, recipe.seed)
         shard_names = [f"{recipe.name}-{index:06d}.tar" for index in range(len(shard_plan))]
         _remove_stale_shards(out / "shards", recipe.name, set(shard_names))

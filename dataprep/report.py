@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import TYPE_CHECKING
+
 from dataprep.manifest import Manifest
+from dataprep.mixture import Slot
+
+if TYPE_CHECKING:
+    from dataprep.engine import EntryResult
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -59,3 +66,27 @@ def summary(manifest: Manifest) -> str:
         f"licence terms: {manifest.strictest_terms}",
     ]
     return "\n".join(lines)
+
+
+def plan_table(entries: list[EntryResult], shards: list[list[Slot]]) -> str:
+    """Per source: inputs found, records read and kept, missing images, other rejects, planned count."""
+    planned = Counter(slot.component for shard in shards for slot in shard)
+    rows = []
+    for index, result in enumerate(entries):
+        reasons = Counter(reject["reason"] for reject in result.rejects)
+        missing_images = reasons.pop("image_missing", 0)
+        input_bytes = sum(artifact.bytes for artifact in result.artifacts)
+        rows.append(
+            [
+                result.entry.label,
+                f"{len(result.artifacts)} ({input_bytes / 1e6:,.1f} MB)",
+                f"{result.read:,}",
+                f"{len(result.kept):,}",
+                f"{missing_images:,}",
+                ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items())) or "-",
+                f"{planned[index]:,}",
+            ]
+        )
+    headers = ["source", "input files", "read", "kept", "images missing", "other rejects", "will produce"]
+    total = sum(planned.values())
+    return table(headers, rows) + f"\n\n{total:,} samples in {len(shards)} shards"

@@ -1,0 +1,38 @@
+"""Pieces shared by the multiple-choice figure sources (AI2D, GeoQA+): the prompt option,
+the question/answer turns, and PNG encoding of figures the adapter draws or unpickles."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+from PIL import Image
+
+from dataprep.sample import IMAGE_PLACEHOLDER, Turn
+from dataprep.sources.base import MULTIPLE_CHOICE_SUFFIX, SourceOptions, option_lines
+
+
+class MultipleChoicePrompt(SourceOptions):
+    """How a multiple-choice question is put to the model."""
+
+    suffix: str = MULTIPLE_CHOICE_SUFFIX
+
+
+def answer_letter(index: int) -> str:
+    """The option letter of a 0-based index: 0 → "A"."""
+    return chr(ord("A") + index)
+
+
+def multiple_choice_turns(
+    question: str, options: Sequence[str], answer_index: int, prompt: MultipleChoicePrompt
+) -> list[Turn]:
+    """`<image>`, the question, the options as lines `A. ...`, the suffix; the answer is a letter."""
+    human = f"{IMAGE_PLACEHOLDER}\n{question}\n{option_lines(options)}{prompt.suffix}"
+    return [Turn("human", human), Turn("gpt", answer_letter(answer_index))]
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """Encode a PIL image as PNG (lossless, same pixels give the same bytes)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,167 @@
+"""SynthDoG-EN: synthetic English document pages for OCR (Hugging Face `naver-clova-ix/synthdog-en`).
+
+Parquet shards `data/train-000NN-of-00084-<hash>.parquet` and
+`data/validation-00000-of-00001-<hash>.parquet`, columns `image` = struct {bytes, path} (JPEG)
+and `ground_truth` = JSON `{"gt_parse": {"text_sequence": ...}}`. One sample per row: an OCR
+request chosen deterministically from a fixed list, answered with the page's text sequence.
+Work units are (shard, row group) pairs, read in batches of `batch_rows`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+import pyarrow.parquet as pq
+from pydantic import Field, field_validator, model_validator
+
+from dataprep.sample import IMAGE_PLACEHOLDER, ImageBytes, Reject, Sample, Turn
+from dataprep.sources.base import Source, SourceOptions, pick
+
+COLUMNS = ["image", "ground_truth"]
+DEFAULT_REQUESTS = (
+    "Please recognize the text in the image.",
+    "Please extract the text from the image.",
+    "Please read all the text in the image.",
+    "Transcribe the text shown in the image.",
+    "What text is written in this image?",
+    "请识别图中的文字。",
+    "请提取图片中的文字。",
+    "请读出图中的全部文字。",
+)
+
+
+class OcrPrompt(SourceOptions):
+    """The OCR requests a sample's question is picked from (by its id)."""
+
+    requests: list[str] = Field(default_factory=lambda: list(DEFAULT_REQUESTS), min_length=1)
+
+
+class SynthdogEnOptions(SourceOptions):
+    shards: list[int] | None = Field(None, min_length=1)
+    """Shard indices of `split` (0 → `data/<split>-00000-of-*.parquet`); exclusive with `glob`."""
+    glob: str | None = None
+    """Shard files, a pattern relative to the root; default `data/<split>-*.parquet`."""
+    split: str = "train"
+    batch_rows: int = Field(256, gt=0)
+    """Rows decoded at a time."""
+    prompt: OcrPrompt = OcrPrompt()
+
+    @field_validator("shards")
+    @classmethod
+    def _non_negative(cls, shards: list[int] | None) -> list[int] | None:
+        if shards is not None and min(shards) < 0:
+            raise ValueError("shard indices must be >= 0")
+        return shards
+
+    @field_validator("glob")
+    @classmethod
+    def _relative(cls, pattern: str | None) -> str | None:
+        if pattern is not None and (
+            PurePosixPath(pattern).is_absolute() or ".." in PurePosixPath(pattern).parts
+        ):
+            raise ValueError(f"glob {pattern!r} must be relative to the source root, without '..'")
+        return pattern
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> SynthdogEnOptions:
+        if self.shards is not None and self.glob is not None:
+            raise ValueError("give either `shards` or `glob`, not both")
+        return self
+
+
+def text_sequence(ground_truth: object) -> str:
+    """The page text of a `ground_truth` cell; ValueError says what is wrong with it."""
+    if not isinstance(ground_truth, str):
+        raise ValueError(f"ground_truth is {type(ground_truth).__name__}, not a string")
+    parsed = json.loads(ground_truth)
+    text = parsed.get("gt_parse", {}).get("text_sequence") if isinstance(parsed, dict) else None
+    if not isinstance(text, str):
+        raise ValueError("ground_truth has no gt_parse.text_sequence string")
+    return text
+
+
+class SynthdogEn(Source):
+    name = "synthdog_en"
+    licence = "none stated (generator MIT)"
+    version = "1"
+    Options = SynthdogEnOptions
+    options: SynthdogEnOptions
+
+    def _shard_pattern(self, index: int) -> str:
+        return f"data/{self.options.split}-{index:05d}-of-*.parquet"
+
+    def _matches(self, pattern: str) -> list[Path]:
+        """Files under the root matching `pattern` (links are followed: Hugging Face snapshots
+        link into a blob store; the pattern itself cannot leave the root)."""
+        return sorted(path for path in self.root.glob(pattern) if path.is_file())
+
+    def _selected(self) -> tuple[list[Path], list[str]]:
+        """The shard files chosen by the options, and descriptions of selections that match none."""
+        if self.options.shards is None:
+            pattern = self.options.glob or f"data/{self.options.split}-*.parquet"
+            files = self._matches(pattern)
+            return files, [] if files else [f"no file matches {pattern}"]
+        files, unmatched = [], []
+        for index in self.options.shards:
+            pattern = self._shard_pattern(index)
+            matches = self._matches(pattern)
+            if len(matches) > 1:
+                raise ValueError(
+                    f"synthdog_en: shard {index} is ambiguous: {[path.name for path in matches]}"
+                )
+            files.extend(matches)
+            if not matches:
+                unmatched.append(f"shard {index}: no file matches {pattern}")
+        return files, unmatched
+
+    def inputs(self) -> list[Path]:
+        return self._selected()[0]
+
+    def missing(self) -> list[str]:
+        return self._selected()[1]
+
+    def _relpath(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def units(self) -> list[str]:
+        return [
+            f"{self._relpath(path)}#{group}"
+            for path in self.inputs()
+            for group in range(pq.ParquetFile(path).metadata.num_row_groups)
+        ]
+
+    def read(self, unit: str) -> Iterator[Sample | Reject]:
+        relpath, _, group_text = unit.rpartition("#")
+        selected = {self._relpath(path): path for path in self.inputs()}
+        if relpath not in selected or not group_text.isdigit():
+            raise ValueError(f"synthdog_en: unknown unit {unit!r}")
+        group = int(group_text)
+        parquet = pq.ParquetFile(selected[relpath])
+        row = sum(parquet.metadata.row_group(index).num_rows for index in range(group))
+        stem = PurePosixPath(relpath).name.removesuffix(".parquet")
+        split = stem.split("-", 1)[0]
+        batches = parquet.iter_batches(
+            batch_size=self.options.batch_rows, row_groups=[group], columns=COLUMNS, use_threads=False
+        )
+        for batch in batches:
+            for record in batch.to_pylist():
+                yield self._record(record, f"{stem}:{row}", relpath, row, split)
+                row += 1
+
+    def _record(self, record: dict, sample_id: str, relpath: str, row: int, split: str) -> Sample | Reject:
+        image = record["image"] or {}
+        try:
+            answer = text_sequence(record["ground_truth"])
+        except ValueError as error:  # json.JSONDecodeError is a ValueError
+            return Reject(sample_id, "bad_record", f"{relpath} row {row}: {error}")
+        if not image.get("bytes"):
+            return Reject(sample_id, "image_missing", f"{relpath} row {row}: no image bytes")
+        request = pick(self.options.prompt.requests, sample_id)
+        return Sample(
+            id=sample_id,
+            conversations=[Turn("human", f"{IMAGE_PLACEHOLDER}\n{request}"), Turn("gpt", answer)],
+            images=[ImageBytes(image["bytes"], name=image.get("path") or "")],
+            meta={"file": relpath, "row": row, "image_path": image.get("path"), "split": split},
+        )

@@ -1,0 +1,21 @@
+"""Shared helper of the conversation-file adapter tests (conversations, sharegpt4v, llava_zh)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from dataprep.images import ImageRejected, load_bytes
+from dataprep.sample import Sample
+from dataprep.sources.base import Source
+
+
+def engine_rejects(source: Source, samples: list[Sample]) -> Counter[str]:
+    """Reason → count of the samples the engine's image loading rejects (missing, escaping, ...)."""
+    reasons: Counter[str] = Counter()
+    for sample in samples:
+        try:
+            for image in sample.images:
+                load_bytes(image, source.roots())
+        except ImageRejected as rejected:
+            reasons[rejected.reason] += 1
+    return reasons

@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from pydantic import ValidationError
+from record_helpers import by_id, read_records, reject_counts, samples_of
+
+from dataprep.fixtures import synthdog_en as fixture
+from dataprep.sample import ImageBytes, Record, Sample, conversation_problem
+from dataprep.sources import registry
+from dataprep.sources.base import pick
+from dataprep.sources.synthdog_en import DEFAULT_REQUESTS, SynthdogEn
+
+SHARD0 = "data/train-00000-of-00084-5a3f1b2c9d8e7f60.parquet"
+SHARD1 = "data/train-00001-of-00084-0c4e8d2a7b1f9e35.parquet"
+VALIDATION = "data/validation-00000-of-00001-e2b9c47a1d3f8065.parquet"
+
+
+@pytest.fixture()
+def upstream(tmp_path: Path) -> tuple[Path, dict]:
+    root = tmp_path / "synthdog-en"
+    return root, fixture.generate(root, seed=0)
+
+
+def read_all(root: Path, **options) -> list[Record]:
+    return read_records(SynthdogEn, root, **options)
+
+
+def test_registered() -> None:
+    assert registry()["synthdog_en"] is SynthdogEn
+    assert SynthdogEn.licence == "none stated (generator MIT)"
+
+
+def test_units_are_row_groups_of_the_train_shards(upstream: tuple[Path, dict]) -> None:
+    root, _ = upstream
+    source = SynthdogEn(root, SynthdogEn.Options())
+    assert source.inputs() == [root / SHARD0, root / SHARD1]
+    assert source.missing() == []
+    assert source.units() == [f"{SHARD0}#{group}" for group in range(3)] + [
+        f"{SHARD1}#{group}" for group in range(3)
+    ]
+
+
+def test_counts_match_the_fixture(upstream: tuple[Path, dict]) -> None:
+    root, facts = upstream
+    records = read_all(root)
+    samples = samples_of(records)
+    assert len(samples) == facts["adapter_samples"]
+    assert len(samples) - sum(facts["engine_rejects"].values()) == facts["expected_samples"]
+    assert reject_counts(records) == facts["expected_rejects"]
+    assert all(conversation_problem(sample) is None for sample in samples)
+    stem0, stem1 = Path(SHARD0).stem, Path(SHARD1).stem
+    assert [record.id for record in records] == [f"{stem0}:{row}" for row in range(7)] + [
+        f"{stem1}:{row}" for row in range(5)
+    ]
+
+
+def test_sample_turns_image_and_meta(upstream: tuple[Path, dict]) -> None:
+    root, facts = upstream
+    sample_id = f"{Path(SHARD1).stem}:4"
+    sample = by_id(read_all(root))[sample_id]
+    assert sample.conversations[0].value == "<image>\n" + pick(DEFAULT_REQUESTS, sample_id)
+    assert sample.conversations[1].value == facts["texts"][sample_id]
+    assert sample.meta == {"file": SHARD1, "row": 4, "image_path": "image_4.jpg", "split": "train"}
+    [image] = sample.images
+    stored = pq.read_table(root / SHARD1).column("image")[4].as_py()
+    assert image == ImageBytes(stored["bytes"], name="image_4.jpg")
+    assert Image.open(io.BytesIO(image.data)).format == "JPEG"
+
+
+def test_every_answer_is_the_exact_text_sequence(upstream: tuple[Path, dict]) -> None:
+    root, facts = upstream
+    samples = [record for record in read_all(root) if isinstance(record, Sample)]
+    assert {sample.id: sample.conversations[1].value for sample in samples} == {
+        key: text for key, text in facts["texts"].items() if "train-" in key
+    }
+
+
+def test_prompts_are_deterministic_and_configurable(upstream: tuple[Path, dict]) -> None:
+    root, _ = upstream
+    first = [sample.conversations[0].value for sample in read_all(root) if isinstance(sample, Sample)]
+    second = [sample.conversations[0].value for sample in read_all(root) if isinstance(sample, Sample)]
+    assert first == second
+    assert len(set(first)) > 1
+    assert {value.removeprefix("<image>\n") for value in first} <= set(DEFAULT_REQUESTS)
+    assert "Please recognize the text in the image." in DEFAULT_REQUESTS
+    assert "请识别图中的文字。" in DEFAULT_REQUESTS
+    custom = read_all(root, prompt={"requests": ["OCR this page."]})
+    assert {sample.conversations[0].value for sample in custom if isinstance(sample, Sample)} == {
+        "<image>\nOCR this page."
+    }
+    with pytest.raises(ValidationError):
+        SynthdogEn.Options(prompt={"requests": []})
+
+
+def test_planted_bad_rows(upstream: tuple[Path, dict]) -> None:
+    root, facts = upstream
+    records = by_id(read_all(root))
+    stem1 = Path(SHARD1).stem
+    assert records[f"{stem1}:1"].reason == "bad_record"
+    assert "row 1" in records[f"{stem1}:1"].detail
+    assert records[f"{stem1}:3"].reason == "bad_record"
+    assert "text_sequence" in records[f"{stem1}:3"].detail
+    corrupt = records[facts["corrupt_image_id"]]  # passed on as is: the engine rejects it
+    assert isinstance(corrupt, Sample)
+    with pytest.raises(OSError):
+        Image.open(io.BytesIO(corrupt.images[0].data)).load()
+
+
+def test_shards_by_index(upstream: tuple[Path, dict]) -> None:
+    root, _ = upstream
+    only_second = SynthdogEn(root, SynthdogEn.Options(shards=[1]))
+    assert only_second.inputs() == [root / SHARD1]
+    assert {record.meta["file"] for record in read_all(root, shards=[1]) if isinstance(record, Sample)} == {
+        SHARD1
+    }
+    assert [r.id for r in read_all(root, shards=[0, 1])] == [r.id for r in read_all(root)]
+    absent = SynthdogEn(root, SynthdogEn.Options(shards=[0, 7]))
+    assert absent.inputs() == [root / SHARD0]
+    assert absent.missing() == ["shard 7: no file matches data/train-00007-of-*.parquet"]
+    validation = SynthdogEn(root, SynthdogEn.Options(shards=[0], split="validation"))
+    assert validation.inputs() == [root / VALIDATION]
+
+
+def test_glob_and_split_selection(upstream: tuple[Path, dict]) -> None:
+    root, facts = upstream
+    assert SynthdogEn(root, SynthdogEn.Options(glob="data/train-0000[1-4]-*.parquet")).inputs() == [
+        root / SHARD1
+    ]
+    records = read_all(root, split="validation")
+    assert len(records) == facts["files"][VALIDATION]["rows"]
+    assert {record.meta["split"] for record in records} == {"validation"}
+    nothing = SynthdogEn(root, SynthdogEn.Options(glob="data/test-*.parquet"))
+    assert nothing.units() == []
+    assert nothing.missing() == ["no file matches data/test-*.parquet"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"shards": [0], "glob": "data/*.parquet"},
+        {"glob": "../elsewhere/*.parquet"},
+        {"glob": "/data/*.parquet"},
+        {"shards": [-1]},
+        {"shards": []},
+        {"batch_rows": 0},
+    ],
+)
+def test_invalid_options(options: dict) -> None:
+    with pytest.raises(ValidationError):
+        SynthdogEn.Options(**options)
+
+
+def test_batches_are_bounded(upstream: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch) -> None:
+    root, _ = upstream
+    seen: list[tuple[int, int]] = []
+    original = pq.ParquetFile.iter_batches
+
+    def spy(self, *args, **kwargs):
+        for batch in original(self, *args, **kwargs):
+            seen.append((kwargs["batch_size"], batch.num_rows))
+            yield batch
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)
+    small = read_all(root, batch_rows=1)
+    assert seen and all(rows <= size == 1 for size, rows in seen)
+    assert len(seen) == 12
+    monkeypatch.undo()
+    assert [(r.id, type(r)) for r in small] == [(r.id, type(r)) for r in read_all(root)]
+
+
+def test_unknown_unit(upstream: tuple[Path, dict]) -> None:
+    root, _ = upstream
+    source = SynthdogEn(root, SynthdogEn.Options(shards=[1]))
+    for unit in (f"{SHARD0}#0", f"{SHARD1}#x", "elsewhere.parquet#0"):
+        with pytest.raises(ValueError, match="unknown unit"):
+            list(source.read(unit))

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from dataprep.sample import Reject, Turn
+from dataprep.sources.vqa_groups import (
+    Question,
+    answer_text,
+    build_question,
+    partition_index,
+    partition_of,
+    partition_units,
+    short_answer_turns,
+    stream_json,
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("pair", "pair"),
+        ("[63, 26]", "[63, 26]"),
+        (7, "7"),
+        (Decimal("1.50"), "1.50"),
+        (Decimal("1.634722222"), "1.634722222"),
+        (Decimal("1E+2"), None),
+        (True, None),
+        (1.5, None),
+        (None, None),
+        (["a"], None),
+    ],
+)
+def test_answer_text_is_lossless_or_none(value: object, text: str | None) -> None:
+    assert answer_text(value) == text
+
+
+def test_build_question_checks_the_pair() -> None:
+    question = build_question("1", "Q?", Decimal("0.5"), (1,), {"boxes": [Decimal("1.25")]})
+    assert question == Question("Q?", "0.5", (1,), {"boxes": [1.25]}, {})
+    assert build_question("2", "", "a", (2,)) == Reject("2", "bad_record", "question is ''")
+    assert build_question("3", "Q?", None, (3,)).reason == "no_answer"
+    assert build_question("4", "Q?", "  ", (4,)).reason == "no_answer"
+    assert build_question("5", "Q?", False, (5,)).reason == "bad_answer"
+    assert build_question("6", "Look at <image>", "a", (6,)).reason == "placeholder_in_text"
+
+
+def test_short_answer_turns() -> None:
+    questions = [Question("A?", "1", (0,)), Question("B?", "2", (1,))]
+    assert short_answer_turns(questions, "!") == [
+        Turn("human", "<image>\nA?!"),
+        Turn("gpt", "1"),
+        Turn("human", "B?!"),
+        Turn("gpt", "2"),
+    ]
+
+
+def test_partitions() -> None:
+    assert partition_units(2) == ["part-00000-of-00002", "part-00001-of-00002"]
+    assert partition_index("part-00001-of-00002", 2) == 1
+    with pytest.raises(ValueError, match="unknown unit"):
+        partition_index("part-00002-of-00002", 2)
+    assert partition_of(None, 5) == 0
+    assert partition_of("bar_train_00000001.png", 7) == partition_of("bar_train_00000001.png", 7)
+    spread = {partition_of(f"documents/page_{index}.png", 4) for index in range(40)}
+    assert spread == {0, 1, 2, 3}
+
+
+def test_stream_json(tmp_path: Path) -> None:
+    path = tmp_path / "a.json"
+    path.write_text('{"data": [{"x": 1.50}, {"x": 2}]}')
+    assert list(stream_json(path, "data.item")) == [{"x": Decimal("1.50")}, {"x": 2}]
+    path.write_text('{"data": []}')
+    assert list(stream_json(path, "data.item")) == []
+    path.write_text('{"rows": []}')
+    with pytest.raises(ValueError, match="expected a JSON array at 'data'"):
+        list(stream_json(path, "data.item"))
+    path.write_text("[1, ")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        list(stream_json(path, "item"))
