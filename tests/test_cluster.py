@@ -1,0 +1,123 @@
+"""The same build joins a running Ray cluster (`--ray-address`) or runs as a Ray job."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dataprep.fixtures import generate_all
+
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A real one-node cluster started with `ray start --head`, on loopback only."""
+    temp = tmp_path_factory.mktemp("ray")
+    port, dashboard = _free_port(), _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    command = [
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.2",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard}",
+        "--include-dashboard=true",
+        "--num-cpus=2",
+        "--memory=2000000000",
+        "--object-store-memory=200000000",
+        f"--temp-dir={temp}",
+    ]
+    head = subprocess.Popen(
+        command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", dashboard)) == 0:
+                break
+        time.sleep(0.5)
+    else:
+        os.killpg(head.pid, signal.SIGTERM)
+        pytest.fail("the Ray head did not start")
+    yield f"127.0.0.2:{port}", f"http://127.0.0.1:{dashboard}", env
+    os.killpg(head.pid, signal.SIGTERM)
+    head.wait(timeout=60)
+
+
+def _recipe(tmp_path: Path, out: Path) -> Path:
+    data = tmp_path / "data"
+    if not data.exists():
+        generate_all(data)
+    recipe = tmp_path / f"{out.name}.yaml"
+    recipe.write_text(
+        f"name: cluster\nseed: 5\ndata_root: {data}\noutput: {{dir: {out}, shard_size: 8}}\n"
+        "sources:\n  - source: dvqa\n    path: dvqa\n  - source: synthdog_en\n    path: synthdog_en\n"
+    )
+    return recipe
+
+
+def _content_hash(out: Path) -> str:
+    return json.loads((out / "manifest.json").read_text())["content_sha256"]
+
+
+def test_ray_address_and_job_submit_give_the_embedded_result(cluster, tmp_path):
+    address, dashboard, env = cluster
+    cli = [sys.executable, "-m", "dataprep.cli", "build", "--quiet"]
+    embedded = subprocess.run(
+        [*cli, str(_recipe(tmp_path, tmp_path / "embedded"))], env=env, capture_output=True
+    )
+    assert embedded.returncode == 0, embedded.stderr.decode()
+
+    joined = subprocess.run(
+        [*cli, str(_recipe(tmp_path, tmp_path / "joined")), "--ray-address", address],
+        env=env,
+        capture_output=True,
+    )
+    assert joined.returncode == 0, joined.stderr.decode()
+
+    workdir = tmp_path / "job"
+    workdir.mkdir()
+    job = subprocess.run(
+        [
+            str(BIN / "ray"),
+            "job",
+            "submit",
+            "--address",
+            dashboard,
+            "--working-dir",
+            str(workdir),
+            "--",
+            *cli[:1],
+            "-m",
+            "dataprep.cli",
+            "build",
+            "--quiet",
+            str(_recipe(tmp_path, tmp_path / "job-out")),
+        ],
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    assert job.returncode == 0, job.stdout.decode() + job.stderr.decode()
+    assert "succeeded" in (job.stdout + job.stderr).decode()
+
+    reference = _content_hash(tmp_path / "embedded")
+    assert _content_hash(tmp_path / "joined") == reference == _content_hash(tmp_path / "job-out")
