@@ -1,0 +1,200 @@
+"""Test helpers: a small BPE tokenizer trained here, and contract-conformant shards + manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+from pathlib import Path
+
+from PIL import Image
+
+from dataprep.manifest import Manifest
+from dataprep.shards import canonical_json, sha256_file, write_tar
+from train_bridge.template import SPECIAL_TOKENS
+
+WORDS = [
+    "what",
+    "is",
+    "the",
+    "colour",
+    "of",
+    "the",
+    "bar",
+    "chart",
+    "page",
+    "figure",
+    "photo",
+    "show",
+    "answer",
+    "question",
+    "value",
+    "highest",
+    "lowest",
+    "how",
+    "many",
+    "people",
+    "are",
+    "in",
+    "this",
+    "image",
+    "describe",
+    "the",
+    "scene",
+    "please",
+    "read",
+    "text",
+    "title",
+    "label",
+    "year",
+    "total",
+]
+
+
+def corpus(lines: int = 400, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 14))) + "?" for _ in range(lines)]
+
+
+def train_tokenizer(folder: Path):
+    """A ByteLevel BPE tokenizer with the ChatML and image tokens as single special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    core.train_from_iterator([*corpus(), "Answer the questions. system user assistant\n"], trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<|im_end|>", eos_token="<|im_end|>")
+    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def image_bytes(rng: random.Random, fmt: str) -> bytes:
+    width, height = rng.randint(20, 60), rng.randint(20, 60)
+    image = Image.new("RGB", (width, height), tuple(rng.randrange(256) for _ in range(3)))
+    image.paste(tuple(rng.randrange(256) for _ in range(3)), (2, 2, width // 2, height // 2))
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def words(rng: random.Random, low: int, high: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high)))
+
+
+def make_sample(index: int, rng: random.Random) -> tuple[dict, list[tuple[str, bytes]]]:
+    """Cycles through single-image, multi-turn, text-only and multi-image samples."""
+    kind = index % 4
+
+    def q() -> str:
+        return words(rng, 3, 8) + "?"
+
+    def a() -> str:
+        return words(rng, 1, 5)
+
+    if kind == 0:
+        turns, suffixes, source = [("<image>\n" + q(), a())], ["jpg"], "photos"
+    elif kind == 1:
+        turns, suffixes, source = [("<image>\n" + q(), a()), (q(), a()), (q(), a())], ["png"], "charts"
+    elif kind == 2:
+        turns, suffixes, source = [(q(), a())], [], "text"
+    else:
+        turns, suffixes, source = (
+            [("<image>\n<image>\n" + q(), a()), (q(), a())],
+            ["0.jpg", "1.png"],
+            "photos",
+        )
+    blobs = [image_bytes(rng, "JPEG" if s.endswith("jpg") else "PNG") for s in suffixes]
+    sizes = [list(Image.open(io.BytesIO(b)).size) for b in blobs]
+    conversations = [
+        m for h, g in turns for m in ({"from": "human", "value": h}, {"from": "gpt", "value": g})
+    ]
+    record = {
+        "source": source,
+        "id": f"{source}-{index}",
+        "images": suffixes,
+        "image_sizes": sizes,
+        "conversations": conversations,
+        "meta": {},
+    }
+    return record, list(zip(suffixes, blobs, strict=True))
+
+
+def build_shards(out: Path, samples: int = 22, per_shard: int = 5, seed: int = 3) -> Path:
+    """Write shards + manifest.json under `out`; return the manifest path."""
+    rng = random.Random(seed)
+    shards, per_source_total = [], {}
+    for first in range(0, samples, per_shard):
+        members, per_source = [], {}
+        for index in range(first, min(first + per_shard, samples)):
+            record, blobs = make_sample(index, rng)
+            key = f"s{index:06d}"
+            members.append((f"{key}.json", canonical_json(record)))
+            members.extend((f"{key}.{suffix}", blob) for suffix, blob in blobs)
+            per_source[record["source"]] = per_source.get(record["source"], 0) + 1
+        path = out / "shards" / f"mix-{first // per_shard:06d}.tar"
+        write_tar(path, members)
+        shards.append(
+            {
+                "path": str(path.relative_to(out)),
+                "samples": sum(per_source.values()),
+                "bytes": path.stat().st_size,
+                "sha256": sha256_file(path),
+                "per_source": per_source,
+            }
+        )
+        for name, count in per_source.items():
+            per_source_total[name] = per_source_total.get(name, 0) + count
+    total_bytes = sum(s["bytes"] for s in shards)
+    manifest = Manifest(
+        tool_version="0.1.0",
+        name="bridge-test",
+        seed=seed,
+        recipe={"name": "bridge-test"},
+        recipe_sha256=hashlib.sha256(b"bridge-test").hexdigest(),
+        sources=[
+            {
+                "name": name,
+                "source": "conversations",
+                "adapter_version": "1",
+                "licence": "CC-BY-4.0",
+                "path": f"raw/{name}",
+                "take": "all",
+                "repeat": 1,
+                "read": count,
+                "kept": count,
+                "rejected": {},
+                "reencoded_images": 0,
+                "in_mixture": count,
+                "share": count / samples,
+                "artifacts": [],
+            }
+            for name, count in sorted(per_source_total.items())
+        ],
+        shards=shards,
+        totals={
+            "read": samples,
+            "kept": samples,
+            "rejected": 0,
+            "samples": samples,
+            "shards": len(shards),
+            "bytes": total_bytes,
+        },
+        stats={"turns": {}, "text_chars": {}, "images_per_sample": {}, "image_width": {}, "image_height": {}},
+        licences={name: "CC-BY-4.0" for name in per_source_total},
+        strictest_terms="CC-BY-4.0",
+        rejects_sha256=hashlib.sha256(b"").hexdigest(),
+    )
+    manifest.content_sha256 = manifest.compute_content_sha256()
+    (out / "rejects.jsonl").write_bytes(b"")
+    path = out / "manifest.json"
+    path.write_text(json.dumps(manifest.model_dump(mode="json"), indent=2))
+    return path

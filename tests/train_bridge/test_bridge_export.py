@@ -1,0 +1,42 @@
+"""export-internvl: the official layout, read back through the `conversations` adapter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dataprep.manifest import load_manifest
+from dataprep.shards import iter_samples
+from train_bridge.cli import main
+
+
+def test_export_round_trips_through_the_conversations_adapter(
+    tmp_path: Path, manifest_path: Path, capsys
+) -> None:
+    from dataprep.sample import ImageFile
+    from dataprep.sources.conversations import Conversations, ConversationsOptions
+
+    out = tmp_path / "internvl"
+    assert main(["export-internvl", "--manifest", str(manifest_path), "--out", str(out)]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert json.loads(capsys.readouterr().out) == meta
+    manifest = load_manifest(manifest_path)
+    originals = {}
+    for path in manifest.shard_paths(manifest_path):
+        for key, record, blobs in iter_samples(path):
+            originals.setdefault(record["source"], []).append((key, record, blobs))
+    assert set(meta) == {"charts", "photos", "text"}
+    for source, entry in meta.items():
+        assert entry["data_augment"] is False and entry["repeat_time"] == 1
+        assert entry["length"] == len(originals[source]) and entry["annotation"].endswith(".jsonl")
+        adapter = Conversations(Path(entry["root"]), ConversationsOptions(file=entry["annotation"]))
+        samples = [s for unit in adapter.units() for s in adapter.read(unit)]
+        assert len(samples) == len(originals[source])
+        for sample, (_key, record, blobs) in zip(samples, originals[source], strict=True):
+            assert sample.id == record["id"]
+            assert [t.to_json() for t in sample.conversations] == record["conversations"]
+            files = [image for image in sample.images if isinstance(image, ImageFile)]
+            assert len(files) == len(sample.images) == len(record["images"])
+            assert [(f.root / f.relpath).read_bytes() for f in files] == [blobs[s] for s in record["images"]]
+    line = json.loads(Path(meta["photos"]["annotation"]).read_text().splitlines()[0])
+    assert {"id", "image", "width", "height", "conversations"} <= set(line)

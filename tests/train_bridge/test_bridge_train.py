@@ -1,0 +1,146 @@
+"""Real training on CPU: overfitting, exact resume, and torchrun (gloo) with DDP and FSDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from bridge_fixtures import build_shards
+
+from train_bridge.train import TrainConfig, train
+
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+
+
+def config(manifest: Path, tokenizer_dir: Path, out: Path, **overrides) -> TrainConfig:
+    base = {
+        "manifest": manifest,
+        "model": "tiny",
+        "tokenizer": str(tokenizer_dir),
+        "out": out,
+        "image_size": 28,
+        "global_batch": 4,
+        "micro_batch": 2,
+        "lr": 1e-3,
+        "num_workers": 1,
+        "gradient_checkpointing": False,
+        "resume": "none",
+    }
+    return TrainConfig(**{**base, **overrides})
+
+
+def read_metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_tiny_model_overfits_eight_samples(tmp_path: Path, tokenizer_dir: Path) -> None:
+    manifest = build_shards(tmp_path / "mix", samples=8, per_shard=4)
+    records = train(
+        config(
+            manifest,
+            tokenizer_dir,
+            tmp_path / "run",
+            global_batch=8,
+            micro_batch=4,
+            lr=3e-3,
+            warmup_ratio=0.0,
+            max_steps=40,
+            num_workers=0,
+        )
+    )
+    losses = [r["loss"] for r in records]
+    assert len(losses) == 40 and all(r["epoch"] == i for i, r in enumerate(records))
+    assert min(losses[-5:]) < 0.5 * losses[0], losses
+    assert sum(records[0]["samples_per_s_by_source"].values()) == pytest.approx(records[0]["samples_per_s"])
+    assert 0 <= records[0]["data_wait"] < 1 and records[-1]["dropped"] == records[-1]["truncated"] == 0
+
+
+def test_resume_continues_exactly(tmp_path: Path, manifest_path: Path, tokenizer_dir: Path) -> None:
+    whole = train(config(manifest_path, tokenizer_dir, tmp_path / "whole", max_steps=7))
+    # 22 samples, 4 per step: 5 steps per epoch, so the run crosses into epoch 1
+    assert [r["epoch"] for r in whole] == [0, 0, 0, 0, 0, 1, 1]
+    part = train(config(manifest_path, tokenizer_dir, tmp_path / "part", max_steps=7, stop_after=3))
+    assert len(part) == 3 and (tmp_path / "part/checkpoints/step-00000003/trainer.pt").exists()
+    rest = train(
+        config(manifest_path, tokenizer_dir, tmp_path / "part", max_steps=7, resume="auto", num_workers=2)
+    )
+    assert [r["step"] for r in rest] == [4, 5, 6, 7]
+    for a, b in zip(whole[3:], rest, strict=True):
+        assert a["data"] == b["data"]
+        assert a["loss"] == b["loss"] and a["lr"] == b["lr"] and a["grad_norm"] == b["grad_norm"]
+    assert [r["step"] for r in read_metrics(tmp_path / "part")] == list(range(1, 8))
+    trainer = torch.load(tmp_path / "part/checkpoints/step-00000007/trainer.pt", weights_only=False)
+    assert trainer["data_position"] == {"epoch": 1, "micro_batch": 4}
+
+
+def test_overlong_samples_are_counted(tmp_path: Path, manifest_path: Path, tokenizer_dir: Path) -> None:
+    records = train(config(manifest_path, tokenizer_dir, tmp_path / "run", max_steps=2, max_length=40))
+    assert records[-1]["dropped"] + records[-1]["truncated"] > 0
+    assert all(r["loss"] > 0 for r in records)
+
+
+def torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
+    command = [str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "train_bridge.cli", "sft", *args]
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def sft_args(manifest: Path, tokenizer_dir: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "--manifest",
+        str(manifest),
+        "--model",
+        "tiny",
+        "--tokenizer",
+        str(tokenizer_dir),
+        "--out",
+        str(out),
+        "--image-size",
+        "28",
+        "--global-batch",
+        "4",
+        "--micro-batch",
+        "1",
+        "--lr",
+        "1e-3",
+        "--max-steps",
+        "3",
+        "--num-workers",
+        "1",
+        "--no-gradient-checkpointing",
+        *extra,
+    ]
+
+
+def test_torchrun_ddp_and_fsdp(tmp_path: Path, manifest_path: Path, tokenizer_dir: Path) -> None:
+    ddp = tmp_path / "ddp"
+    torchrun(sft_args(manifest_path, tokenizer_dir, ddp, "--parallel", "ddp"), tmp_path)
+    assert (ddp / "checkpoints/latest").read_text() == "step-00000003"
+    assert {p.name for p in (ddp / "checkpoints/step-00000003").iterdir()} >= {
+        "rng-0.pt",
+        "rng-1.pt",
+        "trainer.pt",
+    }
+    ddp_metrics = read_metrics(ddp)
+    assert [m["step"] for m in ddp_metrics] == [1, 2, 3]
+    # the same global batches in one process give the same losses (world-size-independent order)
+    single = train(config(manifest_path, tokenizer_dir, tmp_path / "single", max_steps=3))
+    for a, b in zip(ddp_metrics, single, strict=True):
+        assert a["data"] != "" and a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+
+    fsdp = tmp_path / "fsdp"
+    torchrun(
+        sft_args(manifest_path, tokenizer_dir, fsdp, "--parallel", "fsdp", "--stop-after", "2"), tmp_path
+    )
+    torchrun(sft_args(manifest_path, tokenizer_dir, fsdp, "--parallel", "fsdp"), tmp_path)  # resumes
+    fsdp_metrics = read_metrics(fsdp)
+    assert [m["step"] for m in fsdp_metrics] == [1, 2, 3]
+    for a, b in zip(ddp_metrics, fsdp_metrics, strict=True):
+        assert a["data"] == b["data"] and a["loss"] == pytest.approx(b["loss"], rel=1e-5)

@@ -1,0 +1,92 @@
+"""`train-bridge sft` and `train-bridge export-internvl`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import fields
+from pathlib import Path
+
+from train_bridge.template import DEFAULT_SYSTEM
+
+DEFAULTS_NOTE = "defaults are the InternVL-Chat-V1-2 hyper-parameters"
+
+
+def _sft_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sft", help="supervised fine-tuning on the manifest's shards", description=DEFAULTS_NOTE
+    )
+    p.add_argument("--manifest", type=Path, required=True, help="manifest.json of a dataprep build")
+    p.add_argument("--model", required=True, help="local model folder, or preset: tiny | small | v1_2")
+    p.add_argument("--tokenizer", required=True, help="local tokenizer folder")
+    p.add_argument("--out", type=Path, required=True, help="metrics.jsonl and checkpoints/ go here")
+    p.add_argument("--system", default=DEFAULT_SYSTEM, help="system message (default: %(default)r)")
+    p.add_argument("--max-length", type=int, default=2048)
+    p.add_argument(
+        "--overlong",
+        choices=["truncate", "drop"],
+        default="truncate",
+        help="too-long samples: truncate text after the last image, or drop (default: %(default)s)",
+    )
+    p.add_argument("--image-size", type=int, default=448, help="input size of preset models (default: 448)")
+    p.add_argument("--global-batch", type=int, default=512)
+    p.add_argument("--micro-batch", type=int, default=4, help="samples per device per forward")
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--warmup-ratio", type=float, default=0.03)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument(
+        "--max-steps", type=int, default=0, help="schedule length in steps (0: epochs × steps/epoch)"
+    )
+    p.add_argument("--stop-after", type=int, default=0, help="checkpoint and stop after this many steps")
+    p.add_argument(
+        "--seed", type=int, default=None, help="data order and init seed (default: the manifest's)"
+    )
+    p.add_argument("--num-workers", type=int, default=4, help="DataLoader workers per rank")
+    p.add_argument("--window", type=int, default=16, help="shards shuffled together (default: %(default)s)")
+    p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument(
+        "--parallel",
+        choices=["auto", "none", "ddp", "fsdp"],
+        default="auto",
+        help="auto: DDP when WORLD_SIZE > 1",
+    )
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 on CUDA")
+    p.add_argument("--compile", action="store_true", help="torch.compile each transformer layer")
+    p.add_argument("--gpu-decode", action="store_true", help="decode JPEGs with nvJPEG (torchvision + CUDA)")
+    p.add_argument("--save-every", type=int, default=0, help="checkpoint every N steps (0: at the end only)")
+    p.add_argument("--resume", default="auto", help="auto (latest under --out) | none | checkpoint folder")
+    p.add_argument("--peak-tflops", type=float, default=0.0, help="for MFU (default: known GPUs' bf16 peak)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="train-bridge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _sft_parser(sub)
+    export = sub.add_parser("export-internvl", help="write the official InternVL meta/jsonl/images layout")
+    export.add_argument("--manifest", type=Path, required=True)
+    export.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    if args.command == "export-internvl":
+        from train_bridge.export_internvl import export
+
+        print(json.dumps(export(args.manifest, args.out), indent=2))
+        return 0
+    import torch.distributed as dist
+
+    from train_bridge.train import TrainConfig, train
+
+    names = {f.name for f in fields(TrainConfig)}
+    records = train(TrainConfig(**{k: v for k, v in vars(args).items() if k in names}))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    if records and os.environ.get("RANK", "0") == "0":
+        print(json.dumps(records[-1]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,241 @@
+"""A deterministic, resumable stream of micro-batches over the manifest's shards.
+
+Epoch order: the shards are permuted from (seed, epoch) and cut into windows of `window` shards;
+the samples of each window are permuted too. Position p of that order goes to rank p % R; a rank's
+samples form micro-batches b = 0, 1, ...; micro-batch b is built by DataLoader worker
+(b - start) % W, so the loader yields batches start, start+1, ... in order whatever W is. The
+position saved with a checkpoint is (epoch, next micro-batch): a resumed run skips exactly the
+consumed batches, with any number of workers.
+
+Samples are read by seeking to their members (a per-shard index of tar headers, built on first
+use), following the shard contract of `dataprep.shards`; windows keep reads within a few shards.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from dataprep.manifest import load_manifest
+from dataprep.shards import MemberLocation, split_member_name
+from train_bridge import images
+from train_bridge.template import IGNORE_INDEX, Overlong, encode
+
+
+def index_shard(path: Path) -> list[dict[str, MemberLocation]]:
+    """Member locations of each sample of a shard, in stored order (reads tar headers only)."""
+    import tarfile
+
+    samples: list[dict[str, MemberLocation]] = []
+    current = None
+    with tarfile.open(path, mode="r:") as archive:
+        for info in archive:
+            if not info.isfile():
+                continue
+            key, suffix = split_member_name(info.name)
+            if key != current:
+                samples.append({})
+                current = key
+            samples[-1][suffix] = MemberLocation(info.name, info.offset_data, info.size)
+    return samples
+
+
+class ShardReader:
+    """Random access to samples by (shard, index), with small LRU caches of indexes and handles."""
+
+    def __init__(self, paths: Sequence[Path], cache: int = 32) -> None:
+        self.paths = list(paths)
+        self.cache = cache
+        self._indexes: OrderedDict[int, list[dict[str, MemberLocation]]] = OrderedDict()
+        self._handles: OrderedDict[int, BinaryIO] = OrderedDict()
+
+    def _lru(self, table: OrderedDict, shard: int, make: Any) -> Any:
+        if shard in table:
+            table.move_to_end(shard)
+        else:
+            table[shard] = make()
+            if len(table) > self.cache:
+                _, old = table.popitem(last=False)
+                if hasattr(old, "close"):
+                    old.close()
+        return table[shard]
+
+    def read(self, shard: int, index: int) -> tuple[str, dict[str, Any], list[bytes]]:
+        """(key, sample json, image bytes in json order)."""
+        members = self._lru(self._indexes, shard, lambda: index_shard(self.paths[shard]))[index]
+        handle = self._lru(self._handles, shard, lambda: open(self.paths[shard], "rb"))  # noqa: SIM115
+
+        def get(location: MemberLocation) -> bytes:
+            handle.seek(location.offset)
+            return handle.read(location.size)
+
+        record = json.loads(get(members["json"]))
+        key = split_member_name(members["json"].name)[0]
+        return key, record, [get(members[suffix]) for suffix in record["images"]]
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
+
+
+def epoch_order(counts: Sequence[int], seed: int, epoch: int, window: int) -> np.ndarray:
+    """Global sample ids (shard-major numbering) in this epoch's order."""
+    rng = np.random.default_rng([seed, epoch])
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    shards = rng.permutation(len(counts))
+    parts = []
+    for first in range(0, len(shards), max(window, 1)):
+        ids = np.concatenate([np.arange(starts[s], starts[s + 1]) for s in shards[first : first + window]])
+        parts.append(rng.permutation(ids))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """Turns one sample into ids, labels and prepared images (runs in DataLoader workers)."""
+
+    tokenizer: Any
+    image_size: int
+    num_image_tokens: int
+    max_length: int
+    system: str
+    overlong: Overlong = "truncate"
+    gpu_decode: bool = False
+
+    def __call__(self, record: dict[str, Any], blobs: list[bytes]) -> dict[str, Any]:
+        encoded = encode(
+            self.tokenizer,
+            record["conversations"],
+            num_image_tokens=self.num_image_tokens,
+            max_length=self.max_length,
+            system=self.system,
+            overlong=self.overlong,
+        )
+        if encoded.dropped:
+            return {"dropped": encoded.dropped}
+        pixels = [images.prepare(blob, self.image_size, self.gpu_decode) for blob in blobs]
+        return {
+            "input_ids": encoded.input_ids,
+            "labels": encoded.labels,
+            "images": pixels,
+            "truncated": encoded.truncated,
+        }
+
+
+def collate(items: list[dict[str, Any]], pad_id: int, gpu_decode: bool) -> dict[str, Any]:
+    """Pad to the longest sample; concatenate images in order. Never empty: a batch whose
+    samples were all dropped becomes one padding row with no target."""
+    kept = [item for item in items if "dropped" not in item]
+    rows = [(item["input_ids"], item["labels"]) for item in kept] or [([pad_id], [IGNORE_INDEX])]
+    length = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for row, (ids, labs) in enumerate(rows):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, : len(labs)] = torch.tensor(labs)
+        attention_mask[row, : len(ids)] = 1
+    pixels = [p for item in kept for p in item["images"]]
+    return {
+        "input_ids": input_ids,
+        "labels": labels,
+        "attention_mask": attention_mask,
+        "images": pixels if gpu_decode or not pixels else torch.stack(pixels),
+        "dropped": sum("dropped" in item for item in items),
+        "truncated": sum(bool(item.get("truncated")) for item in kept),
+    }
+
+
+class ShardStream(IterableDataset):
+    """Micro-batches of one rank, in a deterministic order; see the module docstring."""
+
+    def __init__(
+        self,
+        manifest_path: Path,
+        encoder: Encoder,
+        *,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int | None = None,
+        window: int = 16,
+        drop_last: bool = True,
+        pad_id: int = 0,
+    ) -> None:
+        manifest = load_manifest(manifest_path)
+        self.paths = manifest.shard_paths(Path(manifest_path))
+        self.counts = [shard.samples for shard in manifest.shards]
+        self.sources = sorted({name for shard in manifest.shards for name in shard.per_source})
+        self.encoder = encoder
+        self.batch_size = batch_size
+        self.rank, self.world_size = rank, world_size
+        self.seed = manifest.seed if seed is None else seed
+        self.window = window
+        self.drop_last = drop_last
+        self.pad_id = pad_id
+        self.epoch, self.start = 0, 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts)
+
+    def batches_per_epoch(self) -> int:
+        """Micro-batches per rank per epoch (equal on every rank when drop_last)."""
+        if self.drop_last:
+            return (self.total // self.world_size) // self.batch_size
+        mine = len(range(self.rank, self.total, self.world_size))
+        return -(-mine // self.batch_size)
+
+    def set_position(self, epoch: int, start: int) -> None:
+        """Where the next iterator begins: epoch and first micro-batch (call before `iter`)."""
+        self.epoch, self.start = epoch, start
+
+    def _locate(self, ids: np.ndarray) -> list[tuple[int, int]]:
+        starts = np.cumsum(self.counts)
+        shards = np.searchsorted(starts, ids, side="right")
+        offsets = ids - np.concatenate([[0], starts])[shards]
+        return list(zip(shards.tolist(), offsets.tolist(), strict=True))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        mine = epoch_order(self.counts, self.seed, self.epoch, self.window)[self.rank :: self.world_size]
+        reader = ShardReader(self.paths)
+        try:
+            for batch in range(self.start + worker, self.batches_per_epoch(), workers):
+                ids = mine[batch * self.batch_size : (batch + 1) * self.batch_size]
+                yield self._batch(reader, ids, batch, worker)
+        finally:
+            reader.close()
+
+    def _batch(self, reader: ShardReader, ids: np.ndarray, batch: int, worker: int) -> dict[str, Any]:
+        items, keys, sources = [], [], []
+        for shard, index in self._locate(ids):
+            key, record, blobs = reader.read(shard, index)
+            keys.append(key)
+            sources.append(record["source"])
+            items.append(self.encoder(record, blobs))
+        out = collate(items, self.pad_id, self.encoder.gpu_decode)
+        out.update(keys=keys, sources=sources, epoch=self.epoch, batch=batch, worker=worker)
+        return out
+
+
+def make_loader(dataset: ShardStream, num_workers: int, pin_memory: bool = False) -> DataLoader:
+    """A DataLoader that yields the dataset's micro-batches in order (batching is done inside)."""
+    return DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if num_workers else None,
+        persistent_workers=False,
+    )

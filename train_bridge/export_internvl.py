@@ -1,0 +1,64 @@
+"""Write the official InternVL fine-tuning layout from the shards: meta JSON, one `.jsonl` per
+source, images under one root per source (original bytes, named `<key>.<suffix>`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from dataprep.manifest import load_manifest
+from dataprep.shards import iter_samples
+
+
+def internvl_record(key: str, record: dict[str, Any]) -> dict[str, Any]:
+    """One annotation line: `image` is a name (one image), a list (several) or absent (text)."""
+    line: dict[str, Any] = {"id": record["id"]}
+    names = [f"{key}.{suffix}" for suffix in record["images"]]
+    sizes = record.get("image_sizes") or []
+    if len(names) == 1:
+        line["image"] = names[0]
+        if sizes:
+            line["width"], line["height"] = sizes[0]
+    elif names:
+        line["image"] = names
+    line["conversations"] = record["conversations"]
+    return line
+
+
+def export(manifest_path: Path, out: Path) -> dict[str, dict[str, Any]]:
+    """Export every sample of the manifest's shards under `out`; return the meta written to
+    `out/meta.json` (absolute roots and annotation paths, so the official trainer runs from anywhere)."""
+    manifest = load_manifest(manifest_path)
+    out = out.resolve()
+    (out / "annotations").mkdir(parents=True, exist_ok=True)
+    files: dict[str, Any] = {}
+    lengths: dict[str, int] = {}
+    try:
+        for shard in manifest.shard_paths(Path(manifest_path)):
+            for key, record, blobs in iter_samples(shard):
+                source = record["source"]
+                if "/" in source or source.startswith("."):
+                    raise ValueError(f"source name {source!r} cannot name a folder")
+                if source not in files:
+                    files[source] = open(out / "annotations" / f"{source}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+                    (out / "images" / source).mkdir(parents=True, exist_ok=True)
+                for suffix, data in blobs.items():
+                    (out / "images" / source / f"{key}.{suffix}").write_bytes(data)
+                files[source].write(json.dumps(internvl_record(key, record), ensure_ascii=False) + "\n")
+                lengths[source] = lengths.get(source, 0) + 1
+    finally:
+        for handle in files.values():
+            handle.close()
+    meta = {
+        source: {
+            "root": f"{out / 'images' / source}/",
+            "annotation": str(out / "annotations" / f"{source}.jsonl"),
+            "data_augment": False,
+            "repeat_time": 1,
+            "length": lengths[source],
+        }
+        for source in sorted(lengths)
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    return meta

@@ -1,0 +1,78 @@
+"""Image preprocessing: RGB, square bicubic resize, ImageNet mean/std.
+
+The CPU path (PIL) is the default and runs in DataLoader workers. With `gpu_decode`, JPEG bytes
+are passed through as uint8 tensors and decoded + resized on the GPU (torchvision nvJPEG) in the
+training process; other formats are still decoded on the CPU. torchvision is an optional import.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+_MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+_STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+
+def preprocess_cpu(data: bytes, size: int) -> torch.Tensor:
+    """Decode, convert to RGB, resize to size×size bicubic, normalize → float32 (3, size, size)."""
+    with Image.open(io.BytesIO(data)) as image:
+        rgb = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+    array = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return (array - _MEAN) / _STD
+
+
+def is_jpeg(data: bytes) -> bool:
+    return data[:3] == JPEG_MAGIC
+
+
+def prepare(data: bytes, size: int, gpu_decode: bool) -> torch.Tensor:
+    """What a worker hands over for one image: raw JPEG bytes (uint8, 1-D) or a ready tensor."""
+    if gpu_decode and is_jpeg(data):
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    return preprocess_cpu(data, size)
+
+
+def gpu_decode_available() -> bool:
+    """True when torchvision imports and CUDA is present (nvJPEG decoding possible)."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import torchvision.io  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def finish_on_device(items: list[torch.Tensor], size: int, device: torch.device) -> torch.Tensor:
+    """Stack prepared images on `device`, decoding raw JPEG bytes there with nvJPEG."""
+    if not items:
+        return torch.empty(0, 3, size, size, device=device)
+    out: list[torch.Tensor | None] = [None] * len(items)
+    raw = [i for i, item in enumerate(items) if item.dtype == torch.uint8]
+    if raw:
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        decoded = decode_jpeg([items[i] for i in raw], mode=ImageReadMode.RGB, device=device)
+        mean, std = _MEAN.to(device), _STD.to(device)
+        for i, image in zip(raw, decoded, strict=True):
+            resized = F.interpolate(
+                image.unsqueeze(0).float(),
+                size=(size, size),
+                mode="bicubic",
+                antialias=True,
+                align_corners=False,
+            )
+            out[i] = ((resized[0].clamp(0, 255) / 255.0) - mean) / std
+    for i, item in enumerate(items):
+        if out[i] is None:
+            out[i] = item.to(device, non_blocking=True)
+    return torch.stack(out)  # type: ignore[arg-type]

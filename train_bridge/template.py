@@ -1,0 +1,109 @@
+"""The InternVL "Hermes-2" (ChatML) template: rendering, tokenization and label masks.
+
+Pure functions over a tokenizer. Each segment of the conversation is tokenized on its own and the
+ids are concatenated, so the label mask lines up with the ids by construction (the official code
+re-derives it and zeroes the whole sample on a mismatch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+IGNORE_INDEX = -100
+IMAGE_PLACEHOLDER = "<image>"
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
+SPECIAL_TOKENS = (
+    IM_START,
+    IM_END,
+    IMG_START,
+    IMG_END,
+    IMG_CONTEXT,
+    "<quad>",
+    "</quad>",
+    "<ref>",
+    "</ref>",
+    "<box>",
+    "</box>",
+)
+DEFAULT_SYSTEM = "Answer the questions."
+Overlong = Literal["truncate", "drop"]
+
+
+def image_tokens_per_image(image_size: int, patch_size: int, downsample_ratio: float) -> int:
+    """N = (image_size / patch)² × downsample_ratio²: 256 for 448 / 14 / 0.5."""
+    return int((image_size // patch_size) ** 2 * downsample_ratio**2)
+
+
+def expand_images(text: str, num_image_tokens: int) -> str:
+    """Replace each `<image>` with `<img>` + `<IMG_CONTEXT>` × N + `</img>`."""
+    return text.replace(IMAGE_PLACEHOLDER, IMG_START + IMG_CONTEXT * num_image_tokens + IMG_END)
+
+
+def segments(
+    conversations: Sequence[dict[str, str]], system: str, num_image_tokens: int
+) -> list[tuple[str, bool]]:
+    """The rendered conversation as (text, is_target) pieces; targets are replies + `<|im_end|>`."""
+    pieces = [(f"{IM_START}system\n{system}{IM_END}", False)]
+    for turn in conversations:
+        if turn["from"] == "human":
+            user = expand_images(turn["value"], num_image_tokens)
+            pieces.append((f"{IM_START}user\n{user}{IM_END}{IM_START}assistant\n", False))
+        elif turn["from"] == "gpt":
+            pieces.append((f"{turn['value']}{IM_END}", True))
+        else:
+            raise ValueError(f"unknown role {turn['from']!r}")
+    return pieces
+
+
+def render(
+    conversations: Sequence[dict[str, str]], system: str = DEFAULT_SYSTEM, num_image_tokens: int = 0
+) -> str:
+    """The full prompt text exactly as the reference renders it."""
+    return "".join(text for text, _ in segments(conversations, system, num_image_tokens))
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Token ids and labels of one sample, or why it was dropped."""
+
+    input_ids: list[int]
+    labels: list[int]
+    truncated: bool = False
+    dropped: str = ""
+
+
+def encode(
+    tokenizer: Any,
+    conversations: Sequence[dict[str, str]],
+    *,
+    num_image_tokens: int,
+    max_length: int,
+    system: str = DEFAULT_SYSTEM,
+    overlong: Overlong = "truncate",
+) -> Encoded:
+    """Tokenize with labels masked to -100 outside assistant replies.
+
+    Too-long samples are truncated only in text after the last image (and only if some target
+    token survives) when `overlong="truncate"`, otherwise dropped; never silently zeroed.
+    """
+    input_ids: list[int] = []
+    labels: list[int] = []
+    for text, target in segments(conversations, system, num_image_tokens):
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        input_ids.extend(ids)
+        labels.extend(ids if target else [IGNORE_INDEX] * len(ids))
+    if len(input_ids) <= max_length:
+        return Encoded(input_ids, labels)
+    if overlong == "drop":
+        return Encoded([], [], dropped="too long")
+    img_end = tokenizer.convert_tokens_to_ids(IMG_END)
+    last_image_end = max((i for i, t in enumerate(input_ids) if t == img_end), default=-1)
+    if last_image_end >= max_length:
+        return Encoded([], [], dropped="images exceed max length")
+    labels = labels[:max_length]
+    if all(label == IGNORE_INDEX for label in labels):
+        return Encoded([], [], dropped="no target left after truncation")
+    return Encoded(input_ids[:max_length], labels, truncated=True)

@@ -1,0 +1,425 @@
+"""The SFT loop: DDP or FSDP, bf16 autocast on CUDA, gradient accumulation to a global batch,
+AdamW + cosine schedule, exact checkpoints (model, optimizer, scheduler, RNG, data position)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+import torch.nn.functional as F
+from torch import nn
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from transformers import AutoTokenizer, get_cosine_schedule_with_warmup
+
+from dataprep.manifest import load_manifest
+from train_bridge import images
+from train_bridge.data import Encoder, ShardStream, make_loader
+from train_bridge.model import add_special_tokens, image_geometry, load_model
+from train_bridge.template import DEFAULT_SYSTEM, IGNORE_INDEX, Overlong
+
+Parallel = Literal["auto", "none", "ddp", "fsdp"]
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; defaults are the InternVL-Chat-V1-2 hyper-parameters."""
+
+    manifest: Path
+    model: str
+    tokenizer: str
+    out: Path
+    system: str = DEFAULT_SYSTEM
+    max_length: int = 2048
+    overlong: Overlong = "truncate"
+    image_size: int = 448
+    global_batch: int = 512
+    micro_batch: int = 4
+    lr: float = 1e-5
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    epochs: int = 1
+    max_steps: int = 0
+    stop_after: int = 0
+    seed: int | None = None
+    num_workers: int = 4
+    window: int = 16
+    gradient_checkpointing: bool = True
+    parallel: Parallel = "auto"
+    bf16: bool = True
+    compile: bool = False
+    gpu_decode: bool = False
+    save_every: int = 0
+    resume: str = "auto"
+    peak_tflops: float = 0.0
+
+
+class SFTModule(nn.Module):
+    """Wraps the model so that DDP/FSDP see one forward returning the summed token loss.
+
+    A micro-batch without images still runs the vision tower on one blank image (weight 0), so
+    every parameter gets a gradient on every rank, as DDP and FSDP require.
+    """
+
+    def __init__(self, model: nn.Module, image_size: int) -> None:
+        super().__init__()
+        self.model = model
+        self.image_size = image_size
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor,
+        pixel_values: torch.Tensor,
+    ) -> torch.Tensor:
+        has_images = pixel_values.shape[0] > 0
+        unused = torch.zeros((), device=input_ids.device)
+        if not has_images:  # before the language model, so FSDP ranks gather layers in one order
+            config = self.model.config
+            blank = torch.zeros(1, 3, self.image_size, self.image_size, device=input_ids.device)
+            unused = self.model.model.get_image_features(
+                pixel_values=blank,
+                vision_feature_layer=config.vision_feature_layer,
+                vision_feature_select_strategy=config.vision_feature_select_strategy,
+            ).pooler_output.sum()
+        logits = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            pixel_values=pixel_values if has_images else None,
+        ).logits
+        loss = F.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(),
+            labels[:, 1:].flatten(),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+        return loss + 0.0 * unused
+
+
+def _setup_distributed() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def _all_reduce(tensor: torch.Tensor) -> torch.Tensor:
+    if dist.is_initialized():
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay for biases and norm weights (1-D parameters)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    rest = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def _wrap(module: SFTModule, parallel: Parallel, world: int, device: torch.device, bf16: bool) -> nn.Module:
+    if parallel == "auto":
+        parallel = "ddp" if world > 1 else "none"
+    if parallel == "ddp":
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+    if parallel == "fsdp":
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        policy = (
+            MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else None
+        )
+        kwargs = {"mp_policy": policy} if policy else {}
+        inner = module.model.model
+        for layer in [*inner.vision_tower.encoder.layer, *inner.language_model.layers]:
+            fully_shard(layer, **kwargs)
+        return fully_shard(module, **kwargs)
+    return module
+
+
+def estimate_flops(model: nn.Module, batch: dict[str, Any]) -> float:
+    """Model FLOPs of one forward + backward (6·N·tokens + attention), recomputation excluded."""
+    config = model.config
+    text, vision = config.text_config, config.vision_config
+    inner = model.model
+    llm_params = (
+        sum(p.numel() for p in inner.language_model.parameters())
+        - inner.language_model.embed_tokens.weight.numel()
+    )
+    llm_params += text.vocab_size * text.hidden_size  # the output projection
+    lengths = batch["attention_mask"].sum(1).double()
+    flops = 6 * llm_params * lengths.sum().item()
+    flops += 6 * text.num_hidden_layers * text.hidden_size * (lengths**2).sum().item()  # causal attention
+    n_images = len(batch["images"])
+    if n_images:
+        size, _ = image_geometry(model)
+        patches = (size // vision.patch_size[0]) ** 2 + 1
+        vit_params = sum(p.numel() for p in inner.vision_tower.parameters())
+        vit_params += sum(p.numel() for p in inner.multi_modal_projector.parameters())
+        flops += 6 * vit_params * patches * n_images
+        flops += 12 * vision.num_hidden_layers * vision.hidden_size * patches**2 * n_images
+    return float(flops)
+
+
+def _peak_flops(config: TrainConfig, device: torch.device) -> float:
+    if config.peak_tflops:
+        return config.peak_tflops * 1e12
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return next((tflops * 1e12 for key, tflops in PEAK_BF16_TFLOPS.items() if key in name), 0.0)
+    return 0.0
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def save_checkpoint(
+    folder: Path, wrapped: nn.Module, optimizer: Any, scheduler: Any, trainer: dict[str, Any]
+) -> None:
+    """Sharded model + optimizer (torch.distributed.checkpoint), scheduler, per-rank RNG, position."""
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    model_state, optim_state = get_state_dict(wrapped, optimizer)
+    dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(folder / "weights"))
+    torch.save(_rng_state(), folder / f"rng-{rank}.pt")
+    if rank == 0:
+        torch.save({"scheduler": scheduler.state_dict(), **trainer}, folder / "trainer.pt")
+    if dist.is_initialized():
+        dist.barrier()
+    if rank == 0:
+        latest = folder.parent / "latest"
+        latest.with_suffix(".partial").write_text(folder.name)
+        os.replace(latest.with_suffix(".partial"), latest)
+
+
+def load_checkpoint(folder: Path, wrapped: nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    model_state, optim_state = get_state_dict(wrapped, optimizer)
+    state = {"model": model_state, "optim": optim_state}
+    dcp.load(state, checkpoint_id=str(folder / "weights"))
+    set_state_dict(wrapped, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    trainer = torch.load(folder / "trainer.pt", weights_only=False)
+    scheduler.load_state_dict(trainer.pop("scheduler"))
+    _set_rng_state(torch.load(folder / f"rng-{rank}.pt", weights_only=False))
+    return trainer
+
+
+def _find_resume(config: TrainConfig) -> Path | None:
+    if config.resume == "none":
+        return None
+    if config.resume == "auto":
+        latest = config.out / "checkpoints" / "latest"
+        return latest.parent / latest.read_text().strip() if latest.exists() else None
+    return Path(config.resume)
+
+
+def _digest(keys: list[str]) -> str:
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+
+
+def train(config: TrainConfig) -> list[dict[str, Any]]:
+    """Run (or resume) the SFT job; return the metrics records written by rank 0."""
+    rank, world, device = _setup_distributed()
+    seed = load_manifest(config.manifest).seed if config.seed is None else config.seed
+    if config.global_batch % (config.micro_batch * world):
+        raise ValueError(
+            f"global batch {config.global_batch} is not a multiple of {config.micro_batch} × {world}"
+        )
+    accum = config.global_batch // (config.micro_batch * world)
+
+    tokenizer = AutoTokenizer.from_pretrained(config.tokenizer)
+    add_special_tokens(tokenizer)
+    cuda = device.type == "cuda"
+    model = load_model(config.model, tokenizer, image_size=config.image_size, device=device, seed=seed)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    image_size, image_tokens = image_geometry(model)
+    gpu_decode = config.gpu_decode and images.gpu_decode_available()
+
+    encoder = Encoder(
+        tokenizer, image_size, image_tokens, config.max_length, config.system, config.overlong, gpu_decode
+    )
+    dataset = ShardStream(
+        config.manifest,
+        encoder,
+        batch_size=config.micro_batch,
+        rank=rank,
+        world_size=world,
+        seed=seed,
+        window=config.window,
+        pad_id=tokenizer.pad_token_id,
+    )
+    steps_per_epoch = dataset.batches_per_epoch() // accum
+    if steps_per_epoch == 0:
+        raise ValueError(f"{dataset.total} samples do not fill one global batch of {config.global_batch}")
+    total_steps = config.max_steps or config.epochs * steps_per_epoch
+
+    module = SFTModule(model, image_size)
+    if config.compile:
+        for layer in [*model.model.vision_tower.encoder.layer, *model.model.language_model.layers]:
+            layer.compile(dynamic=True)
+    wrapped = _wrap(module, config.parallel, world, device, config.bf16 and cuda)
+    optimizer = torch.optim.AdamW(
+        _param_groups(wrapped, config.weight_decay), lr=config.lr, betas=(0.9, 0.999), fused=cuda or None
+    )
+    scheduler = get_cosine_schedule_with_warmup(
+        optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
+    )
+
+    step, totals = 0, {"dropped": 0, "truncated": 0}
+    if (folder := _find_resume(config)) is not None:
+        trainer = load_checkpoint(folder, wrapped, optimizer, scheduler)
+        layout = {"world_size": world, "micro_batch": config.micro_batch, "global_batch": config.global_batch}
+        if trainer["layout"] != layout:
+            raise ValueError(
+                f"exact resume needs the same layout: checkpoint {trainer['layout']}, now {layout}"
+            )
+        step, totals = trainer["step"], trainer["totals"]
+
+    config.out.mkdir(parents=True, exist_ok=True)
+    metrics_file = open(config.out / "metrics.jsonl", "a") if rank == 0 else None  # noqa: SIM115
+    sources = dataset.sources
+    peak = _peak_flops(config, device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and config.bf16 else nullcontext()
+    records: list[dict[str, Any]] = []
+    last_step = min(total_steps, step + config.stop_after) if config.stop_after else total_steps
+    wrapped.train()
+
+    while step < last_step:
+        epoch, start = divmod(step, steps_per_epoch)
+        dataset.set_position(epoch, start * accum)
+        batches = iter(make_loader(dataset, config.num_workers, pin_memory=cuda))
+        for _ in range(start, steps_per_epoch):
+            if step >= last_step:
+                break
+            began = time.perf_counter()
+            micro = [next(batches) for _ in range(accum)]
+            waited = time.perf_counter() - began
+            counts = torch.zeros(5 + len(sources), dtype=torch.float64)
+            for batch in micro:
+                counts[0] += (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+                counts[2] += batch["attention_mask"].sum()
+                counts[3] += batch["dropped"]
+                counts[4] += batch["truncated"]
+                for name in batch["sources"]:
+                    counts[5 + sources.index(name)] += 1
+            target_tokens = _all_reduce(counts[:1].clone().to(device))[0].item()
+            loss_sum = torch.zeros((), device=device)
+            flops = 0.0
+            for index, batch in enumerate(micro):
+                last = index == accum - 1
+                fetch = time.perf_counter()
+                inputs = [
+                    batch[k].to(device, non_blocking=True) for k in ("input_ids", "attention_mask", "labels")
+                ]
+                pixels = (
+                    images.finish_on_device(batch["images"], image_size, device)
+                    if gpu_decode
+                    else (
+                        batch["images"].to(device, non_blocking=True)
+                        if len(batch["images"])
+                        else torch.empty(0, 3, image_size, image_size, device=device)
+                    )
+                )
+                waited += time.perf_counter() - fetch
+                if peak:
+                    flops += estimate_flops(model, batch)
+                sync = nullcontext()
+                if hasattr(wrapped, "no_sync") and not last:
+                    sync = wrapped.no_sync()
+                elif hasattr(wrapped, "set_requires_gradient_sync"):
+                    wrapped.set_requires_gradient_sync(last)
+                with sync:
+                    with autocast:
+                        loss = wrapped(*inputs, pixels)
+                    (loss * world / max(target_tokens, 1.0)).backward()
+                loss_sum += loss.detach()
+            grad_norm = torch.nn.utils.clip_grad_norm_(wrapped.parameters(), config.grad_clip)
+            if hasattr(grad_norm, "full_tensor"):
+                grad_norm = grad_norm.full_tensor()
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            counts[1] = loss_sum.double().cpu()
+            counts = _all_reduce(counts.to(device)).cpu()
+            if cuda:
+                torch.cuda.synchronize(device)
+            elapsed = time.perf_counter() - began
+            totals["dropped"] += int(counts[3])
+            totals["truncated"] += int(counts[4])
+            record = {
+                "step": step,
+                "epoch": epoch,
+                "loss": counts[1].item() / max(counts[0].item(), 1.0),
+                "lr": lr,
+                "grad_norm": float(grad_norm),
+                "target_tokens": int(counts[0]),
+                "tokens_per_s": counts[2].item() / elapsed,
+                "samples_per_s": counts[5:].sum().item() / elapsed,
+                "samples_per_s_by_source": {n: counts[5 + i].item() / elapsed for i, n in enumerate(sources)},
+                "data_wait": waited / elapsed,
+                "step_time": elapsed,
+                "dropped": totals["dropped"],
+                "truncated": totals["truncated"],
+                "data": _digest([k for batch in micro for k in batch["keys"]]),
+            }
+            if peak:
+                record["mfu"] = _all_reduce(torch.tensor(flops, device=device)).item() / (
+                    elapsed * peak * world
+                )
+            records.append(record)
+            if metrics_file:
+                metrics_file.write(json.dumps(record) + "\n")
+                metrics_file.flush()
+            if step == last_step or (config.save_every and step % config.save_every == 0):
+                folder = config.out / "checkpoints" / f"step-{step:08d}"
+                position = divmod(step, steps_per_epoch)
+                trainer = {
+                    "step": step,
+                    "totals": totals,
+                    "data_position": {"epoch": position[0], "micro_batch": position[1] * accum},
+                    "layout": {
+                        "world_size": world,
+                        "micro_batch": config.micro_batch,
+                        "global_batch": config.global_batch,
+                    },
+                    "config": {k: str(v) for k, v in asdict(config).items()},
+                }
+                save_checkpoint(folder, wrapped, optimizer, scheduler, trainer)
+        del batches
+    if metrics_file:
+        metrics_file.close()
+    return records
