@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from dataprep.manifest import Manifest
 from dataprep.shards import canonical_json, sha256_file, write_tar
-from train_bridge.template import SPECIAL_TOKENS
+from train_bridge.tokenizer import train_bpe_tokenizer
 
 WORDS = [
     "the",
@@ -55,24 +55,6 @@ WORDS = [
 
 def sentence(rng: random.Random, low: int, high: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high)))
-
-
-def tokenizer(folder: Path, rng: random.Random) -> None:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=2000,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    core.train_from_iterator([sentence(rng, 5, 30) for _ in range(3000)], trainer)
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<|im_end|>", eos_token="<|im_end|>")
-    wrapped.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
-    wrapped.save_pretrained(folder)
 
 
 def photo(rng: random.Random) -> bytes:
@@ -173,7 +155,7 @@ def main() -> None:
     parser.add_argument("--per-shard", type=int, default=256)
     args = parser.parse_args()
     rng = random.Random(0)
-    tokenizer(args.out / "tokenizer", rng)
+    train_bpe_tokenizer((sentence(rng, 5, 30) for _ in range(3000)), args.out / "tokenizer")
     print(shards(args.out / "mixture", args.samples, args.per_shard, rng))
 
 

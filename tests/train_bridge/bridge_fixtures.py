@@ -12,7 +12,7 @@ from PIL import Image
 
 from dataprep.manifest import Manifest
 from dataprep.shards import canonical_json, sha256_file, write_tar
-from train_bridge.template import SPECIAL_TOKENS
+from train_bridge.tokenizer import train_bpe_tokenizer
 
 WORDS = [
     "what",
@@ -58,23 +58,8 @@ def corpus(lines: int = 400, seed: int = 0) -> list[str]:
 
 
 def train_tokenizer(folder: Path):
-    """A ByteLevel BPE tokenizer with the ChatML and image tokens as single special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    core.train_from_iterator([*corpus(), "Answer the questions. system user assistant\n"], trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<|im_end|>", eos_token="<|im_end|>")
-    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
-    tokenizer.save_pretrained(folder)
-    return tokenizer
+    """The tests' tokenizer: BPE over a small question corpus."""
+    return train_bpe_tokenizer(corpus(), folder, vocab_size=400)
 
 
 def image_bytes(rng: random.Random, fmt: str) -> bytes:
