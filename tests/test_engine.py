@@ -112,3 +112,13 @@ def test_oversized_images_are_reencoded_within_max_side(ray_cluster, upstream, t
         for (width, height), suffix in zip(record["image_sizes"], record["images"], strict=True):
             assert max(width, height) == 64
             assert suffix == "jpg"
+
+
+def test_limit_reads_the_first_records_of_each_source(ray_cluster, upstream, tmp_path):
+    data_root, _ = upstream
+    recipe_file = tmp_path / "limited.yaml"
+    recipe_file.write_text(recipe_yaml("limited", data_root, tmp_path / "out"))
+    manifest = build(load_recipe(recipe_file), BuildSettings(out=tmp_path / "out", limit=5, progress=False))
+    (source,) = manifest.sources
+    assert source.read == 5
+    assert source.kept + sum(source.rejected.values()) == 5
