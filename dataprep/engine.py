@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -44,6 +45,23 @@ WORK_DIR = ".work"
 
 class BuildError(Exception):
     """A stage could not complete; lists every failed work unit. Nothing is published."""
+
+
+class UnitFailed(Exception):
+    """A work unit's error, reduced to its type and message so it crosses process boundaries."""
+
+
+def _plain_errors(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Re-raise any error of a task as `UnitFailed("<Type>: <message>")`."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any) -> Any:
+        try:
+            return function(*args)
+        except Exception as error:
+            raise UnitFailed(f"{type(error).__name__}: {error}") from None
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,7 @@ def ray_session(settings: BuildSettings) -> Iterator[None]:
 
 
 @ray.remote(max_retries=3)
+@_plain_errors
 def _normalize_task(
     source: str,
     root: str,
@@ -114,11 +133,13 @@ def _normalize_task(
 
 
 @ray.remote(max_retries=3)
+@_plain_errors
 def _hash_task(path: str) -> str:
     return sha256_file(Path(path))
 
 
 @ray.remote(max_retries=3)
+@_plain_errors
 def _shard_task(path: str, marker: str, plan_sha256: str, work_dir: str, copies: list[SampleCopy]) -> dict:
     return _write_or_reuse(Path(path), Path(marker), plan_sha256, Path(work_dir), copies)
 
@@ -165,8 +186,12 @@ def _run(
         index = pending.pop(ready[0])
         try:
             results[index] = ray.get(ready[0])
-        except (ray.exceptions.RayError, Exception) as error:
-            errors.append(f"{jobs[index][0]}: {getattr(error, 'cause', None) or error}")
+        except ray.exceptions.RayTaskError as error:
+            errors.append(
+                f"{jobs[index][0]}: {error.cause if isinstance(error.cause, UnitFailed) else error}"
+            )
+        except ray.exceptions.RayError as error:
+            errors.append(f"{jobs[index][0]}: {error}")
         progress.advance(getattr(results[index], "read", 0))
         next_index = next(queue, None)
         if next_index is not None:

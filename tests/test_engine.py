@@ -122,3 +122,30 @@ def test_limit_reads_the_first_records_of_each_source(ray_cluster, upstream, tmp
     (source,) = manifest.sources
     assert source.read == 5
     assert source.kept + sum(source.rejected.values()) == 5
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_unit_that_cannot_be_read_fails_the_build_before_any_shard(ray_cluster, upstream, tmp_path):
+    import pickle
+
+    from dataprep.engine import BuildError
+
+    data_root, _ = upstream
+    marker = tmp_path / "ran"
+    (data_root / "geo").mkdir(exist_ok=True)
+    (data_root / "geo" / "Mix-train.pk").write_bytes(pickle.dumps([{"id": 1, "image": _Payload(marker)}]))
+    recipe_file = tmp_path / "hostile.yaml"
+    geo = "  - source: geoqa_plus\n    path: geo\n"
+    recipe_file.write_text(recipe_yaml("hostile", data_root, tmp_path / "out", extra_sources=geo))
+    with pytest.raises(BuildError, match=r"geoqa_plus unit 'Mix-train.pk'.*refused pickle global"):
+        build(load_recipe(recipe_file), BuildSettings(out=tmp_path / "out", progress=False))
+    assert not marker.exists()
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    assert not (tmp_path / "out" / "shards").exists()
