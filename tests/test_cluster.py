@@ -29,6 +29,14 @@ def cluster(tmp_path_factory):
     """A real one-node cluster started with `ray start --head`, on loopback only."""
     temp = tmp_path_factory.mktemp("ray")
     port, dashboard = _free_port(), _free_port()
+    # every port the head opens is chosen free, so another Ray on this machine cannot collide
+    extra_ports = [
+        "--ray-client-server-port",
+        "--dashboard-agent-listen-port",
+        "--dashboard-agent-grpc-port",
+        "--runtime-env-agent-port",
+        "--metrics-export-port",
+    ]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     command = [
         str(BIN / "ray"),
@@ -44,19 +52,23 @@ def cluster(tmp_path_factory):
         "--memory=2000000000",
         "--object-store-memory=200000000",
         f"--temp-dir={temp}",
+        *(f"{flag}={_free_port()}" for flag in extra_ports),
     ]
-    head = subprocess.Popen(
-        command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
+    log = temp / "head.log"
+    with open(log, "wb") as sink:
+        head = subprocess.Popen(
+            command, env=env, start_new_session=True, stdout=sink, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and head.poll() is None:
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", dashboard)) == 0:
                 break
         time.sleep(0.5)
     else:
-        os.killpg(head.pid, signal.SIGTERM)
-        pytest.fail("the Ray head did not start")
+        if head.poll() is None:
+            os.killpg(head.pid, signal.SIGTERM)
+        pytest.fail("the Ray head did not start:\n" + log.read_text()[-3000:])
     yield f"127.0.0.2:{port}", f"http://127.0.0.1:{dashboard}", env
     os.killpg(head.pid, signal.SIGTERM)
     head.wait(timeout=60)
