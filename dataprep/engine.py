@@ -235,7 +235,7 @@ def _artifacts(adapters: list[Source], work: Path, settings: BuildSettings) -> l
     ]
 
 
-def _entry_key(entry: SourceEntry, adapter: Source, recipe: Recipe, limit: int | None) -> str:
+def _entry_key(adapter: Source, recipe: Recipe, limit: int | None) -> str:
     """Normalized parts are reused while adapter, options, inputs, image policy and limit are unchanged."""
     inputs = [
         [str(path), os.stat(path).st_size, os.stat(path).st_mtime_ns] for path in sorted(adapter.inputs())
@@ -276,7 +276,7 @@ def normalize(recipe: Recipe, settings: BuildSettings) -> list[EntryResult]:
     layout: list[tuple[SourceEntry, Source, list[Path]]] = []
     jobs = []
     for entry, adapter in zip(recipe.sources, adapters, strict=True):
-        part_dir = work / "parts" / f"{entry.label}-{_entry_key(entry, adapter, recipe, settings.limit)}"
+        part_dir = work / "parts" / f"{entry.label}-{_entry_key(adapter, recipe, settings.limit)}"
         parts = [part_dir / f"{index:06d}.tar" for index, _ in enumerate(adapter.units())]
         layout.append((entry, adapter, parts))
         for unit, part in zip(adapter.units(), parts, strict=True):
