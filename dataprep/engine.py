@@ -342,8 +342,11 @@ def build(recipe: Recipe, settings: BuildSettings) -> Manifest:
     out = settings.out
     work = out / WORK_DIR
     (out / "manifest.json").unlink(missing_ok=True)
+    stages: dict[str, float] = {}
     with ray_session(settings):
+        stages["ray_start"] = round(time.monotonic() - clock, 3)
         entries = normalize(recipe, settings)
+        stages["normalize"] = round(time.monotonic() - clock - sum(stages.values()), 3)
         components = components_of(entries)
         shard_plan = plan(components, recipe.output.shard_size, recipe.seed)
         shard_names = [f"{recipe.name}-{index:06d}.tar" for index in range(len(shard_plan))]
@@ -371,6 +374,7 @@ def build(recipe: Recipe, settings: BuildSettings) -> Manifest:
             )
             jobs.append((f"shard {name}", lambda args=args: _shard_task.remote(*args)))
         written = _run("write", jobs, settings)
+        stages["plan_and_write"] = round(time.monotonic() - clock - sum(stages.values()), 3)
     rejects = b"".join(canonical_json(reject) + b"\n" for result in entries for reject in result.rejects)
     write_atomic(out / "rejects.jsonl", rejects)
     manifest = _manifest(recipe, entries, components, shard_names, per_source, written, rejects)
@@ -378,6 +382,7 @@ def build(recipe: Recipe, settings: BuildSettings) -> Manifest:
         started_at=started.isoformat(timespec="seconds"),
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         seconds=round(time.monotonic() - clock, 3),
+        stages=stages,
     )
     write_atomic(out / "manifest.json", manifest.model_dump_json(indent=2).encode("utf-8") + b"\n")
     return manifest

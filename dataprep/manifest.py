@@ -73,9 +73,12 @@ class Stats(Strict):
 
 
 class BuildTimes(Strict):
+    """Wall-clock facts of one run (kept out of the content hash). `stages`: seconds per stage."""
+
     started_at: str
     finished_at: str
     seconds: float
+    stages: dict[str, float] = {}
 
 
 class Manifest(Strict):
