@@ -30,7 +30,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import webdataset as wds
 from benchlib import BIN, RAY_ENV, TreeMemory, emit, machine, median_of, recipe, table, write_llava_dataset
@@ -41,42 +40,18 @@ from torch.utils.data import DataLoader, Dataset
 from dataprep.manifest import load_manifest
 from train_bridge.data import Encoder, ShardStream, collate, make_loader
 from train_bridge.export_internvl import export
-from train_bridge.images import IMAGENET_MEAN, IMAGENET_STD
+from train_bridge.images import preprocess_pil
 from train_bridge.model import add_special_tokens
-from train_bridge.template import DEFAULT_SYSTEM, encode
+from train_bridge.template import DEFAULT_SYSTEM
 from train_bridge.tokenizer import train_bpe_tokenizer
 
 IMAGE_SIZE, IMAGE_TOKENS, MAX_LENGTH = 448, 256, 2048
-MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 PIPELINES = ["shardstream", "webdataset", "loose"]
-
-
-def pixels(image: Image.Image, size: int) -> torch.Tensor:
-    """The same preprocessing as train_bridge.images.preprocess_cpu, from a decoded PIL image."""
-    rgb = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
-    array = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    return (array - MEAN) / STD
 
 
 def encode_item(encoder: Encoder, record: dict[str, Any], images: list[Image.Image]) -> dict[str, Any]:
     """What Encoder returns for one sample, from already decoded images."""
-    encoded = encode(
-        encoder.tokenizer,
-        record["conversations"],
-        num_image_tokens=encoder.num_image_tokens,
-        max_length=encoder.max_length,
-        system=encoder.system,
-        overlong=encoder.overlong,
-    )
-    if encoded.dropped:
-        return {"dropped": encoded.dropped}
-    return {
-        "input_ids": encoded.input_ids,
-        "labels": encoded.labels,
-        "images": [pixels(image, encoder.image_size) for image in images],
-        "truncated": encoded.truncated,
-    }
+    return encoder.assemble(record, lambda: [preprocess_pil(image, encoder.image_size) for image in images])
 
 
 class WdsEncode:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -112,6 +112,12 @@ class Encoder:
     gpu_decode: bool = False
 
     def __call__(self, record: dict[str, Any], blobs: list[bytes]) -> dict[str, Any]:
+        return self.assemble(
+            record, lambda: [images.prepare(blob, self.image_size, self.gpu_decode) for blob in blobs]
+        )
+
+    def assemble(self, record: dict[str, Any], pixels: Callable[[], list[torch.Tensor]]) -> dict[str, Any]:
+        """Tokens and labels of `record`; images from `pixels()`, called only when the sample is kept."""
         encoded = encode(
             self.tokenizer,
             record["conversations"],
@@ -122,11 +128,10 @@ class Encoder:
         )
         if encoded.dropped:
             return {"dropped": encoded.dropped}
-        pixels = [images.prepare(blob, self.image_size, self.gpu_decode) for blob in blobs]
         return {
             "input_ids": encoded.input_ids,
             "labels": encoded.labels,
-            "images": pixels,
+            "images": pixels(),
             "truncated": encoded.truncated,
         }
 

@@ -25,7 +25,12 @@ _STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 def preprocess_cpu(data: bytes, size: int) -> torch.Tensor:
     """Decode, convert to RGB, resize to size×size bicubic, normalize → float32 (3, size, size)."""
     with Image.open(io.BytesIO(data)) as image:
-        rgb = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+        return preprocess_pil(image, size)
+
+
+def preprocess_pil(image: Image.Image, size: int) -> torch.Tensor:
+    """The same preprocessing, from an already decoded PIL image."""
+    rgb = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
     array = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
     return (array - _MEAN) / _STD
 
