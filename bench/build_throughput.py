@@ -15,7 +15,6 @@ import json
 import math
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from benchlib import (
     recipe,
     run_measured,
     table,
+    work_folder,
     write_llava_dataset,
 )
 
@@ -138,12 +138,8 @@ def main() -> None:
             "shard_size": args.shard_size,
         }
     )
-    if args.work:
-        args.work.mkdir(parents=True, exist_ok=True)
-        summary = measure(args, args.work)
-    else:
-        with tempfile.TemporaryDirectory(prefix="bench-build-") as folder:
-            summary = measure(args, Path(folder))
+    with work_folder(args.work, "bench-build-") as folder:
+        summary = measure(args, folder)
     columns = [
         "config",
         "wall_s",

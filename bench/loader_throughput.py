@@ -24,7 +24,6 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,7 +31,18 @@ from typing import Any
 
 import torch
 import webdataset as wds
-from benchlib import BIN, RAY_ENV, TreeMemory, emit, machine, median_of, recipe, table, write_llava_dataset
+from benchlib import (
+    BIN,
+    RAY_ENV,
+    TreeMemory,
+    emit,
+    machine,
+    median_of,
+    recipe,
+    table,
+    work_folder,
+    write_llava_dataset,
+)
 from gpu_sft_prep import sentence
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -188,12 +198,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.torch_threads)
     emit({"kind": "setup", "machine": machine(), **{k: str(v) for k, v in vars(args).items()}})
-    if args.work:
-        args.work.mkdir(parents=True, exist_ok=True)
-        summary = measure(args, args.work)
-    else:
-        with tempfile.TemporaryDirectory(prefix="bench-loader-") as folder:
-            summary = measure(args, Path(folder))
+    with work_folder(args.work, "bench-loader-") as folder:
+        summary = measure(args, folder)
     columns = ["pipeline", "workers", "samples_per_s", "vs_webdataset", "tree_peak_pss_mib"]
     print(table(summary, columns), file=sys.stderr)
 
