@@ -64,20 +64,28 @@ class Reject:
 Record = Sample | Reject
 
 
+def turn_order_problem(roles: list[str]) -> str | None:
+    """Why a sequence of turn roles is not human/gpt alternating from human, or None."""
+    if not roles:
+        return "no turns"
+    for index, role in enumerate(roles):
+        expected = "human" if index % 2 == 0 else "gpt"
+        if role != expected:
+            return f"turn {index} is from {role!r}, expected {expected!r}"
+    if len(roles) % 2:
+        return "the conversation ends with a human turn"
+    return None
+
+
 def conversation_problem(sample: Sample) -> str | None:
     """Why a sample's conversation breaks the shard contract, or None when it is well formed."""
     turns = sample.conversations
-    if not turns:
-        return "no turns"
-    for index, turn in enumerate(turns):
-        expected = "human" if index % 2 == 0 else "gpt"
-        if turn.role != expected:
-            return f"turn {index} is {turn.role!r}, expected {expected!r}"
-    if len(turns) % 2:
-        return "conversation ends with a human turn"
-    placeholders = sum(turn.value.count(IMAGE_PLACEHOLDER) for turn in turns if turn.role == "human")
+    problem = turn_order_problem([turn.role for turn in turns])
+    if problem:
+        return problem
     if any(IMAGE_PLACEHOLDER in turn.value for turn in turns if turn.role == "gpt"):
         return "<image> placeholder in a gpt turn"
+    placeholders = sum(turn.value.count(IMAGE_PLACEHOLDER) for turn in turns if turn.role == "human")
     if placeholders != len(sample.images):
         return f"{placeholders} <image> placeholders for {len(sample.images)} images"
     return None

@@ -28,12 +28,11 @@ from typing import Any, Literal
 import ijson
 from pydantic import Field
 
-from dataprep.sample import IMAGE_PLACEHOLDER, ImageFile, Record, Reject, Sample, Turn
+from dataprep.sample import IMAGE_PLACEHOLDER, ImageFile, Record, Reject, Sample, Turn, turn_order_problem
 from dataprep.sources.base import Source, SourceOptions
 
 DEFAULT_UNIT_BYTES = 64 * 2**20
 FRONT = IMAGE_PLACEHOLDER + "\n"
-ROLES = ("human", "gpt")
 
 ImagePlacement = Literal["keep", "front"]
 
@@ -148,14 +147,9 @@ def turns_of(raw: dict[str, Any]) -> list[tuple[str, str]]:
         if not isinstance(turn.get("value"), str):
             raise BadRecord("bad_record", f"turn {index} has no string 'value'")
         pairs.append((turn["from"], turn["value"]))
-    if not pairs:
-        raise BadRecord("bad_conversation", "no turns")
-    for index, (role, _) in enumerate(pairs):
-        expected = ROLES[index % 2]
-        if role != expected:
-            raise BadRecord("bad_conversation", f"turn {index} is from {role!r}, expected {expected!r}")
-    if len(pairs) % 2:
-        raise BadRecord("bad_conversation", "the conversation ends with a human turn")
+    problem = turn_order_problem([role for role, _ in pairs])
+    if problem:
+        raise BadRecord("bad_conversation", problem)
     return pairs
 
 
