@@ -102,6 +102,12 @@ def iter_tar(path: Path) -> Iterator[tuple[str, bytes]]:
                 yield info.name, handle.read()
 
 
+def tar_locations(path: Path) -> list[MemberLocation]:
+    """Where every file member's data lies, read from the tar headers alone."""
+    with tarfile.open(path, mode="r:") as archive:
+        return [MemberLocation(info.name, info.offset_data, info.size) for info in archive if info.isfile()]
+
+
 def split_member_name(name: str) -> tuple[str, str]:
     """`<key>.<suffix>` → (key, suffix), splitting at the first dot as webdataset does."""
     key, _, suffix = name.partition(".")

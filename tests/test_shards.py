@@ -6,7 +6,7 @@ import tarfile
 
 import pytest
 
-from dataprep.shards import MemberLocation, iter_samples, read_at, write_tar
+from dataprep.shards import MemberLocation, iter_samples, read_at, tar_locations, write_tar
 
 
 def test_same_members_same_bytes_and_offsets(tmp_path):
@@ -39,3 +39,9 @@ def test_read_at_detects_truncation(tmp_path):
     (tmp_path / "t.tar").write_bytes(b"short")
     with pytest.raises(OSError, match="truncated"):
         read_at(tmp_path / "t.tar", MemberLocation("x", 2, 10))
+
+
+def test_tar_locations_match_what_was_written(tmp_path):
+    members = [("a.json", b"{}"), ("a.jpg", b"\xff" * 700), ("b.json", b"[]")]
+    written = write_tar(tmp_path / "s.tar", members)
+    assert tar_locations(tmp_path / "s.tar") == written

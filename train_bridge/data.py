@@ -25,26 +25,21 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dataprep.manifest import load_manifest
-from dataprep.shards import MemberLocation, split_member_name
+from dataprep.shards import MemberLocation, split_member_name, tar_locations
 from train_bridge import images
 from train_bridge.template import IGNORE_INDEX, Overlong, encode
 
 
 def index_shard(path: Path) -> list[dict[str, MemberLocation]]:
     """Member locations of each sample of a shard, in stored order (reads tar headers only)."""
-    import tarfile
-
     samples: list[dict[str, MemberLocation]] = []
     current = None
-    with tarfile.open(path, mode="r:") as archive:
-        for info in archive:
-            if not info.isfile():
-                continue
-            key, suffix = split_member_name(info.name)
-            if key != current:
-                samples.append({})
-                current = key
-            samples[-1][suffix] = MemberLocation(info.name, info.offset_data, info.size)
+    for location in tar_locations(path):
+        key, suffix = split_member_name(location.name)
+        if key != current:
+            samples.append({})
+            current = key
+        samples[-1][suffix] = location
     return samples
 
 
