@@ -26,18 +26,23 @@ fi
 # shellcheck disable=SC2086
 $PY -m train_bridge.cli sft --manifest "$MANIFEST" --model "${MODEL:-small}" --tokenizer "$TOKENIZER" --out "$WORK/run" \
   --global-batch "$MICRO" --micro-batch "$MICRO" --max-steps "$STEPS" --num-workers "$WORKERS" \
-  --lr 1e-5 --no-gradient-checkpointing --resume none --save-every 0 ${EXTRA:-} >/dev/null
+  --lr 1e-5 --no-gradient-checkpointing --resume none --save-every -1 ${EXTRA:-} >/dev/null
 $PY - "$WORK/run/metrics.jsonl" <<'PYEOF'
 import json, statistics, sys
 import torch
 rows = [json.loads(line) for line in open(sys.argv[1])]
-steady = rows[len(rows) // 5:] or rows  # skip warm-up (allocator, cudnn autotune)
+steady = rows[len(rows) // 5:] or rows  # skip warm-up (allocator, autotuning, compilation)
 mean = lambda key: statistics.fmean(r[key] for r in steady)
+times = sorted(r["step_time"] for r in steady)
 print(json.dumps({
     "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
     "steps": len(rows), "steady_steps": len(steady),
     "samples_per_s": mean("samples_per_s"), "tokens_per_s": mean("tokens_per_s"),
-    "mfu": mean("mfu") if "mfu" in steady[0] else None, "data_wait": mean("data_wait"),
+    "mfu": mean("mfu") if "mfu" in steady[0] else None,
+    "mfu_median": statistics.median(r["mfu"] for r in steady) if "mfu" in steady[0] else None,
+    "data_wait": mean("data_wait"),
+    "step_time_median": times[len(times) // 2], "step_time_max": times[-1],
+    "warmup_s": sum(r["step_time"] for r in rows[: len(rows) - len(steady)]),
     "final_loss": rows[-1]["loss"], "dropped": rows[-1]["dropped"], "truncated": rows[-1]["truncated"],
-}, indent=2))
+}))
 PYEOF

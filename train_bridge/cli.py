@@ -56,7 +56,9 @@ def _sft_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 on CUDA")
     p.add_argument("--compile", action="store_true", help="torch.compile each transformer layer")
     p.add_argument("--gpu-decode", action="store_true", help="decode JPEGs with nvJPEG (torchvision + CUDA)")
-    p.add_argument("--save-every", type=int, default=0, help="checkpoint every N steps (0: at the end only)")
+    p.add_argument(
+        "--save-every", type=int, default=0, help="checkpoint every N steps (0: at the end only; -1: never)"
+    )
     p.add_argument("--resume", default="auto", help="auto (latest under --out) | none | checkpoint folder")
     p.add_argument("--peak-tflops", type=float, default=0.0, help="for MFU (default: known GPUs' bf16 peak)")
 
@@ -75,14 +77,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(json.dumps(export(args.manifest, args.out), indent=2))
         return 0
-    import torch.distributed as dist
-
     from train_bridge.train import TrainConfig, train
 
     names = {f.name for f in fields(TrainConfig)}
     records = train(TrainConfig(**{k: v for k, v in vars(args).items() if k in names}))
-    if dist.is_initialized():
-        dist.destroy_process_group()
     if records and os.environ.get("RANK", "0") == "0":
         print(json.dumps(records[-1]))
     return 0

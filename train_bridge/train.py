@@ -96,21 +96,22 @@ class SFTModule(nn.Module):
                 vision_feature_layer=config.vision_feature_layer,
                 vision_feature_select_strategy=config.vision_feature_select_strategy,
             ).pooler_output.sum()
-        logits = self.model(
+        hidden = self.model.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             pixel_values=pixel_values if has_images else None,
-        ).logits
-        loss = F.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(),
-            labels[:, 1:].flatten(),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
-        )
+            use_cache=False,
+        ).last_hidden_state
+        targets = labels[:, 1:]
+        scored = targets != IGNORE_INDEX  # the output projection runs only where a label is scored
+        logits = self.model.lm_head(hidden[:, :-1][scored])
+        loss = F.cross_entropy(logits.float(), targets[scored], reduction="sum")
         return loss + 0.0 * unused
 
 
-def _setup_distributed() -> tuple[int, int, torch.device]:
+def _setup_distributed(parallel: Parallel) -> tuple[int, int, torch.device, bool]:
+    """(rank, world size, device, whether this call created the process group). A single process
+    asked for DDP or FSDP without torchrun gets a one-member group."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if torch.cuda.is_available():
@@ -118,9 +119,14 @@ def _setup_distributed() -> tuple[int, int, torch.device]:
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return rank, world, device
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if dist.is_initialized() or (world == 1 and parallel in ("auto", "none")):
+        return rank, world, device, False
+    if "MASTER_ADDR" in os.environ:
+        dist.init_process_group(backend)
+    else:
+        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+    return rank, world, device, True
 
 
 def _all_reduce(tensor: torch.Tensor) -> torch.Tensor:
@@ -157,28 +163,32 @@ def _wrap(module: SFTModule, parallel: Parallel, world: int, device: torch.devic
     return module
 
 
-def estimate_flops(model: nn.Module, batch: dict[str, Any]) -> float:
-    """Model FLOPs of one forward + backward (6·N·tokens + attention), recomputation excluded."""
-    config = model.config
-    text, vision = config.text_config, config.vision_config
-    inner = model.model
-    llm_params = (
-        sum(p.numel() for p in inner.language_model.parameters())
-        - inner.language_model.embed_tokens.weight.numel()
-    )
-    llm_params += text.vocab_size * text.hidden_size  # the output projection
-    lengths = batch["attention_mask"].sum(1).double()
-    flops = 6 * llm_params * lengths.sum().item()
-    flops += 6 * text.num_hidden_layers * text.hidden_size * (lengths**2).sum().item()  # causal attention
-    n_images = len(batch["images"])
-    if n_images:
+class FlopCounter:
+    """Model FLOPs of one forward + backward: 6·N per token (the output projection only on scored
+    tokens, which is all it runs on) plus attention; activation recomputation is not counted."""
+
+    def __init__(self, model: nn.Module) -> None:
+        config = model.config
+        self.text, self.vision = config.text_config, config.vision_config
+        inner = model.model
+        self.llm_params = sum(p.numel() for p in inner.language_model.parameters()) - (
+            inner.language_model.embed_tokens.weight.numel()
+        )
+        self.head_params = self.text.vocab_size * self.text.hidden_size
         size, _ = image_geometry(model)
-        patches = (size // vision.patch_size[0]) ** 2 + 1
-        vit_params = sum(p.numel() for p in inner.vision_tower.parameters())
-        vit_params += sum(p.numel() for p in inner.multi_modal_projector.parameters())
-        flops += 6 * vit_params * patches * n_images
-        flops += 12 * vision.num_hidden_layers * vision.hidden_size * patches**2 * n_images
-    return float(flops)
+        self.patches = (size // self.vision.patch_size[0]) ** 2 + 1
+        self.vit_params = sum(p.numel() for p in inner.vision_tower.parameters())
+        self.vit_params += sum(p.numel() for p in inner.multi_modal_projector.parameters())
+
+    def __call__(self, batch: dict[str, Any]) -> float:
+        lengths = batch["attention_mask"].sum(1).double()
+        scored = (batch["labels"][:, 1:] != IGNORE_INDEX).sum().item()
+        flops = 6 * self.llm_params * lengths.sum().item() + 6 * self.head_params * scored
+        flops += 6 * self.text.num_hidden_layers * self.text.hidden_size * (lengths**2).sum().item()
+        images = len(batch["images"])
+        flops += 6 * self.vit_params * self.patches * images
+        flops += 12 * self.vision.num_hidden_layers * self.vision.hidden_size * self.patches**2 * images
+        return float(flops)
 
 
 def _peak_flops(config: TrainConfig, device: torch.device) -> float:
@@ -250,7 +260,15 @@ def _digest(keys: list[str]) -> str:
 
 def train(config: TrainConfig) -> list[dict[str, Any]]:
     """Run (or resume) the SFT job; return the metrics records written by rank 0."""
-    rank, world, device = _setup_distributed()
+    rank, world, device, created_group = _setup_distributed(config.parallel)
+    try:
+        return _train(config, rank, world, device)
+    finally:
+        if created_group:
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> list[dict[str, Any]]:
     seed = load_manifest(config.manifest).seed if config.seed is None else config.seed
     if config.global_batch % (config.micro_batch * world):
         raise ValueError(
@@ -311,6 +329,7 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
     metrics_file = open(config.out / "metrics.jsonl", "a") if rank == 0 else None  # noqa: SIM115
     sources = dataset.sources
     peak = _peak_flops(config, device)
+    count_flops = FlopCounter(model)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and config.bf16 else nullcontext()
     records: list[dict[str, Any]] = []
     last_step = min(total_steps, step + config.stop_after) if config.stop_after else total_steps
@@ -334,7 +353,11 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
                 counts[4] += batch["truncated"]
                 for name in batch["sources"]:
                     counts[5 + sources.index(name)] += 1
-            target_tokens = _all_reduce(counts[:1].clone().to(device))[0].item()
+            target_tokens = (
+                _all_reduce(counts[:1].clone().to(device))[0].item()
+                if dist.is_initialized()
+                else counts[0].item()
+            )
             loss_sum = torch.zeros((), device=device)
             flops = 0.0
             for index, batch in enumerate(micro):
@@ -354,7 +377,7 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
                 )
                 waited += time.perf_counter() - fetch
                 if peak:
-                    flops += estimate_flops(model, batch)
+                    flops += count_flops(batch)
                 sync = nullcontext()
                 if hasattr(wrapped, "no_sync") and not last:
                     sync = wrapped.no_sync()
@@ -404,7 +427,9 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
             if metrics_file:
                 metrics_file.write(json.dumps(record) + "\n")
                 metrics_file.flush()
-            if step == last_step or (config.save_every and step % config.save_every == 0):
+            if config.save_every >= 0 and (
+                step == last_step or (config.save_every and step % config.save_every == 0)
+            ):
                 folder = config.out / "checkpoints" / f"step-{step:08d}"
                 position = divmod(step, steps_per_epoch)
                 trainer = {

@@ -134,6 +134,10 @@ def test_torchrun_ddp_and_fsdp(tmp_path: Path, manifest_path: Path, tokenizer_di
     single = train(config(manifest_path, tokenizer_dir, tmp_path / "single", max_steps=3))
     for a, b in zip(ddp_metrics, single, strict=True):
         assert a["data"] != "" and a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    # one process asked for DDP without torchrun gets a one-member group, closed afterwards
+    alone = train(config(manifest_path, tokenizer_dir, tmp_path / "alone", max_steps=3, parallel="ddp"))
+    assert not torch.distributed.is_initialized()
+    assert [a["loss"] for a in alone] == pytest.approx([b["loss"] for b in single], rel=1e-5)
 
     fsdp = tmp_path / "fsdp"
     torchrun(

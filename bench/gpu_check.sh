@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The whole GPU check of train_bridge as one command for a lent single-GPU machine (a few minutes):
+# versions, then `bench/gpu_sft.sh` on the same prepared shards as eager (the baseline), compiled,
+# compiled at a larger micro-batch, and compiled with nvJPEG decoding; then NCCL + FSDP/DDP on CUDA
+# through torchrun (one process) with a stop and an exact-resume comparison. Every result is a JSON
+# line in $OUT/results.jsonl (per-step metrics and logs beside it); a failing part is reported and the
+# rest still run.
+#
+#   OUT=results WHEELS=.whl bench/gpu_check.sh     # WHEELS: pydantic & co. for images without it
+#   MODEL=tiny COMMON='--image-size 28' SAMPLES=64 bench/gpu_check.sh   # CPU smoke test
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+OUT=${OUT:-$(mktemp -d)}
+WORK=${WORK:-$(mktemp -d)}
+LIMIT=${LIMIT:-240}
+mkdir -p "$OUT" "$WORK"
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+if ! $PY -c "import pydantic" 2>/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" "${WHEELS:-.whl}"/*.whl || exit 1
+  export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+$PY -c "import sys, torch, transformers, torchvision; print(sys.version.split()[0], torch.__version__, transformers.__version__, torchvision.__version__)"
+nproc
+
+PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" $PY bench/gpu_sft_prep.py --out "$WORK/prep" --samples "${SAMPLES:-1024}" \
+  >"$WORK/prep.txt" || exit 1
+export MANIFEST=$(tail -n1 "$WORK/prep.txt") TOKENIZER="$WORK/prep/tokenizer" PYTHON=$PY
+
+sft() {  # name, micro-batch, steps, extra `train-bridge sft` flags
+  local began=$SECONDS result
+  echo "===== $1" >>"$OUT/logs.txt"
+  result=$(MICRO=$2 STEPS=$3 EXTRA="${COMMON:-} ${4:-}" WORK="$WORK/$1" timeout "$LIMIT" bench/gpu_sft.sh \
+    2>>"$OUT/logs.txt")
+  echo "== $1 rc=$? wall=$((SECONDS - began))s $result"
+  echo "{\"run\": \"$1\", \"result\": ${result:-null}}" >>"$OUT/results.jsonl"
+  sed "s/^/{\"run\": \"$1\", \"metrics\": /; s/\$/}/" "$WORK/$1/run/metrics.jsonl" >>"$OUT/metrics.jsonl" 2>/dev/null
+}
+sft eager 16 25
+sft compiled-b32 32 30 --compile
+# NCCL + FSDP/DDP on CUDA with the tiny preset: an uninterrupted run vs stop after 3 + resume.
+torchrun() {  # out folder, then more flags
+  local out=$1; shift
+  timeout 120 $PY -m torch.distributed.run --standalone --nproc_per_node=1 -m train_bridge.cli sft \
+    --manifest "$MANIFEST" --tokenizer "$TOKENIZER" --model tiny --out "$WORK/$out" --global-batch 8 \
+    --micro-batch 4 --max-steps 6 --num-workers 2 --lr 1e-3 "$@" >>"$OUT/logs.txt" 2>&1
+}
+for parallel in fsdp ddp; do
+  torchrun "$parallel-whole" --parallel "$parallel" --resume none
+  torchrun "$parallel-part" --parallel "$parallel" --resume none --stop-after 3
+  torchrun "$parallel-part" --parallel "$parallel" --resume auto
+  $PY - "$WORK/$parallel-whole/metrics.jsonl" "$WORK/$parallel-part/metrics.jsonl" "$parallel" <<'PYEOF' \
+    | tee -a "$OUT/results.jsonl"
+import json, sys
+whole, part = ([json.loads(line) for line in open(path)] for path in sys.argv[1:3])
+print(json.dumps({
+    "parallel": sys.argv[3], "steps": [len(whole), len(part)],
+    "same_data": [a["data"] for a in whole] == [b["data"] for b in part],
+    "max_loss_difference": max(abs(a["loss"] - b["loss"]) for a, b in zip(whole, part)),
+    "losses": [round(a["loss"], 5) for a in whole],
+}))
+PYEOF
+done
+sft compiled-b32-nvjpeg 32 30 "--compile --gpu-decode"
+sft compiled 16 30 --compile
