@@ -60,6 +60,12 @@ def _sft_parser(sub: argparse._SubParsersAction) -> None:
         "--save-every", type=int, default=0, help="checkpoint every N steps (0: at the end only; -1: never)"
     )
     p.add_argument("--resume", default="auto", help="auto (latest under --out) | none | checkpoint folder")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="capture steps 5-10 with torch.profiler into DIR/profile-rank<r>.txt (busy time, top ops)",
+    )
     p.add_argument("--peak-tflops", type=float, default=0.0, help="for MFU (default: known GPUs' bf16 peak)")
 
 

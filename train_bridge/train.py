@@ -27,6 +27,7 @@ from dataprep.manifest import load_manifest
 from train_bridge import images
 from train_bridge.data import Encoder, ShardStream, make_loader
 from train_bridge.model import add_special_tokens, image_geometry, load_model
+from train_bridge.profiling import step_profiler
 from train_bridge.template import DEFAULT_SYSTEM, IGNORE_INDEX, Overlong
 
 Parallel = Literal["auto", "none", "ddp", "fsdp"]
@@ -65,6 +66,7 @@ class TrainConfig:
     save_every: int = 0
     resume: str = "auto"
     peak_tflops: float = 0.0
+    profile: Path | None = None
 
 
 class SFTModule(nn.Module):
@@ -335,116 +337,121 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
     last_step = min(total_steps, step + config.stop_after) if config.stop_after else total_steps
     wrapped.train()
 
-    while step < last_step:
-        epoch, start = divmod(step, steps_per_epoch)
-        dataset.set_position(epoch, start * accum)
-        batches = iter(make_loader(dataset, config.num_workers, pin_memory=cuda))
-        for _ in range(start, steps_per_epoch):
-            if step >= last_step:
-                break
-            began = time.perf_counter()
-            micro = [next(batches) for _ in range(accum)]
-            waited = time.perf_counter() - began
-            counts = torch.zeros(5 + len(sources), dtype=torch.float64)
-            for batch in micro:
-                counts[0] += (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
-                counts[2] += batch["attention_mask"].sum()
-                counts[3] += batch["dropped"]
-                counts[4] += batch["truncated"]
-                for name in batch["sources"]:
-                    counts[5 + sources.index(name)] += 1
-            target_tokens = (
-                _all_reduce(counts[:1].clone().to(device))[0].item()
-                if dist.is_initialized()
-                else counts[0].item()
-            )
-            loss_sum = torch.zeros((), device=device)
-            flops = 0.0
-            for index, batch in enumerate(micro):
-                last = index == accum - 1
-                fetch = time.perf_counter()
-                inputs = [
-                    batch[k].to(device, non_blocking=True) for k in ("input_ids", "attention_mask", "labels")
-                ]
-                pixels = (
-                    images.finish_on_device(batch["images"], image_size, device)
-                    if gpu_decode
-                    else (
-                        batch["images"].to(device, non_blocking=True)
-                        if len(batch["images"])
-                        else torch.empty(0, 3, image_size, image_size, device=device)
+    with step_profiler(config.profile, rank) as profile_step:
+        while step < last_step:
+            epoch, start = divmod(step, steps_per_epoch)
+            dataset.set_position(epoch, start * accum)
+            batches = iter(make_loader(dataset, config.num_workers, pin_memory=cuda))
+            for _ in range(start, steps_per_epoch):
+                if step >= last_step:
+                    break
+                began = time.perf_counter()
+                micro = [next(batches) for _ in range(accum)]
+                waited = time.perf_counter() - began
+                counts = torch.zeros(5 + len(sources), dtype=torch.float64)
+                for batch in micro:
+                    counts[0] += (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+                    counts[2] += batch["attention_mask"].sum()
+                    counts[3] += batch["dropped"]
+                    counts[4] += batch["truncated"]
+                    for name in batch["sources"]:
+                        counts[5 + sources.index(name)] += 1
+                target_tokens = (
+                    _all_reduce(counts[:1].clone().to(device))[0].item()
+                    if dist.is_initialized()
+                    else counts[0].item()
+                )
+                loss_sum = torch.zeros((), device=device)
+                flops = 0.0
+                for index, batch in enumerate(micro):
+                    last = index == accum - 1
+                    fetch = time.perf_counter()
+                    inputs = [
+                        batch[k].to(device, non_blocking=True)
+                        for k in ("input_ids", "attention_mask", "labels")
+                    ]
+                    pixels = (
+                        images.finish_on_device(batch["images"], image_size, device)
+                        if gpu_decode
+                        else (
+                            batch["images"].to(device, non_blocking=True)
+                            if len(batch["images"])
+                            else torch.empty(0, 3, image_size, image_size, device=device)
+                        )
                     )
-                )
-                waited += time.perf_counter() - fetch
-                if peak:
-                    flops += count_flops(batch)
-                sync = nullcontext()
-                if hasattr(wrapped, "no_sync") and not last:
-                    sync = wrapped.no_sync()
-                elif hasattr(wrapped, "set_requires_gradient_sync"):
-                    wrapped.set_requires_gradient_sync(last)
-                with sync:
-                    with autocast:
-                        loss = wrapped(*inputs, pixels)
-                    (loss * world / max(target_tokens, 1.0)).backward()
-                loss_sum += loss.detach()
-            grad_norm = torch.nn.utils.clip_grad_norm_(wrapped.parameters(), config.grad_clip)
-            if hasattr(grad_norm, "full_tensor"):
-                grad_norm = grad_norm.full_tensor()
-            lr = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            counts[1] = loss_sum.double().cpu()
-            counts = _all_reduce(counts.to(device)).cpu()
-            if cuda:
-                torch.cuda.synchronize(device)
-            elapsed = time.perf_counter() - began
-            totals["dropped"] += int(counts[3])
-            totals["truncated"] += int(counts[4])
-            record = {
-                "step": step,
-                "epoch": epoch,
-                "loss": counts[1].item() / max(counts[0].item(), 1.0),
-                "lr": lr,
-                "grad_norm": float(grad_norm),
-                "target_tokens": int(counts[0]),
-                "tokens_per_s": counts[2].item() / elapsed,
-                "samples_per_s": counts[5:].sum().item() / elapsed,
-                "samples_per_s_by_source": {n: counts[5 + i].item() / elapsed for i, n in enumerate(sources)},
-                "data_wait": waited / elapsed,
-                "step_time": elapsed,
-                "dropped": totals["dropped"],
-                "truncated": totals["truncated"],
-                "data": _digest([k for batch in micro for k in batch["keys"]]),
-            }
-            if peak:
-                record["mfu"] = _all_reduce(torch.tensor(flops, device=device)).item() / (
-                    elapsed * peak * world
-                )
-            records.append(record)
-            if metrics_file:
-                metrics_file.write(json.dumps(record) + "\n")
-                metrics_file.flush()
-            if config.save_every >= 0 and (
-                step == last_step or (config.save_every and step % config.save_every == 0)
-            ):
-                folder = config.out / "checkpoints" / f"step-{step:08d}"
-                position = divmod(step, steps_per_epoch)
-                trainer = {
+                    waited += time.perf_counter() - fetch
+                    if peak:
+                        flops += count_flops(batch)
+                    sync = nullcontext()
+                    if hasattr(wrapped, "no_sync") and not last:
+                        sync = wrapped.no_sync()
+                    elif hasattr(wrapped, "set_requires_gradient_sync"):
+                        wrapped.set_requires_gradient_sync(last)
+                    with sync:
+                        with autocast:
+                            loss = wrapped(*inputs, pixels)
+                        (loss * world / max(target_tokens, 1.0)).backward()
+                    loss_sum += loss.detach()
+                grad_norm = torch.nn.utils.clip_grad_norm_(wrapped.parameters(), config.grad_clip)
+                if hasattr(grad_norm, "full_tensor"):
+                    grad_norm = grad_norm.full_tensor()
+                lr = scheduler.get_last_lr()[0]
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                counts[1] = loss_sum.double().cpu()
+                counts = _all_reduce(counts.to(device)).cpu()
+                if cuda:
+                    torch.cuda.synchronize(device)
+                elapsed = time.perf_counter() - began
+                totals["dropped"] += int(counts[3])
+                totals["truncated"] += int(counts[4])
+                record = {
                     "step": step,
-                    "totals": totals,
-                    "data_position": {"epoch": position[0], "micro_batch": position[1] * accum},
-                    "layout": {
-                        "world_size": world,
-                        "micro_batch": config.micro_batch,
-                        "global_batch": config.global_batch,
+                    "epoch": epoch,
+                    "loss": counts[1].item() / max(counts[0].item(), 1.0),
+                    "lr": lr,
+                    "grad_norm": float(grad_norm),
+                    "target_tokens": int(counts[0]),
+                    "tokens_per_s": counts[2].item() / elapsed,
+                    "samples_per_s": counts[5:].sum().item() / elapsed,
+                    "samples_per_s_by_source": {
+                        n: counts[5 + i].item() / elapsed for i, n in enumerate(sources)
                     },
-                    "config": {k: str(v) for k, v in asdict(config).items()},
+                    "data_wait": waited / elapsed,
+                    "step_time": elapsed,
+                    "dropped": totals["dropped"],
+                    "truncated": totals["truncated"],
+                    "data": _digest([k for batch in micro for k in batch["keys"]]),
                 }
-                save_checkpoint(folder, wrapped, optimizer, scheduler, trainer)
-        del batches
+                if peak:
+                    record["mfu"] = _all_reduce(torch.tensor(flops, device=device)).item() / (
+                        elapsed * peak * world
+                    )
+                records.append(record)
+                profile_step()
+                if metrics_file:
+                    metrics_file.write(json.dumps(record) + "\n")
+                    metrics_file.flush()
+                if config.save_every >= 0 and (
+                    step == last_step or (config.save_every and step % config.save_every == 0)
+                ):
+                    folder = config.out / "checkpoints" / f"step-{step:08d}"
+                    position = divmod(step, steps_per_epoch)
+                    trainer = {
+                        "step": step,
+                        "totals": totals,
+                        "data_position": {"epoch": position[0], "micro_batch": position[1] * accum},
+                        "layout": {
+                            "world_size": world,
+                            "micro_batch": config.micro_batch,
+                            "global_batch": config.global_batch,
+                        },
+                        "config": {k: str(v) for k, v in asdict(config).items()},
+                    }
+                    save_checkpoint(folder, wrapped, optimizer, scheduler, trainer)
+            del batches
     if metrics_file:
         metrics_file.close()
     return records

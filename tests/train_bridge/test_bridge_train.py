@@ -148,3 +148,19 @@ def test_torchrun_ddp_and_fsdp(tmp_path: Path, manifest_path: Path, tokenizer_di
     assert [m["step"] for m in fsdp_metrics] == [1, 2, 3]
     for a, b in zip(ddp_metrics, fsdp_metrics, strict=True):
         assert a["data"] == b["data"] and a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+
+
+def test_profile_writes_one_section_per_captured_step(
+    tmp_path: Path, manifest_path: Path, tokenizer_dir: Path
+) -> None:
+    records = train(
+        config(manifest_path, tokenizer_dir, tmp_path / "run", max_steps=7, profile=tmp_path / "p")
+    )
+    text = (tmp_path / "p/profile-rank0.txt").read_text()
+    assert len(records) == 7
+    assert [line.split(":")[0] for line in text.splitlines() if line.startswith("== ")] == [
+        "== step 5",
+        "== step 6",
+        "== step 7",
+    ]
+    assert "aten::" in text and "cpu busy" in text
