@@ -6,17 +6,17 @@
 #   MANIFEST=out/demo/manifest.json TOKENIZER=path/to/tokenizer bench/gpu_sft.sh   # prepared shards
 #
 # Env: WHEELS (folder of wheels installed with --no-index when pydantic is missing; default
-# bench/wheels), MODEL (small), STEPS (50), MICRO (16), WORKERS (12), EXTRA (more `train-bridge sft` flags,
-# e.g. "--compile --gpu-decode"), WORK (scratch folder).
+# .whl), MODEL (small), STEPS (50), MICRO (32), WORKERS (12), EXTRA (`train-bridge sft` flags;
+# default "--compile", the best measured; "" for eager), WORK (scratch folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 WORK=${WORK:-$(mktemp -d)}
 STEPS=${STEPS:-50}
-MICRO=${MICRO:-16}
+MICRO=${MICRO:-32}
 WORKERS=${WORKERS:-12}
 if ! $PY -c "import pydantic" 2>/dev/null; then
-  $PY -m pip install -q --no-index --find-links "${WHEELS:-bench/wheels}" pydantic
+  $PY -m pip install -q --no-index --find-links "${WHEELS:-.whl}" pydantic
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if [[ -z "${MANIFEST:-}" ]]; then
@@ -26,7 +26,7 @@ fi
 # shellcheck disable=SC2086
 $PY -m train_bridge.cli sft --manifest "$MANIFEST" --model "${MODEL:-small}" --tokenizer "$TOKENIZER" --out "$WORK/run" \
   --global-batch "$MICRO" --micro-batch "$MICRO" --max-steps "$STEPS" --num-workers "$WORKERS" \
-  --lr 1e-5 --no-gradient-checkpointing --resume none --save-every -1 ${EXTRA:-} >/dev/null
+  --lr 1e-5 --no-gradient-checkpointing --resume none --save-every -1 ${EXTRA---compile} >/dev/null
 $PY - "$WORK/run/metrics.jsonl" <<'PYEOF'
 import json, statistics, sys
 import torch

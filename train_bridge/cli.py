@@ -46,6 +46,12 @@ def _sft_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--num-workers", type=int, default=4, help="DataLoader workers per rank")
     p.add_argument("--window", type=int, default=16, help="shards shuffled together (default: %(default)s)")
+    p.add_argument(
+        "--pad-multiple",
+        type=int,
+        default=64,
+        help="pad each micro-batch's length up to a multiple of this (default: %(default)s)",
+    )
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument(
         "--parallel",

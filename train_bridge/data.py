@@ -131,12 +131,15 @@ class Encoder:
         }
 
 
-def collate(items: list[dict[str, Any]], pad_id: int, gpu_decode: bool) -> dict[str, Any]:
-    """Pad to the longest sample; concatenate images in order. Never empty: a batch whose
-    samples were all dropped becomes one padding row with no target."""
+def collate(
+    items: list[dict[str, Any]], pad_id: int, gpu_decode: bool, pad_multiple: int = 1
+) -> dict[str, Any]:
+    """Pad to the longest sample rounded up to `pad_multiple` (few distinct shapes: kernel plans and
+    compiled graphs are reused); concatenate images in order. Never empty: a batch whose samples
+    were all dropped becomes one padding row with no target."""
     kept = [item for item in items if "dropped" not in item]
     rows = [(item["input_ids"], item["labels"]) for item in kept] or [([pad_id], [IGNORE_INDEX])]
-    length = max(len(ids) for ids, _ in rows)
+    length = -(-max(len(ids) for ids, _ in rows) // pad_multiple) * pad_multiple
     input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
@@ -170,6 +173,7 @@ class ShardStream(IterableDataset):
         window: int = 16,
         drop_last: bool = True,
         pad_id: int = 0,
+        pad_multiple: int = 1,
     ) -> None:
         manifest = load_manifest(manifest_path)
         self.paths = manifest.shard_paths(Path(manifest_path))
@@ -181,7 +185,7 @@ class ShardStream(IterableDataset):
         self.seed = manifest.seed if seed is None else seed
         self.window = window
         self.drop_last = drop_last
-        self.pad_id = pad_id
+        self.pad_id, self.pad_multiple = pad_id, pad_multiple
         self.epoch, self.start = 0, 0
 
     @property
@@ -224,7 +228,7 @@ class ShardStream(IterableDataset):
             keys.append(key)
             sources.append(record["source"])
             items.append(self.encoder(record, blobs))
-        out = collate(items, self.pad_id, self.encoder.gpu_decode)
+        out = collate(items, self.pad_id, self.encoder.gpu_decode, self.pad_multiple)
         out.update(keys=keys, sources=sources, epoch=self.epoch, batch=batch, worker=worker)
         return out
 

@@ -1,5 +1,6 @@
-"""Optional torch.profiler capture of single training steps: for each captured step, how long the
-device was busy and which operators took the time (written as text, one section per step)."""
+"""Optional torch.profiler capture of single training steps: for each captured step, the host time
+in operators, the device time in kernels, and the operators that took it (text, one section per
+step). Kernel time well below the step's wall time means the step is host-bound."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, schedule
 
 
@@ -34,11 +36,25 @@ def step_profiler(
             return
         captured += 1
         averages = prof.key_averages()
-        key = "self_device_time_total" if cuda else "self_cpu_time_total"
-        busy_ms = sum(getattr(event, key) for event in averages) / 1000
+        cpu_ms = sum(event.self_cpu_time_total for event in averages) / 1000
+        device_ms = (
+            sum(
+                event.self_device_time_total
+                for event in averages
+                if event.device_type != DeviceType.CPU and not event.is_user_annotation
+            )
+            / 1000
+        )
         with path.open("a") as out:
-            out.write(f"== step {skip + captured}: {'device' if cuda else 'cpu'} busy {busy_ms:.1f} ms\n")
-            out.write(averages.table(sort_by=key, row_limit=20) + "\n")
+            out.write(
+                f"== step {skip + captured}: host ops {cpu_ms:.1f} ms, device kernels {device_ms:.1f} ms\n"
+            )
+            out.write(
+                averages.table(
+                    sort_by="self_device_time_total" if cuda else "self_cpu_time_total", row_limit=20
+                )
+                + "\n"
+            )
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     plan = schedule(skip_first=skip, wait=0, warmup=0, active=1, repeat=steps)  # one trace per step

@@ -58,6 +58,7 @@ class TrainConfig:
     seed: int | None = None
     num_workers: int = 4
     window: int = 16
+    pad_multiple: int = 64
     gradient_checkpointing: bool = True
     parallel: Parallel = "auto"
     bf16: bool = True
@@ -299,6 +300,7 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
         seed=seed,
         window=config.window,
         pad_id=tokenizer.pad_token_id,
+        pad_multiple=config.pad_multiple,
     )
     steps_per_epoch = dataset.batches_per_epoch() // accum
     if steps_per_epoch == 0:

@@ -70,3 +70,16 @@ def test_batches_hold_padded_ids_labels_and_images(manifest_path: Path, tokenize
     padding = batch["attention_mask"] == 0
     assert (batch["labels"][padding] == -100).all()
     assert abs(float(batch["images"].mean())) < 3 and batch["images"].dtype.is_floating_point
+
+
+def test_batches_pad_to_a_multiple_without_new_targets(manifest_path: Path, tokenizer) -> None:
+    plain = next(iter(make_loader(stream(manifest_path, tokenizer, batch_size=4), num_workers=0)))
+    padded = next(
+        iter(make_loader(stream(manifest_path, tokenizer, batch_size=4, pad_multiple=64), num_workers=0))
+    )
+    length = plain["input_ids"].shape[1]
+    assert length % 64  # otherwise this batch would not show the padding
+    assert padded["input_ids"].shape[1] % 64 == 0 and length <= padded["input_ids"].shape[1] < length + 64
+    for key in ("input_ids", "labels", "attention_mask"):
+        assert (padded[key][:, :length] == plain[key]).all()
+    assert (padded["attention_mask"][:, length:] == 0).all() and (padded["labels"][:, length:] == -100).all()

@@ -163,4 +163,4 @@ def test_profile_writes_one_section_per_captured_step(
         "== step 6",
         "== step 7",
     ]
-    assert "aten::" in text and "cpu busy" in text
+    assert "aten::" in text and "host ops" in text and "device kernels 0.0 ms" in text
