@@ -1,4 +1,4 @@
-"""`dataprep build | plan | manifest show/validate | sources | fixtures`."""
+"""`dataprep build | fetch | plan | manifest show/validate | sources | fixtures`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dataprep.engine import (
     BuildSettings,
     build,
     components_of,
+    fetch_sources,
     missing_inputs,
     normalize,
     ray_session,
@@ -19,7 +20,7 @@ from dataprep.fixtures import generate_all
 from dataprep.manifest import load_manifest
 from dataprep.mixture import plan
 from dataprep.recipe import Recipe, RecipeError, load_recipe
-from dataprep.report import plan_table, summary
+from dataprep.report import download_table, plan_table, summary
 from dataprep.shards import sha256_file
 from dataprep.sources import registry
 
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dataprep", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _recipe_arguments(commands.add_parser("build", help="build shards and manifest from a recipe"))
+    _recipe_arguments(commands.add_parser("fetch", help="download the recipe's `fetch` files; nothing else"))
     _recipe_arguments(
         commands.add_parser("plan", help="what each source holds and will contribute; no shards")
     )
@@ -80,15 +82,28 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetch(args: argparse.Namespace) -> int:
+    recipe = _load(args)
+    try:
+        with ray_session(_settings(args, recipe)):
+            downloads = fetch_sources(recipe, _settings(args, recipe))
+    except BuildError as error:
+        print(f"fetch failed: {error}", file=sys.stderr)
+        return 1
+    print(download_table(recipe, downloads))
+    return 0
+
+
 def _plan(args: argparse.Namespace) -> int:
     recipe = _load(args)
-    missing = missing_inputs(recipe)
-    if missing:
-        print("required inputs are missing:\n" + "\n".join(missing), file=sys.stderr)
-        return 1
+    settings = _settings(args, recipe)
     try:
-        settings = _settings(args, recipe)
         with ray_session(settings):
+            fetch_sources(recipe, settings)
+            missing = missing_inputs(recipe)
+            if missing:
+                print("required inputs are missing:\n" + "\n".join(missing), file=sys.stderr)
+                return 1
             entries = normalize(recipe, settings)
     except BuildError as error:
         print(f"plan failed: {error}", file=sys.stderr)
@@ -126,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             return _build(args)
         if args.command == "plan":
             return _plan(args)
+        if args.command == "fetch":
+            return _fetch(args)
         if args.command == "manifest" and args.manifest_command == "show":
             print(summary(load_manifest(args.manifest)))
             return 0

@@ -22,10 +22,12 @@ import ray
 
 from dataprep import __version__
 from dataprep.assemble import SampleCopy, ShardResult, ShardStats, Summary, write_shard
+from dataprep.fetch import fetch
 from dataprep.licences import strictest_terms
 from dataprep.manifest import (
     Artifact,
     BuildTimes,
+    DownloadReport,
     Manifest,
     ShardReport,
     SourceReport,
@@ -35,7 +37,7 @@ from dataprep.manifest import (
 from dataprep.mixture import Component, plan
 from dataprep.normalize import UnitSummary, index_path, load_index, normalize_unit
 from dataprep.progress import Progress
-from dataprep.recipe import ImagePolicy, Recipe, SourceEntry, source_options
+from dataprep.recipe import Download, ImagePolicy, Recipe, SourceEntry, source_options
 from dataprep.shards import PARTIAL_SUFFIX, canonical_json, sha256_file, write_atomic
 from dataprep.sources import registry
 from dataprep.sources.base import Source
@@ -83,6 +85,7 @@ class EntryResult:
     kept: list[SampleCopy] = field(default_factory=list)
     rejects: list[dict[str, Any]] = field(default_factory=list)
     reencoded: int = 0
+    downloads: list[DownloadReport] = field(default_factory=list)
 
     @property
     def read(self) -> int:
@@ -113,6 +116,45 @@ def ray_session(settings: BuildSettings) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+@ray.remote(max_retries=0)  # fetch retries transient failures itself, resuming the partial file
+@_plain_errors
+def _fetch_task(root: str, download: dict[str, Any]) -> dict[str, Any]:
+    return dataclasses.asdict(fetch(Path(root), Download.model_validate(download)))
+
+
+def fetch_sources(recipe: Recipe, settings: BuildSettings) -> list[list[DownloadReport]]:
+    """Put every entry's `fetch` downloads in place (completed ones are skipped), in parallel; the
+    same URL into the same folder is fetched once."""
+    jobs: dict[tuple[str, bytes], tuple[str, Callable[[], ray.ObjectRef]]] = {}
+    wanted: list[list[tuple[str, bytes]]] = []
+    for entry in recipe.sources:
+        root = str(recipe.source_root(entry))
+        keys = []
+        for download in entry.fetch:
+            key = (root, canonical_json(download.model_dump(mode="json")))
+            args = (root, download.model_dump(mode="json"))
+            jobs.setdefault(
+                key, (f"{entry.label} {download.url}", lambda args=args: _fetch_task.remote(*args))
+            )
+            keys.append(key)
+        wanted.append(keys)
+    done = dict(zip(jobs, _run("fetch", list(jobs.values()), settings), strict=True))
+    return [
+        [
+            DownloadReport(
+                url=done[key]["url"],
+                path=done[key]["path"],
+                bytes=done[key]["bytes"],
+                sha256=done[key]["sha256"],
+                pinned=done[key]["pinned"],
+                unpacked_files=len(done[key]["unpacked"]),
+            )
+            for key in keys
+        ]
+        for keys in wanted
+    ]
 
 
 @ray.remote(max_retries=3)
@@ -345,7 +387,11 @@ def build(recipe: Recipe, settings: BuildSettings) -> Manifest:
     stages: dict[str, float] = {}
     with ray_session(settings):
         stages["ray_start"] = round(time.monotonic() - clock, 3)
+        downloads = fetch_sources(recipe, settings)
+        stages["fetch"] = round(time.monotonic() - clock - sum(stages.values()), 3)
         entries = normalize(recipe, settings)
+        for result, fetched in zip(entries, downloads, strict=True):
+            result.downloads = fetched
         stages["normalize"] = round(time.monotonic() - clock - sum(stages.values()), 3)
         components = components_of(entries)
         shard_plan = plan(components, recipe.output.shard_size, recipe.seed)
@@ -430,6 +476,7 @@ def _manifest(
             in_mixture=in_mixture[component.name],
             share=round(in_mixture[component.name] / total, 6) if total else 0.0,
             artifacts=result.artifacts,
+            downloads=result.downloads,
         )
         for result, component in zip(entries, components, strict=True)
     ]

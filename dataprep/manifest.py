@@ -26,6 +26,17 @@ class Artifact(Strict):
     sha256: str
 
 
+class DownloadReport(Strict):
+    """A file the fetch stage put in place; `path` is relative to the source folder."""
+
+    url: str
+    path: str
+    bytes: int
+    sha256: str
+    pinned: bool = Field(description="the recipe pinned this sha256 (else it is the one seen)")
+    unpacked_files: int = 0
+
+
 class SourceReport(Strict):
     """Per recipe entry: what was read, kept, rejected (by reason) and put in the mixture."""
 
@@ -43,6 +54,7 @@ class SourceReport(Strict):
     in_mixture: int
     share: float
     artifacts: list[Artifact]
+    downloads: list[DownloadReport] = []
 
 
 class ShardReport(Strict):

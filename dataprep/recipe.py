@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dataprep.shards import canonical_json
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
-LOCATION_FIELDS = {"data_root": True, "output": {"dir"}}
+LOCATION_FIELDS: dict[str, Any] = {"data_root": True, "output": {"dir"}, "sources": {"__all__": {"fetch"}}}
 
 
 class Strict(BaseModel):
@@ -34,6 +34,30 @@ class ImagePolicy(Strict):
     max_pixels: Annotated[int, Field(gt=0)] = 89_478_485
 
 
+class Download(Strict):
+    """One upstream file to fetch into the source's folder before it is read."""
+
+    url: str = Field(
+        pattern=r"^(https?|hf)://", description="http(s):// or hf://datasets/<owner>/<name>/<file>"
+    )
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        None, description="pinned checksum; without one, the checksum seen is recorded in the manifest"
+    )
+    to: str | None = Field(None, description="path inside the source folder (default: the URL's file name)")
+    unpack: bool = Field(False, description="zip/tar archive: extract into `to` (a folder) instead")
+
+    @field_validator("to")
+    @classmethod
+    def _relative(cls, to: str | None) -> str | None:
+        if to is not None and (Path(to).is_absolute() or ".." in Path(to).parts):
+            raise ValueError("must be a relative path inside the source folder (no `..`)")
+        return to
+
+    @property
+    def to_folder(self) -> str:
+        return self.to or "."
+
+
 class SourceEntry(BaseModel):
     """One mixture component; keys beyond the common ones are the adapter's options."""
 
@@ -44,6 +68,7 @@ class SourceEntry(BaseModel):
     path: str
     take: Literal["all"] | Annotated[int, Field(ge=0)] | float = "all"
     repeat: Annotated[int, Field(ge=1)] = 1
+    fetch: tuple[Download, ...] = ()
 
     @field_validator("take")
     @classmethod
@@ -83,7 +108,8 @@ class Recipe(Strict):
         return (base / entry.path).absolute()
 
     def content(self) -> dict[str, Any]:
-        """The recipe without its locations (output folder, data root): what the mixture depends on."""
+        """The recipe without its locations (output folder, data root, download URLs): what the mixture
+        depends on; the files themselves are recorded, with checksums, in the manifest."""
         return self.model_dump(mode="json", exclude=LOCATION_FIELDS)
 
     def sha256(self) -> str:
@@ -153,7 +179,7 @@ def _check_sources(recipe: Recipe, tree: yaml.Node) -> list[Problem]:
         except ValidationError as error:
             problems.extend(_problems(error, tree, prefix=loc))
         root = recipe.source_root(entry)
-        if not root.exists():
+        if not root.exists() and not entry.fetch:
             problems.append(_problem((*loc, "path"), f"{root} does not exist", tree))
     return problems
 

@@ -1,15 +1,16 @@
-"""Readable text views of a manifest."""
+"""Readable text views of a manifest, a plan and the fetched files."""
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from dataprep.manifest import Manifest
+from dataprep.manifest import DownloadReport, Manifest
 from dataprep.mixture import Slot
 
 if TYPE_CHECKING:
     from dataprep.engine import EntryResult
+    from dataprep.recipe import Recipe
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
@@ -90,3 +91,22 @@ def plan_table(entries: list[EntryResult], shards: list[list[Slot]]) -> str:
     headers = ["source", "input files", "read", "kept", "images missing", "other rejects", "will produce"]
     total = sum(planned.values())
     return table(headers, rows) + f"\n\n{total:,} samples in {len(shards)} shards"
+
+
+def download_table(recipe: Recipe, downloads: list[list[DownloadReport]]) -> str:
+    """Per fetched file: its source, where it is, size, sha256 and whether the recipe pinned it."""
+    rows = [
+        [
+            entry.label,
+            str(recipe.source_root(entry) / report.path),
+            f"{report.bytes / 1e6:,.1f} MB",
+            report.sha256[:16],
+            "pinned" if report.pinned else "unpinned: add `sha256` to pin",
+            f"{report.unpacked_files:,}" if report.unpacked_files else "-",
+        ]
+        for entry, reports in zip(recipe.sources, downloads, strict=True)
+        for report in reports
+    ]
+    if not rows:
+        return "the recipe has no `fetch` downloads"
+    return table(["source", "file", "size", "sha256", "checksum", "unpacked files"], rows)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from dataprep.cli import main
 
+from loopback_http import Site, serve
 from upstream import recipe_yaml, write_conversations
 
 
@@ -38,3 +39,18 @@ def test_build_show_and_validate(ray_cluster, tmp_path, capsys):
 def test_sources_lists_adapters(capsys):
     assert main(["sources"]) == 0
     assert "conversations" in capsys.readouterr().out
+
+
+def test_fetch_downloads_and_reports_each_file(ray_cluster, tmp_path, capsys):
+    site = Site(files={"/a.jsonl": b'{"id": 1}\n', "/b.jsonl": b'{"id": 2}\n'})
+    recipe = tmp_path / "r.yaml"
+    with serve(site):
+        fetch = f'    fetch:\n      - url: "{site.url}/a.jsonl"\n      - url: "{site.url}/b.jsonl"\n'
+        recipe.write_text(recipe_yaml("f", tmp_path / "root", tmp_path / "out", extra_sources=fetch))
+        assert main(["fetch", str(recipe), "--quiet"]) == 0
+        table = capsys.readouterr().out
+        assert (tmp_path / "root/mine/b.jsonl").read_bytes() == b'{"id": 2}\n'
+        recipe.write_text(recipe.read_text().replace("/b.jsonl", "/gone.jsonl"))
+        assert main(["fetch", str(recipe), "--quiet"]) == 1
+    assert table.count("unpinned: add `sha256` to pin") == 2 and "a.jsonl" in table
+    assert "HTTP 404" in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import webdataset as wds
 from dataprep.engine import BuildSettings, build
 from dataprep.recipe import load_recipe
 
+from loopback_http import Site, serve
 from upstream import recipe_yaml, write_conversations
 
 
@@ -149,3 +153,31 @@ def test_a_unit_that_cannot_be_read_fails_the_build_before_any_shard(ray_cluster
     assert not marker.exists()
     assert not (tmp_path / "out" / "manifest.json").exists()
     assert not (tmp_path / "out" / "shards").exists()
+
+
+def test_sources_are_fetched_over_http_before_they_are_read(ray_cluster, tmp_path):
+    published = tmp_path / "published"
+    facts = write_conversations(published / "mine")
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for image in sorted((published / "mine/images").iterdir()):
+            bundle.write(image, f"images/{image.name}")
+    annotations = (published / "mine/train.jsonl").read_bytes()
+    site = Site(files={"/mine/train.jsonl": annotations, "/mine/images.zip": archive.getvalue()})
+    with serve(site):
+        fetch = f"""    fetch:
+      - {{url: "{site.url}/mine/train.jsonl", sha256: {hashlib.sha256(annotations).hexdigest()}}}
+      - {{url: "{site.url}/mine/images.zip", unpack: true}}
+"""
+        _, manifest = _build(tmp_path, tmp_path / "fetched", extra_sources=fetch)
+        _, again = _build(tmp_path, tmp_path / "fetched", extra_sources=fetch)  # nothing is downloaded
+    assert sorted(site.requests) == [("/mine/images.zip", None), ("/mine/train.jsonl", None)]
+    (source,) = manifest.sources
+    assert source.kept == len(facts["expected"])
+    assert source.rejected == dict(sorted(Counter(facts["rejects"].values()).items()))
+    assert [(d.path, d.pinned, d.unpacked_files) for d in source.downloads] == [
+        ("train.jsonl", True, 0),
+        (".fetch/images.zip", False, len(list((published / "mine/images").iterdir()))),
+    ]
+    assert "fetch" not in manifest.recipe["sources"][0]  # a location, like data_root
+    assert manifest.build.stages["fetch"] >= 0 and again.content_sha256 == manifest.content_sha256

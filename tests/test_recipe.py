@@ -102,3 +102,27 @@ def test_hash_ignores_locations(tmp_path, source_dir):
     _, moved = _load(tmp_path, VALID.format(path=source_dir).replace("dir: out", "dir: elsewhere"))
     _, reseeded = _load(tmp_path, VALID.format(path=source_dir).replace("seed: 3", "seed: 4"))
     assert first.sha256() == moved.sha256() != reseeded.sha256()
+
+
+FETCH = """\
+    fetch:
+      - url: https://example.org/a.jsonl
+        to: ../a.jsonl
+      - url: https://example.org/b.zip
+        sha256: not-a-checksum
+"""
+
+
+def test_fetch_errors_name_the_download_field(tmp_path, source_dir):
+    error = _error(tmp_path, VALID.format(path=source_dir) + FETCH)
+    assert [(p.field, p.line) for p in error.problems] == [
+        ("sources.0.fetch.0.to", 12),
+        ("sources.0.fetch.1.sha256", 14),
+    ]
+
+
+def test_a_fetched_source_may_not_exist_yet_and_its_urls_are_locations(tmp_path):
+    fetch = "    fetch:\n      - url: https://example.org/a.jsonl\n"
+    _, recipe = _load(tmp_path, VALID.format(path=tmp_path / "absent") + fetch)
+    _, mirrored = _load(tmp_path, VALID.format(path=tmp_path / "absent") + fetch.replace("example", "mirror"))
+    assert recipe.sources[0].fetch[0].to_folder == "." and recipe.sha256() == mirrored.sha256()

@@ -1,0 +1,76 @@
+"""A real HTTP server on 127.0.0.1 for download tests: serves files from a dict, honours Range
+requests, logs every request, and can drop a connection part-way through a body or answer errors."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Site:
+    files: dict[str, bytes] = field(default_factory=dict)
+    cut_after: dict[str, int] = field(default_factory=dict)  # path → bytes sent before dropping (once)
+    status: dict[str, list[int]] = field(default_factory=dict)  # path → statuses to answer first
+    requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
+    url: str = ""
+
+
+def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            path = self.path.split("?")[0]
+            site.requests.append((path, self.headers.get("Range")))
+            if site.status.get(path):
+                self.send_error(site.status[path].pop(0))
+                return
+            if path not in site.files:
+                self.send_error(404)
+                return
+            data = site.files[path]
+            start = 0
+            if ranged := self.headers.get("Range"):
+                start = int(ranged.removeprefix("bytes=").split("-")[0])
+                if start >= len(data):
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(data)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            else:
+                self.send_response(200)
+            body = data[start:]
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if path in site.cut_after:
+                self.wfile.write(body[: site.cut_after.pop(path)])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(body)
+
+    return Handler
+
+
+@contextmanager
+def serve(site: Site) -> Iterator[Site]:
+    """Run `site` on a free loopback port until the block ends; `site.url` is its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(site))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    site.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield site
+    finally:
+        server.shutdown()
+        server.server_close()

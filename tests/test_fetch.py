@@ -1,0 +1,162 @@
+"""Downloads from a real loopback HTTP server: resume, retries, checksums, hub URLs, safe unpacking."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from dataprep.fetch import CHUNK, STATE_DIR, FetchError, UnsafeArchive, fetch, http_url, unpack
+from dataprep.recipe import Download
+
+from loopback_http import Site, serve
+
+DATA = os.urandom(300_000)
+SHA = hashlib.sha256(DATA).hexdigest()
+
+
+def download(url: str, **fields) -> Download:
+    return Download(url=url, **fields)
+
+
+def test_download_is_verified_recorded_and_not_repeated(tmp_path: Path) -> None:
+    with serve(Site(files={"/d/train.json": DATA})) as site:
+        done = fetch(tmp_path, download(f"{site.url}/d/train.json", sha256=SHA))
+        again = fetch(tmp_path, download(f"{site.url}/d/train.json", sha256=SHA))
+    assert (tmp_path / "train.json").read_bytes() == DATA
+    assert done == again and done.path == "train.json" and done.sha256 == SHA and done.pinned
+    assert site.requests == [("/d/train.json", None)]
+    assert not list((tmp_path / STATE_DIR).glob("*.partial"))
+
+
+def test_a_dropped_connection_resumes_with_a_range_request(tmp_path: Path) -> None:
+    site = Site(files={"/big.bin": DATA}, cut_after={"/big.bin": 100_000})
+    with serve(site):
+        done = fetch(tmp_path, download(f"{site.url}/big.bin", to="sub/big.bin"), backoff=0.01)
+    assert (tmp_path / "sub/big.bin").read_bytes() == DATA
+    kept = 100_000 // CHUNK * CHUNK  # whole chunks written before the connection dropped
+    assert kept > 0 and site.requests == [("/big.bin", None), ("/big.bin", f"bytes={kept}-")]
+    assert done.sha256 == SHA and not done.pinned
+
+
+def test_a_partial_file_from_an_earlier_run_is_continued(tmp_path: Path) -> None:
+    (tmp_path / "big.bin.partial").write_bytes(DATA[:1234])
+    with serve(Site(files={"/big.bin": DATA})) as site:
+        fetch(tmp_path, download(f"{site.url}/big.bin", sha256=SHA))
+    assert site.requests == [("/big.bin", "bytes=1234-")]
+    assert (tmp_path / "big.bin").read_bytes() == DATA
+
+
+def test_transient_errors_are_retried_and_permanent_ones_are_not(tmp_path: Path) -> None:
+    site = Site(files={"/a": DATA}, status={"/a": [503, 429]})
+    with serve(site):
+        fetch(tmp_path, download(f"{site.url}/a"), backoff=0.01)
+        assert len(site.requests) == 3
+        with pytest.raises(FetchError, match="HTTP 404"):
+            fetch(tmp_path, download(f"{site.url}/missing"), backoff=0.01)
+    assert site.requests[-1] == ("/missing", None) and len(site.requests) == 4
+
+
+def test_a_checksum_mismatch_keeps_nothing(tmp_path: Path) -> None:
+    site = Site(files={"/a.json": DATA})
+    with serve(site), pytest.raises(FetchError, match=f"does not match the pinned {'0' * 64}"):
+        fetch(tmp_path, download(f"{site.url}/a.json", sha256="0" * 64))
+    assert not (tmp_path / "a.json").exists() and not list(tmp_path.rglob("*.partial"))
+
+
+def test_hub_urls_resolve_against_hf_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = "/datasets/Lin-Chen/ShareGPT4V/resolve/main/sharegpt4v_instruct_gpt4-vision_cap100k.json"
+    with serve(Site(files={path: DATA})) as site:
+        monkeypatch.setenv("HF_ENDPOINT", site.url)
+        url = "hf://datasets/Lin-Chen/ShareGPT4V/sharegpt4v_instruct_gpt4-vision_cap100k.json"
+        done = fetch(tmp_path, download(url, sha256=SHA))
+    assert site.requests == [(path, None)]
+    assert done.path == "sharegpt4v_instruct_gpt4-vision_cap100k.json"
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.example")
+    assert http_url("hf://datasets/o/n@v1.0/data/x 1.parquet") == (
+        "https://hub.example/datasets/o/n/resolve/v1.0/data/x%201.parquet"
+    )
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        for name, data in members.items():
+            bundle.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_archives_unpack_into_the_folder_and_are_restored(tmp_path: Path) -> None:
+    archive = zip_bytes({"images/a.jpg": b"a", "images/b/c.jpg": b"c"})
+    with serve(Site(files={"/images.zip": archive})) as site:
+        spec = download(f"{site.url}/images.zip", unpack=True, to="data")
+        done = fetch(tmp_path, spec)
+        (tmp_path / "data/images/a.jpg").unlink()
+        again = fetch(tmp_path, spec)
+    assert done.unpacked == ["images/a.jpg", "images/b/c.jpg"] and done.path == f"{STATE_DIR}/images.zip"
+    assert again == done and len(site.requests) == 1  # restored from the kept archive
+    assert (tmp_path / "data/images/a.jpg").read_bytes() == b"a"
+
+
+def tar_with(member: tarfile.TarInfo, data: bytes = b"") -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as bundle:
+        bundle.addfile(member, io.BytesIO(data) if data else None)
+    return buffer.getvalue()
+
+
+def file_member(name: str, size: int) -> tarfile.TarInfo:
+    member = tarfile.TarInfo(name)
+    member.size = size
+    return member
+
+
+def link_member(name: str, target: str) -> tarfile.TarInfo:
+    member = tarfile.TarInfo(name)
+    member.type, member.linkname = tarfile.SYMTYPE, target
+    return member
+
+
+@pytest.mark.parametrize(
+    ("name", "archive", "reason"),
+    [
+        ("dotdot.zip", zip_bytes({"ok.txt": b"1", "../evil.txt": b"x"}), "leaves its root"),
+        ("absolute.zip", zip_bytes({"/tmp/evil.txt": b"x"}), "absolute path"),
+        ("dotdot.tar.gz", tar_with(file_member("../evil.txt", 1), b"x"), "outside the destination"),
+        ("link.tar.gz", tar_with(link_member("images", "/etc")), "absolute path"),
+    ],
+)
+def test_unsafe_archives_are_refused_before_anything_is_written(
+    tmp_path: Path, name: str, archive: bytes, reason: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(archive)
+    with pytest.raises(UnsafeArchive, match=reason):
+        unpack(path, tmp_path / "root")
+    assert not list((tmp_path / "root").iterdir())
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_a_file_that_is_no_archive_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "x.zip").write_bytes(b"not an archive")
+    with pytest.raises(FetchError, match="neither a zip nor a tar"):
+        unpack(tmp_path / "x.zip", tmp_path / "root")
+
+
+def test_to_must_stay_inside_the_source_folder() -> None:
+    with pytest.raises(ValueError, match="relative path inside"):
+        Download(url="https://x/y", to="../y")
+
+
+def test_a_file_already_in_place_is_kept_unless_its_pinned_checksum_differs(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_bytes(b"placed by hand")
+    with serve(Site(files={"/a.json": DATA})) as site:
+        kept = fetch(tmp_path, download(f"{site.url}/a.json"))
+        assert site.requests == [] and kept.sha256 == hashlib.sha256(b"placed by hand").hexdigest()
+        fetch(tmp_path, download(f"{site.url}/a.json", sha256=SHA))
+    assert len(site.requests) == 1 and (tmp_path / "a.json").read_bytes() == DATA
