@@ -1,4 +1,4 @@
-"""`dataprep build | fetch | plan | manifest show/validate | sources | fixtures`."""
+"""`dataprep build | fetch | plan | manifest show/diff/validate | inspect | sources | fixtures`."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from dataprep.engine import (
 from dataprep.fixtures import generate_all
 from dataprep.manifest import load_manifest
 from dataprep.mixture import plan
+from dataprep.paths import resolve_inside
 from dataprep.recipe import Recipe, RecipeError, load_recipe
-from dataprep.report import download_table, plan_table, summary
-from dataprep.shards import sha256_file
+from dataprep.report import download_table, manifest_diff, plan_table, sample_view, summary
+from dataprep.shards import iter_samples, sha256_file
 from dataprep.sources import registry
 
 
@@ -51,6 +52,15 @@ def _parser() -> argparse.ArgumentParser:
     manifest_commands.add_parser("validate", help="check every shard's size and sha256").add_argument(
         "manifest", type=Path
     )
+    diff = manifest_commands.add_parser("diff", help="what differs between two builds (exit 1 if anything)")
+    diff.add_argument("old", type=Path)
+    diff.add_argument("new", type=Path)
+    inspect = commands.add_parser("inspect", help="print samples of a build (and save their images)")
+    inspect.add_argument("manifest", type=Path)
+    inspect.add_argument("--source", help="only samples of this source (its recipe name)")
+    inspect.add_argument("--key", help="only the sample with this key")
+    inspect.add_argument("-n", type=int, default=3, help="how many samples (default: %(default)s)")
+    inspect.add_argument("--images", type=Path, help="also write each shown sample's images here")
     commands.add_parser("sources", help="list the source adapters")
     fixtures = commands.add_parser("fixtures", help="write miniature upstreams of every source")
     fixtures.add_argument("out", type=Path)
@@ -134,6 +144,33 @@ def _validate(path: Path) -> int:
     return 1 if bad else 0
 
 
+def _diff(old: Path, new: Path) -> int:
+    changes = manifest_diff(load_manifest(old), load_manifest(new))
+    print("\n".join(changes) if changes else f"same content ({load_manifest(new).content_sha256[:12]})")
+    return 1 if changes else 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    manifest = load_manifest(args.manifest)
+    shown = 0
+    for path in manifest.shard_paths(args.manifest):
+        for key, record, images in iter_samples(path):
+            if shown == args.n:
+                return 0
+            if (args.source and record["source"] != args.source) or (args.key and key != args.key):
+                continue
+            print(sample_view(key, record, images) + "\n")
+            shown += 1
+            if args.images:
+                args.images.mkdir(parents=True, exist_ok=True)
+                for suffix, data in images.items():
+                    resolve_inside(args.images, f"{key}.{suffix}").write_bytes(data)
+    if shown == 0:
+        print("no sample matches", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -146,8 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "manifest" and args.manifest_command == "show":
             print(summary(load_manifest(args.manifest)))
             return 0
+        if args.command == "manifest" and args.manifest_command == "diff":
+            return _diff(args.old, args.new)
         if args.command == "manifest":
             return _validate(args.manifest)
+        if args.command == "inspect":
+            return _inspect(args)
         if args.command == "sources":
             for name, adapter in registry().items():
                 print(f"{name:14} v{adapter.version}  {adapter.licence}")

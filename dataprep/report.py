@@ -1,11 +1,12 @@
-"""Readable text views of a manifest, a plan and the fetched files."""
+"""Readable text views: a manifest, two manifests compared, a sample, a plan, the fetched files."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from dataprep.manifest import DownloadReport, Manifest
+from dataprep.manifest import DownloadReport, Manifest, SourceReport
 from dataprep.mixture import Slot
 
 if TYPE_CHECKING:
@@ -110,3 +111,68 @@ def download_table(recipe: Recipe, downloads: list[list[DownloadReport]]) -> str
     if not rows:
         return "the recipe has no `fetch` downloads"
     return table(["source", "file", "size", "sha256", "checksum", "unpacked files"], rows)
+
+
+def sample_view(key: str, record: dict[str, Any], images: dict[str, bytes]) -> str:
+    """One sample as a person reads it: origin, images (size, bytes), every turn, provenance."""
+    lines = [f"{key}  source={record['source']}  id={record['id']}"]
+    for index, suffix in enumerate(record["images"]):
+        width, height = record["image_sizes"][index]
+        lines.append(f"  image {suffix}: {width}×{height}, {len(images[suffix]):,} bytes")
+    for turn in record["conversations"]:
+        text = turn["value"].replace("\n", "\n         ")
+        lines.append(f"  {turn['from']:>5}: {text}")
+    if record.get("meta"):
+        lines.append(f"   meta: {json.dumps(record['meta'], ensure_ascii=False, sort_keys=True)}")
+    return "\n".join(lines)
+
+
+def manifest_diff(old: Manifest, new: Manifest) -> list[str]:
+    """What differs between two builds' manifests, source by source; empty when their content
+    hashes agree (the same shards, bytes for bytes)."""
+    if old.content_sha256 == new.content_sha256:
+        return []
+    lines = []
+    for field in ("tool_version", "name", "seed", "recipe_sha256"):
+        if getattr(old, field) != getattr(new, field):
+            lines.append(f"{field}: {getattr(old, field)} → {getattr(new, field)}")
+    changed_keys = sorted(
+        key for key in {*old.recipe, *new.recipe} if old.recipe.get(key) != new.recipe.get(key)
+    )
+    if changed_keys:
+        lines.append(f"recipe keys changed: {', '.join(changed_keys)}")
+    before = {source.name: source for source in old.sources}
+    after = {source.name: source for source in new.sources}
+    for name in sorted(before.keys() - after.keys()):
+        lines.append(f"source {name}: removed")
+    for name in sorted(after.keys() - before.keys()):
+        lines.append(f"source {name}: added")
+    for name in [source.name for source in new.sources if source.name in before]:
+        lines += [f"source {name}: {change}" for change in _source_changes(before[name], after[name])]
+    same = {(s.path, s.sha256) for s in old.shards} & {(s.path, s.sha256) for s in new.shards}
+    lines.append(f"shards: {len(old.shards)} → {len(new.shards)}, {len(same)} identical")
+    return lines
+
+
+def _source_changes(old: SourceReport, new: SourceReport) -> list[str]:
+    changes = [
+        f"{field} {getattr(old, field):,} → {getattr(new, field):,}"
+        for field in ("read", "kept", "in_mixture")
+        if getattr(old, field) != getattr(new, field)
+    ]
+    for reason in sorted({*old.rejected, *new.rejected}):
+        if old.rejected.get(reason, 0) != new.rejected.get(reason, 0):
+            changes.append(
+                f"rejected {reason} {old.rejected.get(reason, 0):,} → {new.rejected.get(reason, 0):,}"
+            )
+    if old.adapter_version != new.adapter_version:
+        changes.append(f"adapter v{old.adapter_version} → v{new.adapter_version}")
+    files_before = {artifact.path: artifact.sha256 for artifact in old.artifacts}
+    files_after = {artifact.path: artifact.sha256 for artifact in new.artifacts}
+    for path in sorted(files_before.keys() | files_after.keys()):
+        if files_before.get(path) != files_after.get(path):
+            state = (
+                "added" if path not in files_before else "removed" if path not in files_after else "changed"
+            )
+            changes.append(f"input {path} {state}")
+    return changes

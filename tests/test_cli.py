@@ -54,3 +54,32 @@ def test_fetch_downloads_and_reports_each_file(ray_cluster, tmp_path, capsys):
         assert main(["fetch", str(recipe), "--quiet"]) == 1
     assert table.count("unpinned: add `sha256` to pin") == 2 and "a.jsonl" in table
     assert "HTTP 404" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_inspect_and_diff_two_builds(ray_cluster, tmp_path, capsys):
+    write_conversations(tmp_path / "mine")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(recipe_yaml("cli", tmp_path, tmp_path / "a"))
+    assert main(["build", str(recipe), "--quiet"]) == 0
+    assert main(["build", str(recipe), "--quiet", "--out", str(tmp_path / "b")]) == 0
+    recipe.write_text(recipe.read_text().replace("seed: 7", "seed: 8") + "    take: 5\n")
+    assert main(["build", str(recipe), "--quiet", "--out", str(tmp_path / "c")]) == 0
+    a, b, c = (str(tmp_path / name / "manifest.json") for name in "abc")
+    capsys.readouterr()
+
+    assert main(["manifest", "diff", a, b]) == 0
+    assert "same content" in capsys.readouterr().out
+    assert main(["manifest", "diff", a, c]) == 1
+    changes = capsys.readouterr().out
+    assert "seed: 7 → 8" in changes and "recipe keys changed: seed, sources" in changes
+    assert "source mine: in_mixture 13 → 5" in changes and "0 identical" in changes
+
+    assert main(["inspect", a, "-n", "2", "--images", str(tmp_path / "seen")]) == 0
+    shown = capsys.readouterr().out
+    assert shown.count("source=mine") == 2 and "human: " in shown and "gpt: " in shown
+    keys = [line.split()[0] for line in shown.splitlines() if "source=mine" in line]
+    saved = sorted(path.name.split(".")[0] for path in (tmp_path / "seen").iterdir())
+    assert set(saved) <= set(keys) and saved
+    assert main(["inspect", a, "--key", keys[1], "-n", "5"]) == 0
+    assert capsys.readouterr().out.count("source=mine") == 1
+    assert main(["inspect", a, "--source", "nobody"]) == 1
