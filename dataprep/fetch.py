@@ -16,7 +16,7 @@ import time
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
@@ -70,9 +70,9 @@ def http_url(url: str) -> str:
 
 
 def file_name(url: str) -> str:
-    name = Path(urlsplit(http_url(url)).path).name
-    if not name or name in (".", ".."):
-        raise FetchError(f"{url}: the URL names no file; give `to`")
+    name = unquote(Path(urlsplit(http_url(url)).path).name)
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise FetchError(f"{url}: the URL names no plain file name; give `to`")
     return name
 
 
