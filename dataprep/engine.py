@@ -189,15 +189,26 @@ def _shard_task(path: str, marker: str, plan_sha256: str, work_dir: str, copies:
 def _write_or_reuse(
     path: Path, marker: Path, plan_sha256: str, work_dir: Path, copies: list[SampleCopy]
 ) -> dict:
-    """Write a shard unless a verified one for the same plan is already complete."""
+    """Write a shard unless one for the same plan is already complete: its marker records the
+    plan, the sha256 and the file's size and mtime; a file whose size or mtime differs is re-hashed."""
     if marker.exists() and path.exists():
         done = json.loads(marker.read_bytes())
-        if done["plan"] == plan_sha256 and sha256_file(path) == done["sha256"]:
-            return done
+        if done["plan"] == plan_sha256:
+            if done.get("stat") == _stat(path):
+                return done
+            if sha256_file(path) == done["sha256"]:
+                done["stat"] = _stat(path)
+                write_atomic(marker, canonical_json(done))
+                return done
     result = write_shard(path, work_dir, copies)
-    done = {"plan": plan_sha256, **_result_json(result)}
+    done = {"plan": plan_sha256, **_result_json(result), "stat": _stat(path)}
     write_atomic(marker, canonical_json(done))
     return done
+
+
+def _stat(path: Path) -> list[int]:
+    info = path.stat()
+    return [info.st_size, info.st_mtime_ns]
 
 
 def _result_json(result: ShardResult) -> dict[str, Any]:

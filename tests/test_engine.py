@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -14,6 +15,7 @@ import webdataset as wds
 
 from dataprep.engine import BuildSettings, build
 from dataprep.recipe import load_recipe
+from dataprep.shards import sha256_file
 
 from loopback_http import Site, serve
 from upstream import recipe_yaml, write_conversations
@@ -181,3 +183,20 @@ def test_sources_are_fetched_over_http_before_they_are_read(ray_cluster, tmp_pat
     ]
     assert "fetch" not in manifest.recipe["sources"][0]  # a location, like data_root
     assert manifest.build.stages["fetch"] >= 0 and again.content_sha256 == manifest.content_sha256
+
+
+def test_a_rerun_keeps_untouched_shards_and_rewrites_altered_ones(ray_cluster, upstream, tmp_path):
+    data_root, _ = upstream
+    out, first = _build(tmp_path, data_root)
+    shards = sorted((out / "shards").glob("*.tar"))
+    untouched, touched, altered = shards[0], shards[1], shards[2]
+    untouched_stat = untouched.stat()
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    data = bytearray(altered.read_bytes())
+    data[600] ^= 0xFF  # inside the first member's data, same size
+    altered.write_bytes(bytes(data))
+    _, second = _build(tmp_path, data_root)
+    assert second.content_sha256 == first.content_sha256
+    assert [sha256_file(path) for path in shards] == [shard.sha256 for shard in first.shards]
+    assert untouched.stat().st_mtime_ns == untouched_stat.st_mtime_ns  # not rewritten
+    assert untouched.stat().st_ino == untouched_stat.st_ino
