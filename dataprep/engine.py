@@ -35,7 +35,7 @@ from dataprep.manifest import (
     Totals,
 )
 from dataprep.mixture import Component, plan
-from dataprep.normalize import UnitSummary, index_path, load_index, normalize_unit
+from dataprep.normalize import UnitSummary, index_path, is_complete, load_index, normalize_unit
 from dataprep.progress import Progress
 from dataprep.recipe import Download, ImagePolicy, Recipe, SourceEntry, source_options
 from dataprep.shards import PARTIAL_SUFFIX, canonical_json, sha256_file, write_atomic
@@ -333,7 +333,8 @@ def normalize(recipe: Recipe, settings: BuildSettings) -> list[EntryResult]:
         parts = [part_dir / f"{index:06d}.tar" for index, _ in enumerate(adapter.units())]
         layout.append((entry, adapter, parts))
         for unit, part in zip(adapter.units(), parts, strict=True):
-            if not index_path(part).exists():
+            if not is_complete(part):
+                index_path(part).unlink(missing_ok=True)  # the index is the completion marker
                 jobs.append(
                     (
                         f"{entry.label} unit {unit!r}",

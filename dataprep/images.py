@@ -18,12 +18,14 @@ EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 
 
 class ImageRejected(Exception):
-    """An image that cannot go into the mixture; `reason` is the reject code."""
+    """An image that cannot go into the mixture; `reason` is the reject code; `missing` is the file
+    that was looked for when the image was absent (a later build retries it once it exists)."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, missing: Path | None = None) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.missing = missing
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,9 @@ def load_bytes(image: ImageInput, roots: list[Path]) -> bytes:
     except UnsafePath as error:
         raise ImageRejected("unsafe_path", str(error)) from None
     if not path.is_file():
-        raise ImageRejected("image_missing", f"{image.relpath} not found in {Path(image.root).name}/")
+        raise ImageRejected(
+            "image_missing", f"{image.relpath} not found in {Path(image.root).name}/", missing=path
+        )
     try:
         return path.read_bytes()
     except OSError as error:

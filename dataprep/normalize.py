@@ -2,7 +2,8 @@
 
 A part is a tar holding each kept sample's final `<seq>.json` and image members, plus an
 index (`.json` beside it, written last: the completion marker) listing every record read,
-kept or rejected, in order, with where each kept sample's members lie in the tar.
+kept or rejected, in order, with where each kept sample's members lie in the tar. A part whose
+missing images have appeared since is normalized again.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def normalize_unit(
             sample_json, images, converted = _sample_members(record, entry_name, roots, policy)
         except ImageRejected as rejected:
             records.append(_reject_entry(seq, Reject(record.id, rejected.reason, rejected.detail)))
+            if rejected.missing is not None:
+                records[-1]["missing"] = str(rejected.missing)
             continue
         stem = f"{seq:09d}"
         records.append({"seq": seq, "id": record.id, "members": [f"{stem}.json"]})
@@ -95,3 +98,11 @@ def _location_json(location: MemberLocation) -> list[Any]:
 
 def load_index(part: Path) -> dict[str, Any]:
     return json.loads(index_path(part).read_bytes())
+
+
+def is_complete(part: Path) -> bool:
+    """A part can be reused: its index exists and no image it found missing has appeared since."""
+    if not index_path(part).exists():
+        return False
+    missing = [record["missing"] for record in load_index(part)["records"] if "missing" in record]
+    return not any(Path(path).is_file() for path in missing)

@@ -200,3 +200,15 @@ def test_a_rerun_keeps_untouched_shards_and_rewrites_altered_ones(ray_cluster, u
     assert [sha256_file(path) for path in shards] == [shard.sha256 for shard in first.shards]
     assert untouched.stat().st_mtime_ns == untouched_stat.st_mtime_ns  # not rewritten
     assert untouched.stat().st_ino == untouched_stat.st_ino
+
+
+def test_images_that_appear_after_a_build_are_picked_up_by_the_next(ray_cluster, tmp_path):
+    write_conversations(tmp_path / "up" / "mine")
+    _, before = _build(tmp_path, tmp_path / "up")
+    (tmp_path / "up/mine/images/nowhere.jpg").write_bytes(
+        (tmp_path / "up/mine/images/img_001.jpg").read_bytes()
+    )
+    _, after = _build(tmp_path, tmp_path / "up")
+    (was,), (now,) = before.sources, after.sources
+    assert was.rejected["image_missing"] == 1 and "image_missing" not in now.rejected
+    assert now.kept == was.kept + 1 and now.read == was.read
