@@ -486,6 +486,7 @@ def _manifest(
             rejected=dict(sorted(Counter(reject["reason"] for reject in result.rejects).items())),
             reencoded_images=result.reencoded,
             in_mixture=in_mixture[component.name],
+            expected=result.entry.expect,
             share=round(in_mixture[component.name] / total, 6) if total else 0.0,
             artifacts=result.artifacts,
             downloads=result.downloads,

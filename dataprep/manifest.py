@@ -52,6 +52,7 @@ class SourceReport(Strict):
     rejected: dict[str, int]
     reencoded_images: int
     in_mixture: int
+    expected: int | None = Field(None, description="the recipe's `expect`; compare with in_mixture")
     share: float
     artifacts: list[Artifact]
     downloads: list[DownloadReport] = []

@@ -69,6 +69,9 @@ class SourceEntry(BaseModel):
     take: Literal["all"] | Annotated[int, Field(ge=0)] | float = "all"
     repeat: Annotated[int, Field(ge=1)] = 1
     fetch: tuple[Download, ...] = ()
+    expect: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="samples this entry should contribute (e.g. the published count)"
+    )
 
     @field_validator("take")
     @classmethod

@@ -67,11 +67,28 @@ def summary(manifest: Manifest) -> str:
         f"rejects in {manifest.rejects_file}",
         f"licence terms: {manifest.strictest_terms}",
     ]
+    if any(source.expected is not None for source in manifest.sources):
+        lines += ["", expectations(manifest)]
     return "\n".join(lines)
 
 
+def expectations(manifest: Manifest) -> str:
+    """Each source with an `expect`: the samples it contributed against that count."""
+    parts = []
+    for source in manifest.sources:
+        if source.expected is None:
+            continue
+        gap = source.in_mixture - source.expected
+        state = "as expected" if gap == 0 else f"{gap:+,} against {source.expected:,} expected"
+        parts.append(f"  {source.name}: {source.in_mixture:,} {state}")
+    mismatched = sum(s.expected is not None and s.in_mixture != s.expected for s in manifest.sources)
+    head = "expected counts: all met" if not mismatched else f"expected counts: {mismatched} not met"
+    return "\n".join([head, *parts])
+
+
 def plan_table(entries: list[EntryResult], shards: list[list[Slot]]) -> str:
-    """Per source: inputs found, records read and kept, missing images, other rejects, planned count."""
+    """Per source: inputs found, records read and kept, missing images, other rejects, the recipe's
+    `expect`, planned count."""
     planned = Counter(slot.component for shard in shards for slot in shard)
     rows = []
     for index, result in enumerate(entries):
@@ -86,10 +103,20 @@ def plan_table(entries: list[EntryResult], shards: list[list[Slot]]) -> str:
                 f"{len(result.kept):,}",
                 f"{missing_images:,}",
                 ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items())) or "-",
+                "-" if result.entry.expect is None else f"{result.entry.expect:,}",
                 f"{planned[index]:,}",
             ]
         )
-    headers = ["source", "input files", "read", "kept", "images missing", "other rejects", "will produce"]
+    headers = [
+        "source",
+        "input files",
+        "read",
+        "kept",
+        "images missing",
+        "other rejects",
+        "expected",
+        "will produce",
+    ]
     total = sum(planned.values())
     return table(headers, rows) + f"\n\n{total:,} samples in {len(shards)} shards"
 

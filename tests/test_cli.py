@@ -22,13 +22,14 @@ def test_bad_recipe_exits_2_and_writes_nothing(tmp_path, capsys):
 def test_build_show_and_validate(ray_cluster, tmp_path, capsys):
     write_conversations(tmp_path / "mine")
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(recipe_yaml("cli", tmp_path, tmp_path / "out"))
+    recipe.write_text(recipe_yaml("cli", tmp_path, tmp_path / "out") + "    expect: 5\n")
     assert main(["build", str(recipe), "--quiet"]) == 0
     manifest = tmp_path / "out" / "manifest.json"
     capsys.readouterr()
     assert main(["manifest", "show", str(manifest)]) == 0
     shown = capsys.readouterr().out
     assert "image_missing 1" in shown and "100.00%" in shown and "mine" in shown
+    assert "expected counts: 1 not met\n  mine: 13 +8 against 5 expected" in shown
     assert main(["manifest", "validate", str(manifest)]) == 0
     shard = next(Path(tmp_path / "out" / "shards").glob("*.tar"))
     shard.write_bytes(shard.read_bytes()[:-512] + b"\0" * 511 + b"\1")

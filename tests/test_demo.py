@@ -112,7 +112,7 @@ def test_reference_recipe_plans_on_the_conventional_layout(ray_cluster, fixtures
     assert main(args) == 0
     table = capsys.readouterr().out
     lines = {line.split()[0]: line.split() for line in table.splitlines() if line.strip()}
-    assert lines["dvqa"][-1] == str(facts["dvqa"]["expected_samples"])
+    assert lines["dvqa"][-1] == str(facts["dvqa"]["expected_samples"]) and lines["dvqa"][-2] == "200,000"
     assert lines["sharegpt4v_mix665k"][-1] == str(
         facts["sharegpt4v"]["subsets"]["mix665k"]["expected_samples"]
     )
