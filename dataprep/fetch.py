@@ -80,12 +80,14 @@ def fetch(root: Path, download: Download, *, retries: int = 4, backoff: float = 
     """Make `download` present under `root`; skip it when its completion marker says it is done."""
     state = root / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
-    marker = state / f"{hashlib.sha256(download.url.encode()).hexdigest()[:16]}.json"
+    root = Path(os.path.realpath(root))
+    where = canonical_json(download.model_dump(mode="json", include={"url", "to", "unpack"}))
+    marker = root / STATE_DIR / f"{hashlib.sha256(where).hexdigest()[:16]}.json"
     done = _done(root, marker, download)
     if done is not None:
         return done
     if download.unpack:
-        destination = state / file_name(download.url)
+        destination = root / STATE_DIR / file_name(download.url)
     else:
         destination = _inside(root, download.to or file_name(download.url))
     if not _present(destination, download.sha256):

@@ -163,3 +163,13 @@ def test_a_file_already_in_place_is_kept_unless_its_pinned_checksum_differs(tmp_
         assert site.requests == [] and kept.sha256 == hashlib.sha256(b"placed by hand").hexdigest()
         fetch(tmp_path, download(f"{site.url}/a.json", sha256=SHA))
     assert len(site.requests) == 1 and (tmp_path / "a.json").read_bytes() == DATA
+
+
+def test_the_same_url_to_another_place_is_another_download(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with serve(Site(files={"/a.json": DATA})) as site:
+        first = fetch(tmp_path / "link", download(f"{site.url}/a.json"))
+        second = fetch(tmp_path / "link", download(f"{site.url}/a.json", to="copy/a.json"))
+    assert (first.path, second.path) == ("a.json", "copy/a.json")
+    assert (tmp_path / "real/copy/a.json").read_bytes() == DATA and len(site.requests) == 2
