@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole GPU check of train_bridge as one command for a lent single-GPU machine (a few minutes):
-# versions, then `bench/gpu_sft.sh` on the same prepared shards as eager (the baseline), compiled,
-# compiled at a larger micro-batch, and compiled with nvJPEG decoding; then NCCL + FSDP/DDP on CUDA
-# through torchrun (one process) with a stop and an exact-resume comparison. Every result is a JSON
+# versions, then `bench/gpu_sft.sh` on the same prepared shards: eager micro-batch 16 (the baseline)
+# and compiled 32; NCCL + FSDP/DDP on CUDA through torchrun (one process) with a stop and an
+# exact-resume comparison; then compiled 32 with nvJPEG decoding, compiled 64, and compiled 32 with
+# PyTorch's flash attention instead of cuDNN's. Every result is a JSON
 # line in $OUT/results.jsonl (per-step metrics and logs beside it); a failing part is reported and the
 # rest still run.
 #
@@ -63,4 +64,5 @@ print(json.dumps({
 PYEOF
 done
 sft compiled-b32-nvjpeg 32 30 "--compile --gpu-decode"
-sft compiled 16 30 --compile
+sft compiled-b64 64 25 --compile
+sft compiled-b32-flash 32 30 "--compile --attention flash"

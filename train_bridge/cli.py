@@ -61,6 +61,12 @@ def _sft_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 on CUDA")
     p.add_argument("--compile", action="store_true", help="torch.compile each transformer layer")
+    p.add_argument(
+        "--attention",
+        choices=["auto", "cudnn", "flash", "efficient", "math"],
+        default="auto",
+        help="attention kernels (scaled_dot_product_attention backend; default: PyTorch's choice)",
+    )
     p.add_argument("--gpu-decode", action="store_true", help="decode JPEGs with nvJPEG (torchvision + CUDA)")
     p.add_argument(
         "--save-every", type=int, default=0, help="checkpoint every N steps (0: at the end only; -1: never)"

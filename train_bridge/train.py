@@ -9,7 +9,7 @@ import math
 import os
 import random
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +21,7 @@ import torch.distributed.checkpoint as dcp
 import torch.nn.functional as F
 from torch import nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AutoTokenizer, get_cosine_schedule_with_warmup
 
 from dataprep.manifest import load_manifest
@@ -31,6 +32,13 @@ from train_bridge.profiling import step_profiler
 from train_bridge.template import DEFAULT_SYSTEM, IGNORE_INDEX, Overlong
 
 Parallel = Literal["auto", "none", "ddp", "fsdp"]
+Attention = Literal["auto", "cudnn", "flash", "efficient", "math"]
+ATTENTION_BACKENDS = {
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "math": SDPBackend.MATH,
+}
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 
 
@@ -63,6 +71,7 @@ class TrainConfig:
     parallel: Parallel = "auto"
     bf16: bool = True
     compile: bool = False
+    attention: Attention = "auto"
     gpu_decode: bool = False
     save_every: int = 0
     resume: str = "auto"
@@ -110,6 +119,11 @@ class SFTModule(nn.Module):
         logits = self.model.lm_head(hidden[:, :-1][scored])
         loss = F.cross_entropy(logits.float(), targets[scored], reduction="sum")
         return loss + 0.0 * unused
+
+
+def _attention(choice: Attention) -> AbstractContextManager[None]:
+    """The scaled-dot-product attention kernels a forward may use (`auto`: PyTorch's choice)."""
+    return nullcontext() if choice == "auto" else sdpa_kernel(ATTENTION_BACKENDS[choice])
 
 
 def _setup_distributed(parallel: Parallel) -> tuple[int, int, torch.device, bool]:
@@ -390,7 +404,7 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
                     elif hasattr(wrapped, "set_requires_gradient_sync"):
                         wrapped.set_requires_gradient_sync(last)
                     with sync:
-                        with autocast:
+                        with autocast, _attention(config.attention):
                             loss = wrapped(*inputs, pixels)
                         (loss * world / max(target_tokens, 1.0)).backward()
                     loss_sum += loss.detach()

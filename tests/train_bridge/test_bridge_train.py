@@ -164,3 +164,13 @@ def test_profile_writes_one_section_per_captured_step(
         "== step 7",
     ]
     assert "aten::" in text and "host ops" in text and "device kernels 0.0 ms" in text
+
+
+def test_attention_kernels_can_be_chosen_without_changing_the_losses(
+    tmp_path: Path, manifest_path: Path, tokenizer_dir: Path
+) -> None:
+    chosen = train(config(manifest_path, tokenizer_dir, tmp_path / "math", max_steps=2, attention="math"))
+    default = train(config(manifest_path, tokenizer_dir, tmp_path / "auto", max_steps=2))
+    assert [r["loss"] for r in chosen] == pytest.approx([r["loss"] for r in default], rel=1e-4)
+    with pytest.raises(RuntimeError, match=r"scaled_dot_product_attention|No available kernel"):
+        train(config(manifest_path, tokenizer_dir, tmp_path / "cudnn", max_steps=1, attention="cudnn"))
