@@ -35,7 +35,7 @@ from dataprep.manifest import (
     Totals,
 )
 from dataprep.mixture import Component, plan
-from dataprep.normalize import UnitSummary, index_path, is_complete, load_index, normalize_unit
+from dataprep.normalize import UnitSummary, found_since, index_path, load_index, normalize_unit
 from dataprep.progress import Progress
 from dataprep.recipe import Download, ImagePolicy, Recipe, SourceEntry, source_options
 from dataprep.shards import PARTIAL_SUFFIX, canonical_json, sha256_file, write_atomic
@@ -133,10 +133,14 @@ def fetch_sources(recipe: Recipe, settings: BuildSettings) -> list[list[Download
         root = str(recipe.source_root(entry))
         keys = []
         for download in entry.fetch:
-            key = (root, canonical_json(download.model_dump(mode="json")))
-            args = (root, download.model_dump(mode="json"))
+            spec = download.model_dump(mode="json")
+            key = (root, canonical_json(spec))
             jobs.setdefault(
-                key, (f"{entry.label} {download.url}", lambda args=args: _fetch_task.remote(*args))
+                key,
+                (
+                    f"{entry.label} {download.url}",
+                    lambda root=root, spec=spec: _fetch_task.remote(root, spec),
+                ),
             )
             keys.append(key)
         wanted.append(keys)
@@ -327,13 +331,17 @@ def normalize(recipe: Recipe, settings: BuildSettings) -> list[EntryResult]:
         raise BuildError("required inputs are missing:\n" + "\n".join(missing))
     artifacts = _artifacts(adapters, work, settings)
     layout: list[tuple[SourceEntry, Source, list[Path]]] = []
+    reused: dict[Path, dict[str, Any]] = {}  # indexes of completed parts, read once
     jobs = []
     for entry, adapter in zip(recipe.sources, adapters, strict=True):
         part_dir = work / "parts" / f"{entry.label}-{_entry_key(adapter, recipe, settings.limit)}"
         parts = [part_dir / f"{index:06d}.tar" for index, _ in enumerate(adapter.units())]
         layout.append((entry, adapter, parts))
         for unit, part in zip(adapter.units(), parts, strict=True):
-            if not is_complete(part):
+            index = load_index(part) if index_path(part).exists() else None
+            if index is not None and not found_since(index):
+                reused[part] = index
+            else:
                 index_path(part).unlink(missing_ok=True)  # the index is the completion marker
                 jobs.append(
                     (
@@ -343,7 +351,7 @@ def normalize(recipe: Recipe, settings: BuildSettings) -> list[EntryResult]:
                 )
     _run("normalize", jobs, settings)
     return [
-        _gather(entry, adapter, parts, entry_artifacts, work, settings.limit)
+        _gather(entry, adapter, parts, entry_artifacts, work, settings.limit, reused)
         for (entry, adapter, parts), entry_artifacts in zip(layout, artifacts, strict=True)
     ]
 
@@ -371,11 +379,12 @@ def _gather(
     artifacts: list[Artifact],
     work: Path,
     limit: int | None,
+    reused: dict[Path, dict[str, Any]],
 ) -> EntryResult:
     result = EntryResult(entry, type(adapter), artifacts)
     budget = limit if limit is not None else float("inf")
     for part in parts:
-        index = load_index(part)
+        index = reused[part] if part in reused else load_index(part)
         relative = str(part.relative_to(work))
         for record in index["records"]:
             if result.read >= budget:

@@ -78,16 +78,16 @@ def file_name(url: str) -> str:
 
 def fetch(root: Path, download: Download, *, retries: int = 4, backoff: float = 1.0) -> Fetched:
     """Make `download` present under `root`; skip it when its completion marker says it is done."""
+    root = Path(os.path.realpath(root))
     state = root / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
-    root = Path(os.path.realpath(root))
     where = canonical_json(download.model_dump(mode="json", include={"url", "to", "unpack"}))
-    marker = root / STATE_DIR / f"{hashlib.sha256(where).hexdigest()[:16]}.json"
+    marker = state / f"{hashlib.sha256(where).hexdigest()[:16]}.json"
     done = _done(root, marker, download)
     if done is not None:
         return done
     if download.unpack:
-        destination = root / STATE_DIR / file_name(download.url)
+        destination = state / file_name(download.url)
     else:
         destination = _inside(root, download.to or file_name(download.url))
     if not _present(destination, download.sha256):

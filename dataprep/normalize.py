@@ -100,9 +100,6 @@ def load_index(part: Path) -> dict[str, Any]:
     return json.loads(index_path(part).read_bytes())
 
 
-def is_complete(part: Path) -> bool:
-    """A part can be reused: its index exists and no image it found missing has appeared since."""
-    if not index_path(part).exists():
-        return False
-    missing = [record["missing"] for record in load_index(part)["records"] if "missing" in record]
-    return not any(Path(path).is_file() for path in missing)
+def found_since(index: dict[str, Any]) -> bool:
+    """Whether an image this part's index recorded as missing exists now (the part must be redone)."""
+    return any(Path(record["missing"]).is_file() for record in index["records"] if "missing" in record)
