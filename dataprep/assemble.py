@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dataprep.shards import MemberLocation, read_at, sha256_file, write_tar
+from dataprep.shards import MemberLocation, iter_tar, read_at, sha256_file, split_member_name, write_tar
+from dataprep.tokens import TokenCounter
 
 
 @dataclass(frozen=True)
@@ -41,14 +43,15 @@ class Summary:
         self.low = min(self.low, other.low)
         self.high = max(self.high, other.high)
 
-    def report(self) -> dict[str, float]:
+    def report(self, with_total: bool = False) -> dict[str, float]:
         if not self.count:
-            return {"count": 0}
+            return {"count": 0, "total": 0} if with_total else {"count": 0}
         return {
             "count": self.count,
             "mean": round(self.total / self.count, 3),
             "min": self.low,
             "max": self.high,
+            **({"total": self.total} if with_total else {}),
         }
 
 
@@ -73,17 +76,33 @@ class ShardStats:
             getattr(self, name).merge(getattr(other, name))
 
 
+class TokenTally:
+    """Tokens per sample, summarized per source (a sample's `source` is its recipe entry's name)."""
+
+    def __init__(self, counter: TokenCounter) -> None:
+        self._counter = counter
+        self.per_source: dict[str, Summary] = defaultdict(Summary)
+
+    def add(self, document: dict[str, Any]) -> None:
+        self.per_source[document["source"]].add(self._counter.count(document))
+
+
 @dataclass(frozen=True)
 class ShardResult:
     sha256: str
     bytes: int
     samples: int
     stats: ShardStats
+    tokens: dict[str, Summary] | None
 
 
-def write_shard(path: Path, work_dir: Path, copies: list[SampleCopy]) -> ShardResult:
-    """Copy each sample's members from its part into the shard at `path` (atomic)."""
+def write_shard(
+    path: Path, work_dir: Path, copies: list[SampleCopy], counter: TokenCounter | None = None
+) -> ShardResult:
+    """Copy each sample's members from its part into the shard at `path` (atomic); tally tokens
+    per source when a counter is given."""
     stats = ShardStats()
+    tally = TokenTally(counter) if counter else None
 
     def members() -> Iterator[tuple[str, bytes]]:
         for copy in copies:
@@ -91,8 +110,21 @@ def write_shard(path: Path, work_dir: Path, copies: list[SampleCopy]) -> ShardRe
             for suffix, offset, size in copy.members:
                 data = read_at(part, MemberLocation(suffix, offset, size))
                 if suffix == "json":
-                    stats.add(json.loads(data))
+                    document = json.loads(data)
+                    stats.add(document)
+                    if tally:
+                        tally.add(document)
                 yield f"{copy.key}.{suffix}", data
 
     write_tar(path, members())
-    return ShardResult(sha256_file(path), path.stat().st_size, len(copies), stats)
+    tokens = dict(tally.per_source) if tally else None
+    return ShardResult(sha256_file(path), path.stat().st_size, len(copies), stats, tokens)
+
+
+def shard_tokens(path: Path, counter: TokenCounter) -> dict[str, Summary]:
+    """Token summaries per source of a shard already written."""
+    tally = TokenTally(counter)
+    for name, data in iter_tar(path):
+        if split_member_name(name)[1] == "json":
+            tally.add(json.loads(data))
+    return dict(tally.per_source)

@@ -21,7 +21,7 @@ from typing import Any
 import ray
 
 from dataprep import __version__
-from dataprep.assemble import SampleCopy, ShardResult, ShardStats, Summary, write_shard
+from dataprep.assemble import SampleCopy, ShardResult, ShardStats, Summary, shard_tokens, write_shard
 from dataprep.fetch import fetch
 from dataprep.licences import strictest_terms
 from dataprep.manifest import (
@@ -32,6 +32,7 @@ from dataprep.manifest import (
     ShardReport,
     SourceReport,
     Stats,
+    TokenStats,
     Totals,
 )
 from dataprep.mixture import Component, plan
@@ -41,6 +42,7 @@ from dataprep.recipe import Download, ImagePolicy, Recipe, SourceEntry, source_o
 from dataprep.shards import PARTIAL_SUFFIX, canonical_json, sha256_file, write_atomic
 from dataprep.sources import registry
 from dataprep.sources.base import Source
+from dataprep.tokens import TokenCounter, TokenSettings, tokenizer_file
 
 WORK_DIR = ".work"
 
@@ -186,28 +188,61 @@ def _hash_task(path: str) -> str:
 
 @ray.remote(max_retries=3)
 @_plain_errors
-def _shard_task(path: str, marker: str, plan_sha256: str, work_dir: str, copies: list[SampleCopy]) -> dict:
-    return _write_or_reuse(Path(path), Path(marker), plan_sha256, Path(work_dir), copies)
+def _shard_task(
+    path: str,
+    marker: str,
+    plan_sha256: str,
+    work_dir: str,
+    copies: list[SampleCopy],
+    tokens: TokenSettings | None,
+) -> dict:
+    return _write_or_reuse(Path(path), Path(marker), plan_sha256, Path(work_dir), copies, tokens)
 
 
 def _write_or_reuse(
-    path: Path, marker: Path, plan_sha256: str, work_dir: Path, copies: list[SampleCopy]
+    path: Path,
+    marker: Path,
+    plan_sha256: str,
+    work_dir: Path,
+    copies: list[SampleCopy],
+    tokens: TokenSettings | None,
 ) -> dict:
     """Write a shard unless one for the same plan is already complete: its marker records the
-    plan, the sha256 and the file's size and mtime; a file whose size or mtime differs is re-hashed."""
+    plan, the sha256 and the file's size and mtime; a file whose size or mtime differs is re-hashed.
+    A kept shard whose token counts were made with other settings is re-counted, not rewritten."""
     if marker.exists() and path.exists():
         done = json.loads(marker.read_bytes())
-        if done["plan"] == plan_sha256:
-            if done.get("stat") == _stat(path):
-                return done
-            if sha256_file(path) == done["sha256"]:
-                done["stat"] = _stat(path)
-                write_atomic(marker, canonical_json(done))
-                return done
-    result = write_shard(path, work_dir, copies)
-    done = {"plan": plan_sha256, **_result_json(result), "stat": _stat(path)}
+        if done["plan"] == plan_sha256 and (
+            done.get("stat") == _stat(path) or sha256_file(path) == done["sha256"]
+        ):
+            kept = {**done, "stat": _stat(path)}
+            if done.get("tokens_key") != _tokens_key(tokens):
+                kept.update(
+                    _tokens_json(tokens, shard_tokens(path, TokenCounter(tokens)) if tokens else None)
+                )
+            if kept != done:
+                write_atomic(marker, canonical_json(kept))
+            return kept
+    result = write_shard(path, work_dir, copies, TokenCounter(tokens) if tokens else None)
+    done = {
+        "plan": plan_sha256,
+        **_result_json(result),
+        **_tokens_json(tokens, result.tokens),
+        "stat": _stat(path),
+    }
     write_atomic(marker, canonical_json(done))
     return done
+
+
+def _tokens_key(tokens: TokenSettings | None) -> str | None:
+    return tokens.key if tokens else None
+
+
+def _tokens_json(tokens: TokenSettings | None, per_source: dict[str, Summary] | None) -> dict[str, Any]:
+    summaries = (
+        None if per_source is None else {name: dataclasses.asdict(s) for name, s in per_source.items()}
+    )
+    return {"tokens_key": _tokens_key(tokens), "tokens": summaries}
 
 
 def _stat(path: Path) -> list[int]:
@@ -418,6 +453,7 @@ def build(recipe: Recipe, settings: BuildSettings) -> Manifest:
         shard_plan = plan(components, recipe.output.shard_size, recipe.seed)
         shard_names = [f"{recipe.name}-{index:06d}.tar" for index in range(len(shard_plan))]
         _remove_stale_shards(out / "shards", recipe.name, set(shard_names))
+        token_settings = _token_settings(recipe)
         jobs = []
         per_source = []
         for shard_index, (name, slots) in enumerate(zip(shard_names, shard_plan, strict=True)):
@@ -438,13 +474,15 @@ def build(recipe: Recipe, settings: BuildSettings) -> Manifest:
                 plan_sha,
                 str(work),
                 copies,
+                token_settings,
             )
             jobs.append((f"shard {name}", lambda args=args: _shard_task.remote(*args)))
         written = _run("write", jobs, settings)
         stages["plan_and_write"] = round(time.monotonic() - clock - sum(stages.values()), 3)
     rejects = b"".join(canonical_json(reject) + b"\n" for result in entries for reject in result.rejects)
     write_atomic(out / "rejects.jsonl", rejects)
-    manifest = _manifest(recipe, entries, components, shard_names, per_source, written, rejects)
+    tokens = _token_stats(token_settings, components, written)
+    manifest = _manifest(recipe, entries, components, shard_names, per_source, written, tokens, rejects)
     manifest.build = BuildTimes(
         started_at=started.isoformat(timespec="seconds"),
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -453,6 +491,34 @@ def build(recipe: Recipe, settings: BuildSettings) -> Manifest:
     )
     write_atomic(out / "manifest.json", manifest.model_dump_json(indent=2).encode("utf-8") + b"\n")
     return manifest
+
+
+def _token_settings(recipe: Recipe) -> TokenSettings | None:
+    if recipe.tokens is None:
+        return None
+    file = tokenizer_file(Path(recipe.tokens.tokenizer)).absolute()
+    return TokenSettings(str(file), sha256_file(file), recipe.tokens.image_tokens)
+
+
+def _token_stats(
+    settings: TokenSettings | None, components: list[Component], written: list[dict[str, Any]]
+) -> TokenStats | None:
+    """Per source and over the whole mixture, merged from every shard's tally."""
+    if settings is None:
+        return None
+    per_source = {component.name: Summary() for component in components}
+    for done in written:
+        for name, values in done["tokens"].items():
+            per_source[name].merge(Summary(**values))
+    overall = Summary()
+    for summary in per_source.values():
+        overall.merge(summary)
+    return TokenStats(
+        tokenizer_sha256=settings.sha256,
+        image_tokens=settings.image_tokens,
+        per_sample=overall.report(with_total=True),
+        per_source={name: summary.report(with_total=True) for name, summary in per_source.items()},
+    )
 
 
 def _remove_stale_shards(folder: Path, name: str, keep: set[str]) -> None:
@@ -472,6 +538,7 @@ def _manifest(
     shard_names: list[str],
     per_source: list[dict[str, int]],
     written: list[dict[str, Any]],
+    tokens: TokenStats | None,
     rejects: bytes,
 ) -> Manifest:
     in_mixture = {
@@ -529,7 +596,9 @@ def _manifest(
             shards=len(shards),
             bytes=sum(shard.bytes for shard in shards),
         ),
-        stats=Stats(**{name: getattr(stats, name).report() for name in ShardStats.__dataclass_fields__}),
+        stats=Stats(
+            **{name: getattr(stats, name).report() for name in ShardStats.__dataclass_fields__}, tokens=tokens
+        ),
         licences=licences,
         strictest_terms=strictest_terms(list(licences.values())),
         rejects_sha256=hashlib.sha256(rejects).hexdigest(),

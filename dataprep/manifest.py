@@ -75,6 +75,16 @@ class Totals(Strict):
     bytes: int
 
 
+class TokenStats(Strict):
+    """Tokens per sample with the recipe's tokenizer: every turn's text plus `image_tokens` per image
+    (the chat template's own tokens are not counted). Summaries hold count/mean/min/max/total."""
+
+    tokenizer_sha256: str
+    image_tokens: int
+    per_sample: dict[str, float]
+    per_source: dict[str, dict[str, float]]
+
+
 class Stats(Strict):
     """Distribution summaries over the samples of the mixture."""
 
@@ -83,6 +93,7 @@ class Stats(Strict):
     images_per_sample: dict[str, float]
     image_width: dict[str, float]
     image_height: dict[str, float]
+    tokens: TokenStats | None = None
 
 
 class BuildTimes(Strict):

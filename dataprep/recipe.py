@@ -13,7 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dataprep.shards import canonical_json
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
-LOCATION_FIELDS: dict[str, Any] = {"data_root": True, "output": {"dir"}, "sources": {"__all__": {"fetch"}}}
+LOCATION_FIELDS: dict[str, Any] = {
+    "data_root": True,
+    "output": {"dir"},
+    "tokens": {"tokenizer"},
+    "sources": {"__all__": {"fetch"}},
+}
 
 
 class Strict(BaseModel):
@@ -32,6 +37,17 @@ class ImagePolicy(Strict):
     format: Literal["jpeg", "png", "webp"] = "jpeg"
     quality: Annotated[int, Field(ge=1, le=100)] = 95
     max_pixels: Annotated[int, Field(gt=0)] = 89_478_485
+
+
+class TokenSpec(Strict):
+    """Count tokens per sample for the manifest's statistics."""
+
+    tokenizer: str = Field(
+        description="a Hugging Face `tokenizer.json`, or a folder holding one (relative to the working directory)"
+    )
+    image_tokens: Annotated[int, Field(ge=0)] = Field(
+        0, description="tokens each image stands for in the model's input (InternVL V1-2: 256)"
+    )
 
 
 class Download(Strict):
@@ -95,6 +111,7 @@ class Recipe(Strict):
     data_root: str | None = Field(None, description="base of relative source paths (default: cwd)")
     output: OutputSpec
     image: ImagePolicy = ImagePolicy()
+    tokens: TokenSpec | None = None
     sources: Annotated[list[SourceEntry], Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -157,7 +174,7 @@ def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
         recipe = Recipe.model_validate(data)
     except ValidationError as error:
         raise RecipeError(path, _problems(error, tree)) from None
-    problems = _check_sources(recipe, tree)
+    problems = _check_sources(recipe, tree) + _check_tokenizer(recipe, tree)
     if problems:
         raise RecipeError(path, problems)
     return recipe
@@ -185,6 +202,22 @@ def _check_sources(recipe: Recipe, tree: yaml.Node) -> list[Problem]:
         if not root.exists() and not entry.fetch:
             problems.append(_problem((*loc, "path"), f"{root} does not exist", tree))
     return problems
+
+
+def _check_tokenizer(recipe: Recipe, tree: yaml.Node) -> list[Problem]:
+    if recipe.tokens is None:
+        return []
+    from tokenizers import Tokenizer
+
+    from dataprep.tokens import tokenizer_file
+
+    file = tokenizer_file(Path(recipe.tokens.tokenizer))
+    try:
+        Tokenizer.from_file(str(file))
+    except Exception as error:  # tokenizers raises a bare Exception for unreadable files
+        message = f"{file} does not exist" if not file.exists() else f"{file} is not a tokenizer: {error}"
+        return [_problem(("tokens", "tokenizer"), message, tree)]
+    return []
 
 
 def source_options(entry: SourceEntry) -> Any:

@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from dataprep.manifest import DownloadReport, Manifest, SourceReport
+from dataprep.manifest import DownloadReport, Manifest, SourceReport, TokenStats
 from dataprep.mixture import Slot
 
 if TYPE_CHECKING:
@@ -69,7 +69,30 @@ def summary(manifest: Manifest) -> str:
     ]
     if any(source.expected is not None for source in manifest.sources):
         lines += ["", expectations(manifest)]
+    if manifest.stats.tokens is not None:
+        lines += ["", token_table(manifest.stats.tokens)]
     return "\n".join(lines)
+
+
+def token_table(tokens: TokenStats) -> str:
+    """Tokens per sample by source: mean, min, max and total (the mixture's compute share)."""
+    summaries = [*tokens.per_source.items(), ("total", tokens.per_sample)]
+    rows = [
+        [
+            name,
+            f"{summary['count']:,.0f}",
+            f"{summary.get('mean', 0):,.1f}",
+            f"{summary.get('min', 0):,.0f}",
+            f"{summary.get('max', 0):,.0f}",
+            f"{summary['total']:,.0f}",
+        ]
+        for name, summary in summaries
+    ]
+    head = (
+        f"tokens per sample (tokenizer {tokens.tokenizer_sha256[:12]}, {tokens.image_tokens} per image, "
+        "template tokens not counted)"
+    )
+    return "\n".join([head, table(["source", "samples", "mean", "min", "max", "total"], rows)])
 
 
 def expectations(manifest: Manifest) -> str:
@@ -176,9 +199,20 @@ def manifest_diff(old: Manifest, new: Manifest) -> list[str]:
         lines.append(f"source {name}: added")
     for name in [source.name for source in new.sources if source.name in before]:
         lines += [f"source {name}: {change}" for change in _source_changes(before[name], after[name])]
+    if old.stats.tokens != new.stats.tokens:
+        lines.append(
+            f"token statistics: {_tokens_label(old.stats.tokens)} → {_tokens_label(new.stats.tokens)}"
+        )
     same = {(s.path, s.sha256) for s in old.shards} & {(s.path, s.sha256) for s in new.shards}
     lines.append(f"shards: {len(old.shards)} → {len(new.shards)}, {len(same)} identical")
     return lines
+
+
+def _tokens_label(tokens: TokenStats | None) -> str:
+    if tokens is None:
+        return "none"
+    total = tokens.per_sample["total"]
+    return f"{total:,.0f} tokens (tokenizer {tokens.tokenizer_sha256[:12]}, {tokens.image_tokens} per image)"
 
 
 def _source_changes(old: SourceReport, new: SourceReport) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from dataprep.cli import main
 
 from loopback_http import Site, serve
-from upstream import recipe_yaml, write_conversations
+from upstream import recipe_yaml, write_conversations, write_tokenizer
 
 
 def test_bad_recipe_exits_2_and_writes_nothing(tmp_path, capsys):
@@ -84,3 +84,27 @@ def test_inspect_and_diff_two_builds(ray_cluster, tmp_path, capsys):
     assert main(["inspect", a, "--key", keys[1], "-n", "5"]) == 0
     assert capsys.readouterr().out.count("source=mine") == 1
     assert main(["inspect", a, "--source", "nobody"]) == 1
+
+
+def test_show_and_diff_token_statistics(ray_cluster, tmp_path, capsys):
+    write_conversations(tmp_path / "mine")
+    tokenizer = write_tokenizer(tmp_path / "tokenizer.json", ["What is in picture 1?", "Shapes number 1."])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(recipe_yaml("cli", tmp_path, tmp_path / "a"))
+    assert main(["build", str(recipe), "--quiet"]) == 0
+    extra = f"tokens: {{tokenizer: {tokenizer}, image_tokens: 256}}"
+    recipe.write_text(recipe_yaml("cli", tmp_path, tmp_path / "b", extra=extra))
+    assert main(["build", str(recipe), "--quiet"]) == 0
+    a, b = (str(tmp_path / name / "manifest.json") for name in "ab")
+    capsys.readouterr()
+
+    assert main(["manifest", "show", b]) == 0
+    shown = capsys.readouterr().out
+    assert "tokens per sample (tokenizer " in shown and "256 per image" in shown
+    token_rows = shown.split("tokens per sample")[1].splitlines()
+    assert any(row.split()[:2] == ["mine", "13"] for row in token_rows)
+    assert main(["manifest", "diff", a, b]) == 1
+    changes = capsys.readouterr().out
+    assert "token statistics: none → " in changes and "tokenizer " in changes
+    assert "shards: 4 → 4, 4 identical" in changes  # the same shards, only counted
+    assert "recipe keys changed: tokens" in changes

@@ -14,11 +14,11 @@ import pytest
 import webdataset as wds
 
 from dataprep.engine import BuildSettings, build
-from dataprep.recipe import load_recipe
+from dataprep.recipe import RecipeError, load_recipe
 from dataprep.shards import sha256_file
 
 from loopback_http import Site, serve
-from upstream import recipe_yaml, write_conversations
+from upstream import recipe_yaml, write_conversations, write_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +212,58 @@ def test_images_that_appear_after_a_build_are_picked_up_by_the_next(ray_cluster,
     (was,), (now,) = before.sources, after.sources
     assert was.rejected["image_missing"] == 1 and "image_missing" not in now.rejected
     assert now.kept == was.kept + 1 and now.read == was.read
+
+
+def _token_totals_read_back(out: Path, tokenizer: Path, image_tokens: int) -> Counter:
+    """Tokens per source, counted independently over the shards read with webdataset."""
+    from tokenizers import Tokenizer
+
+    encoder = Tokenizer.from_file(str(tokenizer))
+    totals: Counter = Counter()
+    dataset = wds.WebDataset(
+        [str(path) for path in sorted((out / "shards").glob("*.tar"))], shardshuffle=False
+    )
+    for sample in dataset:
+        record = json.loads(sample["json"])
+        for turn in record["conversations"]:
+            text = turn["value"].replace("<image>", "")
+            totals[record["source"]] += len(encoder.encode(text, add_special_tokens=False).ids)
+        totals[record["source"]] += image_tokens * len(record["images"])
+    return totals
+
+
+def test_token_statistics_match_the_shards_and_follow_the_tokenizer_settings(ray_cluster, upstream, tmp_path):
+    data_root, _ = upstream
+    texts = (data_root / "mine" / "train.jsonl").read_text().splitlines()
+    tokenizer = write_tokenizer(tmp_path / "tokenizer" / "tokenizer.json", texts)
+    tokens = f"tokens: {{tokenizer: {tokenizer.parent}, image_tokens: 0}}"
+    out, plain = _build(tmp_path, data_root, extra=tokens)
+    stats = plain.stats.tokens
+    assert stats is not None and stats.tokenizer_sha256 == sha256_file(tokenizer)
+    expected = _token_totals_read_back(out, tokenizer, 0)
+    assert {name: summary["total"] for name, summary in stats.per_source.items()} == dict(expected)
+    assert stats.per_sample["total"] == sum(expected.values())
+    assert stats.per_sample["count"] == plain.totals.samples
+
+    shards = sorted((out / "shards").glob("*.tar"))
+    before = [(path.stat().st_ino, path.stat().st_mtime_ns) for path in shards]
+    _, counted = _build(tmp_path, data_root, extra=tokens.replace("image_tokens: 0", "image_tokens: 256"))
+    assert [(path.stat().st_ino, path.stat().st_mtime_ns) for path in shards] == before  # re-counted only
+    assert [shard.sha256 for shard in counted.shards] == [shard.sha256 for shard in plain.shards]
+    read_back = wds.WebDataset([str(p) for p in shards], shardshuffle=False)
+    images = sum(len(json.loads(sample["json"])["images"]) for sample in read_back)
+    assert counted.stats.tokens.per_sample["total"] == stats.per_sample["total"] + 256 * images
+    assert images > 0
+
+    _, without = _build(tmp_path, data_root)
+    assert without.stats.tokens is None
+    assert [shard.sha256 for shard in without.shards] == [shard.sha256 for shard in plain.shards]
+
+
+def test_a_recipe_naming_a_missing_tokenizer_is_refused_with_its_field(upstream, tmp_path):
+    data_root, _ = upstream
+    recipe_file = tmp_path / "r.yaml"
+    extra = f"tokens: {{tokenizer: {tmp_path / 'nowhere'}}}"
+    recipe_file.write_text(recipe_yaml("r", data_root, tmp_path / "out", extra=extra))
+    with pytest.raises(RecipeError, match=r"r\.yaml:7: tokens\.tokenizer: .*nowhere.* does not exist"):
+        load_recipe(recipe_file)

@@ -64,13 +64,16 @@ def write_conversations(root: Path, good: int = 12, seed: int = 0) -> dict[str, 
     return {"expected": expected, "rejects": rejects}
 
 
-def recipe_yaml(name: str, data_root: Path, out: Path, shard_size: int = 4, extra_sources: str = "") -> str:
+def recipe_yaml(
+    name: str, data_root: Path, out: Path, shard_size: int = 4, extra_sources: str = "", extra: str = ""
+) -> str:
     return f"""
 name: {name}
 seed: 7
 data_root: {data_root}
 output: {{dir: {out}, shard_size: {shard_size}}}
 image: {{max_pixels: 4000000}}
+{extra}
 sources:
   - source: conversations
     name: mine
@@ -78,3 +81,16 @@ sources:
     file: train.jsonl
     image_root: images
 {extra_sources}"""
+
+
+def write_tokenizer(path: Path, texts: list[str], vocab_size: int = 300) -> Path:
+    """Train a small byte-level BPE on `texts` and save it as a Hugging Face `tokenizer.json`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(texts, trainer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(path))
+    return path
