@@ -13,6 +13,13 @@ from train_bridge.template import DEFAULT_SYSTEM
 DEFAULTS_NOTE = "defaults are the InternVL-Chat-V1-2 hyper-parameters"
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _sft_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sft", help="supervised fine-tuning on the manifest's shards", description=DEFAULTS_NOTE
@@ -22,7 +29,7 @@ def _sft_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", required=True, help="local tokenizer folder")
     p.add_argument("--out", type=Path, required=True, help="metrics.jsonl and checkpoints/ go here")
     p.add_argument("--system", default=DEFAULT_SYSTEM, help="system message (default: %(default)r)")
-    p.add_argument("--max-length", type=int, default=2048)
+    p.add_argument("--max-length", type=_positive, default=2048)
     p.add_argument(
         "--overlong",
         choices=["truncate", "drop"],
@@ -30,11 +37,17 @@ def _sft_parser(sub: argparse._SubParsersAction) -> None:
         help="too-long samples: truncate text after the last image, or drop (default: %(default)s)",
     )
     p.add_argument("--image-size", type=int, default=448, help="input size of preset models (default: 448)")
-    p.add_argument("--global-batch", type=int, default=512)
-    p.add_argument("--micro-batch", type=int, default=4, help="samples per device per forward")
+    p.add_argument("--global-batch", type=_positive, default=512)
+    p.add_argument("--micro-batch", type=_positive, default=4, help="samples per device per forward")
     p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--warmup-ratio", type=float, default=0.03)
     p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument(
+        "--decay-1d",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="weight decay on biases and norm weights too, as V1-2 (default: on)",
+    )
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument(
@@ -45,10 +58,12 @@ def _sft_parser(sub: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=None, help="data order and init seed (default: the manifest's)"
     )
     p.add_argument("--num-workers", type=int, default=4, help="DataLoader workers per rank")
-    p.add_argument("--window", type=int, default=16, help="shards shuffled together (default: %(default)s)")
+    p.add_argument(
+        "--window", type=_positive, default=16, help="shards shuffled together (default: %(default)s)"
+    )
     p.add_argument(
         "--pad-multiple",
-        type=int,
+        type=_positive,
         default=64,
         help="pad each micro-batch's length up to a multiple of this (default: %(default)s)",
     )

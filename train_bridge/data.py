@@ -88,7 +88,7 @@ def epoch_order(counts: Sequence[int], seed: int, epoch: int, window: int) -> np
     starts = np.concatenate([[0], np.cumsum(counts)])
     shards = rng.permutation(len(counts))
     parts = []
-    for first in range(0, len(shards), max(window, 1)):
+    for first in range(0, len(shards), window):
         ids = np.concatenate([np.arange(starts[s], starts[s + 1]) for s in shards[first : first + window]])
         parts.append(rng.permutation(ids))
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
@@ -175,7 +175,10 @@ class ShardStream(IterableDataset):
         pad_id: int = 0,
         pad_multiple: int = 1,
     ) -> None:
+        if window < 1:
+            raise ValueError(f"window must be at least 1 shard, not {window}")
         manifest = load_manifest(manifest_path)
+        self.content_sha256 = manifest.content_sha256
         self.paths = manifest.shard_paths(Path(manifest_path))
         self.counts = [shard.samples for shard in manifest.shards]
         self.sources = sorted({name for shard in manifest.shards for name in shard.per_source})
@@ -226,8 +229,9 @@ class ShardStream(IterableDataset):
         for shard, index in self._locate(ids):
             key, record, blobs = reader.read(shard, index)
             keys.append(key)
-            sources.append(record["source"])
             items.append(self.encoder(record, blobs))
+            if "dropped" not in items[-1]:
+                sources.append(record["source"])
         out = collate(items, self.pad_id, self.encoder.gpu_decode, self.pad_multiple)
         out.update(keys=keys, sources=sources, epoch=self.epoch, batch=batch, worker=worker)
         return out

@@ -1,5 +1,9 @@
 """Write the official InternVL fine-tuning layout from the shards: meta JSON, one `.jsonl` per
-source, images under one root per source (original bytes, named `<key>.<suffix>`)."""
+source, images under one root per source (original bytes, named `<key>.<suffix>`).
+
+The official trainer prepends `<image>\n` to the first turn of a single-image record that lacks it;
+a record whose one placeholder sits in a later turn has it moved there, so the image is not
+expanded twice."""
 
 from __future__ import annotations
 
@@ -9,6 +13,22 @@ from typing import Any
 
 from dataprep.manifest import load_manifest
 from dataprep.shards import iter_samples
+from train_bridge.template import IMAGE_PLACEHOLDER
+
+
+def placeholder_first(conversations: list[dict[str, str]]) -> list[dict[str, str]]:
+    """A single-image conversation with its `<image>` (and the newline after it) moved to the start
+    of the first turn, where the official trainer expects it."""
+    if IMAGE_PLACEHOLDER in conversations[0]["value"]:
+        return conversations
+    moved = [dict(turn) for turn in conversations]
+    turn = next(turn for turn in moved if IMAGE_PLACEHOLDER in turn["value"])
+    with_newline = IMAGE_PLACEHOLDER + "\n"
+    turn["value"] = turn["value"].replace(
+        with_newline if with_newline in turn["value"] else IMAGE_PLACEHOLDER, "", 1
+    )
+    moved[0]["value"] = f"{with_newline}{moved[0]['value']}"
+    return moved
 
 
 def internvl_record(key: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -16,13 +36,15 @@ def internvl_record(key: str, record: dict[str, Any]) -> dict[str, Any]:
     line: dict[str, Any] = {"id": record["id"]}
     names = [f"{key}.{suffix}" for suffix in record["images"]]
     sizes = record.get("image_sizes") or []
+    conversations = record["conversations"]
     if len(names) == 1:
         line["image"] = names[0]
         if sizes:
             line["width"], line["height"] = sizes[0]
+        conversations = placeholder_first(conversations)
     elif names:
         line["image"] = names
-    line["conversations"] = record["conversations"]
+    line["conversations"] = conversations
     return line
 
 

@@ -1,12 +1,15 @@
 """The InternVL "Hermes-2" (ChatML) template: rendering, tokenization and label masks.
 
-Pure functions over a tokenizer. Each segment of the conversation is tokenized on its own and the
-ids are concatenated, so the label mask lines up with the ids by construction (the official code
-re-derives it and zeroes the whole sample on a mismatch).
+Pure functions over a (fast) tokenizer. The whole rendered conversation is tokenized at once, as the
+official trainer does, and a token is a target when any of its characters lies in an assistant reply or
+its `<|im_end|>` (character offsets, so the mask cannot drift from the ids, and a token that a
+tokenizer merges across the `assistant\n` boundary still trains the reply; the official code re-derives
+the mask per turn and zeroes the whole sample on a mismatch).
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -89,12 +92,21 @@ def encode(
     Too-long samples are truncated only in text after the last image (and only if some target
     token survives) when `overlong="truncate"`, otherwise dropped; never silently zeroed.
     """
-    input_ids: list[int] = []
-    labels: list[int] = []
-    for text, target in segments(conversations, system, num_image_tokens):
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        input_ids.extend(ids)
-        labels.extend(ids if target else [IGNORE_INDEX] * len(ids))
+    pieces = segments(conversations, system, num_image_tokens)
+    span_starts, span_ends, position = [], [], 0
+    for text, target in pieces:
+        if target:
+            span_starts.append(position)
+            span_ends.append(position + len(text))
+        position += len(text)
+    encoding = tokenizer(
+        "".join(text for text, _ in pieces), add_special_tokens=False, return_offsets_mapping=True
+    )
+    input_ids = list(encoding["input_ids"])
+    labels = []
+    for token, (start, end) in zip(input_ids, encoding["offset_mapping"], strict=True):
+        span = bisect.bisect_right(span_starts, max(start, end - 1)) - 1
+        labels.append(token if span >= 0 and start < span_ends[span] else IGNORE_INDEX)
     if len(input_ids) <= max_length:
         return Encoded(input_ids, labels)
     if overlong == "drop":

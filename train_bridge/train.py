@@ -12,7 +12,7 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 import torch
@@ -59,6 +59,7 @@ class TrainConfig:
     lr: float = 1e-5
     warmup_ratio: float = 0.03
     weight_decay: float = 0.05
+    decay_1d: bool = True
     grad_clip: float = 1.0
     epochs: int = 1
     max_steps: int = 0
@@ -152,10 +153,14 @@ def _all_reduce(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay for biases and norm weights (1-D parameters)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    rest = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+def _param_groups(model: nn.Module, weight_decay: float, decay_1d: bool) -> list[dict[str, Any]]:
+    """Weight decay on every parameter, as V1-2's DeepSpeed AdamW; without `decay_1d`, none on
+    biases and norm weights (1-D parameters)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if decay_1d:
+        return [{"params": trainable, "weight_decay": weight_decay}]
+    decay = [p for p in trainable if p.ndim >= 2]
+    rest = [p for p in trainable if p.ndim < 2]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
@@ -262,6 +267,17 @@ def load_checkpoint(folder: Path, wrapped: nn.Module, optimizer: Any, scheduler:
     return trainer
 
 
+def _open_metrics(path: Path, step: int) -> IO[str]:
+    """Append to the metrics file, first dropping lines of steps after `step` (a run that died after
+    its last checkpoint and is resumed from it logs those steps again)."""
+    if path.exists():
+        lines = path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if json.loads(line)["step"] <= step]
+        if kept != lines:
+            path.write_text("".join(kept))
+    return open(path, "a")
+
+
 def _find_resume(config: TrainConfig) -> Path | None:
     if config.resume == "none":
         return None
@@ -327,24 +343,36 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
             layer.compile(dynamic=True)
     wrapped = _wrap(module, config.parallel, world, device, config.bf16 and cuda)
     optimizer = torch.optim.AdamW(
-        _param_groups(wrapped, config.weight_decay), lr=config.lr, betas=(0.9, 0.999), fused=cuda or None
+        _param_groups(wrapped, config.weight_decay, config.decay_1d),
+        lr=config.lr,
+        betas=(0.9, 0.999),
+        fused=cuda or None,
     )
     scheduler = get_cosine_schedule_with_warmup(
         optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
     )
 
     step, totals = 0, {"dropped": 0, "truncated": 0}
+    layout = {
+        "world_size": world,
+        "micro_batch": config.micro_batch,
+        "global_batch": config.global_batch,
+        "seed": dataset.seed,
+        "window": config.window,
+        "manifest": dataset.content_sha256,
+    }
     if (folder := _find_resume(config)) is not None:
         trainer = load_checkpoint(folder, wrapped, optimizer, scheduler)
-        layout = {"world_size": world, "micro_batch": config.micro_batch, "global_batch": config.global_batch}
         if trainer["layout"] != layout:
+            changed = sorted(k for k in layout if trainer["layout"].get(k) != layout[k])
             raise ValueError(
-                f"exact resume needs the same layout: checkpoint {trainer['layout']}, now {layout}"
+                f"exact resume needs the same data order and batch layout; changed: {', '.join(changed)} "
+                f"(checkpoint {trainer['layout']}, now {layout})"
             )
         step, totals = trainer["step"], trainer["totals"]
 
     config.out.mkdir(parents=True, exist_ok=True)
-    metrics_file = open(config.out / "metrics.jsonl", "a") if rank == 0 else None  # noqa: SIM115
+    metrics_file = _open_metrics(config.out / "metrics.jsonl", step) if rank == 0 else None
     sources = dataset.sources
     peak = _peak_flops(config, device)
     count_flops = FlopCounter(model)
@@ -459,11 +487,7 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
                         "step": step,
                         "totals": totals,
                         "data_position": {"epoch": position[0], "micro_batch": position[1] * accum},
-                        "layout": {
-                            "world_size": world,
-                            "micro_batch": config.micro_batch,
-                            "global_batch": config.global_batch,
-                        },
+                        "layout": layout,
                         "config": {k: str(v) for k, v in asdict(config).items()},
                     }
                     save_checkpoint(folder, wrapped, optimizer, scheduler, trainer)

@@ -40,3 +40,34 @@ def test_export_round_trips_through_the_conversations_adapter(
             assert [(f.root / f.relpath).read_bytes() for f in files] == [blobs[s] for s in record["images"]]
     line = json.loads(Path(meta["photos"]["annotation"]).read_text().splitlines()[0])
     assert {"id", "image", "width", "height", "conversations"} <= set(line)
+
+
+def test_a_single_image_placeholder_moves_to_the_first_turn_as_the_official_trainer_expects() -> None:
+    from train_bridge.export_internvl import internvl_record
+
+    later = {
+        "id": "x",
+        "images": ["jpg"],
+        "image_sizes": [[4, 3]],
+        "conversations": [
+            {"from": "human", "value": "Hello."},
+            {"from": "gpt", "value": "Hi."},
+            {"from": "human", "value": "<image>\nWhat is this?"},
+            {"from": "gpt", "value": "A cat."},
+        ],
+    }
+    line = internvl_record("k", later)
+    assert [turn["value"] for turn in line["conversations"]] == [
+        "<image>\nHello.",
+        "Hi.",
+        "What is this?",
+        "A cat.",
+    ]
+    assert later["conversations"][2]["value"] == "<image>\nWhat is this?"  # the record is not altered
+    first = {
+        **later,
+        "conversations": [{"from": "human", "value": "Look <image> here"}, later["conversations"][1]],
+    }
+    assert internvl_record("k", first)["conversations"] == first["conversations"]
+    several = {**later, "images": ["jpg", "1.jpg"], "image_sizes": [[4, 3], [4, 3]]}
+    assert internvl_record("k", several)["conversations"] == later["conversations"]

@@ -82,3 +82,41 @@ def test_overlong_is_truncated_after_the_last_image_or_dropped(tokenizer) -> Non
     assert encode(
         tokenizer, MULTI_TURN, num_image_tokens=20, max_length=first_target + 1, overlong="drop"
     ).dropped
+
+
+def metaspace_tokenizer(folder):
+    """A SentencePiece-style tokenizer (Metaspace: spaces become `▁`, a `▁` prepended to the text)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from train_bridge.template import SPECIAL_TOKENS
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
+    core.decoder = decoders.Metaspace(prepend_scheme="first")
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=list(SPECIAL_TOKENS))
+    texts = ["how many people are there", "many people", "the total is many", "system user assistant"]
+    core.train_from_iterator(texts * 20, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>")
+    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def test_ids_are_the_whole_prompt_tokenized_once_with_a_sentencepiece_style_tokenizer(tmp_path) -> None:
+    tokenizer = metaspace_tokenizer(tmp_path)
+    conversations = [
+        {"from": "human", "value": "how many people?"},
+        {"from": "gpt", "value": "many people"},
+        {"from": "human", "value": "the total?"},
+        {"from": "gpt", "value": "many"},
+    ]
+    encoded = encode(tokenizer, conversations, num_image_tokens=0, max_length=512)
+    whole = tokenizer(render(conversations), add_special_tokens=False)["input_ids"]
+    assert encoded.input_ids == whole
+    targets = [
+        tokenizer.decode(
+            [t for t, label in zip(encoded.input_ids, encoded.labels, strict=True) if label == t]
+        )
+    ]
+    assert targets == ["many people<|im_end|>many<|im_end|>"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import torch
 from bridge_fixtures import build_shards
 
-from train_bridge.train import TrainConfig, train
+from train_bridge.train import TrainConfig, _param_groups, train
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
@@ -64,8 +65,15 @@ def test_resume_continues_exactly(tmp_path: Path, manifest_path: Path, tokenizer
     whole = train(config(manifest_path, tokenizer_dir, tmp_path / "whole", max_steps=7))
     # 22 samples, 4 per step: 5 steps per epoch, so the run crosses into epoch 1
     assert [r["epoch"] for r in whole] == [0, 0, 0, 0, 0, 1, 1]
-    part = train(config(manifest_path, tokenizer_dir, tmp_path / "part", max_steps=7, stop_after=3))
-    assert len(part) == 3 and (tmp_path / "part/checkpoints/step-00000003/trainer.pt").exists()
+    part = train(
+        config(manifest_path, tokenizer_dir, tmp_path / "part", max_steps=7, stop_after=5, save_every=3)
+    )
+    assert len(part) == 5 and (tmp_path / "part/checkpoints/step-00000003/trainer.pt").exists()
+    # as if the run had died after logging steps 4-5 but before their checkpoint
+    shutil.rmtree(tmp_path / "part/checkpoints/step-00000005")
+    (tmp_path / "part/checkpoints/latest").write_text("step-00000003")
+    with pytest.raises(ValueError, match="changed: window"):
+        train(config(manifest_path, tokenizer_dir, tmp_path / "part", max_steps=7, resume="auto", window=2))
     rest = train(
         config(manifest_path, tokenizer_dir, tmp_path / "part", max_steps=7, resume="auto", num_workers=2)
     )
@@ -82,6 +90,23 @@ def test_overlong_samples_are_counted(tmp_path: Path, manifest_path: Path, token
     records = train(config(manifest_path, tokenizer_dir, tmp_path / "run", max_steps=2, max_length=40))
     assert records[-1]["dropped"] + records[-1]["truncated"] > 0
     assert all(r["loss"] > 0 for r in records)
+    dropping = train(
+        config(manifest_path, tokenizer_dir, tmp_path / "drop", max_steps=3, max_length=60, overlong="drop")
+    )
+    dropped = [0] + [r["dropped"] for r in dropping]
+    assert dropped[-1] > 0
+    for record, before, after in zip(dropping, dropped, dropped[1:], strict=False):
+        trained = record["samples_per_s"] * record["step_time"]
+        assert trained == pytest.approx(4 - (after - before))  # dropped samples are not counted as trained
+
+
+def test_weight_decay_reaches_every_parameter_unless_1d_ones_are_excluded() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    (everything,) = _param_groups(model, 0.05, decay_1d=True)
+    assert len(everything["params"]) == 4 and everything["weight_decay"] == 0.05
+    matrices, vectors = _param_groups(model, 0.05, decay_1d=False)
+    assert [p.ndim for p in matrices["params"]] == [2] and vectors["weight_decay"] == 0.0
+    assert len(vectors["params"]) == 3
 
 
 def torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -174,3 +199,14 @@ def test_attention_kernels_can_be_chosen_without_changing_the_losses(
     assert [r["loss"] for r in chosen] == pytest.approx([r["loss"] for r in default], rel=1e-4)
     with pytest.raises(RuntimeError, match=r"scaled_dot_product_attention|No available kernel"):
         train(config(manifest_path, tokenizer_dir, tmp_path / "cudnn", max_steps=1, attention="cudnn"))
+
+
+def test_a_window_or_batch_below_one_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    from train_bridge.cli import main
+
+    for flag in ("--window", "--micro-batch"):
+        args = ["sft", *sft_args(tmp_path / "m.json", tmp_path, tmp_path / "run"), flag, "0"]
+        with pytest.raises(SystemExit) as stopped:
+            main(args)
+        assert stopped.value.code == 2
+        assert f"argument {flag}: must be at least 1, not 0" in capsys.readouterr().err
