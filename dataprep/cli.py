@@ -10,14 +10,16 @@ from dataprep.engine import (
     BuildError,
     BuildSettings,
     build,
+    check_output,
     components_of,
     fetch_sources,
     missing_inputs,
     normalize,
+    output_lock,
     ray_session,
 )
 from dataprep.fixtures import generate_all
-from dataprep.manifest import load_manifest
+from dataprep.manifest import ManifestError, load_manifest
 from dataprep.mixture import plan
 from dataprep.paths import resolve_inside
 from dataprep.recipe import Recipe, RecipeError, load_recipe
@@ -26,13 +28,20 @@ from dataprep.shards import iter_samples, sha256_file
 from dataprep.sources import registry
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", type=Path, help="recipe YAML file")
     parser.add_argument("--out", type=Path, help="output folder (overrides output.dir)")
     parser.add_argument("--data-root", help="base folder of relative source paths (overrides data_root)")
-    parser.add_argument("--workers", type=int, help="at most this many work units at once")
+    parser.add_argument("--workers", type=_positive, help="at most this many work units at once")
     parser.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else embedded)")
-    parser.add_argument("--limit", type=int, help="read at most N records per source (quick trials)")
+    parser.add_argument("--limit", type=_positive, help="read at most N records per source (quick trials)")
     parser.add_argument("--quiet", action="store_true", help="no live progress")
 
 
@@ -108,7 +117,8 @@ def _plan(args: argparse.Namespace) -> int:
     recipe = _load(args)
     settings = _settings(args, recipe)
     try:
-        with ray_session(settings):
+        check_output(recipe, settings.out)
+        with output_lock(settings.out), ray_session(settings):
             fetch_sources(recipe, settings)
             missing = missing_inputs(recipe)
             if missing:
@@ -129,19 +139,30 @@ def _load(args: argparse.Namespace) -> Recipe:
 
 
 def _validate(path: Path) -> int:
+    """Re-hash every shard and the rejects file; check the manifest's own content hash."""
     manifest = load_manifest(path)
-    bad = []
+    bad_shards = []
     for shard, shard_path in zip(manifest.shards, manifest.shard_paths(path), strict=True):
         if not shard_path.exists():
-            bad.append(f"{shard.path}: missing")
+            bad_shards.append(f"{shard.path}: missing")
         elif shard_path.stat().st_size != shard.bytes or sha256_file(shard_path) != shard.sha256:
-            bad.append(f"{shard.path}: size or sha256 differs from the manifest")
+            bad_shards.append(f"{shard.path}: size or sha256 differs from the manifest")
+    problems = list(bad_shards)
+    rejects = path.parent / manifest.rejects_file
+    if not rejects.exists():
+        problems.append(f"{manifest.rejects_file}: missing")
+    elif sha256_file(rejects) != manifest.rejects_sha256:
+        problems.append(f"{manifest.rejects_file}: sha256 differs from the manifest")
     if manifest.compute_content_sha256() != manifest.content_sha256:
-        bad.append("manifest content hash does not match its content")
-    for line in bad:
+        problems.append("manifest content hash does not match its content")
+    for line in problems:
         print(line, file=sys.stderr)
-    print(f"{len(manifest.shards) - len(bad)} of {len(manifest.shards)} shards verified")
-    return 1 if bad else 0
+    shards = len(manifest.shards)
+    print(
+        f"{shards - len(bad_shards)} of {shards} shards verified; "
+        + ("problems found" if problems else "all good")
+    )
+    return 1 if problems else 0
 
 
 def _diff(old: Path, new: Path) -> int:
@@ -196,9 +217,15 @@ def main(argv: list[str] | None = None) -> int:
         for name, facts in generate_all(args.out, seed=args.seed).items():
             print(f"{name:14} {args.out / name}  {facts.get('expected_samples', '?')} samples expected")
         return 0
-    except RecipeError as error:
+    except (RecipeError, ManifestError) as error:
         print(error, file=sys.stderr)
         return 2
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

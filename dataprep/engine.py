@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import json
 import logging
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -350,6 +352,12 @@ def missing_inputs(recipe: Recipe) -> list[str]:
     ]
 
 
+def require_inputs(recipe: Recipe) -> None:
+    missing = missing_inputs(recipe)
+    if missing:
+        raise BuildError("required inputs are missing:\n" + "\n".join(missing))
+
+
 def components_of(entries: list[EntryResult]) -> list[Component]:
     return [
         Component(result.entry.label, len(result.kept), result.entry.take, result.entry.repeat)
@@ -361,9 +369,7 @@ def normalize(recipe: Recipe, settings: BuildSettings) -> list[EntryResult]:
     """Normalize every entry's units (reusing completed parts) and gather kept samples and rejects."""
     work = settings.out / WORK_DIR
     adapters = [_adapter(recipe, entry) for entry in recipe.sources]
-    missing = missing_inputs(recipe)
-    if missing:
-        raise BuildError("required inputs are missing:\n" + "\n".join(missing))
+    require_inputs(recipe)
     artifacts = _artifacts(adapters, work, settings)
     layout: list[tuple[SourceEntry, Source, list[Path]]] = []
     reused: dict[Path, dict[str, Any]] = {}  # indexes of completed parts, read once
@@ -434,25 +440,38 @@ def _gather(
 
 
 def build(recipe: Recipe, settings: BuildSettings) -> Manifest:
-    """The whole build. The manifest is written last, only after every shard is complete."""
+    """The whole build, under a lock on the output folder. The previous manifest stays until shards
+    start to change; the new one is written last, only after every shard is complete."""
+    check_output(recipe, settings.out)
+    if not any(entry.fetch for entry in recipe.sources):
+        require_inputs(recipe)  # before Ray starts
+    with output_lock(settings.out):
+        return _build_locked(recipe, settings)
+
+
+def _build_locked(recipe: Recipe, settings: BuildSettings) -> Manifest:
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
     out = settings.out
     work = out / WORK_DIR
-    (out / "manifest.json").unlink(missing_ok=True)
     stages: dict[str, float] = {}
+
+    def lap(stage: str) -> None:
+        stages[stage] = max(0.0, round(time.monotonic() - clock - sum(stages.values()), 3))
+
     with ray_session(settings):
-        stages["ray_start"] = round(time.monotonic() - clock, 3)
+        lap("ray_start")
         downloads = fetch_sources(recipe, settings)
-        stages["fetch"] = round(time.monotonic() - clock - sum(stages.values()), 3)
+        lap("fetch")
         entries = normalize(recipe, settings)
         for result, fetched in zip(entries, downloads, strict=True):
             result.downloads = fetched
-        stages["normalize"] = round(time.monotonic() - clock - sum(stages.values()), 3)
+        lap("normalize")
         components = components_of(entries)
         shard_plan = plan(components, recipe.output.shard_size, recipe.seed)
         shard_names = [f"{recipe.name}-{index:06d}.tar" for index in range(len(shard_plan))]
-        _remove_stale_shards(out / "shards", recipe.name, set(shard_names))
+        (out / "manifest.json").unlink(missing_ok=True)  # shards change from here on
+        _remove_stale_shards(out, recipe.name, set(shard_names))
         token_settings = _token_settings(recipe)
         jobs = []
         per_source = []
@@ -478,7 +497,7 @@ def build(recipe: Recipe, settings: BuildSettings) -> Manifest:
             )
             jobs.append((f"shard {name}", lambda args=args: _shard_task.remote(*args)))
         written = _run("write", jobs, settings)
-        stages["plan_and_write"] = round(time.monotonic() - clock - sum(stages.values()), 3)
+        lap("plan_and_write")
     rejects = b"".join(canonical_json(reject) + b"\n" for result in entries for reject in result.rejects)
     write_atomic(out / "rejects.jsonl", rejects)
     tokens = _token_stats(token_settings, components, written)
@@ -521,14 +540,53 @@ def _token_stats(
     )
 
 
-def _remove_stale_shards(folder: Path, name: str, keep: set[str]) -> None:
-    """Drop leftovers of earlier builds: shards beyond the current plan and unfinished temp files."""
+def _remove_stale_shards(out: Path, name: str, keep: set[str]) -> None:
+    """Drop what earlier builds wrote and the current plan does not keep: shards with a marker (any
+    recipe name), `<name>-NNNNNN.tar` files and unfinished `.tar.partial` files. Nothing else."""
+    folder, markers = out / "shards", out / WORK_DIR / "shards"
+    if markers.exists():
+        for marker in markers.glob("*.tar.json"):
+            shard = marker.name.removesuffix(".json")
+            if shard not in keep:
+                (folder / shard).unlink(missing_ok=True)
+                marker.unlink()
     if not folder.exists():
         return
+    numbered = re.compile(rf"{re.escape(name)}-\d{{6}}\.tar")
     for path in folder.iterdir():
-        stale_shard = path.name.startswith(f"{name}-") and path.suffix == ".tar" and path.name not in keep
-        if stale_shard or path.name.endswith(PARTIAL_SUFFIX):
+        stale_shard = numbered.fullmatch(path.name) and path.name not in keep
+        if stale_shard or path.name.endswith(".tar" + PARTIAL_SUFFIX):
             path.unlink()
+
+
+def check_output(recipe: Recipe, out: Path) -> None:
+    """Refuse an output folder a build could damage: a file, a folder holding something other than
+    an earlier dataprep build (no `.work/`), or one inside a source's folder."""
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"output {out} is not a folder")
+    if out.is_dir() and not (out / WORK_DIR).is_dir() and any(out.iterdir()):
+        raise BuildError(
+            f"output {out} is not empty and holds no dataprep build (no {WORK_DIR}/): "
+            "choose a new or empty folder"
+        )
+    resolved = out.resolve()
+    for entry in recipe.sources:
+        root = recipe.source_root(entry).resolve()
+        if resolved == root or root in resolved.parents:
+            raise BuildError(f"output {out} is inside the folder of source {entry.label} ({root})")
+
+
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the output folder for the whole build."""
+    lock_file = out / WORK_DIR / "lock"
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BuildError(f"another build is writing to {out}") from None
+        yield
 
 
 def _manifest(

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dataprep.shards import canonical_json
 
@@ -132,5 +132,18 @@ class Manifest(Strict):
         return [manifest_path.parent / shard.path for shard in self.shards]
 
 
+class ManifestError(Exception):
+    """A file that cannot be read as a dataprep manifest."""
+
+
 def load_manifest(path: Path) -> Manifest:
-    return Manifest.model_validate_json(Path(path).read_bytes())
+    try:
+        return Manifest.model_validate_json(Path(path).read_bytes())
+    except OSError as error:
+        raise ManifestError(f"cannot read manifest {path}: {error.strerror or error}") from None
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "<top>"
+        raise ManifestError(
+            f"{path} is not a dataprep manifest ({error.error_count()} problems; {where}: {first['msg']})"
+        ) from None

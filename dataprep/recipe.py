@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,7 +28,7 @@ class Strict(BaseModel):
 
 class OutputSpec(Strict):
     dir: str = Field(description="output folder (relative to the working directory)")
-    shard_size: Annotated[int, Field(gt=0)] = 1000
+    shard_size: Annotated[int, Field(gt=0, strict=True)] = 1000
 
 
 class ImagePolicy(Strict):
@@ -83,18 +84,21 @@ class SourceEntry(BaseModel):
     name: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
     path: str
     take: Literal["all"] | Annotated[int, Field(ge=0)] | float = "all"
-    repeat: Annotated[int, Field(ge=1)] = 1
+    repeat: Annotated[int, Field(ge=1, strict=True)] = 1
     fetch: tuple[Download, ...] = ()
-    expect: Annotated[int, Field(ge=0)] | None = Field(
+    expect: Annotated[int, Field(ge=0, strict=True)] | None = Field(
         None, description="samples this entry should contribute (e.g. the published count)"
     )
 
-    @field_validator("take")
+    @field_validator("take", mode="plain")
     @classmethod
-    def _fraction_in_range(cls, take: Any) -> Any:
-        if isinstance(take, float) and not 0.0 < take <= 1.0:
-            raise ValueError("a fractional take must be in (0, 1]")
-        return take
+    def _count_or_fraction(cls, take: Any) -> Any:
+        """`all`, a count (an integer ≥ 0) or a fraction in (0, 1]; no booleans or strings of digits."""
+        if take == "all" or (type(take) is int and take >= 0):
+            return take
+        if type(take) is float and 0.0 < take <= 1.0:
+            return take
+        raise ValueError(f"take is `all`, a count ≥ 0 or a fraction in (0, 1], not {take!r}")
 
     @property
     def label(self) -> str:
@@ -107,7 +111,7 @@ class SourceEntry(BaseModel):
 
 class Recipe(Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
-    seed: int = 0
+    seed: Annotated[int, Field(strict=True)] = 0
     data_root: str | None = Field(None, description="base of relative source paths (default: cwd)")
     output: OutputSpec
     image: ImagePolicy = ImagePolicy()
@@ -168,6 +172,9 @@ def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
         raise RecipeError(path, [Problem("", str(error), mark.line + 1 if mark else None)]) from None
     if not isinstance(data, dict):
         raise RecipeError(path, [Problem("", "a recipe is a YAML mapping", 1)])
+    duplicates = list(_duplicate_keys(tree, ()))
+    if duplicates:
+        raise RecipeError(path, duplicates)
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
     try:
@@ -257,6 +264,22 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
         node = child
         line = node.start_mark.line + 1
     return line
+
+
+def _duplicate_keys(node: yaml.Node, loc: tuple[Any, ...]) -> Iterator[Problem]:
+    """Keys given twice in one mapping (YAML loaders silently keep the last)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if key.value in seen:
+                yield Problem(
+                    ".".join(map(str, (*loc, key.value))), "key given twice", key.start_mark.line + 1
+                )
+            seen.add(key.value)
+            yield from _duplicate_keys(value, (*loc, key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _duplicate_keys(item, (*loc, index))
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

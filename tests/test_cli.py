@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from dataprep.cli import main
 
 from loopback_http import Site, serve
@@ -108,3 +110,38 @@ def test_show_and_diff_token_statistics(ray_cluster, tmp_path, capsys):
     assert "token statistics: none → " in changes and "tokenizer " in changes
     assert "shards: 4 → 4, 4 identical" in changes  # the same shards, only counted
     assert "recipe keys changed: tokens" in changes
+
+
+def test_validate_counts_shards_and_checks_rejects_and_bad_files_exit_cleanly(ray_cluster, tmp_path, capsys):
+    write_conversations(tmp_path / "mine")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(recipe_yaml("cli", tmp_path, tmp_path / "out"))
+    assert main(["build", str(recipe), "--quiet"]) == 0
+    manifest = tmp_path / "out" / "manifest.json"
+    capsys.readouterr()
+    edited = tmp_path / "out" / "edited.json"
+    edited.write_text(manifest.read_text().replace('"seed": 7', '"seed": 8'))
+    assert main(["manifest", "validate", str(edited)]) == 1
+    result = capsys.readouterr()
+    assert "4 of 4 shards verified; problems found" in result.out
+    assert "manifest content hash does not match" in result.err
+    rejects = tmp_path / "out" / "rejects.jsonl"
+    rejects.write_text(rejects.read_text() + '{"source": "mine", "id": "made-up"}\n')
+    assert main(["manifest", "validate", str(manifest)]) == 1
+    assert "rejects.jsonl: sha256 differs" in capsys.readouterr().err
+
+    (tmp_path / "empty.json").write_text("{}")
+    assert main(["manifest", "show", str(tmp_path / "empty.json")]) == 2
+    assert "is not a dataprep manifest" in capsys.readouterr().err
+    assert main(["inspect", str(tmp_path / "absent.json")]) == 2
+    assert "cannot read manifest" in capsys.readouterr().err
+    next((tmp_path / "out" / "shards").glob("*.tar")).unlink()
+    assert main(["inspect", str(manifest), "-n", "100"]) == 1
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+@pytest.mark.parametrize("flag", ["--limit", "--workers"])
+def test_counts_below_one_are_usage_errors(tmp_path, capsys, flag):
+    with pytest.raises(SystemExit) as stopped:
+        main(["build", str(tmp_path / "r.yaml"), flag, "0"])
+    assert stopped.value.code == 2 and "must be at least 1, not 0" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
-from dataprep.engine import BuildSettings, build
+from dataprep.engine import BuildError, BuildSettings, build, output_lock
 from dataprep.recipe import RecipeError, load_recipe
 from dataprep.shards import sha256_file
 
@@ -267,3 +267,52 @@ def test_a_recipe_naming_a_missing_tokenizer_is_refused_with_its_field(upstream,
     recipe_file.write_text(recipe_yaml("r", data_root, tmp_path / "out", extra=extra))
     with pytest.raises(RecipeError, match=r"r\.yaml:7: tokens\.tokenizer: .*nowhere.* does not exist"):
         load_recipe(recipe_file)
+
+
+def _build_into(tmp_path: Path, data_root: Path, out: Path, name: str = "mix", **kwargs):
+    recipe_file = tmp_path / f"{name}-{out.name}.yaml"
+    recipe_file.write_text(recipe_yaml(name, data_root, out, **kwargs))
+    return build(load_recipe(recipe_file), BuildSettings(out=out, progress=False))
+
+
+def test_a_folder_holding_other_files_is_refused_and_left_as_it_was(ray_cluster, upstream, tmp_path):
+    data_root, _ = upstream
+    mine = tmp_path / "mine"
+    (mine / "shards").mkdir(parents=True)
+    for name in ("manifest.json", "rejects.jsonl", "shards/mix-000000.tar", "shards/notes.partial"):
+        (mine / name).write_text("precious")
+    with pytest.raises(BuildError, match="not empty and holds no dataprep build"):
+        _build_into(tmp_path, data_root, mine)
+    assert sorted(p.read_text() for p in mine.rglob("*") if p.is_file()) == ["precious"] * 4
+    with pytest.raises(BuildError, match="inside the folder of source mine"):
+        _build_into(tmp_path, data_root, data_root / "mine" / "out")
+    assert not (data_root / "mine" / "out").exists()
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(BuildError, match="is not a folder"):
+        _build_into(tmp_path, data_root, tmp_path / "a-file")
+
+
+def test_a_renamed_recipe_removes_its_old_shards_and_nothing_else(ray_cluster, upstream, tmp_path):
+    data_root, _ = upstream
+    out = tmp_path / "out"
+    _build_into(tmp_path, data_root, out, name="mix")
+    (out / "shards" / "mix-v2-000000.tar").write_text("another recipe's file")
+    manifest = _build_into(tmp_path, data_root, out, name="renamed")
+    names = sorted(path.name for path in (out / "shards").iterdir())
+    assert names == sorted([Path(shard.path).name for shard in manifest.shards] + ["mix-v2-000000.tar"])
+    assert all(name.startswith("renamed-") for name in names if name != "mix-v2-000000.tar")
+
+
+def test_a_build_that_fails_before_writing_shards_keeps_the_previous_manifest(
+    ray_cluster, upstream, tmp_path
+):
+    data_root, _ = upstream
+    out = tmp_path / "out"
+    first = _build_into(tmp_path, data_root, out)
+    broken = recipe_yaml("mix", data_root, out).replace("file: train.jsonl", "file: absent.jsonl")
+    (tmp_path / "broken.yaml").write_text(broken)
+    with pytest.raises(BuildError, match="required inputs are missing"):
+        build(load_recipe(tmp_path / "broken.yaml"), BuildSettings(out=out, progress=False))
+    assert json.loads((out / "manifest.json").read_text())["content_sha256"] == first.content_sha256
+    with output_lock(out), pytest.raises(BuildError, match="another build is writing to"):
+        _build_into(tmp_path, data_root, out)

@@ -92,6 +92,28 @@ def test_bad_take_fraction_and_duplicate_names(tmp_path, source_dir):
     assert "distinct `name`" in str(_error(tmp_path, doubled))
 
 
+@pytest.mark.parametrize("take", ["true", "yes", "'5'", "-3", "1.5", "0.0", "lots"])
+def test_take_is_all_a_count_or_a_fraction_and_nothing_that_looks_like_one(tmp_path, source_dir, take):
+    error = _error(tmp_path, VALID.format(path=source_dir) + f"    take: {take}\n")
+    (problem,) = error.problems
+    assert (problem.field, problem.line) == ("sources.0.take", 10)
+    assert "a count ≥ 0 or a fraction in (0, 1]" in problem.message
+
+
+def test_numbers_are_not_read_from_booleans(tmp_path, source_dir):
+    error = _error(tmp_path, VALID.format(path=source_dir).replace("seed: 3", "seed: true"))
+    assert [(p.field, p.line) for p in error.problems] == [("seed", 2)]
+
+
+def test_a_key_given_twice_is_refused_where_the_second_one_is(tmp_path, source_dir):
+    error = _error(tmp_path, VALID.format(path=source_dir) + "    take: 1\n    take: 2\n")
+    assert [(p.field, p.line, p.message) for p in error.problems] == [
+        ("sources.0.take", 11, "key given twice")
+    ]
+    error = _error(tmp_path, "seed: 1\n" + VALID.format(path=source_dir))
+    assert [(p.field, p.line) for p in error.problems] == [("seed", 3)]
+
+
 def test_yaml_syntax_error_has_line(tmp_path):
     error = _error(tmp_path, "name: [unclosed\nseed: 1\n")
     assert error.problems[0].line is not None
