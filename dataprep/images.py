@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,28 +63,53 @@ def load_bytes(image: ImageInput, roots: list[Path]) -> bytes:
 
 def apply_policy(data: bytes, policy: ImagePolicy) -> EncodedImage:
     """Decode fully (catching truncation and decompression bombs), then keep or re-encode."""
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _pillow_pixel_limit(policy.max_pixels):
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as error:
             raise ImageRejected("image_too_large", str(error)) from None
         except UnidentifiedImageError:
-            raise ImageRejected("image_unreadable", "not a recognised image format") from None
-        except (OSError, ValueError) as error:
-            raise ImageRejected("image_unreadable", str(error)) from None
+            raise _decode_error(data, "not a recognised image format") from None
+        except (OSError, SyntaxError, ValueError) as error:
+            raise _decode_error(data, str(error)) from None
         width, height = image.size
         if width * height > policy.max_pixels:
             raise ImageRejected("image_too_large", f"{width}x{height} exceeds {policy.max_pixels} pixels")
         try:
             image.load()
         except (OSError, SyntaxError, ValueError) as error:
-            reason = "image_truncated" if "truncated" in str(error).lower() else "image_unreadable"
-            raise ImageRejected(reason, str(error)) from None
+            raise _decode_error(data, str(error)) from None
     too_big = policy.max_side is not None and max(width, height) > policy.max_side
     if image.format in EXTENSIONS and not too_big:
         return EncodedImage(data, EXTENSIONS[image.format], width, height, reencoded=False)
     return _reencode(image, policy)
+
+
+def _decode_error(data: bytes, detail: str) -> ImageRejected:
+    """A JPEG or PNG cut short is `image_truncated` wherever the cut falls (header or data)."""
+    truncated = "truncated" in detail.lower() or _cut_short(data)
+    return ImageRejected("image_truncated" if truncated else "image_unreadable", detail)
+
+
+def _cut_short(data: bytes) -> bool:
+    """A JPEG without its end-of-image marker, or a PNG without its IEND chunk."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return not data.rstrip(b"\0").endswith(b"\xff\xd9")
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return b"IEND" not in data[-12:]
+    return False
+
+
+@contextlib.contextmanager
+def _pillow_pixel_limit(max_pixels: int) -> Iterator[None]:
+    """Pillow's own bomb limit follows the policy (it would refuse > 2 × its default first)."""
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
 
 
 def _reencode(image: Image.Image, policy: ImagePolicy) -> EncodedImage:

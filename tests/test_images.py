@@ -55,6 +55,23 @@ def test_bad_images_are_rejected_with_reasons():
     assert _reason(bomb, ImagePolicy(max_pixels=1_000_000)) == "image_too_large"
 
 
+@pytest.mark.parametrize(("fmt", "intact_tail"), [("JPEG", 1), ("PNG", 21)])
+def test_a_file_cut_anywhere_after_its_signature_is_truncated(fmt, intact_tail):
+    """`intact_tail`: a PNG cut only in its last checksums and IEND chunk still decodes fully (kept)."""
+    data = encode(photo(random.Random(4), 120, 90), fmt)
+    reasons = {_reason(data[:cut]) for cut in range(8, len(data) - intact_tail)}
+    assert reasons == {"image_truncated"}
+
+
+def test_the_policy_pixel_limit_replaces_pillows_own():
+    huge = io.BytesIO()
+    Image.new("1", (14000, 13000)).save(huge, format="PNG")  # 182 M pixels: > 2 × Pillow's default limit
+    image = apply_policy(huge.getvalue(), ImagePolicy(max_pixels=200_000_000))
+    assert (image.width, image.height, image.reencoded) == (14000, 13000, False)
+    assert _reason(huge.getvalue(), ImagePolicy(max_pixels=100_000_000)) == "image_too_large"
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # restored for everyone else
+
+
 def test_files_are_read_only_inside_declared_roots(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
