@@ -14,15 +14,17 @@ if TYPE_CHECKING:
     from dataprep.recipe import Recipe
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    """A plain aligned text table: first column left-aligned, the others right-aligned."""
+def table(headers: list[str], rows: list[list[str]], text_tail: int = 0) -> str:
+    """A plain aligned text table: the first column and the last `text_tail` ones left-aligned
+    (text), the others right-aligned (numbers)."""
     widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+    left = {0, *range(len(headers) - text_tail, len(headers))}
 
     def line(cells: list[str]) -> str:
         return "  ".join(
-            str(cell).ljust(width) if i == 0 else str(cell).rjust(width)
+            str(cell).ljust(width) if i in left else str(cell).rjust(width)
             for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        )
+        ).rstrip()
 
     rule = "  ".join("-" * width for width in widths)
     return "\n".join([line(headers), rule, *(line(row) for row in rows)])
@@ -39,9 +41,9 @@ def summary(manifest: Manifest) -> str:
                 f"{source.read:,}",
                 f"{source.kept:,}",
                 f"{sum(source.rejected.values()):,}",
-                reasons,
                 f"{source.in_mixture:,}",
                 f"{100 * source.share:.2f}%",
+                reasons,
             ]
         )
     totals = manifest.totals
@@ -51,17 +53,17 @@ def summary(manifest: Manifest) -> str:
             f"{totals.read:,}",
             f"{totals.kept:,}",
             f"{totals.rejected:,}",
-            "",
             f"{totals.samples:,}",
             "100.00%" if totals.samples else "0.00%",
+            "",
         ]
     )
-    headers = ["source", "read", "kept", "rejected", "reasons", "in mixture", "share"]
+    headers = ["source", "read", "kept", "rejected", "in mixture", "share", "rejected by reason"]
     lines = [
         f"{manifest.name}  (seed {manifest.seed}, recipe {manifest.recipe_sha256[:12]}, "
         f"content {manifest.content_sha256[:12]})",
         "",
-        table(headers, rows),
+        table(headers, rows, text_tail=1),
         "",
         f"{totals.shards} shards, {totals.bytes / 1e6:,.1f} MB, {totals.samples:,} samples; "
         f"rejects in {manifest.rejects_file}",
@@ -217,6 +219,11 @@ def _tokens_label(tokens: TokenStats | None) -> str:
 
 def _source_changes(old: SourceReport, new: SourceReport) -> list[str]:
     changes = [
+        f"{field} {getattr(old, field)} → {getattr(new, field)}"
+        for field in ("take", "repeat")
+        if getattr(old, field) != getattr(new, field)
+    ]
+    changes += [
         f"{field} {getattr(old, field):,} → {getattr(new, field):,}"
         for field in ("read", "kept", "in_mixture")
         if getattr(old, field) != getattr(new, field)

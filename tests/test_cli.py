@@ -75,7 +75,8 @@ def test_inspect_and_diff_two_builds(ray_cluster, tmp_path, capsys):
     assert main(["manifest", "diff", a, c]) == 1
     changes = capsys.readouterr().out
     assert "seed: 7 → 8" in changes and "recipe keys changed: seed, sources" in changes
-    assert "source mine: in_mixture 13 → 5" in changes and "0 identical" in changes
+    assert "source mine: take all → 5" in changes and "source mine: in_mixture 13 → 5" in changes
+    assert "0 identical" in changes
 
     assert main(["inspect", a, "-n", "2", "--images", str(tmp_path / "seen")]) == 0
     shown = capsys.readouterr().out
