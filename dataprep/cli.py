@@ -19,6 +19,7 @@ from dataprep.engine import (
     ray_session,
 )
 from dataprep.fixtures import generate_all
+from dataprep.fixtures.tokenizer import demo_tokenizer
 from dataprep.manifest import ManifestError, load_manifest
 from dataprep.mixture import plan
 from dataprep.paths import resolve_inside
@@ -216,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         for name, facts in generate_all(args.out, seed=args.seed).items():
             print(f"{name:14} {args.out / name}  {facts.get('expected_samples', '?')} samples expected")
+        print(f"{'tokenizer':14} {demo_tokenizer(args.out)}  (miniature BPE, for token statistics)")
         return 0
     except (RecipeError, ManifestError) as error:
         print(error, file=sys.stderr)

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from dataprep.cli import main
+from dataprep.fixtures.tokenizer import write_tokenizer
 
 from loopback_http import Site, serve
-from upstream import recipe_yaml, write_conversations, write_tokenizer
+from upstream import recipe_yaml, write_conversations
 
 
 def test_bad_recipe_exits_2_and_writes_nothing(tmp_path, capsys):

@@ -15,6 +15,7 @@ from PIL import Image
 from dataprep.cli import main
 from dataprep.engine import BuildSettings, build
 from dataprep.fixtures import generate_all
+from dataprep.fixtures.tokenizer import demo_tokenizer
 from dataprep.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,7 +37,8 @@ def _facts_for(name: str, source: str, facts: dict) -> dict:
 
 def test_demo_recipe_builds_every_source_faithfully(ray_cluster, fixtures, tmp_path):
     data_root, facts = fixtures
-    recipe = load_recipe(REPO / "recipes" / "demo.yaml", {"data_root": str(data_root)})
+    overrides = {"data_root": str(data_root), "tokens.tokenizer": str(demo_tokenizer(data_root))}
+    recipe = load_recipe(REPO / "recipes" / "demo.yaml", overrides)
     assert {entry.source for entry in recipe.sources} >= {
         "sharegpt4v",
         "llava_zh",
@@ -77,6 +79,11 @@ def test_demo_recipe_builds_every_source_faithfully(ray_cluster, fixtures, tmp_p
         assert record["meta"], record["id"]
     assert dict(per_source) == {report.name: report.in_mixture for report in manifest.sources}
     assert len(keys) == manifest.totals.samples
+    tokens = manifest.stats.tokens
+    assert tokens is not None and tokens.image_tokens == 256
+    assert tokens.per_sample["count"] == manifest.totals.samples
+    assert tokens.per_sample["total"] == sum(summary["total"] for summary in tokens.per_source.values())
+    assert tokens.per_sample["min"] >= 1
     assert manifest.strictest_terms.startswith("no redistribution")
 
 

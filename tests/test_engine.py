@@ -14,11 +14,12 @@ import pytest
 import webdataset as wds
 
 from dataprep.engine import BuildError, BuildSettings, build, output_lock
+from dataprep.fixtures.tokenizer import write_tokenizer
 from dataprep.recipe import RecipeError, load_recipe
 from dataprep.shards import sha256_file
 
 from loopback_http import Site, serve
-from upstream import recipe_yaml, write_conversations, write_tokenizer
+from upstream import recipe_yaml, write_conversations
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from tokenizers import Tokenizer
 
+from dataprep.fixtures.tokenizer import write_tokenizer
 from dataprep.shards import sha256_file
 from dataprep.tokens import TokenCounter, TokenSettings, tokenizer_file
-
-from upstream import write_tokenizer
 
 TEXTS = ["What is in the picture?", "A red square and a blue circle.", "Say hi.", "hi"]
 

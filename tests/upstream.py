@@ -81,16 +81,3 @@ sources:
     file: train.jsonl
     image_root: images
 {extra_sources}"""
-
-
-def write_tokenizer(path: Path, texts: list[str], vocab_size: int = 300) -> Path:
-    """Train a small byte-level BPE on `texts` and save it as a Hugging Face `tokenizer.json`."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator(texts, trainer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(str(path))
-    return path
