@@ -78,8 +78,11 @@ def write_llava_dataset(folder: Path, count: int, seed: int = 0) -> Path:
     return annotation
 
 
-def recipe(path: Path, data: Path, shard_size: int, unit_bytes: int | None) -> Path:
-    """A one-source recipe over the dataset; images kept as they are (640 px < max_side)."""
+def recipe(
+    path: Path, data: Path, shard_size: int, unit_bytes: int | None, tokens: dict[str, Any] | None = None
+) -> Path:
+    """A one-source recipe over the dataset; images kept as they are (640 px < max_side);
+    `tokens`: the recipe's token-statistics section, if any."""
     source: dict[str, Any] = {
         "source": "conversations",
         "name": "photos",
@@ -95,6 +98,7 @@ def recipe(path: Path, data: Path, shard_size: int, unit_bytes: int | None) -> P
         "output": {"dir": str(path.parent / "unused"), "shard_size": shard_size},
         "image": {"max_side": 1024, "format": "jpeg", "quality": 95},
         "sources": [source],
+        **({"tokens": tokens} if tokens else {}),
     }
     path.write_text(json.dumps(content))  # JSON is YAML
     return path

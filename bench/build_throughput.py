@@ -3,7 +3,8 @@ single-process converter (bench/handwritten_convert.py), on the same InternVL/LL
 of 640×480 JPEG photos, interleaved repetitions, medians reported.
 
 Configurations: dataprep with --workers 2 and 1 (the `conversations` adapter's default 64 MiB work
-units: one unit for a small jsonl), --workers 2 with the jsonl cut into `--split-units` units, a re-run
+units: one unit for a small jsonl), --workers 2 with the jsonl cut into `--split-units` units, --workers 2
+with token statistics (a byte-level BPE of up to 32k tokens trained on the dataset's text), a re-run
 of the completed --workers 2 build (everything cached), the baseline, and Ray start + stop alone.
 Prints one JSON line per run, then one per configuration (medians, ratios to the baseline), then a table.
 """
@@ -32,6 +33,8 @@ from benchlib import (
     write_llava_dataset,
 )
 
+from dataprep.fixtures.tokenizer import write_tokenizer
+
 RAY_ONLY = """
 import logging, ray
 ray.init(address="local", num_cpus={workers}, include_dashboard=False,
@@ -39,7 +42,15 @@ ray.init(address="local", num_cpus={workers}, include_dashboard=False,
 ray.get(ray.remote(lambda: 1).remote())
 ray.shutdown()
 """
-CONFIGS = ["dataprep_w2", "dataprep_rerun", "dataprep_w1", "dataprep_w2_split", "handwritten", "ray_only"]
+CONFIGS = [
+    "dataprep_w2",
+    "dataprep_rerun",
+    "dataprep_w1",
+    "dataprep_w2_split",
+    "dataprep_w2_tokens",
+    "handwritten",
+    "ray_only",
+]
 
 
 def dataprep_run(recipe_path: Path, out: Path, workers: int, fresh: bool) -> dict[str, Any]:
@@ -77,9 +88,17 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
     recipes.mkdir(exist_ok=True)
     whole = recipe(recipes / "whole.yaml", data, args.shard_size, None)
     cut = recipe(recipes / "split.yaml", data, args.shard_size, split)
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONFIGS}
+    tokenizer = write_tokenizer(work / "tokenizer.json", annotation.read_text().splitlines(), 32000)
+    counted = recipe(
+        recipes / "tokens.yaml",
+        data,
+        args.shard_size,
+        None,
+        {"tokenizer": str(tokenizer), "image_tokens": 256},
+    )
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.configs}
     for rep in range(args.reps):
-        for name in CONFIGS:
+        for name in args.configs:
             if name == "dataprep_w2":
                 result = dataprep_run(whole, work / "out_w2", 2, fresh=True)
             elif name == "dataprep_rerun":
@@ -88,6 +107,8 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                 result = dataprep_run(whole, work / "out_w1", 1, fresh=True)
             elif name == "dataprep_w2_split":
                 result = dataprep_run(cut, work / "out_split", 2, fresh=True)
+            elif name == "dataprep_w2_tokens":
+                result = dataprep_run(counted, work / "out_tokens", 2, fresh=True)
             elif name == "handwritten":
                 result = handwritten_run(data, work / "out_handwritten", args.shard_size)
             else:
@@ -128,6 +149,12 @@ def main() -> None:
         "--split-units", type=int, default=4, help="work units of dataprep_w2_split (default: %(default)s)"
     )
     parser.add_argument("--work", type=Path, help="keep dataset and outputs here (default: a temp dir)")
+    parser.add_argument(
+        "--configs",
+        type=lambda text: text.split(","),
+        default=CONFIGS,
+        help=f"comma-separated subset, with handwritten (default: {','.join(CONFIGS)})",
+    )
     args = parser.parse_args()
     emit(
         {

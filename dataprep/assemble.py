@@ -77,14 +77,21 @@ class ShardStats:
 
 
 class TokenTally:
-    """Tokens per sample, summarized per source (a sample's `source` is its recipe entry's name)."""
+    """Tokens per sample, summarized per source (a sample's `source` is its recipe entry's name);
+    samples are gathered and tokenized in one batch by `per_source()`."""
 
     def __init__(self, counter: TokenCounter) -> None:
         self._counter = counter
-        self.per_source: dict[str, Summary] = defaultdict(Summary)
+        self._documents: list[dict[str, Any]] = []
 
     def add(self, document: dict[str, Any]) -> None:
-        self.per_source[document["source"]].add(self._counter.count(document))
+        self._documents.append({key: document[key] for key in ("source", "conversations", "images")})
+
+    def per_source(self) -> dict[str, Summary]:
+        summaries: dict[str, Summary] = defaultdict(Summary)
+        for document, count in zip(self._documents, self._counter.count_all(self._documents), strict=True):
+            summaries[document["source"]].add(count)
+        return dict(summaries)
 
 
 @dataclass(frozen=True)
@@ -117,7 +124,7 @@ def write_shard(
                 yield f"{copy.key}.{suffix}", data
 
     write_tar(path, members())
-    tokens = dict(tally.per_source) if tally else None
+    tokens = tally.per_source() if tally else None
     return ShardResult(sha256_file(path), path.stat().st_size, len(copies), stats, tokens)
 
 
@@ -127,4 +134,4 @@ def shard_tokens(path: Path, counter: TokenCounter) -> dict[str, Summary]:
     for name, data in iter_tar(path):
         if split_member_name(name)[1] == "json":
             tally.add(json.loads(data))
-    return dict(tally.per_source)
+    return tally.per_source()

@@ -31,11 +31,13 @@ from dataprep.manifest import (
     BuildTimes,
     DownloadReport,
     Manifest,
+    ManifestError,
     ShardReport,
     SourceReport,
     Stats,
     TokenStats,
     Totals,
+    load_manifest,
 )
 from dataprep.mixture import Component, plan
 from dataprep.normalize import UnitSummary, found_since, index_path, load_index, normalize_unit
@@ -564,9 +566,9 @@ def check_output(recipe: Recipe, out: Path) -> None:
     an earlier dataprep build (no `.work/`), or one inside a source's folder."""
     if out.exists() and not out.is_dir():
         raise BuildError(f"output {out} is not a folder")
-    if out.is_dir() and not (out / WORK_DIR).is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(out.iterdir()) and not _holds_a_build(out):
         raise BuildError(
-            f"output {out} is not empty and holds no dataprep build (no {WORK_DIR}/): "
+            f"output {out} is not empty and holds no dataprep build (no {WORK_DIR}/ or manifest.json): "
             "choose a new or empty folder"
         )
     resolved = out.resolve()
@@ -574,6 +576,17 @@ def check_output(recipe: Recipe, out: Path) -> None:
         root = recipe.source_root(entry).resolve()
         if resolved == root or root in resolved.parents:
             raise BuildError(f"output {out} is inside the folder of source {entry.label} ({root})")
+
+
+def _holds_a_build(out: Path) -> bool:
+    """An earlier build's work folder, or its manifest (its `.work/` may have been deleted)."""
+    if (out / WORK_DIR).is_dir():
+        return True
+    try:
+        load_manifest(out / "manifest.json")
+    except ManifestError:
+        return False
+    return True
 
 
 @contextlib.contextmanager

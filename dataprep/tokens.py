@@ -32,14 +32,25 @@ class TokenSettings:
 
 
 class TokenCounter:
-    """Tokens of one sample: every turn's text (no special tokens, `<image>` removed) plus
+    """Tokens of a sample: every turn's text (no special tokens, `<image>` removed) plus
     `image_tokens` per image. The chat template's own tokens are not counted."""
 
     def __init__(self, settings: TokenSettings) -> None:
         self._tokenizer = Tokenizer.from_file(settings.file)
         self._image_tokens = settings.image_tokens
 
-    def count(self, document: dict[str, Any]) -> int:
-        texts = [turn["value"].replace(IMAGE_PLACEHOLDER, "") for turn in document["conversations"]]
-        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=False)
-        return sum(len(encoding.ids) for encoding in encodings) + self._image_tokens * len(document["images"])
+    def count_all(self, documents: list[dict[str, Any]]) -> list[int]:
+        """Counts of many samples, tokenized in one batch (much faster than one call each)."""
+        texts = [
+            turn["value"].replace(IMAGE_PLACEHOLDER, "")
+            for document in documents
+            for turn in document["conversations"]
+        ]
+        lengths = iter(
+            len(encoding.ids) for encoding in self._tokenizer.encode_batch(texts, add_special_tokens=False)
+        )
+        return [
+            sum(next(lengths) for _ in document["conversations"])
+            + self._image_tokens * len(document["images"])
+            for document in documents
+        ]

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -302,6 +303,9 @@ def test_a_renamed_recipe_removes_its_old_shards_and_nothing_else(ray_cluster, u
     names = sorted(path.name for path in (out / "shards").iterdir())
     assert names == sorted([Path(shard.path).name for shard in manifest.shards] + ["mix-v2-000000.tar"])
     assert all(name.startswith("renamed-") for name in names if name != "mix-v2-000000.tar")
+    shutil.rmtree(out / ".work")  # to reclaim space: the manifest still marks the folder as a build
+    again = _build_into(tmp_path, data_root, out, name="renamed")
+    assert again.content_sha256 == manifest.content_sha256
 
 
 def test_a_build_that_fails_before_writing_shards_keeps_the_previous_manifest(

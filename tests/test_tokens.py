@@ -26,8 +26,10 @@ def test_counts_every_turn_without_the_image_placeholder_plus_tokens_per_image(t
     )
     without_images = TokenCounter(TokenSettings(str(file), sha256_file(file), 0))
     with_images = TokenCounter(TokenSettings(str(file), sha256_file(file), 256))
-    assert without_images.count(document) == text_tokens
-    assert with_images.count(document) == text_tokens + 2 * 256
+    text_only = {"images": [], "conversations": [{"from": "human", "value": "Say hi."}]}
+    say_hi = len(tokenizer.encode("Say hi.", add_special_tokens=False).ids)
+    assert without_images.count_all([document, text_only]) == [text_tokens, say_hi]
+    assert with_images.count_all([document, text_only]) == [text_tokens + 2 * 256, say_hi]
 
 
 def test_a_folder_stands_for_the_tokenizer_json_inside_it(tmp_path):
