@@ -267,6 +267,15 @@ def load_checkpoint(folder: Path, wrapped: nn.Module, optimizer: Any, scheduler:
     return trainer
 
 
+def _enable_activation_checkpointing(model: nn.Module) -> None:
+    """Non-reentrant recompute of every layer; transformers ≥ 5.24 renamed the method."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def _open_metrics(path: Path, step: int) -> IO[str]:
     """Append to the metrics file, first dropping lines of steps after `step` (a run that died after
     its last checkpoint and is resumed from it logs those steps again)."""
@@ -314,7 +323,7 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
     cuda = device.type == "cuda"
     model = load_model(config.model, tokenizer, image_size=config.image_size, device=device, seed=seed)
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _enable_activation_checkpointing(model)
     image_size, image_tokens = image_geometry(model)
     gpu_decode = config.gpu_decode and images.gpu_decode_available()
 

@@ -46,3 +46,15 @@ def test_local_folder_round_trip(tmp_path, tokenizer) -> None:
     assert torch.equal(again.get_input_embeddings().weight, model.get_input_embeddings().weight)
     with pytest.raises(ValueError, match="neither a preset"):
         load_model(str(tmp_path / "absent"), tokenizer)
+
+
+def test_activation_checkpointing_is_switched_on_without_deprecated_calls() -> None:
+    import warnings
+
+    from train_bridge.train import _enable_activation_checkpointing
+
+    model = InternVLForConditionalGeneration(preset_config("tiny", 500, image_size=28))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        _enable_activation_checkpointing(model)
+    assert model.is_activation_checkpointing
