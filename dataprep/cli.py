@@ -1,10 +1,13 @@
-"""`dataprep build | fetch | plan | manifest show/diff/validate | inspect | sources | fixtures`."""
+"""`dataprep build | fetch | plan | manifest show/diff/validate | inspect | sources | schema | fixtures`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+
+from pydantic import BaseModel
 
 from dataprep.engine import (
     BuildError,
@@ -20,13 +23,15 @@ from dataprep.engine import (
 )
 from dataprep.fixtures import generate_all
 from dataprep.fixtures.tokenizer import demo_tokenizer
-from dataprep.manifest import ManifestError, load_manifest
+from dataprep.manifest import Manifest, ManifestError, load_manifest
 from dataprep.mixture import plan
 from dataprep.paths import resolve_inside
 from dataprep.recipe import Recipe, RecipeError, load_recipe
 from dataprep.report import download_table, manifest_diff, plan_table, sample_view, summary
 from dataprep.shards import iter_samples, sha256_file
 from dataprep.sources import registry
+
+SCHEMAS: dict[str, type[BaseModel]] = {"manifest": Manifest, "recipe": Recipe}
 
 
 def _positive(text: str) -> int:
@@ -72,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("-n", type=int, default=3, help="how many samples (default: %(default)s)")
     inspect.add_argument("--images", type=Path, help="also write each shown sample's images here")
     commands.add_parser("sources", help="list the source adapters")
+    schema = commands.add_parser("schema", help="print the JSON schema of recipes or manifests")
+    schema.add_argument("kind", choices=sorted(SCHEMAS))
     fixtures = commands.add_parser("fixtures", help="write miniature upstreams of every source")
     fixtures.add_argument("out", type=Path)
     fixtures.add_argument("--seed", type=int, default=0)
@@ -211,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
             return _validate(args.manifest)
         if args.command == "inspect":
             return _inspect(args)
+        if args.command == "schema":
+            print(json.dumps(SCHEMAS[args.kind].model_json_schema(), indent=2, ensure_ascii=False))
+            return 0
         if args.command == "sources":
             for name, adapter in registry().items():
                 print(f"{name:14} v{adapter.version}  {adapter.licence}")

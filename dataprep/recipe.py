@@ -9,11 +9,27 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from dataprep.shards import canonical_json
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+TAKE_SCHEMA = {
+    "anyOf": [
+        {"const": "all"},
+        {"type": "integer", "minimum": 0},
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+    ],
+    "description": "all | a count | a fraction in (0, 1]",
+}
 LOCATION_FIELDS: dict[str, Any] = {
     "data_root": True,
     "output": {"dir"},
@@ -83,7 +99,7 @@ class SourceEntry(BaseModel):
     source: str
     name: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
     path: str
-    take: Literal["all"] | Annotated[int, Field(ge=0)] | float = "all"
+    take: Annotated[Literal["all"] | int | float, WithJsonSchema(TAKE_SCHEMA)] = "all"
     repeat: Annotated[int, Field(ge=1, strict=True)] = 1
     fetch: tuple[Download, ...] = ()
     expect: Annotated[int, Field(ge=0, strict=True)] | None = Field(

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import jsonschema
 import pytest
+import yaml
 
 from dataprep.cli import main
 from dataprep.fixtures.tokenizer import write_tokenizer
 
 from loopback_http import Site, serve
 from upstream import recipe_yaml, write_conversations
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_bad_recipe_exits_2_and_writes_nothing(tmp_path, capsys):
@@ -43,6 +48,38 @@ def test_build_show_and_validate(ray_cluster, tmp_path, capsys):
 def test_sources_lists_adapters(capsys):
     assert main(["sources"]) == 0
     assert "conversations" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["manifest", "recipe"])
+def test_the_published_schemas_are_the_models_own(capsys, kind):
+    assert main(["schema", kind]) == 0
+    published = REPO / "docs" / "schemas" / f"{kind}.schema.json"
+    assert capsys.readouterr().out == published.read_text(), (
+        f"regenerate: dataprep schema {kind} > {published}"
+    )
+
+
+def test_manifests_and_recipes_validate_against_the_published_schemas(ray_cluster, tmp_path):
+    write_conversations(tmp_path / "mine")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(recipe_yaml("cli", tmp_path, tmp_path / "out", extra="tokens: {tokenizer: tok.json}"))
+    recipe.write_text(
+        recipe.read_text().replace("tok.json", str(write_tokenizer(tmp_path / "t.json", ["a b"])))
+    )
+    assert main(["build", str(recipe), "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    schemas = {
+        kind: json.loads((REPO / "docs" / "schemas" / f"{kind}.schema.json").read_text())
+        for kind in ("manifest", "recipe")
+    }
+    jsonschema.validate(manifest, schemas["manifest"])
+    jsonschema.validate(yaml.safe_load(recipe.read_text()), schemas["recipe"])
+    jsonschema.validate(
+        yaml.safe_load((REPO / "recipes" / "internvl_chat_v1_2.yaml").read_text()), schemas["recipe"]
+    )
+    manifest["totals"]["samples"] = "many"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(manifest, schemas["manifest"])
 
 
 def test_fetch_downloads_and_reports_each_file(ray_cluster, tmp_path, capsys):
