@@ -62,6 +62,12 @@ def _sft_parser(sub: argparse._SubParsersAction) -> None:
         "--window", type=_positive, default=16, help="shards shuffled together (default: %(default)s)"
     )
     p.add_argument(
+        "--length-group",
+        type=int,
+        default=50,
+        help="sort runs of this many global batches by length, as V1-2's group_by_length (0: off; default: %(default)s)",
+    )
+    p.add_argument(
         "--pad-multiple",
         type=_positive,
         default=64,

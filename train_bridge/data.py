@@ -1,7 +1,11 @@
 """A deterministic, resumable stream of micro-batches over the manifest's shards.
 
 Epoch order: the shards are permuted from (seed, epoch) and cut into windows of `window` shards;
-the samples of each window are permuted too. Position p of that order goes to rank p % R; a rank's
+the samples of each window are permuted too. With `length_group` G > 0, each run of G consecutive
+samples of a window is then sorted by estimated length, longest first (as the HF Trainer's
+`group_by_length` megabatches), so a micro-batch holds samples of similar length and little padding;
+the estimate comes from the tar headers alone: json bytes / 4 + image tokens per image member.
+Position p of that order goes to rank p % R; a rank's
 samples form micro-batches b = 0, 1, ...; micro-batch b is built by DataLoader worker
 (b - start) % W, so the loader yields batches start, start+1, ... in order whatever W is. The
 position saved with a checkpoint is (epoch, next micro-batch): a resumed run skips exactly the
@@ -82,7 +86,24 @@ class ShardReader:
         self._handles.clear()
 
 
-def epoch_order(counts: Sequence[int], seed: int, epoch: int, window: int) -> np.ndarray:
+def estimated_lengths(paths: Sequence[Path], image_tokens: int) -> np.ndarray:
+    """Per sample (shard-major numbering): json bytes / 4 + `image_tokens` per image member."""
+    lengths = []
+    for path in paths:
+        for members in index_shard(path):
+            images = len(members) - 1
+            lengths.append(members["json"].size // 4 + image_tokens * images)
+    return np.asarray(lengths, dtype=np.int64)
+
+
+def epoch_order(
+    counts: Sequence[int],
+    seed: int,
+    epoch: int,
+    window: int,
+    lengths: np.ndarray | None = None,
+    length_group: int = 0,
+) -> np.ndarray:
     """Global sample ids (shard-major numbering) in this epoch's order."""
     rng = np.random.default_rng([seed, epoch])
     starts = np.concatenate([[0], np.cumsum(counts)])
@@ -90,7 +111,12 @@ def epoch_order(counts: Sequence[int], seed: int, epoch: int, window: int) -> np
     parts = []
     for first in range(0, len(shards), window):
         ids = np.concatenate([np.arange(starts[s], starts[s + 1]) for s in shards[first : first + window]])
-        parts.append(rng.permutation(ids))
+        ids = rng.permutation(ids)
+        if lengths is not None and length_group > 1:
+            for begin in range(0, len(ids), length_group):
+                group = ids[begin : begin + length_group]
+                ids[begin : begin + length_group] = group[np.argsort(-lengths[group], kind="stable")]
+        parts.append(ids)
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
@@ -174,6 +200,7 @@ class ShardStream(IterableDataset):
         drop_last: bool = True,
         pad_id: int = 0,
         pad_multiple: int = 1,
+        length_group: int = 0,
     ) -> None:
         if window < 1:
             raise ValueError(f"window must be at least 1 shard, not {window}")
@@ -189,6 +216,8 @@ class ShardStream(IterableDataset):
         self.window = window
         self.drop_last = drop_last
         self.pad_id, self.pad_multiple = pad_id, pad_multiple
+        self.length_group = length_group
+        self.lengths = estimated_lengths(self.paths, encoder.num_image_tokens) if length_group > 1 else None
         self.epoch, self.start = 0, 0
 
     @property
@@ -215,7 +244,8 @@ class ShardStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        mine = epoch_order(self.counts, self.seed, self.epoch, self.window)[self.rank :: self.world_size]
+        order = epoch_order(self.counts, self.seed, self.epoch, self.window, self.lengths, self.length_group)
+        mine = order[self.rank :: self.world_size]
         reader = ShardReader(self.paths)
         try:
             for batch in range(self.start + worker, self.batches_per_epoch(), workers):

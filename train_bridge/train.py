@@ -67,6 +67,7 @@ class TrainConfig:
     seed: int | None = None
     num_workers: int = 4
     window: int = 16
+    length_group: int = 50
     pad_multiple: int = 64
     gradient_checkpointing: bool = True
     parallel: Parallel = "auto"
@@ -340,6 +341,7 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
         window=config.window,
         pad_id=tokenizer.pad_token_id,
         pad_multiple=config.pad_multiple,
+        length_group=config.length_group * config.global_batch,
     )
     steps_per_epoch = dataset.batches_per_epoch() // accum
     if steps_per_epoch == 0:
@@ -368,6 +370,7 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
         "global_batch": config.global_batch,
         "seed": dataset.seed,
         "window": config.window,
+        "length_group": config.length_group,
         "manifest": dataset.content_sha256,
     }
     if (folder := _find_resume(config)) is not None:
@@ -401,14 +404,15 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
                 began = time.perf_counter()
                 micro = [next(batches) for _ in range(accum)]
                 waited = time.perf_counter() - began
-                counts = torch.zeros(5 + len(sources), dtype=torch.float64)
+                counts = torch.zeros(6 + len(sources), dtype=torch.float64)
                 for batch in micro:
                     counts[0] += (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
                     counts[2] += batch["attention_mask"].sum()
                     counts[3] += batch["dropped"]
                     counts[4] += batch["truncated"]
+                    counts[5] += batch["attention_mask"].numel()
                     for name in batch["sources"]:
-                        counts[5 + sources.index(name)] += 1
+                        counts[6 + sources.index(name)] += 1
                 target_tokens = (
                     _all_reduce(counts[:1].clone().to(device))[0].item()
                     if dist.is_initialized()
@@ -468,9 +472,10 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
                     "grad_norm": float(grad_norm),
                     "target_tokens": int(counts[0]),
                     "tokens_per_s": counts[2].item() / elapsed,
-                    "samples_per_s": counts[5:].sum().item() / elapsed,
+                    "pad_fraction": 1.0 - counts[2].item() / max(counts[5].item(), 1.0),
+                    "samples_per_s": counts[6:].sum().item() / elapsed,
                     "samples_per_s_by_source": {
-                        n: counts[5 + i].item() / elapsed for i, n in enumerate(sources)
+                        n: counts[6 + i].item() / elapsed for i, n in enumerate(sources)
                     },
                     "data_wait": waited / elapsed,
                     "step_time": elapsed,

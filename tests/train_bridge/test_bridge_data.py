@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dataprep.manifest import load_manifest
@@ -83,3 +84,28 @@ def test_batches_pad_to_a_multiple_without_new_targets(manifest_path: Path, toke
     for key in ("input_ids", "labels", "attention_mask"):
         assert (padded[key][:, :length] == plain[key]).all()
     assert (padded["attention_mask"][:, length:] == 0).all() and (padded["labels"][:, length:] == -100).all()
+
+
+def test_length_groups_sort_each_run_of_a_window_longest_first() -> None:
+    counts = [4, 4, 4, 4, 4]  # windows of 2 shards: 8, 8 and 4 samples, runs of 4 inside them
+    lengths = np.random.default_rng(0).permutation(20) * 10
+    plain = epoch_order(counts, seed=1, epoch=0, window=2)
+    grouped = epoch_order(counts, seed=1, epoch=0, window=2, lengths=lengths, length_group=4)
+    assert sorted(grouped.tolist()) == list(range(20))
+    for begin in range(0, 20, 4):
+        run = grouped[begin : begin + 4]
+        assert sorted(run.tolist()) == sorted(plain[begin : begin + 4].tolist())
+        assert list(lengths[run]) == sorted(lengths[run], reverse=True)
+    assert (grouped != plain).any()
+
+
+def test_length_grouping_cuts_padding(manifest_path: Path, tokenizer) -> None:
+    def pad_fraction(length_group: int) -> float:
+        encoder = Encoder(tokenizer, image_size=28, num_image_tokens=64, max_length=512, system="s")
+        dataset = ShardStream(manifest_path, encoder, batch_size=2, length_group=length_group, window=8)
+        batches = list(make_loader(dataset, num_workers=0))
+        total = sum(b["attention_mask"].numel() for b in batches)
+        return 1 - sum(int(b["attention_mask"].sum()) for b in batches) / total
+
+    plain, grouped = pad_fraction(0), pad_fraction(22)
+    assert grouped < 0.5 * plain, (grouped, plain)

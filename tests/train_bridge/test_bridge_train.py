@@ -59,6 +59,7 @@ def test_tiny_model_overfits_eight_samples(tmp_path: Path, tokenizer_dir: Path) 
     assert min(losses[-5:]) < 0.5 * losses[0], losses
     assert sum(records[0]["samples_per_s_by_source"].values()) == pytest.approx(records[0]["samples_per_s"])
     assert 0 <= records[0]["data_wait"] < 1 and records[-1]["dropped"] == records[-1]["truncated"] == 0
+    assert all(0 <= r["pad_fraction"] < 1 for r in records)
 
 
 def test_resume_continues_exactly(tmp_path: Path, manifest_path: Path, tokenizer_dir: Path) -> None:
