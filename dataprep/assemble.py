@@ -9,7 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dataprep.shards import MemberLocation, iter_tar, read_at, sha256_file, split_member_name, write_tar
+from dataprep.shards import (
+    MemberLocation,
+    iter_tar,
+    read_at,
+    sha256_file,
+    split_member_name,
+    write_shard_index,
+    write_tar,
+)
 from dataprep.tokens import TokenCounter
 
 
@@ -101,13 +109,14 @@ class ShardResult:
     samples: int
     stats: ShardStats
     tokens: dict[str, Summary] | None
+    index_sha256: str
 
 
 def write_shard(
     path: Path, work_dir: Path, copies: list[SampleCopy], counter: TokenCounter | None = None
 ) -> ShardResult:
-    """Copy each sample's members from its part into the shard at `path` (atomic); tally tokens
-    per source when a counter is given."""
+    """Copy each sample's members from its part into the shard at `path` (atomic), then write its
+    sidecar index; tally tokens per source when a counter is given."""
     stats = ShardStats()
     tally = TokenTally(counter) if counter else None
 
@@ -123,9 +132,9 @@ def write_shard(
                         tally.add(document)
                 yield f"{copy.key}.{suffix}", data
 
-    write_tar(path, members())
+    index = write_shard_index(path, write_tar(path, members()))
     tokens = tally.per_source() if tally else None
-    return ShardResult(sha256_file(path), path.stat().st_size, len(copies), stats, tokens)
+    return ShardResult(sha256_file(path), path.stat().st_size, len(copies), stats, tokens, sha256_file(index))
 
 
 def shard_tokens(path: Path, counter: TokenCounter) -> dict[str, Summary]:

@@ -147,7 +147,7 @@ def _load(args: argparse.Namespace) -> Recipe:
 
 
 def _validate(path: Path) -> int:
-    """Re-hash every shard and the rejects file; check the manifest's own content hash."""
+    """Re-hash every shard, its sidecar index and the rejects file; check the manifest's own hash."""
     manifest = load_manifest(path)
     bad_shards = []
     for shard, shard_path in zip(manifest.shards, manifest.shard_paths(path), strict=True):
@@ -155,12 +155,11 @@ def _validate(path: Path) -> int:
             bad_shards.append(f"{shard.path}: missing")
         elif shard_path.stat().st_size != shard.bytes or sha256_file(shard_path) != shard.sha256:
             bad_shards.append(f"{shard.path}: size or sha256 differs from the manifest")
+        elif shard.index and not _file_matches(path.parent / shard.index, shard.index_sha256):
+            bad_shards.append(f"{shard.index}: missing, or its sha256 differs from the manifest")
     problems = list(bad_shards)
-    rejects = path.parent / manifest.rejects_file
-    if not rejects.exists():
-        problems.append(f"{manifest.rejects_file}: missing")
-    elif sha256_file(rejects) != manifest.rejects_sha256:
-        problems.append(f"{manifest.rejects_file}: sha256 differs from the manifest")
+    if not _file_matches(path.parent / manifest.rejects_file, manifest.rejects_sha256):
+        problems.append(f"{manifest.rejects_file}: missing, or its sha256 differs from the manifest")
     if manifest.compute_content_sha256() != manifest.content_sha256:
         problems.append("manifest content hash does not match its content")
     for line in problems:
@@ -171,6 +170,10 @@ def _validate(path: Path) -> int:
         + ("problems found" if problems else "all good")
     )
     return 1 if problems else 0
+
+
+def _file_matches(path: Path, sha256: str | None) -> bool:
+    return path.exists() and sha256_file(path) == sha256
 
 
 def _diff(old: Path, new: Path) -> int:

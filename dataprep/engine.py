@@ -43,7 +43,15 @@ from dataprep.mixture import Component, plan
 from dataprep.normalize import UnitSummary, found_since, index_path, load_index, normalize_unit
 from dataprep.progress import Progress
 from dataprep.recipe import Download, ImagePolicy, Recipe, SourceEntry, source_options
-from dataprep.shards import PARTIAL_SUFFIX, canonical_json, sha256_file, write_atomic
+from dataprep.shards import (
+    PARTIAL_SUFFIX,
+    canonical_json,
+    sha256_file,
+    shard_index_path,
+    tar_locations,
+    write_atomic,
+    write_shard_index,
+)
 from dataprep.sources import registry
 from dataprep.sources.base import Source
 from dataprep.tokens import TokenCounter, TokenSettings, tokenizer_file
@@ -219,7 +227,11 @@ def _write_or_reuse(
         if done["plan"] == plan_sha256 and (
             done.get("stat") == _stat(path) or sha256_file(path) == done["sha256"]
         ):
-            kept = {**done, "stat": _stat(path)}
+            kept = {
+                **done,
+                "stat": _stat(path),
+                "index_sha256": _index_sha256(path, done.get("index_sha256")),
+            }
             if done.get("tokens_key") != _tokens_key(tokens):
                 kept.update(
                     _tokens_json(tokens, shard_tokens(path, TokenCounter(tokens)) if tokens else None)
@@ -249,6 +261,14 @@ def _tokens_json(tokens: TokenSettings | None, per_source: dict[str, Summary] | 
     return {"tokens_key": _tokens_key(tokens), "tokens": summaries}
 
 
+def _index_sha256(shard: Path, recorded: str | None) -> str:
+    """The kept shard's sidecar index, rewritten from its tar headers when missing or altered."""
+    index = shard_index_path(shard)
+    if recorded and index.exists() and sha256_file(index) == recorded:
+        return recorded
+    return sha256_file(write_shard_index(shard, tar_locations(shard)))
+
+
 def _stat(path: Path) -> list[int]:
     info = path.stat()
     return [info.st_size, info.st_mtime_ns]
@@ -260,6 +280,7 @@ def _result_json(result: ShardResult) -> dict[str, Any]:
         "bytes": result.bytes,
         "samples": result.samples,
         "stats": dataclasses.asdict(result.stats),
+        "index_sha256": result.index_sha256,
     }
 
 
@@ -551,13 +572,15 @@ def _remove_stale_shards(out: Path, name: str, keep: set[str]) -> None:
             shard = marker.name.removesuffix(".json")
             if shard not in keep:
                 (folder / shard).unlink(missing_ok=True)
+                shard_index_path(folder / shard).unlink(missing_ok=True)
                 marker.unlink()
     if not folder.exists():
         return
-    numbered = re.compile(rf"{re.escape(name)}-\d{{6}}\.tar")
+    numbered = re.compile(rf"{re.escape(name)}-(\d{{6}})\.(tar|idx\.json)")
     for path in folder.iterdir():
-        stale_shard = numbered.fullmatch(path.name) and path.name not in keep
-        if stale_shard or path.name.endswith(".tar" + PARTIAL_SUFFIX):
+        match = numbered.fullmatch(path.name)
+        stale = match is not None and f"{name}-{match.group(1)}.tar" not in keep
+        if stale or path.name.endswith((".tar" + PARTIAL_SUFFIX, ".idx.json" + PARTIAL_SUFFIX)):
             path.unlink()
 
 
@@ -647,6 +670,8 @@ def _manifest(
             bytes=done["bytes"],
             sha256=done["sha256"],
             per_source=counts,
+            index=f"shards/{shard_index_path(Path(name)).name}",
+            index_sha256=done["index_sha256"],
         )
         for name, done, counts in zip(shard_names, written, per_source, strict=True)
     ]

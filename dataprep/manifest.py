@@ -64,6 +64,10 @@ class ShardReport(Strict):
     bytes: int
     sha256: str
     per_source: dict[str, int]
+    index: str | None = Field(
+        None, description="sidecar index (member offsets), relative to the manifest's folder"
+    )
+    index_sha256: str | None = None
 
 
 class Totals(Strict):

@@ -3,6 +3,7 @@
 Same members in ⇒ same bytes out: members are written in the order given (callers sort by
 sample), with fixed mtime/uid/gid/mode and no user names, in plain POSIX (ustar) format.
 Files appear under their final name only once complete (write to a temp name, fsync, rename).
+Each shard has a sidecar index (`<name>.idx.json`: member names, offsets and sizes) for random access.
 """
 
 from __future__ import annotations
@@ -106,6 +107,34 @@ def tar_locations(path: Path) -> list[MemberLocation]:
     """Where every file member's data lies, read from the tar headers alone."""
     with tarfile.open(path, mode="r:") as archive:
         return [MemberLocation(info.name, info.offset_data, info.size) for info in archive if info.isfile()]
+
+
+def shard_index_path(shard: Path) -> Path:
+    """The sidecar index of `<name>.tar`: `<name>.idx.json`."""
+    return shard.with_name(shard.name.removesuffix(".tar") + ".idx.json")
+
+
+def write_shard_index(shard: Path, locations: list[MemberLocation]) -> Path:
+    """Write the sidecar index of a finished shard: its size and every member's (name, offset, size),
+    so readers can seek to a sample without scanning the tar headers."""
+    index = {
+        "tar_bytes": shard.stat().st_size,
+        "members": [[location.name, location.offset, location.size] for location in locations],
+    }
+    path = shard_index_path(shard)
+    write_atomic(path, canonical_json(index))
+    return path
+
+
+def member_locations(shard: Path) -> list[MemberLocation]:
+    """Every member's location: from the sidecar index when it describes this file (same size),
+    else from the tar headers."""
+    index_file = shard_index_path(shard)
+    if index_file.exists():
+        index = json.loads(index_file.read_bytes())
+        if index.get("tar_bytes") == shard.stat().st_size:
+            return [MemberLocation(name, offset, size) for name, offset, size in index["members"]]
+    return tar_locations(shard)
 
 
 def split_member_name(name: str) -> tuple[str, str]:

@@ -166,8 +166,13 @@ def test_validate_counts_shards_and_checks_rejects_and_bad_files_exit_cleanly(ra
     assert "manifest content hash does not match" in result.err
     rejects = tmp_path / "out" / "rejects.jsonl"
     rejects.write_text(rejects.read_text() + '{"source": "mine", "id": "made-up"}\n')
+    index = next((tmp_path / "out" / "shards").glob("*.idx.json"))
+    index.write_bytes(index.read_bytes().replace(b"[[", b"[ ["))
     assert main(["manifest", "validate", str(manifest)]) == 1
-    assert "rejects.jsonl: sha256 differs" in capsys.readouterr().err
+    result = capsys.readouterr()
+    assert "rejects.jsonl: missing, or its sha256 differs" in result.err
+    assert f"shards/{index.name}: missing, or its sha256 differs" in result.err
+    assert "3 of 4 shards verified" in result.out
 
     (tmp_path / "empty.json").write_text("{}")
     assert main(["manifest", "show", str(tmp_path / "empty.json")]) == 2

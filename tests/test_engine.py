@@ -17,7 +17,7 @@ import webdataset as wds
 from dataprep.engine import BuildError, BuildSettings, build, output_lock
 from dataprep.fixtures.tokenizer import write_tokenizer
 from dataprep.recipe import RecipeError, load_recipe
-from dataprep.shards import sha256_file
+from dataprep.shards import MemberLocation, sha256_file, tar_locations
 
 from loopback_http import Site, serve
 from upstream import recipe_yaml, write_conversations
@@ -301,7 +301,8 @@ def test_a_renamed_recipe_removes_its_old_shards_and_nothing_else(ray_cluster, u
     (out / "shards" / "mix-v2-000000.tar").write_text("another recipe's file")
     manifest = _build_into(tmp_path, data_root, out, name="renamed")
     names = sorted(path.name for path in (out / "shards").iterdir())
-    assert names == sorted([Path(shard.path).name for shard in manifest.shards] + ["mix-v2-000000.tar"])
+    ours = [Path(name).name for shard in manifest.shards for name in (shard.path, shard.index)]
+    assert names == sorted([*ours, "mix-v2-000000.tar"])
     assert all(name.startswith("renamed-") for name in names if name != "mix-v2-000000.tar")
     shutil.rmtree(out / ".work")  # to reclaim space: the manifest still marks the folder as a build
     again = _build_into(tmp_path, data_root, out, name="renamed")
@@ -321,3 +322,20 @@ def test_a_build_that_fails_before_writing_shards_keeps_the_previous_manifest(
     assert json.loads((out / "manifest.json").read_text())["content_sha256"] == first.content_sha256
     with output_lock(out), pytest.raises(BuildError, match="another build is writing to"):
         _build_into(tmp_path, data_root, out)
+
+
+def test_every_shard_has_a_sidecar_index_that_a_rerun_restores(ray_cluster, upstream, tmp_path):
+    data_root, _ = upstream
+    out, first = _build(tmp_path, data_root)
+    for shard in first.shards:
+        index = json.loads((out / shard.index).read_bytes())
+        assert index["tar_bytes"] == shard.bytes and sha256_file(out / shard.index) == shard.index_sha256
+        assert [MemberLocation(*member) for member in index["members"]] == tar_locations(out / shard.path)
+    shard = out / first.shards[0].path
+    (out / first.shards[0].index).unlink()
+    (out / first.shards[1].index).write_text('{"tar_bytes": 1, "members": []}')
+    before = shard.stat().st_mtime_ns
+    _, second = _build(tmp_path, data_root)
+    assert second.content_sha256 == first.content_sha256
+    assert shard.stat().st_mtime_ns == before  # the shard is kept, only its index rewritten
+    assert all(sha256_file(out / s.index) == s.index_sha256 for s in second.shards)

@@ -6,7 +6,17 @@ import tarfile
 
 import pytest
 
-from dataprep.shards import MemberLocation, iter_samples, read_at, tar_locations, write_tar
+from dataprep.shards import (
+    MemberLocation,
+    canonical_json,
+    iter_samples,
+    member_locations,
+    read_at,
+    shard_index_path,
+    tar_locations,
+    write_shard_index,
+    write_tar,
+)
 
 
 def test_same_members_same_bytes_and_offsets(tmp_path):
@@ -45,3 +55,16 @@ def test_tar_locations_match_what_was_written(tmp_path):
     members = [("a.json", b"{}"), ("a.jpg", b"\xff" * 700), ("b.json", b"[]")]
     written = write_tar(tmp_path / "s.tar", members)
     assert tar_locations(tmp_path / "s.tar") == written
+
+
+def test_the_sidecar_index_gives_the_locations_while_it_matches_the_shard(tmp_path):
+    members = [("a.json", b"{}"), ("a.jpg", b"\xff" * 700), ("b.json", b"[]")]
+    shard = tmp_path / "s-000000.tar"
+    written = write_tar(shard, members)
+    assert write_shard_index(shard, written) == tmp_path / "s-000000.idx.json"
+    assert member_locations(shard) == written
+    # a sidecar of another file of the same name is ignored: the tar headers are read instead
+    shard_index_path(shard).write_bytes(canonical_json({"tar_bytes": 1, "members": [["x.json", 0, 1]]}))
+    assert member_locations(shard) == written
+    shard_index_path(shard).unlink()
+    assert member_locations(shard) == written

@@ -4,15 +4,16 @@ Epoch order: the shards are permuted from (seed, epoch) and cut into windows of 
 the samples of each window are permuted too. With `length_group` G > 0, each run of G consecutive
 samples of a window is then sorted by estimated length, longest first (as the HF Trainer's
 `group_by_length` megabatches), so a micro-batch holds samples of similar length and little padding;
-the estimate comes from the tar headers alone: json bytes / 4 + image tokens per image member.
+the estimate comes from the shard indexes alone: json bytes / 4 + image tokens per image member.
 Position p of that order goes to rank p % R; a rank's
 samples form micro-batches b = 0, 1, ...; micro-batch b is built by DataLoader worker
 (b - start) % W, so the loader yields batches start, start+1, ... in order whatever W is. The
 position saved with a checkpoint is (epoch, next micro-batch): a resumed run skips exactly the
 consumed batches, with any number of workers.
 
-Samples are read by seeking to their members (a per-shard index of tar headers, built on first
-use), following the shard contract of `dataprep.shards`; windows keep reads within a few shards.
+Samples are read by seeking to their members (each shard's sidecar index, or its tar headers when a
+shard has none), following the shard contract of `dataprep.shards`; windows keep reads within a few
+shards.
 """
 
 from __future__ import annotations
@@ -29,16 +30,17 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dataprep.manifest import load_manifest
-from dataprep.shards import MemberLocation, split_member_name, tar_locations
+from dataprep.shards import MemberLocation, member_locations, split_member_name
 from train_bridge import images
 from train_bridge.template import IGNORE_INDEX, Overlong, encode
 
 
 def index_shard(path: Path) -> list[dict[str, MemberLocation]]:
-    """Member locations of each sample of a shard, in stored order (reads tar headers only)."""
+    """Member locations of each sample of a shard, in stored order (from its sidecar index, else
+    from the tar headers)."""
     samples: list[dict[str, MemberLocation]] = []
     current = None
-    for location in tar_locations(path):
+    for location in member_locations(path):
         key, suffix = split_member_name(location.name)
         if key != current:
             samples.append({})
