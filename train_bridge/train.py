@@ -84,8 +84,11 @@ class TrainConfig:
 class SFTModule(nn.Module):
     """Wraps the model so that DDP/FSDP see one forward returning the summed token loss.
 
-    A micro-batch without images still runs the vision tower on one blank image (weight 0), so
-    every parameter gets a gradient on every rank, as DDP and FSDP require.
+    Batches are right-padded, so no attention mask is passed: causal attention already keeps every
+    real token from the pads after it, and pad positions are never scored; without a mask, SDPA
+    takes its causal fast path (flash/cuDNN kernels, no mask tensor). A micro-batch without images
+    still runs the vision tower on one blank image (weight 0), so every parameter gets a gradient
+    on every rank, as DDP and FSDP require.
     """
 
     def __init__(self, model: nn.Module, image_size: int) -> None:
@@ -96,7 +99,6 @@ class SFTModule(nn.Module):
     def forward(
         self,
         input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
         labels: torch.Tensor,
         pixel_values: torch.Tensor,
     ) -> torch.Tensor:
@@ -112,7 +114,6 @@ class SFTModule(nn.Module):
             ).pooler_output.sum()
         hidden = self.model.model(
             input_ids=input_ids,
-            attention_mask=attention_mask,
             pixel_values=pixel_values if has_images else None,
             use_cache=False,
         ).last_hidden_state
@@ -423,10 +424,7 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
                 for index, batch in enumerate(micro):
                     last = index == accum - 1
                     fetch = time.perf_counter()
-                    inputs = [
-                        batch[k].to(device, non_blocking=True)
-                        for k in ("input_ids", "attention_mask", "labels")
-                    ]
+                    inputs = [batch[k].to(device, non_blocking=True) for k in ("input_ids", "labels")]
                     pixels = (
                         images.finish_on_device(batch["images"], image_size, device)
                         if gpu_decode

@@ -22,15 +22,35 @@ def test_loss_on_scored_tokens_equals_full_logits_loss(manifest_path: Path, toke
     add_special_tokens(tokenizer)
     model = load_model("tiny", tokenizer, image_size=28).eval()
     batch = first_batch(manifest_path, tokenizer)
-    inputs = (batch["input_ids"], batch["attention_mask"], batch["labels"], batch["images"])
     with torch.no_grad():
-        loss = SFTModule(model, 28)(*inputs)
-        logits = model(input_ids=inputs[0], attention_mask=inputs[1], pixel_values=inputs[3]).logits
+        loss = SFTModule(model, 28)(batch["input_ids"], batch["labels"], batch["images"])
+        logits = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["images"]
+        ).logits
     expected = F.cross_entropy(
         logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=-100, reduction="sum"
     )
     assert (batch["labels"] == -100).any() and (batch["labels"] != -100).any()
     assert torch.allclose(loss, expected, rtol=1e-5), (loss, expected)
+
+
+def test_padding_never_changes_a_samples_loss(manifest_path: Path, tokenizer) -> None:
+    """The batch (right-padded, no attention mask) loses exactly what its samples lose one by one."""
+    add_special_tokens(tokenizer)
+    module = SFTModule(load_model("tiny", tokenizer, image_size=28).eval(), 28)
+    batch = first_batch(manifest_path, tokenizer)
+    lengths = batch["attention_mask"].sum(1).tolist()
+    assert len(set(lengths)) > 1  # some rows are padded
+    images = iter(batch["images"])
+    one_by_one = torch.zeros(())
+    with torch.no_grad():
+        for row, length in enumerate(lengths):
+            ids = batch["input_ids"][row : row + 1, :length]
+            count = int((ids == tokenizer.convert_tokens_to_ids("<img>")).sum())
+            pixels = torch.stack([next(images) for _ in range(count)]) if count else batch["images"][:0]
+            one_by_one += module(ids, batch["labels"][row : row + 1, :length], pixels)
+        together = module(batch["input_ids"], batch["labels"], batch["images"])
+    assert torch.allclose(together, one_by_one, rtol=1e-5), (together, one_by_one)
 
 
 def test_flops_count_the_output_projection_on_scored_tokens_only(manifest_path: Path, tokenizer) -> None:
