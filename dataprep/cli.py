@@ -1,4 +1,4 @@
-"""`dataprep build | fetch | plan | manifest show/diff/validate | inspect | sources | schema | fixtures`."""
+"""`dataprep build | fetch | plan | reproduce | manifest show/diff/validate | inspect | sources | schema | fixtures`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -26,7 +27,7 @@ from dataprep.fixtures.tokenizer import demo_tokenizer
 from dataprep.manifest import Manifest, ManifestError, load_manifest
 from dataprep.mixture import plan
 from dataprep.paths import resolve_inside
-from dataprep.recipe import Recipe, RecipeError, load_recipe
+from dataprep.recipe import Recipe, RecipeError, load_recipe, parse_recipe
 from dataprep.report import download_table, manifest_diff, plan_table, sample_view, summary
 from dataprep.shards import iter_samples, sha256_file
 from dataprep.sources import registry
@@ -59,6 +60,21 @@ def _parser() -> argparse.ArgumentParser:
     _recipe_arguments(
         commands.add_parser("plan", help="what each source holds and will contribute; no shards")
     )
+    reproduce = commands.add_parser(
+        "reproduce", help="rebuild a manifest's mixture from its recipe and compare the content"
+    )
+    reproduce.add_argument("manifest", type=Path, help="manifest.json of the build to reproduce")
+    reproduce.add_argument("--out", type=Path, required=True, help="output folder of the rebuild")
+    reproduce.add_argument(
+        "--data-root", help="base folder of the sources' paths (default: working directory)"
+    )
+    reproduce.add_argument("--tokenizer", help="tokenizer.json for a build that counted tokens")
+    reproduce.add_argument("--workers", type=_positive, help="at most this many work units at once")
+    reproduce.add_argument(
+        "--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else embedded)"
+    )
+    reproduce.add_argument("--quiet", action="store_true", help="no live progress")
+    reproduce.set_defaults(limit=None)
     manifest = commands.add_parser("manifest", help="inspect a manifest")
     manifest_commands = manifest.add_subparsers(dest="manifest_command", required=True)
     manifest_commands.add_parser("show", help="per-source table and totals").add_argument(
@@ -106,6 +122,32 @@ def _build(args: argparse.Namespace) -> int:
         return 1
     print(summary(manifest))
     print(f"\nmanifest: {out / 'manifest.json'}")
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    """Rebuild from the recipe recorded in a manifest (locations given anew); exit 0 only when the
+    new build has the same content hash, else list what differs."""
+    original = load_manifest(args.manifest)
+    overrides: dict[str, Any] = {"output.dir": str(args.out)}
+    if args.data_root:
+        overrides["data_root"] = args.data_root
+    if original.recipe.get("tokens"):
+        if not args.tokenizer:
+            print("this build counted tokens: give its tokenizer with --tokenizer", file=sys.stderr)
+            return 2
+        overrides["tokens.tokenizer"] = args.tokenizer
+    recipe = parse_recipe(json.dumps(original.recipe, indent=2), args.manifest, overrides)
+    try:
+        rebuilt = build(recipe, _settings(args, recipe))
+    except BuildError as error:
+        print(f"build failed: {error}", file=sys.stderr)
+        return 1
+    changes = manifest_diff(original, rebuilt)
+    if changes:
+        print("not reproduced:\n" + "\n".join(changes))
+        return 1
+    print(f"reproduced: same content {rebuilt.content_sha256[:12]} in {args.out / 'manifest.json'}")
     return 0
 
 
@@ -212,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             return _plan(args)
         if args.command == "fetch":
             return _fetch(args)
+        if args.command == "reproduce":
+            return _reproduce(args)
         if args.command == "manifest" and args.manifest_command == "show":
             print(summary(load_manifest(args.manifest)))
             return 0

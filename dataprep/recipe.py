@@ -181,9 +181,18 @@ def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise RecipeError(path, [Problem("", str(error), None)]) from None
+    return parse_recipe(text, path, overrides)
+
+
+def parse_recipe(text: str, path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Validate and check recipe text (YAML, or JSON such as a manifest's recipe); `path` names it
+    in errors; `overrides` set dotted fields first (e.g. `{"output.dir": "out"}`)."""
+    try:
         data = yaml.safe_load(text)
         tree = yaml.compose(text)
-    except (OSError, yaml.YAMLError) as error:
+    except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         raise RecipeError(path, [Problem("", str(error), mark.line + 1 if mark else None)]) from None
     if not isinstance(data, dict):

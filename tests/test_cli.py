@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import jsonschema
@@ -189,3 +190,32 @@ def test_counts_below_one_are_usage_errors(tmp_path, capsys, flag):
     with pytest.raises(SystemExit) as stopped:
         main(["build", str(tmp_path / "r.yaml"), flag, "0"])
     assert stopped.value.code == 2 and "must be at least 1, not 0" in capsys.readouterr().err
+
+
+def test_reproduce_rebuilds_from_the_manifest_alone_and_names_what_differs(ray_cluster, tmp_path, capsys):
+    write_conversations(tmp_path / "data" / "mine")
+    tokenizer = write_tokenizer(tmp_path / "tokenizer.json", ["What is in picture 1?", "Shapes number 1."])
+    recipe = tmp_path / "r.yaml"
+    extra = f"tokens: {{tokenizer: {tokenizer}, image_tokens: 16}}"
+    recipe.write_text(recipe_yaml("cli", tmp_path / "data", tmp_path / "a", extra=extra))
+    assert main(["build", str(recipe), "--quiet"]) == 0
+    elsewhere = tmp_path / "copied"  # the same upstream files on another machine
+    shutil.copytree(tmp_path / "data", elsewhere)
+    recipe.unlink()  # only the manifest is left
+    manifest = str(tmp_path / "a" / "manifest.json")
+    capsys.readouterr()
+
+    def reproduce(out: str, *extra: str) -> int:
+        args = ["reproduce", manifest, "--data-root", str(elsewhere), "--out", str(tmp_path / out)]
+        return main([*args, "--quiet", *extra])
+
+    assert reproduce("b") == 2
+    assert "--tokenizer" in capsys.readouterr().err
+    assert reproduce("b", "--tokenizer", str(tokenizer)) == 0
+    assert "reproduced: same content" in capsys.readouterr().out
+    annotation = elsewhere / "mine" / "train.jsonl"
+    annotation.write_text("".join(annotation.read_text().splitlines(keepends=True)[1:]))
+    assert reproduce("c", "--tokenizer", str(tokenizer)) == 1
+    changes = capsys.readouterr().out
+    assert changes.startswith("not reproduced:") and "input train.jsonl changed" in changes
+    assert "source mine: read " in changes
