@@ -5,11 +5,11 @@ the samples of each window are permuted too. With `length_group` G > 0, each run
 samples of a window is then sorted by estimated length, longest first (as the HF Trainer's
 `group_by_length` megabatches), so a micro-batch holds samples of similar length and little padding;
 the estimate comes from the shard indexes alone: json bytes / 4 + image tokens per image member.
-Position p of that order goes to rank p % R; a rank's
-samples form micro-batches b = 0, 1, ...; micro-batch b is built by DataLoader worker
-(b - start) % W, so the loader yields batches start, start+1, ... in order whatever W is. The
-position saved with a checkpoint is (epoch, next micro-batch): a resumed run skips exactly the
-consumed batches, with any number of workers.
+
+Position p of that order goes to rank p % R; a rank's samples form micro-batches b = 0, 1, ...;
+micro-batch b is built by DataLoader worker (b - start) % W, so the loader yields batches start,
+start+1, ... in order whatever W is. The position saved with a checkpoint is (epoch, next
+micro-batch): a resumed run skips exactly the consumed batches, with any number of workers.
 
 Samples are read by seeking to their members (each shard's sidecar index, or its tar headers when a
 shard has none), following the shard contract of `dataprep.shards`; windows keep reads within a few
