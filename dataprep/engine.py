@@ -389,34 +389,53 @@ def components_of(entries: list[EntryResult]) -> list[Component]:
 
 
 def normalize(recipe: Recipe, settings: BuildSettings) -> list[EntryResult]:
-    """Normalize every entry's units (reusing completed parts) and gather kept samples and rejects."""
+    """Normalize every entry's units (reusing completed parts) and gather kept samples and rejects.
+    With a limit, units are read in order, a further one only while the entry is short of it."""
     work = settings.out / WORK_DIR
     adapters = [_adapter(recipe, entry) for entry in recipe.sources]
     require_inputs(recipe)
     artifacts = _artifacts(adapters, work, settings)
-    layout: list[tuple[SourceEntry, Source, list[Path]]] = []
-    reused: dict[Path, dict[str, Any]] = {}  # indexes of completed parts, read once
-    jobs = []
-    for entry, adapter in zip(recipe.sources, adapters, strict=True):
-        part_dir = work / "parts" / f"{entry.label}-{_entry_key(adapter, recipe, settings.limit)}"
-        parts = [part_dir / f"{index:06d}.tar" for index, _ in enumerate(adapter.units())]
-        layout.append((entry, adapter, parts))
-        for unit, part in zip(adapter.units(), parts, strict=True):
-            index = load_index(part) if index_path(part).exists() else None
-            if index is not None and not found_since(index):
-                reused[part] = index
-            else:
+    units = [list(adapter.units()) for adapter in adapters]
+    folders = [
+        work / "parts" / f"{entry.label}-{_entry_key(adapter, recipe, settings.limit)}"
+        for entry, adapter in zip(recipe.sources, adapters, strict=True)
+    ]
+    parts = [
+        [folder / f"{i:06d}.tar" for i in range(len(entry_units))]
+        for folder, entry_units in zip(folders, units, strict=True)
+    ]
+    done: dict[Path, dict[str, Any]] = {}  # indexes of completed parts, read once
+    used = [0] * len(adapters)  # units taken, in order, per entry
+
+    def short(e: int) -> bool:
+        limit = settings.limit
+        return limit is None or sum(len(done[p]["records"]) for p in parts[e][: used[e]] if p in done) < limit
+
+    while True:
+        jobs, running = [], []
+        for e, (entry, adapter) in enumerate(zip(recipe.sources, adapters, strict=True)):
+            while used[e] < len(units[e]) and short(e):
+                unit, part = units[e][used[e]], parts[e][used[e]]
+                used[e] += 1
+                index = load_index(part) if index_path(part).exists() else None
+                if index is not None and not found_since(index):
+                    done[part] = index
+                    continue
                 index_path(part).unlink(missing_ok=True)  # the index is the completion marker
-                jobs.append(
-                    (
-                        f"{entry.label} unit {unit!r}",
-                        _normalize_job(entry, adapter, unit, recipe, part, settings),
-                    )
-                )
-    _run("normalize", jobs, settings)
+                label = f"{entry.label} unit {unit!r}"
+                jobs.append((label, _normalize_job(entry, adapter, unit, recipe, part, settings)))
+                running.append(part)
+                if settings.limit is not None:
+                    break  # with a limit, read the next unit only if this one falls short
+        if not jobs:
+            break
+        _run("normalize", jobs, settings)
+        done.update((part, load_index(part)) for part in running)
     return [
-        _gather(entry, adapter, parts, entry_artifacts, work, settings.limit, reused)
-        for (entry, adapter, parts), entry_artifacts in zip(layout, artifacts, strict=True)
+        _gather(entry, adapter, entry_parts[:taken], entry_artifacts, work, settings.limit, done)
+        for entry, adapter, entry_parts, taken, entry_artifacts in zip(
+            recipe.sources, adapters, parts, used, artifacts, strict=True
+        )
     ]
 
 

@@ -132,6 +132,34 @@ def test_limit_reads_the_first_records_of_each_source(ray_cluster, upstream, tmp
     assert source.kept + sum(source.rejected.values()) == 5
 
 
+def test_a_limit_reads_further_units_only_while_a_source_is_short(ray_cluster, upstream, tmp_path):
+    data_root, _ = upstream
+    annotation = data_root / "mine" / "train.jsonl"
+    unit_bytes = annotation.stat().st_size // 6 + 1  # the jsonl cut into about 6 units
+    recipe_file = tmp_path / "limited.yaml"
+    recipe_file.write_text(
+        recipe_yaml("limited", data_root, tmp_path / "out") + f"    unit_bytes: {unit_bytes}\n"
+    )
+    recipe = load_recipe(recipe_file)
+    one_unit = len(json_lines_within(annotation, unit_bytes))
+    for limit, units in [(1, 1), (one_unit + 1, 2)]:
+        out = tmp_path / f"out-{limit}"
+        manifest = build(recipe, BuildSettings(out=out, limit=limit, progress=False))
+        assert manifest.sources[0].read == limit
+        assert len(list((out / ".work" / "parts").glob("*/*.json"))) == units  # completed part indexes
+
+
+def json_lines_within(path: Path, size: int) -> list[bytes]:
+    """The lines of a jsonl file that start within its first `size` bytes (the first unit)."""
+    lines, offset = [], 0
+    for line in path.read_bytes().splitlines(keepends=True):
+        if offset >= size:
+            break
+        lines.append(line)
+        offset += len(line)
+    return lines
+
+
 class _Payload:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
