@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,8 +191,8 @@ def parse_recipe(text: str, path: Path, overrides: dict[str, Any] | None = None)
     """Validate and check recipe text (YAML, or JSON such as a manifest's recipe); `path` names it
     in errors; `overrides` set dotted fields first (e.g. `{"output.dir": "out"}`)."""
     try:
-        data = yaml.safe_load(text)
-        tree = yaml.compose(text)
+        data = yaml.safe_load(_named(text, path))
+        tree = yaml.compose(_named(text, path))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         raise RecipeError(path, [Problem("", str(error), mark.line + 1 if mark else None)]) from None
@@ -210,6 +211,13 @@ def parse_recipe(text: str, path: Path, overrides: dict[str, Any] | None = None)
     if problems:
         raise RecipeError(path, problems)
     return recipe
+
+
+def _named(text: str, path: Path) -> io.StringIO:
+    """The text as a stream named after its file, so YAML errors say where they are."""
+    stream = io.StringIO(text)
+    stream.name = str(path)
+    return stream
 
 
 def _check_sources(recipe: Recipe, tree: yaml.Node) -> list[Problem]:

@@ -116,7 +116,8 @@ def test_a_key_given_twice_is_refused_where_the_second_one_is(tmp_path, source_d
 
 def test_yaml_syntax_error_has_line(tmp_path):
     error = _error(tmp_path, "name: [unclosed\nseed: 1\n")
-    assert error.problems[0].line is not None
+    assert error.problems[0].line == 2
+    assert f'in "{tmp_path / "recipe.yaml"}", line 2' in error.problems[0].message
 
 
 def test_hash_ignores_locations(tmp_path, source_dir):
