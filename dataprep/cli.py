@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         "--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else embedded)"
     )
     reproduce.add_argument("--quiet", action="store_true", help="no live progress")
-    reproduce.set_defaults(limit=None)
+
     manifest = commands.add_parser("manifest", help="inspect a manifest")
     manifest_commands = manifest.add_subparsers(dest="manifest_command", required=True)
     manifest_commands.add_parser("show", help="per-source table and totals").add_argument(
@@ -138,6 +138,7 @@ def _reproduce(args: argparse.Namespace) -> int:
             return 2
         overrides["tokens.tokenizer"] = args.tokenizer
     recipe = parse_recipe(json.dumps(original.recipe, indent=2), args.manifest, overrides)
+    args.limit = original.limit  # a trial build is reproduced as the same trial
     try:
         rebuilt = build(recipe, _settings(args, recipe))
     except BuildError as error:

@@ -543,7 +543,9 @@ def _build_locked(recipe: Recipe, settings: BuildSettings) -> Manifest:
     rejects = b"".join(canonical_json(reject) + b"\n" for result in entries for reject in result.rejects)
     write_atomic(out / "rejects.jsonl", rejects)
     tokens = _token_stats(token_settings, components, written)
-    manifest = _manifest(recipe, entries, components, shard_names, per_source, written, tokens, rejects)
+    manifest = _manifest(
+        recipe, entries, components, shard_names, per_source, written, tokens, rejects, settings.limit
+    )
     manifest.build = BuildTimes(
         started_at=started.isoformat(timespec="seconds"),
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -653,6 +655,7 @@ def _manifest(
     written: list[dict[str, Any]],
     tokens: TokenStats | None,
     rejects: bytes,
+    limit: int | None,
 ) -> Manifest:
     in_mixture = {
         component.name: sum(counts[component.name] for counts in per_source) for component in components
@@ -701,6 +704,7 @@ def _manifest(
         seed=recipe.seed,
         recipe=recipe.content(),
         recipe_sha256=recipe.sha256(),
+        limit=limit,
         sources=sources,
         shards=shards,
         totals=Totals(

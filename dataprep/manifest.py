@@ -116,6 +116,9 @@ class Manifest(Strict):
     seed: int
     recipe: dict[str, Any]
     recipe_sha256: str
+    limit: int | None = Field(
+        None, description="`--limit`: a trial that read at most this many records per source"
+    )
     sources: list[SourceReport]
     shards: list[ShardReport]
     totals: Totals

@@ -59,9 +59,10 @@ def summary(manifest: Manifest) -> str:
         ]
     )
     headers = ["source", "read", "kept", "rejected", "in mixture", "share", "rejected by reason"]
+    trial = f", TRIAL: --limit {manifest.limit} records per source" if manifest.limit is not None else ""
     lines = [
         f"{manifest.name}  (seed {manifest.seed}, recipe {manifest.recipe_sha256[:12]}, "
-        f"content {manifest.content_sha256[:12]})",
+        f"content {manifest.content_sha256[:12]}{trial})",
         "",
         table(headers, rows, text_tail=1),
         "",
@@ -185,7 +186,7 @@ def manifest_diff(old: Manifest, new: Manifest) -> list[str]:
     if old.content_sha256 == new.content_sha256:
         return []
     lines = []
-    for field in ("tool_version", "name", "seed", "recipe_sha256"):
+    for field in ("tool_version", "name", "seed", "recipe_sha256", "limit"):
         if getattr(old, field) != getattr(new, field):
             lines.append(f"{field}: {getattr(old, field)} → {getattr(new, field)}")
     changed_keys = sorted(

@@ -219,3 +219,14 @@ def test_reproduce_rebuilds_from_the_manifest_alone_and_names_what_differs(ray_c
     changes = capsys.readouterr().out
     assert changes.startswith("not reproduced:") and "input train.jsonl changed" in changes
     assert "source mine: read " in changes
+
+
+def test_a_trial_build_is_reproduced_as_the_same_trial(ray_cluster, tmp_path, capsys):
+    write_conversations(tmp_path / "data" / "mine")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(recipe_yaml("cli", tmp_path / "data", tmp_path / "a"))
+    assert main(["build", str(recipe), "--quiet", "--limit", "4"]) == 0
+    manifest = tmp_path / "a" / "manifest.json"
+    args = ["reproduce", str(manifest), "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "b")]
+    assert main([*args, "--quiet"]) == 0
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["limit"] == 4

@@ -17,6 +17,7 @@ import webdataset as wds
 from dataprep.engine import BuildError, BuildSettings, build, output_lock
 from dataprep.fixtures.tokenizer import write_tokenizer
 from dataprep.recipe import RecipeError, load_recipe
+from dataprep.report import summary
 from dataprep.shards import MemberLocation, sha256_file, tar_locations
 
 from loopback_http import Site, serve
@@ -130,6 +131,7 @@ def test_limit_reads_the_first_records_of_each_source(ray_cluster, upstream, tmp
     (source,) = manifest.sources
     assert source.read == 5
     assert source.kept + sum(source.rejected.values()) == 5
+    assert manifest.limit == 5 and "TRIAL: --limit 5 records per source" in summary(manifest)
 
 
 def test_a_limit_reads_further_units_only_while_a_source_is_short(ray_cluster, upstream, tmp_path):
