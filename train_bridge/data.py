@@ -88,6 +88,20 @@ class ShardReader:
         self._handles.clear()
 
 
+def check_shards(paths: Sequence[Path], sizes: Sequence[int]) -> None:
+    """Fail before training, not hours into it, when a shard is missing or not the manifest's size
+    (`dataprep manifest validate` re-hashes them all)."""
+    problems = [
+        f"{path}: missing"
+        if not path.exists()
+        else f"{path}: {path.stat().st_size} bytes, manifest says {size}"
+        for path, size in zip(paths, sizes, strict=True)
+        if not path.exists() or path.stat().st_size != size
+    ]
+    if problems:
+        raise ValueError(f"{len(problems)} shard(s) do not match the manifest:\n" + "\n".join(problems))
+
+
 def estimated_lengths(paths: Sequence[Path], image_tokens: int) -> np.ndarray:
     """Per sample (shard-major numbering): json bytes / 4 + `image_tokens` per image member."""
     lengths = []
@@ -209,6 +223,7 @@ class ShardStream(IterableDataset):
         manifest = load_manifest(manifest_path)
         self.content_sha256 = manifest.content_sha256
         self.paths = manifest.shard_paths(Path(manifest_path))
+        check_shards(self.paths, [shard.bytes for shard in manifest.shards])
         self.counts = [shard.samples for shard in manifest.shards]
         self.sources = sorted({name for shard in manifest.shards for name in shard.per_source})
         self.encoder = encoder

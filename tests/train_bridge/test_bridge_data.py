@@ -109,3 +109,15 @@ def test_length_grouping_cuts_padding(manifest_path: Path, tokenizer) -> None:
 
     plain, grouped = pad_fraction(0), pad_fraction(22)
     assert grouped < 0.5 * plain, (grouped, plain)
+
+
+def test_a_missing_or_cut_shard_stops_the_stream_before_it_starts(tmp_path: Path, tokenizer) -> None:
+    from bridge_fixtures import build_shards
+
+    manifest_path = build_shards(tmp_path / "mix")
+    shards = load_manifest(manifest_path).shard_paths(manifest_path)
+    shards[1].write_bytes(shards[1].read_bytes()[:-1024])
+    shards[3].unlink()
+    with pytest.raises(ValueError, match="2 shard") as caught:
+        stream(manifest_path, tokenizer, batch_size=2)
+    assert f"{shards[3]}: missing" in str(caught.value) and f"{shards[1]}: " in str(caught.value)
