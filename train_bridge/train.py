@@ -8,6 +8,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
@@ -24,7 +25,7 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AutoTokenizer, get_cosine_schedule_with_warmup
 
-from dataprep.manifest import load_manifest
+from dataprep.manifest import TokenStats, load_manifest
 from train_bridge import images
 from train_bridge.data import Encoder, ShardStream, make_loader
 from train_bridge.model import add_special_tokens, image_geometry, load_model
@@ -269,6 +270,20 @@ def load_checkpoint(folder: Path, wrapped: nn.Module, optimizer: Any, scheduler:
     return trainer
 
 
+def overlong_warnings(tokens: TokenStats | None, max_length: int, image_tokens: int) -> list[str]:
+    """Sources whose longest sample, by the manifest's token statistics (made with the same tokens
+    per image), exceeds `max_length` even before the template's own tokens."""
+    if tokens is None or tokens.image_tokens != image_tokens:
+        return []
+    return [
+        f"source {name}: its longest sample has {summary['max']:,.0f} tokens by the manifest's statistics "
+        f"(template not counted) > --max-length {max_length:,}; such samples are truncated or dropped "
+        "(counted in the metrics)"
+        for name, summary in tokens.per_source.items()
+        if summary.get("max", 0) > max_length
+    ]
+
+
 def _enable_activation_checkpointing(model: nn.Module) -> None:
     """Non-reentrant recompute of every layer; transformers ≥ 5.24 renamed the method."""
     kwargs = {"use_reentrant": False}
@@ -313,7 +328,8 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
 
 
 def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> list[dict[str, Any]]:
-    seed = load_manifest(config.manifest).seed if config.seed is None else config.seed
+    manifest = load_manifest(config.manifest)
+    seed = manifest.seed if config.seed is None else config.seed
     if config.global_batch % (config.micro_batch * world):
         raise ValueError(
             f"global batch {config.global_batch} is not a multiple of {config.micro_batch} × {world}"
@@ -344,6 +360,9 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
         pad_multiple=config.pad_multiple,
         length_group=config.length_group * config.global_batch,
     )
+    if rank == 0:
+        for warning in overlong_warnings(manifest.stats.tokens, config.max_length, image_tokens):
+            print(f"warning: {warning}", file=sys.stderr)
     steps_per_epoch = dataset.batches_per_epoch() // accum
     if steps_per_epoch == 0:
         raise ValueError(f"{dataset.total} samples do not fill one global batch of {config.global_batch}")

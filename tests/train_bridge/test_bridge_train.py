@@ -211,3 +211,22 @@ def test_a_window_or_batch_below_one_is_a_usage_error(tmp_path: Path, capsys) ->
             main(args)
         assert stopped.value.code == 2
         assert f"argument {flag}: must be at least 1, not 0" in capsys.readouterr().err
+
+
+def test_sources_longer_than_max_length_by_the_manifests_token_statistics_are_named() -> None:
+    from dataprep.manifest import TokenStats
+    from train_bridge.train import overlong_warnings
+
+    def tokens(image_tokens: int) -> TokenStats:
+        return TokenStats(
+            tokenizer_sha256="0" * 64,
+            image_tokens=image_tokens,
+            per_sample={"count": 3, "max": 4000, "total": 4600},
+            per_source={"long": {"count": 1, "max": 4000, "total": 4000}, "short": {"count": 2, "max": 300}},
+        )
+
+    (warning,) = overlong_warnings(tokens(256), max_length=2048, image_tokens=256)
+    assert warning.startswith("source long: its longest sample has 4,000 tokens") and "2,048" in warning
+    assert overlong_warnings(tokens(256), max_length=4096, image_tokens=256) == []
+    assert overlong_warnings(tokens(64), max_length=2048, image_tokens=256) == []  # other image counts
+    assert overlong_warnings(None, max_length=2048, image_tokens=256) == []
