@@ -9,7 +9,7 @@
 # line in $OUT/results.jsonl (per-step metrics and logs beside it); a failing part is reported and the
 # rest still run.
 #
-#   OUT=results WHEELS=.whl bench/gpu_check.sh     # WHEELS: pydantic & co. for images without it
+#   OUT=results WHEELS=.whl bench/gpu_check.sh     # WHEELS: pydantic & co. (bench/gpu_wheels.sh fetches them)
 #   MODEL=tiny COMMON='--image-size 28' SAMPLES=64 bench/gpu_check.sh   # CPU smoke test
 set -uo pipefail
 cd "$(dirname "$0")/.."
