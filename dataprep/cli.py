@@ -54,8 +54,16 @@ def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dataprep", description=__doc__)
+    parser.set_defaults(discard_parts=False)  # only `build` offers --discard-parts
     commands = parser.add_subparsers(dest="command", required=True)
-    _recipe_arguments(commands.add_parser("build", help="build shards and manifest from a recipe"))
+    build_parser = commands.add_parser("build", help="build shards and manifest from a recipe")
+    _recipe_arguments(build_parser)
+    build_parser.add_argument(
+        "--discard-parts",
+        action="store_true",
+        help="delete the normalized parts (.work/parts, as large as the shards) after a complete build; "
+        "a later build re-normalizes",
+    )
     _recipe_arguments(commands.add_parser("fetch", help="download the recipe's `fetch` files; nothing else"))
     _recipe_arguments(
         commands.add_parser("plan", help="what each source holds and will contribute; no shards")
@@ -108,6 +116,7 @@ def _settings(args: argparse.Namespace, recipe: Recipe) -> BuildSettings:
         ray_address=args.ray_address,
         limit=args.limit,
         progress=False if args.quiet else None,
+        discard_parts=args.discard_parts,
     )
 
 

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -87,6 +88,7 @@ class BuildSettings:
     ray_address: str | None = None
     limit: int | None = None
     progress: bool | None = None
+    discard_parts: bool = False
 
 
 @dataclass
@@ -553,6 +555,8 @@ def _build_locked(recipe: Recipe, settings: BuildSettings) -> Manifest:
         stages=stages,
     )
     write_atomic(out / "manifest.json", manifest.model_dump_json(indent=2).encode("utf-8") + b"\n")
+    if settings.discard_parts:  # a copy of every kept sample; the next build re-normalizes
+        shutil.rmtree(work / "parts", ignore_errors=True)
     return manifest
 
 

@@ -230,3 +230,19 @@ def test_a_trial_build_is_reproduced_as_the_same_trial(ray_cluster, tmp_path, ca
     args = ["reproduce", str(manifest), "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "b")]
     assert main([*args, "--quiet"]) == 0
     assert json.loads((tmp_path / "b" / "manifest.json").read_text())["limit"] == 4
+
+
+def test_discarding_parts_frees_the_copy_and_a_rebuild_gives_the_same_bytes(ray_cluster, tmp_path, capsys):
+    write_conversations(tmp_path / "mine")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(recipe_yaml("cli", tmp_path, tmp_path / "out"))
+    assert main(["build", str(recipe), "--quiet", "--discard-parts"]) == 0
+    out = tmp_path / "out"
+    assert not (out / ".work" / "parts").exists()
+    first = json.loads((out / "manifest.json").read_text())
+    shards = sorted((out / "shards").glob("*.tar"))
+    mtimes = [path.stat().st_mtime_ns for path in shards]
+    assert main(["build", str(recipe), "--quiet"]) == 0  # re-normalizes; the shards are kept
+    assert json.loads((out / "manifest.json").read_text())["content_sha256"] == first["content_sha256"]
+    assert [path.stat().st_mtime_ns for path in shards] == mtimes
+    assert (out / ".work" / "parts").exists()
