@@ -611,7 +611,7 @@ def _remove_stale_shards(out: Path, name: str, keep: set[str]) -> None:
 
 def check_output(recipe: Recipe, out: Path) -> None:
     """Refuse an output folder a build could damage: a file, a folder holding something other than
-    an earlier dataprep build (no `.work/`), or one inside a source's folder."""
+    an earlier dataprep build (its `.work/` or manifest), or one inside a source's folder."""
     if out.exists() and not out.is_dir():
         raise BuildError(f"output {out} is not a folder")
     if out.is_dir() and any(out.iterdir()) and not _holds_a_build(out):
