@@ -11,7 +11,7 @@ from typing import Any
 
 from dataprep.shards import (
     MemberLocation,
-    iter_tar,
+    member_locations,
     read_at,
     sha256_file,
     split_member_name,
@@ -138,9 +138,9 @@ def write_shard(
 
 
 def shard_tokens(path: Path, counter: TokenCounter) -> dict[str, Summary]:
-    """Token summaries per source of a shard already written."""
+    """Token summaries per source of a shard already written (reads its json members only)."""
     tally = TokenTally(counter)
-    for name, data in iter_tar(path):
-        if split_member_name(name)[1] == "json":
-            tally.add(json.loads(data))
+    for location in member_locations(path):
+        if split_member_name(location.name)[1] == "json":
+            tally.add(json.loads(read_at(path, location)))
     return tally.per_source()
