@@ -21,13 +21,15 @@ from dataprep.shards import (
 from dataprep.tokens import TokenCounter
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SampleCopy:
-    """Where one mixture sample's members lie: (suffix, offset, size) in a part tar."""
+    """Where one mixture sample's members lie: (suffix, offset, size) in a part tar, and the
+    digest of their bytes (a shard is rewritten when a sample it holds changes)."""
 
     key: str
     part: str
     members: list[list[Any]]
+    digest: str
 
 
 @dataclass

@@ -41,7 +41,14 @@ from dataprep.manifest import (
     load_manifest,
 )
 from dataprep.mixture import Component, plan
-from dataprep.normalize import UnitSummary, found_since, index_path, load_index, normalize_unit
+from dataprep.normalize import (
+    PART_FORMAT,
+    UnitSummary,
+    index_path,
+    inputs_changed,
+    load_index,
+    normalize_unit,
+)
 from dataprep.progress import Progress
 from dataprep.recipe import Download, ImagePolicy, Recipe, SourceEntry, source_options
 from dataprep.shards import (
@@ -360,6 +367,7 @@ def _entry_key(adapter: Source, recipe: Recipe, limit: int | None) -> str:
         [str(path), os.stat(path).st_size, os.stat(path).st_mtime_ns] for path in sorted(adapter.inputs())
     ]
     identity = {
+        "part_format": PART_FORMAT,
         "adapter": [adapter.name, adapter.version],
         "options": adapter.options.model_dump(mode="json"),
         "root": str(adapter.root),
@@ -419,9 +427,8 @@ def normalize(recipe: Recipe, settings: BuildSettings) -> list[EntryResult]:
             while used[e] < len(units[e]) and short(e):
                 unit, part = units[e][used[e]], parts[e][used[e]]
                 used[e] += 1
-                index = load_index(part) if index_path(part).exists() else None
-                if index is not None and not found_since(index):
-                    done[part] = index
+                if index_path(part).exists() and not inputs_changed(part):
+                    done[part] = load_index(part)
                     continue
                 index_path(part).unlink(missing_ok=True)  # the index is the completion marker
                 label = f"{entry.label} unit {unit!r}"
@@ -475,7 +482,7 @@ def _gather(
             if result.read >= budget:
                 return result
             if "members" in record:
-                result.kept.append(SampleCopy("", relative, record["members"]))
+                result.kept.append(SampleCopy("", relative, record["members"], record["digest"]))
                 result.reencoded += record.get("reencoded", 0)
             else:
                 reject = {"source": entry.label, "id": record["id"], "reason": record["reason"]}

@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from PIL import Image, UnidentifiedImageError
 
@@ -30,6 +31,14 @@ class ImageRejected(Exception):
         self.missing = missing
 
 
+class FileStamp(NamedTuple):
+    """An image file as read: a later build re-reads it when its size or mtime differ."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
 @dataclass(frozen=True)
 class EncodedImage:
     data: bytes
@@ -39,10 +48,11 @@ class EncodedImage:
     reencoded: bool
 
 
-def load_bytes(image: ImageInput, roots: list[Path]) -> bytes:
-    """The encoded bytes of an image, reading files only inside the source's declared roots."""
+def load_bytes(image: ImageInput, roots: list[Path]) -> tuple[bytes, FileStamp | None]:
+    """The encoded bytes of an image, reading files only inside the source's declared roots, and
+    for a file its stamp (path, size, mtime in ns), taken before reading so a later edit shows."""
     if isinstance(image, ImageBytes):
-        return image.data
+        return image.data, None
     assert isinstance(image, ImageFile)
     real_roots = {os.path.realpath(root) for root in roots}
     if os.path.realpath(image.root) not in real_roots:
@@ -56,7 +66,9 @@ def load_bytes(image: ImageInput, roots: list[Path]) -> bytes:
             "image_missing", f"{image.relpath} not found in {Path(image.root).name}/", missing=path
         )
     try:
-        return path.read_bytes()
+        with open(path, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            return handle.read(), FileStamp(str(path), info.st_size, info.st_mtime_ns)
     except OSError as error:
         raise ImageRejected("image_unreadable", f"{path}: {error}") from None
 

@@ -2,23 +2,28 @@
 
 A part is a tar holding each kept sample's final `<seq>.json` and image members, plus an
 index (`.json` beside it, written last: the completion marker) listing every record read,
-kept or rejected, in order, with where each kept sample's members lie in the tar. A part whose
-missing images have appeared since is normalized again.
+kept or rejected, in order, with where each kept sample's members lie in the tar and a digest
+of their bytes. Beside them, `.inputs.json` stamps every image file read and names every one
+found missing: a part is normalized again when one of those files changed or appeared.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dataprep.images import ImageRejected, apply_policy, load_bytes
+from dataprep.images import FileStamp, ImageRejected, apply_policy, load_bytes
 from dataprep.recipe import ImagePolicy
 from dataprep.sample import Reject, Sample, conversation_problem
 from dataprep.shards import MemberLocation, canonical_json, write_atomic, write_tar
 from dataprep.sources.base import Source
+
+PART_FORMAT = 2  # the layout of parts and their indexes; parts of another layout are not reused
 
 
 @dataclass(frozen=True)
@@ -31,12 +36,18 @@ def index_path(part: Path) -> Path:
     return part.with_suffix(".json")
 
 
+def inputs_path(part: Path) -> Path:
+    return part.with_suffix(".inputs.json")
+
+
 def normalize_unit(
     adapter: Source, unit: str, entry_name: str, policy: ImagePolicy, part: Path, limit: int | None
 ) -> UnitSummary:
-    """Read one unit through the adapter and write its part file and index."""
+    """Read one unit through the adapter and write its part file, inputs and index."""
     records: list[dict[str, Any]] = []
     members: list[tuple[str, bytes]] = []
+    stamps: dict[str, FileStamp] = {}
+    missing: set[str] = set()
     roots = adapter.roots()
     for seq, record in enumerate(itertools.islice(adapter.read(unit), limit)):
         if isinstance(record, Sample) and (problem := conversation_problem(record)):
@@ -44,34 +55,46 @@ def normalize_unit(
         if isinstance(record, Reject):
             records.append(_reject_entry(seq, record))
             continue
+        stem = f"{seq:09d}"
         try:
-            sample_json, images, converted = _sample_members(record, entry_name, roots, policy)
+            sample_members, reencoded = _sample_members(record, stem, entry_name, roots, policy, stamps)
         except ImageRejected as rejected:
             records.append(_reject_entry(seq, Reject(record.id, rejected.reason, rejected.detail)))
             if rejected.missing is not None:
-                records[-1]["missing"] = str(rejected.missing)
+                missing.add(str(rejected.missing))
             continue
-        stem = f"{seq:09d}"
-        records.append({"seq": seq, "id": record.id, "members": [f"{stem}.json"]})
-        if converted:
-            records[-1]["reencoded"] = converted
-        members.append((f"{stem}.json", sample_json))
-        for suffix, data in images:
-            records[-1]["members"].append(f"{stem}.{suffix}")
-            members.append((f"{stem}.{suffix}", data))
+        names = [name for name, _ in sample_members]
+        records.append({"seq": seq, "id": record.id, "members": names, "digest": _digest(sample_members)})
+        if reencoded:
+            records[-1]["reencoded"] = reencoded
+        members.extend(sample_members)
     locations = {location.name: location for location in write_tar(part, members)}
     for entry in records:
         if "members" in entry:
             entry["members"] = [_location_json(locations[name]) for name in entry["members"]]
+    inputs = {"files": sorted(stamps.values()), "missing": sorted(missing)}
+    write_atomic(inputs_path(part), canonical_json(inputs))
     index = {"unit": unit, "records": records}
     write_atomic(index_path(part), canonical_json(index))
     return UnitSummary(read=len(records), kept=sum("members" in entry for entry in records))
 
 
 def _sample_members(
-    sample: Sample, entry_name: str, roots: list[Path], policy: ImagePolicy
-) -> tuple[bytes, list[tuple[str, bytes]], int]:
-    encoded = [apply_policy(load_bytes(image, roots), policy) for image in sample.images]
+    sample: Sample,
+    stem: str,
+    entry_name: str,
+    roots: list[Path],
+    policy: ImagePolicy,
+    stamps: dict[str, FileStamp],
+) -> tuple[list[tuple[str, bytes]], int]:
+    """The sample's tar members (`<stem>.json`, then its images) and how many images were
+    re-encoded; every image file read is stamped into `stamps`, also when it is then rejected."""
+    encoded = []
+    for image in sample.images:
+        data, stamp = load_bytes(image, roots)
+        if stamp is not None:
+            stamps[stamp.path] = stamp
+        encoded.append(apply_policy(data, policy))
     single = len(encoded) == 1
     suffixes = [
         image.extension if single else f"{index}.{image.extension}" for index, image in enumerate(encoded)
@@ -84,8 +107,18 @@ def _sample_members(
         "conversations": [turn.to_json() for turn in sample.conversations],
         "meta": sample.meta,
     }
-    images = [(suffix, image.data) for suffix, image in zip(suffixes, encoded, strict=True)]
-    return canonical_json(document), images, sum(image.reencoded for image in encoded)
+    members = [(f"{stem}.json", canonical_json(document))]
+    members += [(f"{stem}.{suffix}", image.data) for suffix, image in zip(suffixes, encoded, strict=True)]
+    return members, sum(image.reencoded for image in encoded)
+
+
+def _digest(members: list[tuple[str, bytes]]) -> str:
+    """What a shard copies of one sample: its members' suffixes and bytes (shards are reused by it)."""
+    digest = hashlib.sha256()
+    for name, data in members:
+        digest.update(f"{name.partition('.')[2]} {len(data)}\n".encode())
+        digest.update(data)
+    return digest.hexdigest()[:32]
 
 
 def _reject_entry(seq: int, reject: Reject) -> dict[str, Any]:
@@ -100,6 +133,14 @@ def load_index(part: Path) -> dict[str, Any]:
     return json.loads(index_path(part).read_bytes())
 
 
-def found_since(index: dict[str, Any]) -> bool:
-    """Whether an image this part's index recorded as missing exists now (the part must be redone)."""
-    return any(Path(record["missing"]).is_file() for record in index["records"] if "missing" in record)
+def inputs_changed(part: Path) -> bool:
+    """Whether an image file this part read has changed or gone, or one it missed exists now."""
+    inputs = json.loads(inputs_path(part).read_bytes())
+    for path, size, mtime_ns in inputs["files"]:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return True
+        if (info.st_size, info.st_mtime_ns) != (size, mtime_ns):
+            return True
+    return any(os.path.isfile(path) for path in inputs["missing"])

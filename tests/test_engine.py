@@ -148,7 +148,7 @@ def test_a_limit_reads_further_units_only_while_a_source_is_short(ray_cluster, u
         out = tmp_path / f"out-{limit}"
         manifest = build(recipe, BuildSettings(out=out, limit=limit, progress=False))
         assert manifest.sources[0].read == limit
-        assert len(list((out / ".work" / "parts").glob("*/*.json"))) == units  # completed part indexes
+        assert len(list((out / ".work" / "parts").glob("*/*[0-9].json"))) == units  # completed part indexes
 
 
 def json_lines_within(path: Path, size: int) -> list[bytes]:
@@ -244,6 +244,42 @@ def test_images_that_appear_after_a_build_are_picked_up_by_the_next(ray_cluster,
     (was,), (now,) = before.sources, after.sources
     assert was.rejected["image_missing"] == 1 and "image_missing" not in now.rejected
     assert now.kept == was.kept + 1 and now.read == was.read
+
+
+def test_an_image_edited_in_place_rewrites_only_the_shard_holding_it(ray_cluster, tmp_path):
+    write_conversations(tmp_path / "up" / "mine")
+    out, before = _build(tmp_path, tmp_path / "up")
+    image = tmp_path / "up/mine/images/img_001.jpg"
+    data = bytearray(image.read_bytes())
+    assert data[6:11] == b"JFIF\0"
+    data[15] ^= 0x01  # the JFIF X density: same size, still a valid JPEG, other bytes
+    mtime = image.stat().st_mtime_ns + 10**9  # a coarse clock could leave it unchanged
+    image.write_bytes(bytes(data))
+    os.utime(image, ns=(mtime, mtime))
+    shards = sorted((out / "shards").glob("*.tar"))
+    inodes = [shard.stat().st_ino for shard in shards]
+    _, after = _build(tmp_path, tmp_path / "up")
+    _, fresh = _build(tmp_path / "fresh", tmp_path / "up")
+    assert [shard.sha256 for shard in after.shards] == [shard.sha256 for shard in fresh.shards]
+    changed = [
+        i for i, (a, b) in enumerate(zip(before.shards, after.shards, strict=True)) if a.sha256 != b.sha256
+    ]
+    assert len(changed) == 1
+    for index, shard in enumerate(shards):  # the others are kept as they were, not rewritten
+        assert index in changed or shard.stat().st_ino == inodes[index]
+    holding = wds.WebDataset(str(shards[changed[0]]), shardshuffle=False)
+    assert any(sample.get("jpg") == bytes(data) for sample in holding)
+
+
+def test_a_broken_image_repaired_in_place_is_kept_by_the_next_build(ray_cluster, tmp_path):
+    write_conversations(tmp_path / "up" / "mine")
+    _, before = _build(tmp_path, tmp_path / "up")
+    good = (tmp_path / "up/mine/images/img_001.jpg").read_bytes()
+    (tmp_path / "up/mine/images/truncated.jpg").write_bytes(good)
+    _, after = _build(tmp_path, tmp_path / "up")
+    (was,), (now,) = before.sources, after.sources
+    assert was.rejected["image_truncated"] == 1 and "image_truncated" not in now.rejected
+    assert now.kept == was.kept + 1
 
 
 def _token_totals_read_back(out: Path, tokenizer: Path, image_tokens: int) -> Counter:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from dataprep.fixtures.draw import encode, photo
-from dataprep.images import ImageRejected, apply_policy, load_bytes
+from dataprep.images import FileStamp, ImageRejected, apply_policy, load_bytes
 from dataprep.recipe import ImagePolicy
 from dataprep.sample import ImageBytes, ImageFile
 
@@ -78,8 +78,10 @@ def test_files_are_read_only_inside_declared_roots(tmp_path):
     (root / "a.jpg").write_bytes(b"abc")
     (tmp_path / "outside.jpg").write_bytes(b"secret")
     (root / "link.jpg").symlink_to(tmp_path / "outside.jpg")
-    assert load_bytes(ImageFile(root, "a.jpg"), [root]) == b"abc"
-    assert load_bytes(ImageBytes(b"xyz"), []) == b"xyz"
+    info = (root / "a.jpg").stat()
+    stamp = FileStamp(str(root / "a.jpg"), info.st_size, info.st_mtime_ns)
+    assert load_bytes(ImageFile(root, "a.jpg"), [root]) == (b"abc", stamp)
+    assert load_bytes(ImageBytes(b"xyz"), []) == (b"xyz", None)
     for image, reason in [
         (ImageFile(root, "../outside.jpg"), "unsafe_path"),
         (ImageFile(root, "/etc/passwd"), "unsafe_path"),
