@@ -25,7 +25,7 @@ import ray
 
 from dataprep import __version__
 from dataprep.assemble import SampleCopy, ShardResult, ShardStats, Summary, shard_tokens, write_shard
-from dataprep.fetch import fetch
+from dataprep.fetch import FetchError, download_key, fetch, target
 from dataprep.licences import strictest_terms
 from dataprep.manifest import (
     Artifact,
@@ -149,24 +149,23 @@ def _fetch_task(root: str, download: dict[str, Any]) -> dict[str, Any]:
 
 def fetch_sources(recipe: Recipe, settings: BuildSettings) -> list[list[DownloadReport]]:
     """Put every entry's `fetch` downloads in place (completed ones are skipped), in parallel; the
-    same URL into the same folder is fetched once."""
-    jobs: dict[tuple[str, bytes], tuple[str, Callable[[], ray.ObjectRef]]] = {}
-    wanted: list[list[tuple[str, bytes]]] = []
+    same download into the same folder is fetched once, with the pin any entry gives it."""
+    specs: dict[tuple[str, str], Download] = {}
+    wanted: list[list[tuple[str, str]]] = []
     for entry in recipe.sources:
-        root = str(recipe.source_root(entry))
+        root = os.path.realpath(recipe.source_root(entry))
         keys = []
         for download in entry.fetch:
-            spec = download.model_dump(mode="json")
-            key = (root, canonical_json(spec))
-            jobs.setdefault(
-                key,
-                (
-                    f"{entry.label} {download.url}",
-                    lambda root=root, spec=spec: _fetch_task.remote(root, spec),
-                ),
-            )
+            key = (root, download_key(download))
+            seen = specs.setdefault(key, download)
+            if None not in (seen.sha256, download.sha256) and seen.sha256 != download.sha256:
+                raise BuildError(f"{entry.label}: {download.url} is pinned to two different sha256 values")
+            if seen.sha256 is None:
+                specs[key] = download
             keys.append(key)
         wanted.append(keys)
+    _refuse_shared_targets(specs)
+    jobs = {key: (download.url, _fetch_job(key[0], download)) for key, download in specs.items()}
     done = dict(zip(jobs, _run("fetch", list(jobs.values()), settings), strict=True))
     return [
         [
@@ -182,6 +181,26 @@ def fetch_sources(recipe: Recipe, settings: BuildSettings) -> list[list[Download
         ]
         for keys in wanted
     ]
+
+
+def _fetch_job(root: str, download: Download) -> Callable[[], ray.ObjectRef]:
+    spec = download.model_dump(mode="json")
+    return lambda: _fetch_task.remote(root, spec)
+
+
+def _refuse_shared_targets(specs: dict[tuple[str, str], Download]) -> None:
+    """Two URLs downloaded to one file would overwrite each other: a recipe error."""
+    targets: dict[tuple[str, str], str] = {}
+    for (root, _), download in specs.items():
+        if download.unpack:
+            continue
+        try:
+            path = target(download)
+        except FetchError as error:
+            raise BuildError(str(error)) from None
+        first = targets.setdefault((root, path), download.url)
+        if first != download.url:
+            raise BuildError(f"{first} and {download.url} both download to {Path(root) / path}")
 
 
 @ray.remote(max_retries=3)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tarfile
 import time
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
@@ -27,7 +28,6 @@ from dataprep.shards import PARTIAL_SUFFIX, canonical_json, sha256_file, write_a
 STATE_DIR = ".fetch"
 HF_ENDPOINT = "https://huggingface.co"
 CHUNK = 1 << 16  # a dropped connection loses at most one chunk of the partial file
-RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 
 
 class FetchError(Exception):
@@ -39,7 +39,7 @@ class UnsafeArchive(FetchError):
 
 
 class _Transient(Exception):
-    """A failure worth retrying (connection lost, 5xx, 429)."""
+    """A failure worth retrying (connection lost, 5xx, 429, a file changed mid-download)."""
 
 
 @dataclass(frozen=True)
@@ -81,21 +81,21 @@ def fetch(root: Path, download: Download, *, retries: int = 4, backoff: float = 
     root = Path(os.path.realpath(root))
     state = root / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
-    where = canonical_json(download.model_dump(mode="json", include={"url", "to", "unpack"}))
-    marker = state / f"{hashlib.sha256(where).hexdigest()[:16]}.json"
+    key = download_key(download)
+    marker = state / f"{key}.json"
     done = _done(root, marker, download)
     if done is not None:
         return done
-    if download.unpack:
-        destination = state / file_name(download.url)
+    if download.unpack:  # kept per download: two archives of one name are two files
+        destination = state / f"{key}-{file_name(download.url)}"
     else:
-        destination = _inside(root, download.to or file_name(download.url))
-    if not _present(destination, download.sha256):
-        _download(http_url(download.url), destination, retries, backoff)
-    digest = sha256_file(destination)
-    if download.sha256 and digest != download.sha256:
-        destination.unlink()
-        raise FetchError(f"{download.url}: sha256 {digest} does not match the pinned {download.sha256}")
+        destination = _inside(root, target(download))
+    earlier = _fetched_from_other_urls(root, marker, destination)
+    digest = None if earlier else _present(destination, download.sha256)
+    if digest is None:
+        digest = _download(download, destination, retries, backoff)
+    for other in earlier:  # their file is replaced now
+        other.unlink()
     unpacked = unpack(destination, _inside(root, download.to_folder)) if download.unpack else []
     result = Fetched(
         url=download.url,
@@ -105,21 +105,51 @@ def fetch(root: Path, download: Download, *, retries: int = 4, backoff: float = 
         pinned=download.sha256 is not None,
         unpacked=unpacked,
     )
-    write_atomic(marker, canonical_json(asdict(result)))
+    write_atomic(marker, canonical_json({**asdict(result), "stat": _stat(destination)}))
     return result
 
 
+def download_key(download: Download) -> str:
+    """Names a download's marker and kept archive: its URL, `to` and `unpack` (not the pin)."""
+    where = canonical_json(download.model_dump(mode="json", include={"url", "to", "unpack"}))
+    return hashlib.sha256(where).hexdigest()[:16]
+
+
+def target(download: Download) -> str:
+    """Where a download that is not unpacked lands, relative to the source folder."""
+    return os.path.normpath(download.to or file_name(download.url))
+
+
 def _done(root: Path, marker: Path, download: Download) -> Fetched | None:
-    """The recorded result when the marker matches this download and its files are all present;
-    extracted files that went missing are restored from the kept archive."""
+    """The recorded result when the marker matches this download and its file is as recorded
+    (size and mtime); extracted files that went missing are restored from the kept archive."""
     if not marker.exists():
         return None
-    done = Fetched(**json.loads(marker.read_bytes()))
-    if download.sha256 not in (None, done.sha256) or not (root / done.path).exists():
+    record = json.loads(marker.read_bytes())
+    stat = record.pop("stat", None)
+    done = Fetched(**record)
+    path = root / done.path
+    if download.sha256 not in (None, done.sha256) or not path.exists() or _stat(path) != stat:
         return None
     if download.unpack and not all((root / download.to_folder / name).exists() for name in done.unpacked):
-        unpack(root / done.path, _inside(root, download.to_folder))
-    return done
+        unpack(path, _inside(root, download.to_folder))
+    return replace(done, pinned=download.sha256 is not None)
+
+
+def _fetched_from_other_urls(root: Path, marker: Path, destination: Path) -> list[Path]:
+    """Markers of earlier downloads (another URL) into `destination`: their file is not this one."""
+    others = []
+    for other in marker.parent.glob("*.json"):
+        if other != marker and json.loads(other.read_bytes()).get("path") == str(
+            destination.relative_to(root)
+        ):
+            others.append(other)
+    return others
+
+
+def _stat(path: Path) -> list[int]:
+    info = path.stat()
+    return [info.st_size, info.st_mtime_ns]
 
 
 def _inside(root: Path, relative: str) -> Path:
@@ -129,54 +159,122 @@ def _inside(root: Path, relative: str) -> Path:
         raise FetchError(f"`to`: {error}") from None
 
 
-def _present(path: Path, sha256: str | None) -> bool:
-    """A file already in place needs no download: any file when nothing is pinned (it is recorded
-    with the checksum it has), else only one with the pinned checksum."""
-    return path.exists() and (sha256 is None or sha256_file(path) == sha256)
+def _present(path: Path, sha256: str | None) -> str | None:
+    """The checksum of a file already in place that needs no download: any file when nothing is
+    pinned (it is recorded with the checksum it has), else only one with the pinned checksum."""
+    if not path.exists():
+        return None
+    digest = sha256_file(path)
+    return digest if sha256 in (None, digest) else None
 
 
-def _download(url: str, destination: Path, retries: int, backoff: float) -> None:
-    """Stream `url` to `destination` through a `.partial` file, resuming it across attempts."""
+def _download(download: Download, destination: Path, retries: int, backoff: float) -> str:
+    """Stream the URL to `destination` through a `.partial` file, resumed across attempts while the
+    server's validator (ETag / Last-Modified) and size stay the same; verify it before renaming it
+    into place; return its sha256."""
+    url = http_url(download.url)
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(destination.name + PARTIAL_SUFFIX)
-    for attempt in range(retries + 1):
+    failures = 0
+    while True:
+        have = _size(partial)
         try:
-            _attempt(url, partial)
-            break
+            if _attempt(url, partial):
+                break
+            if _size(partial) <= have:
+                raise _Transient("the server sent no data")
         except (_Transient, requests.ConnectionError, requests.Timeout) as error:
-            if attempt == retries:
-                raise FetchError(f"{url}: {error} (gave up after {retries + 1} attempts)") from None
-            time.sleep(backoff * 2**attempt)
+            failures += 1
+            if failures > retries:
+                raise FetchError(f"{url}: {error} (gave up after {failures} attempts)") from None
+            time.sleep(backoff * 2 ** (failures - 1))
+    digest = sha256_file(partial)
+    if download.sha256 and digest != download.sha256:
+        _discard(partial)
+        raise FetchError(f"{download.url}: sha256 {digest} does not match the pinned {download.sha256}")
     os.replace(partial, destination)
+    _resume_info(partial).unlink(missing_ok=True)
+    return digest
 
 
-def _attempt(url: str, partial: Path) -> None:
-    have = partial.stat().st_size if partial.exists() else 0
-    headers = {"Range": f"bytes={have}-"} if have else {}
+def _attempt(url: str, partial: Path) -> bool:
+    """One request for the rest of `partial`; True when the file is complete."""
+    have = _size(partial)
+    info_path = _resume_info(partial)
+    info = json.loads(info_path.read_bytes()) if have and info_path.exists() else {}
+    headers = {"Accept-Encoding": "identity"}  # byte ranges of the file itself, not of a compressed body
+    if have:
+        headers["Range"] = f"bytes={have}-"
+        if info.get("validator"):
+            headers["If-Range"] = info["validator"]  # a changed file comes back whole (200)
     hub = urlsplit(os.environ.get("HF_ENDPOINT", HF_ENDPOINT)).netloc
     if (token := os.environ.get("HF_TOKEN")) and urlsplit(url).netloc == hub:
         headers["Authorization"] = f"Bearer {token}"  # gated datasets; sent to the hub only
     with requests.get(url, headers=headers, stream=True, timeout=60) as response:
         if response.status_code == 416 and have:  # nothing left to send: whole, or longer than the file
-            if _total(response) == have:
-                return
-            partial.unlink()
+            if _total(response) == have == info.get("total", have):
+                return True
+            _discard(partial)
             raise _Transient(f"partial download of {have} bytes does not match the file; starting over")
-        if response.status_code in RETRY_STATUS:
+        if _retryable(response.status_code):
             raise _Transient(f"HTTP {response.status_code}")
         if response.status_code not in (200, 206):
             raise FetchError(f"{url}: HTTP {response.status_code} {response.reason}")
         resumed = response.status_code == 206
-        if resumed and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
-            raise FetchError(
-                f"{url}: asked for bytes {have}- but got {response.headers.get('Content-Range')}"
-            )
+        if resumed:
+            start, total = _content_range(response)
+            if start != have:
+                raise FetchError(
+                    f"{url}: asked for bytes {have}- but got {response.headers.get('Content-Range')}"
+                )
+            if info.get("total") not in (None, total):
+                _discard(partial)
+                raise _Transient("the file changed on the server since the partial download; starting over")
+        else:
+            length = response.headers.get("Content-Length", "")
+            total = int(length) if length.isdigit() else None
+            validator = response.headers.get("ETag", "")
+            if not validator or validator.startswith("W/"):  # If-Range needs a strong validator
+                validator = response.headers.get("Last-Modified", "")
+            write_atomic(info_path, canonical_json({"validator": validator, "total": total}))
         try:
             with partial.open("ab" if resumed else "wb") as out:
                 for chunk in response.iter_content(CHUNK):
                     out.write(chunk)
         except requests.exceptions.ChunkedEncodingError as error:  # connection lost mid-body
             raise _Transient(str(error)) from None
+    size = _size(partial)
+    if total is not None and size > total:
+        _discard(partial)
+        raise _Transient(f"received {size} bytes of a {total}-byte file; starting over")
+    return total is None or size == total
+
+
+def _retryable(status: int) -> bool:
+    """Timeouts, rate limits and server errors but those that say the request itself is wrong."""
+    return status in (408, 425, 429) or (500 <= status < 600 and status not in (501, 505))
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def _resume_info(partial: Path) -> Path:
+    """The validator and size the server gave when `partial` was started."""
+    return partial.with_name(partial.name + ".json")
+
+
+def _discard(partial: Path) -> None:
+    partial.unlink(missing_ok=True)
+    _resume_info(partial).unlink(missing_ok=True)
+
+
+def _content_range(response: requests.Response) -> tuple[int | None, int | None]:
+    """(first byte, full size) from `Content-Range: bytes <first>-<last>/<size or *>`."""
+    match = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", "").strip())
+    if match is None:
+        return None, None
+    return int(match[1]), int(match[2]) if match[2].isdigit() else None
 
 
 def _total(response: requests.Response) -> int | None:
@@ -187,33 +285,45 @@ def _total(response: requests.Response) -> int | None:
 
 def unpack(archive: Path, folder: Path) -> list[str]:
     """Extract a zip or tar (any compression) into `folder` after checking every member; return the
-    extracted files, relative to `folder`, sorted. Nothing is written if any member is unsafe."""
+    extracted files, relative to `folder`, sorted. Only files and folders whose names stay inside
+    `folder` are admitted (no links, devices or absolute names); nothing is written if any member
+    is refused."""
     folder.mkdir(parents=True, exist_ok=True)
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as bundle:
             members = bundle.infolist()
             for member in members:
-                _check_zip_member(member, folder)
+                is_link = (member.external_attr >> 16) & 0o170000 == 0o120000
+                _check_member(archive, member.filename, "a symbolic link" if is_link else None, folder)
             bundle.extractall(folder)
             return sorted(m.filename for m in members if not m.is_dir())
     if tarfile.is_tarfile(archive):
         with tarfile.open(archive) as bundle:
             members = bundle.getmembers()
             for member in members:
-                try:
-                    tarfile.data_filter(member, str(folder))
-                except tarfile.FilterError as error:
-                    raise UnsafeArchive(f"{archive.name}: member {member.name!r}: {error}") from None
-            bundle.extractall(folder, filter="data")
+                kind = None if member.isfile() or member.isdir() else _TAR_KINDS.get(member.type, "special")
+                _check_member(archive, member.name, kind, folder)
+            bundle.extractall(folder, members=members, filter="data")
             return sorted(m.name for m in members if m.isfile())
     raise FetchError(f"{archive.name}: `unpack` is set but this is neither a zip nor a tar archive")
 
 
-def _check_zip_member(member: zipfile.ZipInfo, folder: Path) -> None:
-    name = member.filename
-    if (member.external_attr >> 16) & 0o170000 == 0o120000:
-        raise UnsafeArchive(f"member {name!r} is a symbolic link")
+_TAR_KINDS = {
+    tarfile.SYMTYPE: "a symbolic link",
+    tarfile.LNKTYPE: "a hard link",
+    tarfile.CHRTYPE: "a device",
+    tarfile.BLKTYPE: "a device",
+    tarfile.FIFOTYPE: "a FIFO",
+}
+
+
+def _check_member(archive: Path, name: str, refused_kind: str | None, folder: Path) -> None:
+    """Refuse a member that is no plain file or folder (`refused_kind` names it) or leaves `folder`."""
+    if refused_kind is not None:
+        raise UnsafeArchive(
+            f"{archive.name}: member {name!r} is {refused_kind}; only files and folders are unpacked"
+        )
     try:
         resolve_inside(folder, name)
     except UnsafePath as error:
-        raise UnsafeArchive(f"member {name!r}: {error}") from None
+        raise UnsafeArchive(f"{archive.name}: member {name!r}: {error}") from None

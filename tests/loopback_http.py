@@ -1,8 +1,10 @@
-"""A real HTTP server on 127.0.0.1 for download tests: serves files from a dict, honours Range
-requests, logs every request, and can drop a connection part-way through a body or answer errors."""
+"""A real HTTP server on 127.0.0.1 for download tests: serves files from a dict, honours Range and
+If-Range requests, logs every request, and can drop a connection part-way through a body, answer
+errors or send short ranges."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +18,8 @@ class Site:
     cut_after: dict[str, int] = field(default_factory=dict)  # path → bytes sent before dropping (once)
     status: dict[str, list[int]] = field(default_factory=dict)  # path → statuses to answer first
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
+    etags: bool = True  # send a strong ETag and honour If-Range (a changed file is sent whole)
+    range_cap: int | None = None  # answer a Range request with at most this many bytes
     url: str = ""
 
 
@@ -36,8 +40,12 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                 self.send_error(404)
                 return
             data = site.files[path]
+            etag = f'"{hashlib.sha256(data).hexdigest()[:16]}"'
             start = 0
-            if ranged := self.headers.get("Range"):
+            ranged = self.headers.get("Range")
+            if site.etags and self.headers.get("If-Range") not in (None, etag):
+                ranged = None
+            if ranged:
                 start = int(ranged.removeprefix("bytes=").split("-")[0])
                 if start >= len(data):
                     self.send_response(416)
@@ -45,11 +53,15 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
+                end = len(data) if site.range_cap is None else min(len(data), start + site.range_cap)
                 self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
             else:
+                end = len(data)
                 self.send_response(200)
-            body = data[start:]
+            if site.etags:
+                self.send_header("ETag", etag)
+            body = data[start:end]
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if path in site.cut_after:

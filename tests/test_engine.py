@@ -15,8 +15,9 @@ import pytest
 import webdataset as wds
 
 from dataprep.engine import BuildError, BuildSettings, build, output_lock
+from dataprep.fetch import download_key
 from dataprep.fixtures.tokenizer import write_tokenizer
-from dataprep.recipe import RecipeError, load_recipe
+from dataprep.recipe import Download, RecipeError, load_recipe
 from dataprep.report import summary
 from dataprep.shards import MemberLocation, sha256_file, tar_locations
 
@@ -211,10 +212,35 @@ def test_sources_are_fetched_over_http_before_they_are_read(ray_cluster, tmp_pat
     assert source.rejected == dict(sorted(Counter(facts["rejects"].values()).items()))
     assert [(d.path, d.pinned, d.unpacked_files) for d in source.downloads] == [
         ("train.jsonl", True, 0),
-        (".fetch/images.zip", False, len(list((published / "mine/images").iterdir()))),
+        (
+            f".fetch/{download_key(Download(url=f'{site.url}/mine/images.zip', unpack=True))}-images.zip",
+            False,
+            len(list((published / "mine/images").iterdir())),
+        ),
     ]
     assert "fetch" not in manifest.recipe["sources"][0]  # a location, like data_root
     assert manifest.build.stages["fetch"] >= 0 and again.content_sha256 == manifest.content_sha256
+
+
+@pytest.mark.parametrize(
+    ("downloads", "error"),
+    [
+        (["{url}/a.json", "{url}/b/a.json"], "both download to"),
+        (["{url}/a.json", "{url}/other.json\n        to: a.json"], "both download to"),
+        (
+            [f"{{url}}/a.json\n        sha256: '{'0' * 64}'", f"{{url}}/a.json\n        sha256: '{'1' * 64}'"],
+            "two different",
+        ),
+    ],
+)
+def test_downloads_that_would_overwrite_each_other_are_refused(
+    ray_cluster, upstream, tmp_path, downloads, error
+):
+    data_root, _ = upstream
+    fetch = "    fetch:\n" + "".join(f"      - url: {item}\n" for item in downloads)
+    with serve(Site()) as site, pytest.raises(BuildError, match=error):
+        _build(tmp_path, data_root, extra_sources=fetch.replace("{url}", site.url))
+    assert site.requests == []
 
 
 def test_a_rerun_keeps_untouched_shards_and_rewrites_altered_ones(ray_cluster, upstream, tmp_path):

@@ -11,7 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from dataprep.fetch import CHUNK, STATE_DIR, FetchError, UnsafeArchive, fetch, file_name, http_url, unpack
+from dataprep.fetch import (
+    CHUNK,
+    STATE_DIR,
+    FetchError,
+    UnsafeArchive,
+    download_key,
+    fetch,
+    file_name,
+    http_url,
+    unpack,
+)
 from dataprep.recipe import Download
 
 from loopback_http import Site, serve
@@ -101,7 +111,10 @@ def test_archives_unpack_into_the_folder_and_are_restored(tmp_path: Path) -> Non
         done = fetch(tmp_path, spec)
         (tmp_path / "data/images/a.jpg").unlink()
         again = fetch(tmp_path, spec)
-    assert done.unpacked == ["images/a.jpg", "images/b/c.jpg"] and done.path == f"{STATE_DIR}/images.zip"
+    assert (
+        done.unpacked == ["images/a.jpg", "images/b/c.jpg"]
+        and done.path == f"{STATE_DIR}/{download_key(spec)}-images.zip"
+    )
     assert again == done and len(site.requests) == 1  # restored from the kept archive
     assert (tmp_path / "data/images/a.jpg").read_bytes() == b"a"
 
@@ -125,14 +138,37 @@ def link_member(name: str, target: str) -> tarfile.TarInfo:
     return member
 
 
+def hard_link_member(name: str, target: str) -> tarfile.TarInfo:
+    member = tarfile.TarInfo(name)
+    member.type, member.linkname = tarfile.LNKTYPE, target
+    return member
+
+
+def tar_of(*members: tuple[tarfile.TarInfo, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as bundle:
+        for member, data in members:
+            bundle.addfile(member, io.BytesIO(data) if data else None)
+    return buffer.getvalue()
+
+
 @pytest.mark.parametrize(
     ("name", "archive", "reason"),
     [
         ("dotdot.zip", zip_bytes({"ok.txt": b"1", "../evil.txt": b"x"}), "leaves its root"),
         ("absolute.zip", zip_bytes({"/tmp/evil.txt": b"x"}), "absolute path"),
-        ("dotdot.tar.gz", tar_with(file_member("../evil.txt", 1), b"x"), "outside the destination"),
-        ("link.tar.gz", tar_with(link_member("images", "/etc")), "absolute path"),
+        ("dotdot.tar.gz", tar_with(file_member("../evil.txt", 1), b"x"), "leaves its root"),
+        ("absolute.tar", tar_of((file_member("/etc/abs.txt", 1), b"x")), "absolute path"),
+        ("link.tar.gz", tar_with(link_member("images", "/etc")), "symbolic link"),
+        (
+            "hard.tar",
+            tar_of((file_member("ok.txt", 1), b"x"), (hard_link_member("h", "/etc/passwd"), b"")),
+            "hard link",
+        ),
+        # links that only point out once both exist (the pattern behind tarfile's CVE-2025-4517)
+        ("chain.tar", tar_of((link_member("a", "."), b""), (link_member("a/b", ".."), b"")), "symbolic link"),
     ],
+    ids=lambda value: value if isinstance(value, str) and len(value) < 40 else "",
 )
 def test_unsafe_archives_are_refused_before_anything_is_written(
     tmp_path: Path, name: str, archive: bytes, reason: str
@@ -142,7 +178,7 @@ def test_unsafe_archives_are_refused_before_anything_is_written(
     with pytest.raises(UnsafeArchive, match=reason):
         unpack(path, tmp_path / "root")
     assert not list((tmp_path / "root").iterdir())
-    assert not (tmp_path / "evil.txt").exists()
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "etc").exists()
 
 
 def test_a_file_that_is_no_archive_is_an_error(tmp_path: Path) -> None:
@@ -173,3 +209,70 @@ def test_the_same_url_to_another_place_is_another_download(tmp_path: Path) -> No
         second = fetch(tmp_path / "link", download(f"{site.url}/a.json", to="copy/a.json"))
     assert (first.path, second.path) == ("a.json", "copy/a.json")
     assert (tmp_path / "real/copy/a.json").read_bytes() == DATA and len(site.requests) == 2
+
+
+def test_two_archives_of_one_name_are_two_downloads(tmp_path: Path) -> None:
+    site = Site(
+        files={"/train/images.zip": zip_bytes({"t.jpg": b"t"}), "/val/images.zip": zip_bytes({"v.jpg": b"v"})}
+    )
+    with serve(site):
+        train = fetch(tmp_path, download(f"{site.url}/train/images.zip", unpack=True, to="train"))
+        val = fetch(tmp_path, download(f"{site.url}/val/images.zip", unpack=True, to="val"))
+    assert (train.unpacked, val.unpacked) == (["t.jpg"], ["v.jpg"]) and train.path != val.path
+    assert sorted(path for path, _ in site.requests) == ["/train/images.zip", "/val/images.zip"]
+    assert (tmp_path / "val/v.jpg").read_bytes() == b"v" and not (tmp_path / "val/t.jpg").exists()
+
+
+def test_a_new_url_for_the_same_file_is_downloaded_not_taken_from_the_old_one(tmp_path: Path) -> None:
+    site = Site(files={"/v1/ann.json": b"version 1", "/v2/ann.json": b"version 2"})
+    with serve(site):
+        fetch(tmp_path, download(f"{site.url}/v1/ann.json"))
+        second = fetch(tmp_path, download(f"{site.url}/v2/ann.json"))
+    assert (tmp_path / "ann.json").read_bytes() == b"version 2"
+    assert second.sha256 == hashlib.sha256(b"version 2").hexdigest()
+    assert len(list((tmp_path / STATE_DIR).glob("*.json"))) == 1  # the v1 marker is gone
+
+
+@pytest.mark.parametrize("etags", [True, False])
+def test_a_file_changed_on_the_server_between_attempts_is_started_over(tmp_path: Path, etags: bool) -> None:
+    """With an ETag the server sends the new file whole (If-Range); without one, its new size shows."""
+    site = Site(files={"/a.bin": DATA}, cut_after={"/a.bin": 100_000}, etags=etags)
+    new = os.urandom(len(DATA) if etags else len(DATA) + 1)
+    with serve(site):
+        with pytest.raises(FetchError, match="gave up"):
+            fetch(tmp_path, download(f"{site.url}/a.bin"), retries=0)
+        site.files["/a.bin"] = new
+        done = fetch(tmp_path, download(f"{site.url}/a.bin"), backoff=0.01)
+    assert (tmp_path / "a.bin").read_bytes() == new and done.sha256 == hashlib.sha256(new).hexdigest()
+    assert not list(tmp_path.glob("*.partial*"))
+
+
+def test_a_server_sending_short_ranges_is_asked_for_the_rest(tmp_path: Path) -> None:
+    site = Site(files={"/a.bin": DATA}, cut_after={"/a.bin": 100_000}, range_cap=50_000)
+    with serve(site):
+        done = fetch(tmp_path, download(f"{site.url}/a.bin", sha256=SHA), retries=1, backoff=0.01)
+    assert (tmp_path / "a.bin").read_bytes() == DATA and done.bytes == len(DATA)
+    starts = [int(ranged.removeprefix("bytes=").rstrip("-")) for _, ranged in site.requests[1:]]
+    assert len(starts) >= 4 and starts == sorted(starts)  # each request continues where the last ended
+
+
+def test_a_downloaded_file_changed_since_is_checked_again(tmp_path: Path) -> None:
+    with serve(Site(files={"/a.bin": DATA})) as site:
+        first = fetch(tmp_path, download(f"{site.url}/a.bin"))
+        pinned = fetch(tmp_path, download(f"{site.url}/a.bin", sha256=SHA))  # the same file, now pinned
+        assert (first.pinned, pinned.pinned, len(site.requests)) == (False, True, 1)
+        (tmp_path / "a.bin").write_bytes(DATA[:10])
+        again = fetch(tmp_path, download(f"{site.url}/a.bin", sha256=SHA))
+    assert len(site.requests) == 2 and (tmp_path / "a.bin").read_bytes() == DATA and again.bytes == len(DATA)
+
+
+@pytest.mark.parametrize(("status", "retried"), [(507, True), (520, True), (501, False), (403, False)])
+def test_which_statuses_are_retried(tmp_path: Path, status: int, retried: bool) -> None:
+    site = Site(files={"/a": DATA}, status={"/a": [status]})
+    with serve(site):
+        if retried:
+            fetch(tmp_path, download(f"{site.url}/a"), backoff=0.01)
+        else:
+            with pytest.raises(FetchError, match=f"HTTP {status}"):
+                fetch(tmp_path, download(f"{site.url}/a"), backoff=0.01)
+    assert len(site.requests) == (2 if retried else 1)
