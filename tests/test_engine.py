@@ -228,7 +228,10 @@ def test_sources_are_fetched_over_http_before_they_are_read(ray_cluster, tmp_pat
         (["{url}/a.json", "{url}/b/a.json"], "both download to"),
         (["{url}/a.json", "{url}/other.json\n        to: a.json"], "both download to"),
         (
-            [f"{{url}}/a.json\n        sha256: '{'0' * 64}'", f"{{url}}/a.json\n        sha256: '{'1' * 64}'"],
+            [
+                f"{{url}}/a.json\n        sha256: '{'0' * 64}'",
+                f"{{url}}/a.json\n        sha256: '{'1' * 64}'",
+            ],
             "two different",
         ),
     ],

@@ -5,19 +5,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
+from dataprep.manifest import ManifestError
+from train_bridge.errors import BridgeError
 from train_bridge.template import DEFAULT_SYSTEM
 
 DEFAULTS_NOTE = "defaults are the InternVL-Chat-V1-2 hyper-parameters"
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+def _at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least `low`."""
+
+    def check(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+
+    check.__name__ = "int"  # argparse names the type in its "invalid int value" message
+    return check
+
+
+_positive, _non_negative = _at_least(1), _at_least(0)
 
 
 def _sft_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +49,9 @@ def _sft_parser(sub: argparse._SubParsersAction) -> None:
         default="truncate",
         help="too-long samples: truncate text after the last image, or drop (default: %(default)s)",
     )
-    p.add_argument("--image-size", type=int, default=448, help="input size of preset models (default: 448)")
+    p.add_argument(
+        "--image-size", type=_positive, default=448, help="input size of preset models (default: 448)"
+    )
     p.add_argument("--global-batch", type=_positive, default=512)
     p.add_argument("--micro-batch", type=_positive, default=4, help="samples per device per forward")
     p.add_argument("--lr", type=float, default=1e-5)
@@ -49,21 +64,26 @@ def _sft_parser(sub: argparse._SubParsersAction) -> None:
         help="weight decay on biases and norm weights too, as V1-2 (default: on)",
     )
     p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=_positive, default=1)
     p.add_argument(
-        "--max-steps", type=int, default=0, help="schedule length in steps (0: epochs × steps/epoch)"
+        "--max-steps",
+        type=_non_negative,
+        default=0,
+        help="schedule length in steps (0: epochs × steps/epoch)",
     )
-    p.add_argument("--stop-after", type=int, default=0, help="checkpoint and stop after this many steps")
     p.add_argument(
-        "--seed", type=int, default=None, help="data order and init seed (default: the manifest's)"
+        "--stop-after", type=_non_negative, default=0, help="checkpoint and stop after this many steps"
     )
-    p.add_argument("--num-workers", type=int, default=4, help="DataLoader workers per rank")
+    p.add_argument(
+        "--seed", type=_non_negative, default=None, help="data order and init seed (default: the manifest's)"
+    )
+    p.add_argument("--num-workers", type=_non_negative, default=4, help="DataLoader workers per rank")
     p.add_argument(
         "--window", type=_positive, default=16, help="shards shuffled together (default: %(default)s)"
     )
     p.add_argument(
         "--length-group",
-        type=int,
+        type=_non_negative,
         default=50,
         help="sort runs of this many global batches by length, as V1-2's group_by_length (0: off; default: %(default)s)",
     )
@@ -90,7 +110,10 @@ def _sft_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--gpu-decode", action="store_true", help="decode JPEGs with nvJPEG (torchvision + CUDA)")
     p.add_argument(
-        "--save-every", type=int, default=0, help="checkpoint every N steps (0: at the end only; -1: never)"
+        "--save-every",
+        type=_at_least(-1),
+        default=0,
+        help="checkpoint every N steps (0: at the end only; -1: never)",
     )
     p.add_argument("--resume", default="auto", help="auto (latest under --out) | none | checkpoint folder")
     p.add_argument(
@@ -110,7 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--manifest", type=Path, required=True)
     export.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except (BridgeError, ManifestError) as error:
+        print(f"train-bridge {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "export-internvl":
         from train_bridge.export_internvl import export
 

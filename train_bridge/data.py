@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from dataprep.manifest import load_manifest
 from dataprep.shards import MemberLocation, member_locations, split_member_name
 from train_bridge import images
+from train_bridge.errors import BridgeError
 from train_bridge.template import IGNORE_INDEX, Overlong, encode
 
 
@@ -99,7 +100,7 @@ def check_shards(paths: Sequence[Path], sizes: Sequence[int]) -> None:
         if not path.exists() or path.stat().st_size != size
     ]
     if problems:
-        raise ValueError(f"{len(problems)} shard(s) do not match the manifest:\n" + "\n".join(problems))
+        raise BridgeError(f"{len(problems)} shard(s) do not match the manifest:\n" + "\n".join(problems))
 
 
 def estimated_lengths(paths: Sequence[Path], image_tokens: int) -> np.ndarray:
@@ -219,7 +220,7 @@ class ShardStream(IterableDataset):
         length_group: int = 0,
     ) -> None:
         if window < 1:
-            raise ValueError(f"window must be at least 1 shard, not {window}")
+            raise BridgeError(f"window must be at least 1 shard, not {window}")
         manifest = load_manifest(manifest_path)
         self.content_sha256 = manifest.content_sha256
         self.paths = manifest.shard_paths(Path(manifest_path))

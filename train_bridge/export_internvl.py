@@ -13,6 +13,7 @@ from typing import Any
 
 from dataprep.manifest import load_manifest
 from dataprep.shards import iter_samples
+from train_bridge.errors import BridgeError
 from train_bridge.template import IMAGE_PLACEHOLDER
 
 
@@ -60,8 +61,9 @@ def export(manifest_path: Path, out: Path) -> dict[str, dict[str, Any]]:
         for shard in manifest.shard_paths(Path(manifest_path)):
             for key, record, blobs in iter_samples(shard):
                 source = record["source"]
-                if "/" in source or source.startswith("."):
-                    raise ValueError(f"source name {source!r} cannot name a folder")
+                for name in (source, key, *blobs):
+                    if not name or "/" in name or "\\" in name or name.startswith("."):
+                        raise BridgeError(f"{shard.name}: {name!r} cannot name a file or folder")
                 if source not in files:
                     files[source] = open(out / "annotations" / f"{source}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
                     (out / "images" / source).mkdir(parents=True, exist_ok=True)

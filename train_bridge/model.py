@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from transformers import InternVLConfig, InternVLForConditionalGeneration, PreTrainedTokenizerBase
 
+from train_bridge.errors import BridgeError
 from train_bridge.template import IMG_CONTEXT, SPECIAL_TOKENS, image_tokens_per_image
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -92,6 +93,9 @@ def add_special_tokens(tokenizer: PreTrainedTokenizerBase) -> int:
 
 def preset_config(name: str, vocab_size: int, image_size: int = 448, patch_size: int = 14) -> InternVLConfig:
     """The InternVLConfig of a preset; the vocabulary is at least `vocab_size`."""
+    step = patch_size * 2  # a whole number of patches, pixel-shuffled by 0.5
+    if image_size < step or image_size % step:
+        raise BridgeError(f"--image-size {image_size} must be a positive multiple of {step}")
     preset = PRESETS[name]
     text = dict(preset["text"])
     text["vocab_size"] = max(text.get("vocab_size", 0), vocab_size)
@@ -127,7 +131,7 @@ def load_model(
             device
         )
     else:
-        raise ValueError(f"--model: {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a local folder")
+        raise BridgeError(f"--model: {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a local folder")
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
         model.resize_token_embeddings(len(tokenizer))
     model.config.image_token_id = tokenizer.convert_tokens_to_ids(IMG_CONTEXT)

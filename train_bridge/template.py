@@ -32,6 +32,7 @@ SPECIAL_TOKENS = (
     "</box>",
 )
 DEFAULT_SYSTEM = "Answer the questions."
+ROLES = {"human": f"{IM_START}user\n", "gpt": f"{IM_START}assistant\n"}
 Overlong = Literal["truncate", "drop"]
 
 
@@ -48,16 +49,15 @@ def expand_images(text: str, num_image_tokens: int) -> str:
 def segments(
     conversations: Sequence[dict[str, str]], system: str, num_image_tokens: int
 ) -> list[tuple[str, bool]]:
-    """The rendered conversation as (text, is_target) pieces; targets are replies + `<|im_end|>`."""
+    """The rendered conversation as (text, is_target) pieces; targets are replies + `<|im_end|>`.
+    As the official MPT-style template, an empty turn renders as its role header alone."""
     pieces = [(f"{IM_START}system\n{system}{IM_END}", False)]
     for turn in conversations:
-        if turn["from"] == "human":
-            user = expand_images(turn["value"], num_image_tokens)
-            pieces.append((f"{IM_START}user\n{user}{IM_END}{IM_START}assistant\n", False))
-        elif turn["from"] == "gpt":
-            pieces.append((f"{turn['value']}{IM_END}", True))
-        else:
+        if turn["from"] not in ROLES:
             raise ValueError(f"unknown role {turn['from']!r}")
+        pieces.append((ROLES[turn["from"]], False))
+        if value := expand_images(turn["value"], num_image_tokens):
+            pieces.append((f"{value}{IM_END}", turn["from"] == "gpt"))
     return pieces
 
 
@@ -107,6 +107,8 @@ def encode(
     for token, (start, end) in zip(input_ids, encoding["offset_mapping"], strict=True):
         span = bisect.bisect_right(span_starts, max(start, end - 1)) - 1
         labels.append(token if span >= 0 and start < span_ends[span] else IGNORE_INDEX)
+    if all(label == IGNORE_INDEX for label in labels):
+        return Encoded([], [], dropped="no target (empty replies)")
     if len(input_ids) <= max_length:
         return Encoded(input_ids, labels)
     if overlong == "drop":

@@ -28,6 +28,7 @@ from transformers import AutoTokenizer, get_cosine_schedule_with_warmup
 from dataprep.manifest import TokenStats, load_manifest
 from train_bridge import images
 from train_bridge.data import Encoder, ShardStream, make_loader
+from train_bridge.errors import BridgeError
 from train_bridge.model import add_special_tokens, image_geometry, load_model
 from train_bridge.profiling import step_profiler
 from train_bridge.template import DEFAULT_SYSTEM, IGNORE_INDEX, Overlong
@@ -135,6 +136,10 @@ def _setup_distributed(parallel: Parallel) -> tuple[int, int, torch.device, bool
     asked for DDP or FSDP without torchrun gets a one-member group."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    if world > 1 and parallel == "none":
+        raise BridgeError(
+            f"--parallel none with WORLD_SIZE={world} would train {world} unsynchronised models"
+        )
     if torch.cuda.is_available():
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
@@ -310,7 +315,10 @@ def _find_resume(config: TrainConfig) -> Path | None:
     if config.resume == "auto":
         latest = config.out / "checkpoints" / "latest"
         return latest.parent / latest.read_text().strip() if latest.exists() else None
-    return Path(config.resume)
+    folder = Path(config.resume)
+    if not (folder / "trainer.pt").is_file():
+        raise BridgeError(f"--resume: {folder} is not a checkpoint folder (no trainer.pt)")
+    return folder
 
 
 def _digest(keys: list[str]) -> str:
@@ -331,11 +339,13 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
     manifest = load_manifest(config.manifest)
     seed = manifest.seed if config.seed is None else config.seed
     if config.global_batch % (config.micro_batch * world):
-        raise ValueError(
+        raise BridgeError(
             f"global batch {config.global_batch} is not a multiple of {config.micro_batch} × {world}"
         )
     accum = config.global_batch // (config.micro_batch * world)
 
+    if not Path(config.tokenizer).is_dir():
+        raise BridgeError(f"--tokenizer: {config.tokenizer} is not a folder")
     tokenizer = AutoTokenizer.from_pretrained(config.tokenizer)
     add_special_tokens(tokenizer)
     cuda = device.type == "cuda"
@@ -365,7 +375,7 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
             print(f"warning: {warning}", file=sys.stderr)
     steps_per_epoch = dataset.batches_per_epoch() // accum
     if steps_per_epoch == 0:
-        raise ValueError(f"{dataset.total} samples do not fill one global batch of {config.global_batch}")
+        raise BridgeError(f"{dataset.total} samples do not fill one global batch of {config.global_batch}")
     total_steps = config.max_steps or config.epochs * steps_per_epoch
 
     module = SFTModule(model, image_size)
@@ -397,7 +407,7 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
         trainer = load_checkpoint(folder, wrapped, optimizer, scheduler)
         if trainer["layout"] != layout:
             changed = sorted(k for k in layout if trainer["layout"].get(k) != layout[k])
-            raise ValueError(
+            raise BridgeError(
                 f"exact resume needs the same data order and batch layout; changed: {', '.join(changed)} "
                 f"(checkpoint {trainer['layout']}, now {layout})"
             )

@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+from bridge_fixtures import build_shards
+
 from dataprep.manifest import load_manifest
-from dataprep.shards import iter_samples
+from dataprep.shards import canonical_json, iter_samples, write_tar
 from train_bridge.cli import main
+from train_bridge.errors import BridgeError
+from train_bridge.export_internvl import export
 
 
 def test_export_round_trips_through_the_conversations_adapter(
@@ -71,3 +76,19 @@ def test_a_single_image_placeholder_moves_to_the_first_turn_as_the_official_trai
     assert internvl_record("k", first)["conversations"] == first["conversations"]
     several = {**later, "images": ["jpg", "1.jpg"], "image_sizes": [[4, 3], [4, 3]]}
     assert internvl_record("k", several)["conversations"] == later["conversations"]
+
+
+@pytest.mark.parametrize(
+    ("key", "suffix"), [("a", "jpg/../../../escaped.jpg"), ("", "/../../escaped.jpg"), ("a", "..")]
+)
+def test_names_from_a_shard_cannot_place_files_outside_the_export(
+    tmp_path: Path, key: str, suffix: str
+) -> None:
+    manifest_path = build_shards(tmp_path / "build", samples=2, per_shard=2)
+    shard = load_manifest(manifest_path).shard_paths(manifest_path)[0]
+    record = {"source": "photos", "id": "x", "images": [suffix], "image_sizes": [[1, 1]], "conversations": []}
+    write_tar(shard, [(f"{key}.json", canonical_json(record)), (f"{key}.{suffix}", b"image")])
+    out = tmp_path / "export" / "out"
+    with pytest.raises(BridgeError, match="cannot name a file or folder"):
+        export(manifest_path, out)
+    assert not [path for path in tmp_path.rglob("escaped*")]

@@ -120,3 +120,20 @@ def test_ids_are_the_whole_prompt_tokenized_once_with_a_sentencepiece_style_toke
         )
     ]
     assert targets == ["many people<|im_end|>many<|im_end|>"]
+
+
+def test_an_empty_turn_renders_as_its_role_alone_as_the_official_template(tokenizer) -> None:
+    """InternVL's MPT-style `get_prompt`: `ret += role + message + sep if message else role`."""
+    empty_reply = [{"from": "human", "value": "Q?"}, {"from": "gpt", "value": ""}, *TEXT_ONLY]
+    assert render(empty_reply) == (
+        "<|im_start|>system\nAnswer the questions.<|im_end|><|im_start|>user\nQ?<|im_end|>"
+        "<|im_start|>assistant\n<|im_start|>user\nhow many people?<|im_end|>"
+        "<|im_start|>assistant\nthe total<|im_end|>"
+    )
+    encoded = encode(tokenizer, empty_reply, num_image_tokens=0, max_length=512)
+    assert (
+        tokenizer.decode([label for label in encoded.labels if label != IGNORE_INDEX])
+        == "the total<|im_end|>"
+    )
+    nothing = encode(tokenizer, empty_reply[:2], num_image_tokens=0, max_length=512)
+    assert nothing.dropped == "no target (empty replies)" and nothing.input_ids == []
