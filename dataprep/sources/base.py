@@ -75,3 +75,10 @@ def pick(choices: Sequence[T], key: str) -> T:
 def option_lines(options: Sequence[str]) -> str:
     """Render multiple-choice options as lines `A. ...`, `B. ...`."""
     return "\n".join(f"{chr(ord('A') + index)}. {text}" for index, text in enumerate(options))
+
+
+def image_cell_bytes(cell: object) -> bytes | None:
+    """The encoded bytes of a parquet image cell: a `{bytes, path}` struct or plain binary."""
+    if isinstance(cell, dict):
+        cell = cell.get("bytes")
+    return cell if isinstance(cell, bytes) else None

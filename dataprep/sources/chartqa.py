@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from dataprep.sample import ImageBytes, ImageFile, ImageInput, Reject
+from dataprep.sources.base import image_cell_bytes
 from dataprep.sources.vqa_groups import (
     GroupedVQAOptions,
     GroupedVQASource,
@@ -139,10 +140,3 @@ class ChartQA(GroupedVQASource):
     def sample_meta(self, key: str, questions: list[Question]) -> dict[str, Any]:
         files = list(dict.fromkeys(question.source for question in questions))
         return {"split": self.options.split, "file": files}
-
-
-def image_cell_bytes(cell: object) -> bytes | None:
-    """The encoded bytes of a parquet image cell: a `{bytes, path}` struct or plain binary."""
-    if isinstance(cell, dict):
-        cell = cell.get("bytes")
-    return cell if isinstance(cell, bytes) else None

@@ -1,9 +1,10 @@
 """SynthDoG-EN: synthetic English document pages for OCR (Hugging Face `naver-clova-ix/synthdog-en`).
 
 Parquet shards `data/train-000NN-of-00084-<hash>.parquet` and
-`data/validation-00000-of-00001-<hash>.parquet`, columns `image` = struct {bytes, path} (JPEG)
-and `ground_truth` = JSON `{"gt_parse": {"text_sequence": ...}}`. One sample per row: an OCR
-request chosen deterministically from a fixed list, answered with the page's text sequence.
+`data/validation-00000-of-00001-<hash>.parquet`, columns `image` = struct {bytes, path} (JPEG;
+plain binary is read too) and `ground_truth` = JSON `{"gt_parse": {"text_sequence": ...}}`.
+One sample per row: an OCR request chosen deterministically from a fixed list, answered with the
+page's text sequence.
 Work units are (shard, row group) pairs, read in batches of `batch_rows`.
 """
 
@@ -17,7 +18,7 @@ import pyarrow.parquet as pq
 from pydantic import Field, field_validator, model_validator
 
 from dataprep.sample import IMAGE_PLACEHOLDER, ImageBytes, Reject, Sample, Turn
-from dataprep.sources.base import Source, SourceOptions, pick
+from dataprep.sources.base import Source, SourceOptions, image_cell_bytes, pick
 
 COLUMNS = ["image", "ground_truth"]
 DEFAULT_REQUESTS = (
@@ -75,8 +76,12 @@ def text_sequence(ground_truth: object) -> str:
     """The page text of a `ground_truth` cell; ValueError says what is wrong with it."""
     if not isinstance(ground_truth, str):
         raise ValueError(f"ground_truth is {type(ground_truth).__name__}, not a string")
-    parsed = json.loads(ground_truth)
-    text = parsed.get("gt_parse", {}).get("text_sequence") if isinstance(parsed, dict) else None
+    try:
+        parsed = json.loads(ground_truth)
+    except RecursionError:
+        raise ValueError("ground_truth nests too deeply to parse") from None
+    gt_parse = parsed.get("gt_parse") if isinstance(parsed, dict) else None
+    text = gt_parse.get("text_sequence") if isinstance(gt_parse, dict) else None
     if not isinstance(text, str):
         raise ValueError("ground_truth has no gt_parse.text_sequence string")
     return text
@@ -151,17 +156,19 @@ class SynthdogEn(Source):
                 row += 1
 
     def _record(self, record: dict, sample_id: str, relpath: str, row: int, split: str) -> Sample | Reject:
-        image = record["image"] or {}
         try:
             answer = text_sequence(record["ground_truth"])
         except ValueError as error:  # json.JSONDecodeError is a ValueError
             return Reject(sample_id, "bad_record", f"{relpath} row {row}: {error}")
-        if not image.get("bytes"):
+        cell = record["image"]
+        data = image_cell_bytes(cell)
+        if not data:
             return Reject(sample_id, "image_missing", f"{relpath} row {row}: no image bytes")
+        image_path = cell.get("path") if isinstance(cell, dict) else None
         request = pick(self.options.prompt.requests, sample_id)
         return Sample(
             id=sample_id,
             conversations=[Turn("human", f"{IMAGE_PLACEHOLDER}\n{request}"), Turn("gpt", answer)],
-            images=[ImageBytes(image["bytes"], name=image.get("path") or "")],
-            meta={"file": relpath, "row": row, "image_path": image.get("path"), "split": split},
+            images=[ImageBytes(data, name=image_path or "")],
+            meta={"file": relpath, "row": row, "image_path": image_path, "split": split},
         )

@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -10,7 +11,7 @@ from pydantic import ValidationError
 from record_helpers import by_id, read_records, reject_counts, samples_of
 
 from dataprep.fixtures import synthdog_en as fixture
-from dataprep.sample import ImageBytes, Record, Sample, conversation_problem
+from dataprep.sample import ImageBytes, Record, Reject, Sample, conversation_problem
 from dataprep.sources import registry
 from dataprep.sources.base import pick
 from dataprep.sources.synthdog_en import DEFAULT_REQUESTS, SynthdogEn
@@ -179,3 +180,40 @@ def test_unknown_unit(upstream: tuple[Path, dict]) -> None:
     for unit in (f"{SHARD0}#0", f"{SHARD1}#x", "elsewhere.parquet#0"):
         with pytest.raises(ValueError, match="unknown unit"):
             list(source.read(unit))
+
+
+def write_shard(root: Path, images: pa.Array, ground_truths: list[str]) -> str:
+    """One hand-made train shard under `root`; returns its sample id stem."""
+    (root / "data").mkdir(parents=True)
+    table = pa.table({"image": images, "ground_truth": pa.array(ground_truths, pa.string())})
+    pq.write_table(table, root / "data/train-00000-of-00001-hand.parquet")
+    return "train-00000-of-00001-hand"
+
+
+GOOD_TRUTH = '{"gt_parse": {"text_sequence": "page text"}}'
+
+
+@pytest.mark.parametrize(
+    "ground_truth",
+    ['{"gt_parse": null}', '{"gt_parse": "abc"}', '{"gt_parse": []}', "[" * 100_000 + "]" * 100_000],
+    ids=["null", "string", "list", "deeply-nested"],
+)
+def test_a_malformed_ground_truth_rejects_its_row_only(tmp_path: Path, ground_truth: str) -> None:
+    cell = {"bytes": b"\xff\xd8jpeg", "path": "page.jpg"}
+    stem = write_shard(tmp_path, pa.array([cell, cell]), [ground_truth, GOOD_TRUTH])
+    bad, good = read_all(tmp_path)
+    assert isinstance(bad, Reject)
+    assert (bad.id, bad.reason) == (f"{stem}:0", "bad_record")
+    assert "row 0" in bad.detail
+    assert isinstance(good, Sample)
+    assert good.conversations[1].value == "page text"
+
+
+def test_a_plain_binary_image_column_is_read(tmp_path: Path) -> None:
+    stem = write_shard(tmp_path, pa.array([b"\xff\xd8jpeg", None], pa.binary()), [GOOD_TRUTH, GOOD_TRUTH])
+    sample, absent = read_all(tmp_path)
+    assert isinstance(sample, Sample)
+    assert sample.images == [ImageBytes(b"\xff\xd8jpeg", name="")]
+    assert sample.meta["image_path"] is None
+    assert isinstance(absent, Reject)
+    assert (absent.id, absent.reason) == (f"{stem}:1", "image_missing")
