@@ -10,6 +10,7 @@ each annotated text box white and writes its `replacementText` into it.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,10 @@ ABC_IMAGES_DIR = "abc_images"
 DEFAULT_TEST_IDS = "ai2d_test_ids.csv"
 EMPTY_OPTION = "{}"
 UNIT_PATTERN = re.compile(r"questions\[(\d+):(\d+)\]")
+EDGE_SLACK = 0.1
+"""How far a text box may reach past the image's edges, as a fraction of its width or height."""
+
+Box = tuple[float, float, float, float]
 
 
 class Ai2dOptions(SourceOptions):
@@ -192,6 +197,12 @@ class Ai2d(Source):
                 image = opened.convert("RGB")
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
             raise RenderError("image_unreadable", f"{image_relpath}: {error}") from error
+        for box, _ in boxes:
+            if not _near_image(box, image.size):
+                size = f"{image.width}x{image.height}"
+                raise RenderError(
+                    "bad_annotation", f"{annotation_relpath}: text box {box} is outside the {size} image"
+                )
         draw = ImageDraw.Draw(image)
         for (x1, y1, x2, y2), letter in boxes:
             draw.rectangle([x1, y1, x2, y2], fill="white")
@@ -222,7 +233,7 @@ def _kept_options(options: list[str], correct: int) -> tuple[list[str], int | No
     return kept, correct - options[:correct].count(EMPTY_OPTION)
 
 
-def _letter_boxes(annotation: object) -> list[tuple[tuple[float, float, float, float], str]] | str:
+def _letter_boxes(annotation: object) -> list[tuple[Box, str]] | str:
     """Each text box with a `replacementText`, as ((x1, y1, x2, y2), letter); or what is wrong."""
     texts = annotation.get("text") if isinstance(annotation, dict) else None
     if not isinstance(texts, dict):
@@ -234,8 +245,29 @@ def _letter_boxes(annotation: object) -> list[tuple[tuple[float, float, float, f
             continue
         try:
             (xa, ya), (xb, yb) = entry["rectangle"]
-            corners = (min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb))
-            boxes.append((tuple(float(value) for value in corners), str(letter)))
+            xa, ya, xb, yb = (_coordinate(value) for value in (xa, ya, xb, yb))
         except (KeyError, TypeError, ValueError) as error:
             return f"text {key} has no usable rectangle ({error})"
+        boxes.append(((min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb)), str(letter)))
     return boxes
+
+
+def _coordinate(value: object) -> float:
+    """A rectangle coordinate as a finite float; ValueError when it is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"coordinate {value!r} is not a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"coordinate {value} is beyond float range") from None
+    if not math.isfinite(number):
+        raise ValueError(f"coordinate {value!r} is not finite")
+    return number
+
+
+def _near_image(box: Box, size: tuple[int, int]) -> bool:
+    """Whether a box lies on the image, reaching at most `EDGE_SLACK` of its size past an edge."""
+    x1, y1, x2, y2 = box
+    width, height = size
+    slack_x, slack_y = width * EDGE_SLACK, height * EDGE_SLACK
+    return -slack_x <= x1 and x2 <= width + slack_x and -slack_y <= y1 and y2 <= height + slack_y

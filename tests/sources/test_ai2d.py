@@ -253,3 +253,40 @@ def test_prompt_suffix_option(upstream: tuple[Path, dict]) -> None:
     assert sample.conversations[0].value.endswith("D. none of the above\nAnswer with a letter.")
     with pytest.raises(ValidationError):
         Ai2d.Options(prompt={"suffx": "x"})
+
+
+@pytest.mark.parametrize(
+    "rectangle",
+    [
+        "[[NaN, 0], [10, 10]]",
+        "[[0, 0], [10, Infinity]]",
+        "[[0, 0], [10, 1e7]]",
+        "[[0, 0], [10, -50000]]",
+        "[[0, 0], [10, 1" + "0" * 400 + "]]",
+        "[[true, 0], [10, 10]]",
+        '[["0", "0"], ["10", "10"]]',
+    ],
+    ids=["nan", "infinity", "too-tall", "far-negative", "beyond-float", "boolean", "strings"],
+)
+def test_an_unusable_text_box_rejects_the_letter_question_only(
+    upstream: tuple[Path, dict], rectangle: str
+) -> None:
+    root, _ = upstream
+    annotation = '{"text": {"T1": {"rectangle": RECTANGLE, "replacementText": "A"}}}'
+    (root / "annotations" / "1.png.json").write_text(annotation.replace("RECTANGLE", rectangle))
+    records = by_id(read_all(root))
+    rejected = records["1.png-1"]
+    assert isinstance(rejected, Reject)
+    assert rejected.reason == "bad_annotation"
+    assert rejected.detail.startswith("annotations/1.png.json: ")
+    assert isinstance(records["1.png-0"], Sample)
+
+
+def test_a_text_box_slightly_past_the_edge_is_drawn(upstream: tuple[Path, dict]) -> None:
+    root, _ = upstream
+    width, height = Image.open(root / "images" / "1.png").size
+    box = [[-2, height - 10], [width + 2, height + 2]]
+    annotation = {"text": {"T1": {"rectangle": box, "replacementText": "A"}}}
+    (root / "annotations" / "1.png.json").write_text(json.dumps(annotation))
+    rendered = decode(by_id(read_all(root))["1.png-1"].images[0])
+    assert rendered.getpixel((0, height - 5)) == (255, 255, 255)
