@@ -61,7 +61,7 @@ def load_bytes(image: ImageInput, roots: list[Path]) -> tuple[bytes, FileStamp |
         path = resolve_inside(image.root, image.relpath)
     except UnsafePath as error:
         raise ImageRejected("unsafe_path", str(error)) from None
-    if not path.is_file():
+    if not os.path.isfile(path):  # False, not OSError, for a name too long to exist
         raise ImageRejected(
             "image_missing", f"{image.relpath} not found in {Path(image.root).name}/", missing=path
         )

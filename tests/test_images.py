@@ -92,3 +92,10 @@ def test_files_are_read_only_inside_declared_roots(tmp_path):
         with pytest.raises(ImageRejected) as caught:
             load_bytes(image, [root])
         assert caught.value.reason == reason, image
+
+
+def test_a_file_name_too_long_to_exist_is_missing(tmp_path):
+    with pytest.raises(ImageRejected) as caught:
+        load_bytes(ImageFile(tmp_path, "x" * 300 + ".jpg"), [tmp_path])
+    assert caught.value.reason == "image_missing"
+    assert caught.value.missing == tmp_path / ("x" * 300 + ".jpg")

@@ -12,6 +12,7 @@ each `image_fallback_dirs` folder before it is left to the engine to reject as m
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,7 +56,7 @@ class ShareGPT4V(ConversationFileSource):
     def image(self, name: str) -> ImageFile:
         for candidate in [name, *(f"{folder}/{name}" for folder in self.options.image_fallback_dirs)]:
             try:
-                if self.file(candidate).is_file():
+                if os.path.isfile(self.file(candidate)):  # False, not OSError, for a name too long
                     return ImageFile(self.root, candidate)
             except UnsafePath:
                 break

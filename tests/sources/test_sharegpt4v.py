@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -10,11 +11,12 @@ from pydantic import ValidationError
 from record_helpers import by_id, read_records, reject_counts, samples_of
 
 from dataprep.fixtures import sharegpt4v as fixture
-from dataprep.sample import ImageFile, Reject, Turn, conversation_problem
+from dataprep.sample import ImageFile, Reject, Sample, Turn, conversation_problem
 from dataprep.sources import registry
 from dataprep.sources.sharegpt4v import ANNOTATION_FILES, ShareGPT4V
 
 MIX = ANNOTATION_FILES["mix665k"]
+CHAT = [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "A cat."}]
 
 
 @pytest.fixture()
@@ -138,6 +140,17 @@ def test_fallback_never_rescues_an_escaping_path(upstream) -> None:
     assert source.image("../coco/train2017/000000000009.jpg") == ImageFile(
         root, "../coco/train2017/000000000009.jpg"
     )
+
+
+def test_an_image_name_too_long_to_exist_is_left_to_the_engine(tmp_path: Path) -> None:
+    name = "x" * 300 + ".jpg"
+    record = {"id": "long", "image": name, "conversations": CHAT}
+    (tmp_path / ANNOTATION_FILES["cap100k"]).write_text(json.dumps([record]))
+    [sample] = read_records(ShareGPT4V, tmp_path, subset="cap100k")
+    assert isinstance(sample, Sample)
+    assert sample.images == [ImageFile(tmp_path, name)]
+    source = ShareGPT4V(tmp_path, ShareGPT4V.Options(subset="cap100k"))
+    assert engine_rejects(source, [sample]) == Counter({"image_missing": 1})
 
 
 def test_strided_units_split_a_json_array(upstream) -> None:
