@@ -53,6 +53,12 @@ class Summary:
         self.low = min(self.low, other.low)
         self.high = max(self.high, other.high)
 
+    def to_json(self) -> dict[str, float]:
+        """Its fields, for `Summary(**fields)` to restore; an empty one leaves out its infinite
+        bounds (not JSON)."""
+        bounds = {"low": self.low, "high": self.high} if self.count else {}
+        return {"count": self.count, "total": self.total, **bounds}
+
     def report(self, with_total: bool = False) -> dict[str, float]:
         if not self.count:
             return {"count": 0, "total": 0} if with_total else {"count": 0}
@@ -84,6 +90,13 @@ class ShardStats:
     def merge(self, other: ShardStats) -> None:
         for name in self.__dataclass_fields__:
             getattr(self, name).merge(getattr(other, name))
+
+    def to_json(self) -> dict[str, dict[str, float]]:
+        return {name: getattr(self, name).to_json() for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_json(cls, fields: dict[str, dict[str, float]]) -> ShardStats:
+        return cls(**{name: Summary(**values) for name, values in fields.items()})
 
 
 class TokenTally:

@@ -257,6 +257,7 @@ def _write_or_reuse(
         ):
             kept = {
                 **done,
+                "stats": ShardStats.from_json(done["stats"]).to_json(),  # earlier markers held Infinity
                 "stat": _stat(path),
                 "index_sha256": _index_sha256(path, done.get("index_sha256")),
             }
@@ -284,7 +285,7 @@ def _tokens_key(tokens: TokenSettings | None) -> str | None:
 
 def _tokens_json(tokens: TokenSettings | None, per_source: dict[str, Summary] | None) -> dict[str, Any]:
     summaries = (
-        None if per_source is None else {name: dataclasses.asdict(s) for name, s in per_source.items()}
+        None if per_source is None else {name: summary.to_json() for name, summary in per_source.items()}
     )
     return {"tokens_key": _tokens_key(tokens), "tokens": summaries}
 
@@ -307,7 +308,7 @@ def _result_json(result: ShardResult) -> dict[str, Any]:
         "sha256": result.sha256,
         "bytes": result.bytes,
         "samples": result.samples,
-        "stats": dataclasses.asdict(result.stats),
+        "stats": result.stats.to_json(),
         "index_sha256": result.index_sha256,
     }
 
@@ -693,7 +694,7 @@ def _manifest(
     total = sum(in_mixture.values())
     stats = ShardStats()
     for done in written:
-        stats.merge(ShardStats(**{name: Summary(**values) for name, values in done["stats"].items()}))
+        stats.merge(ShardStats.from_json(done["stats"]))
     sources = [
         SourceReport(
             name=result.entry.label,

@@ -19,7 +19,7 @@ from typing import Any
 
 from dataprep.images import FileStamp, ImageRejected, apply_policy, load_bytes
 from dataprep.recipe import ImagePolicy
-from dataprep.sample import Reject, Sample, conversation_problem
+from dataprep.sample import ImageFile, Reject, Sample, conversation_problem
 from dataprep.shards import MemberLocation, canonical_json, write_atomic, write_tar
 from dataprep.sources.base import Source
 
@@ -50,6 +50,8 @@ def normalize_unit(
     missing: set[str] = set()
     roots = adapter.roots()
     for seq, record in enumerate(itertools.islice(adapter.read(unit), limit)):
+        if isinstance(record, Sample):
+            record = _unwritable(record) or record
         if isinstance(record, Sample) and (problem := conversation_problem(record)):
             record = Reject(record.id, "bad_conversation", problem)
         if isinstance(record, Reject):
@@ -77,6 +79,21 @@ def normalize_unit(
     index = {"unit": unit, "records": records}
     write_atomic(index_path(part), canonical_json(index))
     return UnitSummary(read=len(records), kept=sum("members" in entry for entry in records))
+
+
+def _unwritable(sample: Sample) -> Reject | None:
+    """The reject of a sample whose text, meta or image names cannot be written as JSON, else None."""
+    names = [image.relpath for image in sample.images if isinstance(image, ImageFile)]
+    try:
+        canonical_json([sample.id, [turn.to_json() for turn in sample.conversations], sample.meta, names])
+    except UnicodeEncodeError as error:
+        character = error.object[error.start : error.end]
+        return Reject(sample.id, "bad_text", f"text holds {character!r}, a lone surrogate (not Unicode text)")
+    except ValueError as error:
+        return Reject(
+            sample.id, "bad_record", f"a number JSON cannot hold (NaN or beyond double range): {error}"
+        )
+    return None
 
 
 def _sample_members(
@@ -122,7 +139,12 @@ def _digest(members: list[tuple[str, bytes]]) -> str:
 
 
 def _reject_entry(seq: int, reject: Reject) -> dict[str, Any]:
-    return {"seq": seq, "id": reject.id, "reason": reject.reason, "detail": reject.detail}
+    return {"seq": seq, "id": _escaped(reject.id), "reason": reject.reason, "detail": _escaped(reject.detail)}
+
+
+def _escaped(text: str) -> str:
+    """`text` with any lone surrogate written as `\\udXXX`, so that a reject can always be recorded."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _location_json(location: MemberLocation) -> list[Any]:

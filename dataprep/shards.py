@@ -32,8 +32,10 @@ class MemberLocation:
 
 
 def canonical_json(value: Any) -> bytes:
-    """The one JSON encoding used for hashed content: sorted keys, UTF-8, no spaces."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """The one JSON encoding used for hashed content: sorted keys, UTF-8, no spaces. Raises
+    ValueError for a NaN or infinite float (not JSON) and UnicodeEncodeError for a lone surrogate."""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.encode("utf-8")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

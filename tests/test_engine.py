@@ -434,3 +434,30 @@ def test_every_shard_has_a_sidecar_index_that_a_rerun_restores(ray_cluster, upst
     assert second.content_sha256 == first.content_sha256
     assert shard.stat().st_mtime_ns == before  # the shard is kept, only its index rewritten
     assert all(sha256_file(out / s.index) == s.index_sha256 for s in second.shards)
+
+
+def test_markers_of_text_only_shards_stay_strict_json_also_when_an_earlier_version_wrote_them(
+    ray_cluster, tmp_path
+):
+    root = tmp_path / "up" / "mine"
+    (root / "images").mkdir(parents=True)
+    turns = [{"from": "human", "value": "Say hi."}, {"from": "gpt", "value": "hi"}]
+    (root / "train.jsonl").write_text(
+        "".join(json.dumps({"id": f"t{i}", "conversations": turns}) + "\n" for i in range(6))
+    )
+    out, first = _build(tmp_path, tmp_path / "up")
+
+    def strict(marker: Path) -> dict:
+        return json.loads(marker.read_bytes(), parse_constant=lambda name: pytest.fail(f"{marker}: {name}"))
+
+    markers = sorted((out / ".work" / "shards").glob("*.json"))
+    assert len(markers) == len(first.shards) == 2
+    assert all(strict(marker)["stats"]["image_width"] == {"count": 0, "total": 0} for marker in markers)
+    earlier = strict(markers[0])  # as written before: the empty bounds as Infinity / -Infinity
+    earlier["stats"]["image_width"].update(low=float("inf"), high=float("-inf"))
+    markers[0].write_text(json.dumps(earlier))
+    shard = out / first.shards[0].path
+    os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns + 10**9))
+    _, second = _build(tmp_path, tmp_path / "up")
+    assert second.content_sha256 == first.content_sha256
+    assert strict(markers[0])["stats"]["image_width"] == {"count": 0, "total": 0}

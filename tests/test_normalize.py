@@ -1,0 +1,82 @@
+"""normalize_unit: a sample that cannot be written as contract JSON is a reject, never a failed unit."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dataprep.normalize import index_path, load_index, normalize_unit
+from dataprep.recipe import ImagePolicy
+from dataprep.shards import iter_tar
+from dataprep.sources.base import Source
+from dataprep.sources.conversations import Conversations
+from dataprep.sources.geoqa_plus import GeoQaPlus
+
+
+def chat(question: str) -> list[dict[str, str]]:
+    return [{"from": "human", "value": question}, {"from": "gpt", "value": "Hello"}]
+
+
+def normalize(source: Source, part: Path) -> list[dict[str, Any]]:
+    """Normalize the source's only unit into `part`; the index's records, read as strict JSON."""
+    [unit] = source.units()
+    normalize_unit(source, unit, "entry", ImagePolicy(), part, None)
+    index = json.loads(index_path(part).read_bytes(), parse_constant=lambda name: 1 / 0)
+    assert index == load_index(part)
+    return index["records"]
+
+
+def outcomes(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(entry["id"], entry.get("reason", "kept")) for entry in records]
+
+
+def test_jsonl_records_with_lone_surrogates_or_non_finite_numbers_are_rejected(tmp_path: Path) -> None:
+    lines = [
+        json.dumps({"id": "ok", "conversations": chat("Hi")}),
+        json.dumps({"id": "text", "conversations": chat("Hi \ud800")}),
+        json.dumps({"id": "image", "image": "\udc80.jpg", "conversations": chat("<image>\nHi")}),
+        json.dumps({"id": "key\ud800", "conversations": chat("Hi")}),
+        '{"id": "infinite", "width": 1e400, "conversations": ' + json.dumps(chat("Hi")) + "}",
+        '{"id": "nan", "height": NaN, "conversations": ' + json.dumps(chat("Hi")) + "}",
+        json.dumps({"id": "after", "conversations": chat("Bye")}),
+    ]
+    (tmp_path / "a.jsonl").write_text("\n".join(lines))
+    part = tmp_path / "part.tar"
+    records = normalize(Conversations(tmp_path, Conversations.Options(file="a.jsonl")), part)
+    assert outcomes(records) == [
+        ("ok", "kept"),
+        ("text", "bad_text"),
+        ("image", "bad_text"),
+        ("key\\ud800", "bad_text"),
+        ("infinite", "bad_record"),
+        ("nan", "bad_record"),
+        ("after", "kept"),
+    ]
+    assert "'\\ud800', a lone surrogate" in records[1]["detail"]
+    assert "NaN or beyond double range" in records[4]["detail"]
+    documents = [json.loads(data) for name, data in iter_tar(part) if name.endswith(".json")]
+    assert [document["id"] for document in documents] == ["ok", "after"]
+
+
+def test_a_geoqa_plus_record_with_a_lone_surrogate_is_bad_text(tmp_path: Path) -> None:
+    def record(subject: str) -> dict[str, Any]:
+        figure = np.zeros((8, 8), np.uint8)
+        return {
+            "id": subject,
+            "image": figure,
+            "subject": subject,
+            "choices": ["1", "2", "3", "4"],
+            "label": 0,
+        }
+
+    (tmp_path / "Mix-train.pk").write_bytes(pickle.dumps([record("a"), record("b\ud800"), record("c")]))
+    records = normalize(GeoQaPlus(tmp_path, GeoQaPlus.Options()), tmp_path / "part.tar")
+    assert outcomes(records) == [
+        ("Mix-train:a", "kept"),
+        ("Mix-train:b\\ud800", "bad_text"),
+        ("Mix-train:c", "kept"),
+    ]
