@@ -62,6 +62,29 @@ def test_jsonl_records_with_lone_surrogates_or_non_finite_numbers_are_rejected(t
     assert [document["id"] for document in documents] == ["ok", "after"]
 
 
+def test_json_array_records_with_lone_surrogates_or_huge_numbers_are_rejected(tmp_path: Path) -> None:
+    conversation = json.dumps(chat("Hi"))
+    elements = [
+        json.dumps({"id": "ok", "conversations": chat("Hi")}),
+        json.dumps({"id": "text", "conversations": chat("Hi \ud800")}),
+        json.dumps({"id": "emoji", "conversations": chat("Hi \U0001f600")}),
+        '{"id": "infinite", "width": 1e400, "conversations": ' + conversation + "}",
+        '{"id": "big", "width": 123456789012345678901234567890, "conversations": ' + conversation + "}",
+    ]
+    (tmp_path / "a.json").write_text("[" + ",".join(elements) + "]")
+    part = tmp_path / "part.tar"
+    records = normalize(Conversations(tmp_path, Conversations.Options(file="a.json")), part)
+    assert outcomes(records) == [
+        ("ok", "kept"),
+        ("text", "bad_text"),
+        ("emoji", "kept"),
+        ("infinite", "bad_record"),
+        ("big", "kept"),
+    ]
+    documents = [json.loads(data) for name, data in iter_tar(part) if name.endswith(".json")]
+    assert documents[1]["conversations"][0]["value"] == "Hi \U0001f600"
+
+
 def test_a_geoqa_plus_record_with_a_lone_surrogate_is_bad_text(tmp_path: Path) -> None:
     def record(subject: str) -> dict[str, Any]:
         figure = np.zeros((8, 8), np.uint8)

@@ -30,6 +30,7 @@ from pydantic import Field
 
 from dataprep.sample import IMAGE_PLACEHOLDER, ImageFile, Record, Reject, Sample, Turn, turn_order_problem
 from dataprep.sources.base import Source, SourceOptions
+from dataprep.sources.json_stream import ijson_backend, plain
 
 DEFAULT_UNIT_BYTES = 64 * 2**20
 FRONT = IMAGE_PLACEHOLDER + "\n"
@@ -213,11 +214,13 @@ def jsonl_lines(path: Path, start: int, end: int) -> Iterator[tuple[int, bytes]]
 
 
 def json_array_items(path: Path, stride: int, offset: int) -> Iterator[tuple[int, Any]]:
-    """(index, element) of the elements of a JSON array file whose index is `offset` mod `stride`.
+    """(index, element) of the elements of a JSON array file whose index is `offset` mod `stride`,
+    read exactly (see `json_stream`): integers of any size, other numbers as `Decimal`.
 
-    Raises `ValueError` naming the file when it is not a well-formed JSON array.
+    Raises `ValueError` naming the file when it is not a well-formed JSON array (or not UTF-8).
     """
     index = -1
+    backend = ijson_backend(path)
     with open(path, "rb") as handle:
         head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
         if not head.startswith(b"["):
@@ -226,10 +229,10 @@ def json_array_items(path: Path, stride: int, offset: int) -> Iterator[tuple[int
         if handle.read(3) != b"\xef\xbb\xbf":
             handle.seek(0)
         try:
-            for index, item in enumerate(ijson.items(handle, "item", use_float=True)):
+            for index, item in enumerate(backend.items(handle, "item", use_float=False)):
                 if index % stride == offset:
                     yield index, item
-        except ijson.JSONError as error:
+        except (ijson.JSONError, UnicodeDecodeError) as error:
             raise ValueError(f"{path}: malformed JSON after element {index}: {error}") from error
 
 
@@ -316,7 +319,13 @@ class ConversationFileSource(Source):
 
     def _read_json_array(self, name: str, path: Path, stride: int, offset: int) -> Iterator[Record]:
         for index, raw in json_array_items(path, stride, offset):
-            yield self._convert(raw, f"{name}#{index}", {"file": name, "index": index})
+            fallback_id = f"{name}#{index}"
+            try:
+                record = plain(raw)
+            except RecursionError:
+                yield Reject(fallback_id, "bad_record", f"file {name}, index {index}: nested too deeply")
+                continue
+            yield self._convert(record, fallback_id, {"file": name, "index": index})
 
 
 class ImageRootSource(ConversationFileSource):

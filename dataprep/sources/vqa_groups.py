@@ -22,6 +22,7 @@ from pydantic import Field
 
 from dataprep.sample import IMAGE_PLACEHOLDER, ImageInput, Record, Reject, Sample, Turn
 from dataprep.sources.base import SHORT_ANSWER_SUFFIX, Source, SourceOptions
+from dataprep.sources.json_stream import ijson_backend, plain
 
 UNIT_PREFIX = "part-"
 
@@ -96,17 +97,6 @@ def answer_text(value: object) -> str | None:
     return None
 
 
-def plain(value: Any) -> Any:
-    """A value ijson produced with its `Decimal`s turned into floats, so it serializes as JSON."""
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    if isinstance(value, dict):
-        return {key: plain(item) for key, item in value.items()}
-    return value
-
-
 def build_question(
     record_id: str,
     text: object,
@@ -167,23 +157,25 @@ def short_answer_turns(questions: Iterable[Question], suffix: str) -> list[Turn]
 def stream_json(path: Path, prefix: str) -> Iterator[Any]:
     """Stream the items of the JSON array at `prefix` (ijson syntax, e.g. `item`, `data.item`).
 
-    Numbers that are not integers come back as `Decimal`, keeping their published digits. A file
-    that is not JSON, or has no array at `prefix`, is an error naming the file.
+    Numbers that are not integers come back as `Decimal`, keeping their published digits; text is
+    exact (see `json_stream`). A file that is not JSON (or not UTF-8), or has no array at `prefix`,
+    is an error naming the file.
     """
     parent = prefix.removesuffix("item").removesuffix(".")
+    backend = ijson_backend(path)
     found = False
     try:
         with open(path, "rb") as handle:
-            for item in ijson.items(handle, prefix, use_float=False):
+            for item in backend.items(handle, prefix, use_float=False):
                 found = True
                 yield item
         if not found:
             with open(path, "rb") as handle:
-                container = next(ijson.items(handle, parent, use_float=False), None)
+                container = next(backend.items(handle, parent, use_float=False), None)
             if not isinstance(container, list):
                 where = f"at {parent!r}" if parent else "at the top level"
                 raise ValueError(f"{path}: expected a JSON array {where}")
-    except ijson.JSONError as error:
+    except (ijson.JSONError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from error
 
 

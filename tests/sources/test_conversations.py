@@ -272,3 +272,41 @@ def test_place_images() -> None:
         with pytest.raises(BadRecord) as problem:
             place_images(values, count, "front")
         assert problem.value.reason == "placeholder_mismatch"
+
+
+CHAT = '[{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]'
+
+
+def test_numbers_beyond_64_bits_or_double_range_do_not_fail_a_json_array(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text(
+        f'[{{"id": 12345678901234567890123, "width": 1.5, "conversations": {CHAT}}},'
+        f' {{"id": "far", "width": 1e400, "height": 98765432109876543210, "conversations": {CHAT}}},'
+        f' {{"id": "after", "conversations": {CHAT}}}]'
+    )
+    big, far, after = read_records(Conversations, tmp_path, file="a.json")
+    assert (big.id, big.meta["width"]) == ("12345678901234567890123", 1.5)
+    assert type(big.meta["width"]) is float
+    assert far.meta["height"] == 98765432109876543210
+    assert math.isinf(far.meta["width"])  # the engine rejects it: JSON cannot hold it
+    assert isinstance(after, Sample)
+
+
+def test_lone_surrogates_in_a_json_array_are_kept_as_written(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text(
+        '[{"id": "1", "image": "\\ud800.jpg", "conversations": '
+        '[{"from": "human", "value": "Hi \\ud83d\\ude00 \\udbff"}, {"from": "gpt", "value": "Hello"}]},'
+        ' {"id": "2", "image": "\\udbff.jpg", "conversations": ' + CHAT + "}]"
+    )
+    first, second = read_records(Conversations, tmp_path, file="a.json")
+    assert first.conversations[0].value == "<image>\nHi \U0001f600 \udbff"
+    assert [first.meta["image"], second.meta["image"]] == ["\ud800.jpg", "\udbff.jpg"]
+
+
+def test_a_json_array_element_nested_too_deeply_is_a_bad_record(tmp_path: Path) -> None:
+    deep = "[" * 3000 + "]" * 3000
+    (tmp_path / "a.json").write_text(
+        f'[{{"id": "deep", "x": {deep}, "conversations": {CHAT}}}, {{"id": "ok", "conversations": {CHAT}}}]'
+    )
+    deep_record, ok = read_records(Conversations, tmp_path, file="a.json")
+    assert deep_record == Reject("a.json#0", "bad_record", "file a.json, index 0: nested too deeply")
+    assert isinstance(ok, Sample)

@@ -80,3 +80,15 @@ def test_stream_json(tmp_path: Path) -> None:
     path.write_text("[1, ")
     with pytest.raises(ValueError, match="not valid JSON"):
         list(stream_json(path, "item"))
+
+
+def test_stream_json_keeps_text_and_numbers_exact(tmp_path: Path) -> None:
+    path = tmp_path / "q.json"
+    path.write_bytes(rb'[{"q": "a\ud800", "n": 123456789012345678901234, "x": 1e400}, {"q": "\ud83d\ude00"}]')
+    assert list(stream_json(path, "item")) == [
+        {"q": "a\ud800", "n": 123456789012345678901234, "x": Decimal("1E+400")},
+        {"q": "\U0001f600"},
+    ]
+    path.write_bytes(b'[{"q": "\xed\xa0\x80"}]')  # a surrogate encoded as UTF-8 bytes: not UTF-8
+    with pytest.raises(ValueError, match=r"q\.json"):
+        list(stream_json(path, "item"))
