@@ -70,7 +70,7 @@ def _image_id(name: str) -> str:
 class Ai2d(Source):
     name = "ai2d"
     licence = "non-commercial, no redistribution"
-    version = "1"
+    version = "2"
     Options = Ai2dOptions
     options: Ai2dOptions
 

@@ -45,7 +45,7 @@ class ChartQA(GroupedVQASource):
 
     name = "chartqa"
     licence = "GPL-3.0"
-    version = "1"
+    version = "2"
     Options = ChartQAOptions
     options: ChartQAOptions
 

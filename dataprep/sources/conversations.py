@@ -48,7 +48,7 @@ class Conversations(ImageRootSource):
 
     name = "conversations"
     licence = "user-supplied: the terms of the data's owner (not checked)"
-    version = "1"
+    version = "2"
     Options = ConversationsOptions
     options: ConversationsOptions
 

@@ -36,7 +36,7 @@ class DocVQA(GroupedVQASource):
 
     name = "docvqa"
     licence = "registration; terms of the UCSF Industry Documents Library"
-    version = "1"
+    version = "2"
     Options = DocVQAOptions
     options: DocVQAOptions
 

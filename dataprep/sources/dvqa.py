@@ -36,7 +36,7 @@ class DVQA(GroupedVQASource):
 
     name = "dvqa"
     licence = "CC BY-NC 4.0"
-    version = "1"
+    version = "2"
     Options = DVQAOptions
     options: DVQAOptions
 

@@ -37,7 +37,7 @@ class LlavaZh(ImageRootSource):
 
     name = "llava_zh"
     licence = "none stated"
-    version = "1"
+    version = "2"
     Options = LlavaZhOptions
     options: LlavaZhOptions
 

@@ -43,7 +43,7 @@ class ShareGPT4V(ConversationFileSource):
 
     name = "sharegpt4v"
     licence = "CC BY-NC 4.0 (+ the terms of its image sets)"
-    version = "1"
+    version = "2"
     Options = ShareGPT4VOptions
     options: ShareGPT4VOptions
 

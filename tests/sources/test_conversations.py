@@ -40,7 +40,7 @@ def test_counts_and_contract(built) -> None:
 
 def test_registered() -> None:
     assert registry()["conversations"] is Conversations
-    assert Conversations.version == "1"
+    assert Conversations.version == "2"
 
 
 def test_single_image_record_with_size(built) -> None:

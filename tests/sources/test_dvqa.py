@@ -26,7 +26,7 @@ def source(root: Path, **options) -> DVQA:
 def test_registered() -> None:
     assert registry()["dvqa"] is DVQA
     assert DVQA.licence == "CC BY-NC 4.0"
-    assert DVQA.version == "1"
+    assert DVQA.version == "2"
 
 
 def test_one_conversation_per_image_with_questions(upstream: tuple[Path, dict]) -> None:
