@@ -17,7 +17,10 @@ def resolve_inside(root: Path, relpath: str) -> Path:
     if os.path.isabs(relpath) or relpath.startswith(("/", "\\")):
         raise UnsafePath(f"absolute path {relpath!r}")
     real_root = os.path.realpath(root)
-    candidate = os.path.realpath(os.path.join(real_root, relpath))
+    try:
+        candidate = os.path.realpath(os.path.join(real_root, relpath))
+    except UnicodeEncodeError:  # a lone surrogate: no file can have such a name
+        raise UnsafePath(f"invalid path {relpath!r}: not encodable as a file name") from None
     if os.path.commonpath([real_root, candidate]) != real_root:
         raise UnsafePath(f"{relpath!r} leaves its root folder")
     return Path(candidate)

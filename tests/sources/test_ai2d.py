@@ -229,6 +229,17 @@ def test_image_name_cannot_leave_the_root(upstream: tuple[Path, dict]) -> None:
     assert records["0.png-0"].images == [ImageFile(root, "images/../../outside.png")]  # engine refuses it
 
 
+def test_an_image_name_with_a_lone_surrogate_is_a_reject_not_a_crash(upstream: tuple[Path, dict]) -> None:
+    root, _ = upstream
+    path = root / "questions" / "0.png.json"
+    data = json.loads(path.read_text())
+    data["imageName"] = "\ud800.png"
+    path.write_text(json.dumps(data))
+    records = by_id(read_all(root))
+    assert records["0.png-1"].reason == "unsafe_path"
+    assert records["0.png-0"].images == [ImageFile(root, "images/\ud800.png")]  # the engine: bad_text
+
+
 def test_units_are_chunks_of_question_files(upstream: tuple[Path, dict]) -> None:
     root, _ = upstream
     source = Ai2d(root, Ai2d.Options(files_per_unit=4))

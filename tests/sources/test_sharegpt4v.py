@@ -153,6 +153,13 @@ def test_an_image_name_too_long_to_exist_is_left_to_the_engine(tmp_path: Path) -
     assert engine_rejects(source, [sample]) == Counter({"image_missing": 1})
 
 
+def test_an_image_name_with_a_lone_surrogate_is_left_to_the_engine(tmp_path: Path) -> None:
+    record = {"id": "lone", "image": "coco/\ud800.jpg", "conversations": CHAT}
+    (tmp_path / ANNOTATION_FILES["cap100k"]).write_text(json.dumps([record]))
+    [sample] = read_records(ShareGPT4V, tmp_path, subset="cap100k")
+    assert sample.images == [ImageFile(tmp_path, "coco/\ud800.jpg")]  # the engine rejects it: bad_text
+
+
 def test_strided_units_split_a_json_array(upstream) -> None:
     root, _ = upstream
     whole = read_records(ShareGPT4V, root, subset="mix665k")
