@@ -10,8 +10,10 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from dataprep.paths import resolve_inside
@@ -82,3 +84,15 @@ def image_cell_bytes(cell: object) -> bytes | None:
     if isinstance(cell, dict):
         cell = cell.get("bytes")
     return cell if isinstance(cell, bytes) else None
+
+
+def parquet_batches(path: Path, columns: list[str], **options: Any) -> Iterator[pa.RecordBatch]:
+    """`ParquetFile(path).iter_batches(columns=…)`, first checking the file has those columns
+    (a file of another layout is named, not a KeyError deep in pyarrow)."""
+    parquet = pq.ParquetFile(path)
+    absent = [column for column in columns if column not in parquet.schema_arrow.names]
+    if absent:
+        raise ValueError(
+            f"{path}: no column {', '.join(absent)} (has {', '.join(parquet.schema_arrow.names)})"
+        )
+    return parquet.iter_batches(columns=columns, **options)

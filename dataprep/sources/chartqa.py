@@ -9,11 +9,10 @@ from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from pydantic import Field
 
 from dataprep.sample import ImageBytes, ImageFile, ImageInput, Reject
-from dataprep.sources.base import image_cell_bytes
+from dataprep.sources.base import image_cell_bytes, parquet_batches
 from dataprep.sources.vqa_groups import (
     GroupedVQAOptions,
     GroupedVQASource,
@@ -82,7 +81,7 @@ class ChartQA(GroupedVQASource):
                 kind = KINDS[file_index]
                 records = ((kind, record) for record in stream_json(path, "item"))
             else:
-                batches = pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=QUESTION_COLUMNS)
+                batches = parquet_batches(path, QUESTION_COLUMNS, batch_size=BATCH_ROWS)
                 records = ((row["type"], row) for batch in batches for row in batch.to_pylist())
             for position, (kind, record) in enumerate(records):
                 yield file_index, relpath, position, kind, record
@@ -126,9 +125,7 @@ class ChartQA(GroupedVQASource):
         found: dict[str, ImageInput] = {}
         wanted = pa.array(keys, type=pa.string())
         for relpath in self.annotation_relpaths:
-            batches = pq.ParquetFile(self.file(relpath)).iter_batches(
-                batch_size=BATCH_ROWS, columns=["imgname", "image"]
-            )
+            batches = parquet_batches(self.file(relpath), ["imgname", "image"], batch_size=BATCH_ROWS)
             for batch in batches:
                 rows = batch.filter(pc.is_in(batch.column("imgname"), value_set=wanted)).to_pylist()
                 for row in rows:

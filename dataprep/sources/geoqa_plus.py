@@ -89,9 +89,15 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 def load_pickle(path: Path) -> Any:
-    """Unpickle `path` without running anything the stream names."""
+    """Unpickle `path` without running anything the stream names; a cut, corrupt or refused
+    stream is a ValueError naming the file."""
     with open(path, "rb") as handle:
-        return RestrictedUnpickler(handle, path).load()
+        try:
+            return RestrictedUnpickler(handle, path).load()
+        except ForbiddenPickle:
+            raise
+        except (EOFError, pickle.UnpicklingError) as error:
+            raise ValueError(f"{path}: cannot be unpickled: {error or 'it ends early'}") from None
 
 
 def _image_problem(image: object) -> str | None:

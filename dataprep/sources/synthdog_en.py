@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from pydantic import Field, field_validator, model_validator
 
 from dataprep.sample import IMAGE_PLACEHOLDER, ImageBytes, Reject, Sample, Turn
-from dataprep.sources.base import Source, SourceOptions, image_cell_bytes, pick
+from dataprep.sources.base import Source, SourceOptions, image_cell_bytes, parquet_batches, pick
 
 COLUMNS = ["image", "ground_truth"]
 DEFAULT_REQUESTS = (
@@ -143,12 +143,16 @@ class SynthdogEn(Source):
         if relpath not in selected or not group_text.isdigit():
             raise ValueError(f"synthdog_en: unknown unit {unit!r}")
         group = int(group_text)
-        parquet = pq.ParquetFile(selected[relpath])
-        row = sum(parquet.metadata.row_group(index).num_rows for index in range(group))
+        metadata = pq.ParquetFile(selected[relpath]).metadata
+        row = sum(metadata.row_group(index).num_rows for index in range(group))
         stem = PurePosixPath(relpath).name.removesuffix(".parquet")
         split = stem.split("-", 1)[0]
-        batches = parquet.iter_batches(
-            batch_size=self.options.batch_rows, row_groups=[group], columns=COLUMNS, use_threads=False
+        batches = parquet_batches(
+            selected[relpath],
+            COLUMNS,
+            batch_size=self.options.batch_rows,
+            row_groups=[group],
+            use_threads=False,
         )
         for batch in batches:
             for record in batch.to_pylist():

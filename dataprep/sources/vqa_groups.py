@@ -118,7 +118,10 @@ def build_question(
         return Reject(record_id, "no_answer", "answer is empty")
     if IMAGE_PLACEHOLDER in text or IMAGE_PLACEHOLDER in reply:
         return Reject(record_id, "placeholder_in_text", f"{IMAGE_PLACEHOLDER} inside the question or answer")
-    return Question(text, reply, order, plain(fields or {}), plain(shared or {}), source)
+    try:
+        return Question(text, reply, order, plain(fields or {}), plain(shared or {}), source)
+    except RecursionError:
+        return Reject(record_id, "bad_record", "a field is nested too deeply")
 
 
 def numbered_questions(

@@ -160,3 +160,16 @@ def test_parquet_export(tmp_path: Path) -> None:
     assert pairs(test["30001.png"])[0][1] == "[63, 26]"
     assert test["30001.png"].images == [ImageBytes(facts["images"]["30001.png"], name="30001.png")]
     assert source(root, format="parquet", split="val").missing() == [f"{root}/data/val-*.parquet"]
+
+
+def test_a_parquet_file_of_another_layout_is_named_with_its_missing_column(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "chartqa_parquet"
+    (root / "data").mkdir(parents=True)
+    table = pa.table({"imgname": ["a.png"], "query": ["Q?"], "label": ["1"], "image": [b"x"]})
+    pq.write_table(table, root / "data/train-00000-of-00001.parquet")
+    chartqa = source(root, format="parquet")
+    with pytest.raises(ValueError, match=r"train-00000-of-00001.parquet: no column type \(has imgname"):
+        read_all(chartqa)

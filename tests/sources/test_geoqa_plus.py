@@ -170,7 +170,15 @@ def test_hostile_pickle_is_refused_before_anything_runs(tmp_path: Path, payload:
 def test_codecs_encode_is_limited_to_latin1(tmp_path: Path) -> None:
     path = tmp_path / "codec.pk"
     path.write_bytes(b"\x80\x02c_codecs\nencode\nX\x03\x00\x00\x00abcX\x05\x00\x00\x00rot13\x86R.")
-    with pytest.raises(pickle.UnpicklingError, match="rot13"):
+    with pytest.raises(ValueError, match=r"codec.pk: cannot be unpickled: .*rot13"):
+        load_pickle(path)
+
+
+@pytest.mark.parametrize("cut", [1, 100, -1])
+def test_a_cut_pickle_is_named(tmp_path: Path, cut: int) -> None:
+    path = tmp_path / "Mix-train.pk"
+    path.write_bytes(pickle.dumps([{"id": 1, "subject": "x" * 200}])[:cut])
+    with pytest.raises(ValueError, match=r"Mix-train.pk: cannot be unpickled: "):
         load_pickle(path)
 
 

@@ -217,3 +217,11 @@ def test_a_plain_binary_image_column_is_read(tmp_path: Path) -> None:
     assert sample.meta["image_path"] is None
     assert isinstance(absent, Reject)
     assert (absent.id, absent.reason) == (f"{stem}:1", "image_missing")
+
+
+def test_a_shard_without_the_published_columns_is_named(tmp_path: Path) -> None:
+    root = tmp_path / "synthdog-en"
+    (root / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"image": [b"x"], "text": ["t"]}), root / SHARD0)
+    with pytest.raises(ValueError, match=r"no column ground_truth \(has image, text\)"):
+        read_all(root, shards=[0])

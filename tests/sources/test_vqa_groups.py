@@ -45,6 +45,12 @@ def test_build_question_checks_the_pair() -> None:
     assert build_question("4", "Q?", "  ", (4,)).reason == "no_answer"
     assert build_question("5", "Q?", False, (5,)).reason == "bad_answer"
     assert build_question("6", "Look at <image>", "a", (6,)).reason == "placeholder_in_text"
+    nested: list = []
+    for _ in range(100_000):
+        nested = [nested]
+    assert build_question("7", "Q?", "a", (7,), {"bbox": nested}) == Reject(
+        "7", "bad_record", "a field is nested too deeply"
+    )
 
 
 def test_short_answer_turns() -> None:
