@@ -6,7 +6,8 @@
 #   MANIFEST=out/demo/manifest.json TOKENIZER=path/to/tokenizer bench/gpu_sft.sh   # prepared shards
 #
 # Env: WHEELS (folder of wheels installed with --no-index when pydantic is missing; default
-# .whl), MODEL (small), STEPS (50), MICRO (32), WORKERS (12), EXTRA (`train-bridge sft` flags;
+# .whl), MODEL (small), STEPS (50), MICRO (32), GLOBAL (samples per optimizer step; default MICRO),
+# WORKERS (12), EXTRA (`train-bridge sft` flags;
 # default "--compile", the best measured; "" for eager), WORK (scratch folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,18 +15,19 @@ PY=${PYTHON:-python}
 WORK=${WORK:-$(mktemp -d)}
 STEPS=${STEPS:-50}
 MICRO=${MICRO:-32}
+GLOBAL=${GLOBAL:-$MICRO}
 WORKERS=${WORKERS:-12}
 if ! $PY -c "import pydantic" 2>/dev/null; then
   $PY -m pip install -q --no-index --find-links "${WHEELS:-.whl}" pydantic
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if [[ -z "${MANIFEST:-}" ]]; then
-  MANIFEST=$($PY bench/gpu_sft_prep.py --out "$WORK/prep" --samples $(( (STEPS + 2) * MICRO )) | tail -n1)
+  MANIFEST=$($PY bench/gpu_sft_prep.py --out "$WORK/prep" --samples $(( (STEPS + 2) * GLOBAL )) | tail -n1)
   TOKENIZER="$WORK/prep/tokenizer"
 fi
 # shellcheck disable=SC2086
 $PY -m train_bridge.cli sft --manifest "$MANIFEST" --model "${MODEL:-small}" --tokenizer "$TOKENIZER" --out "$WORK/run" \
-  --global-batch "$MICRO" --micro-batch "$MICRO" --max-steps "$STEPS" --num-workers "$WORKERS" \
+  --global-batch "$GLOBAL" --micro-batch "$MICRO" --max-steps "$STEPS" --num-workers "$WORKERS" \
   --lr 1e-5 --no-gradient-checkpointing --resume none --save-every -1 ${EXTRA---compile} >/dev/null
 $PY - "$WORK/run/metrics.jsonl" <<'PYEOF'
 import json, statistics, sys
