@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("manifest", type=Path)
     inspect.add_argument("--source", help="only samples of this source (its recipe name)")
     inspect.add_argument("--key", help="only the sample with this key")
-    inspect.add_argument("-n", type=int, default=3, help="how many samples (default: %(default)s)")
+    inspect.add_argument("-n", type=_positive, default=3, help="how many samples (default: %(default)s)")
     inspect.add_argument("--images", type=Path, help="also write each shown sample's images here")
     commands.add_parser("sources", help="list the source adapters")
     schema = commands.add_parser("schema", help="print the JSON schema of recipes or manifests")
@@ -137,7 +139,7 @@ def _build(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     """Rebuild from the recipe recorded in a manifest (locations given anew); exit 0 only when the
     new build has the same content hash, else list what differs."""
-    original = load_manifest(args.manifest)
+    original = load_manifest(args.manifest, verified=True)
     overrides: dict[str, Any] = {"output.dir": str(args.out)}
     if args.data_root:
         overrides["data_root"] = args.data_root
@@ -146,7 +148,9 @@ def _reproduce(args: argparse.Namespace) -> int:
             print("this build counted tokens: give its tokenizer with --tokenizer", file=sys.stderr)
             return 2
         overrides["tokens.tokenizer"] = args.tokenizer
-    recipe = parse_recipe(json.dumps(original.recipe, indent=2), args.manifest, overrides)
+    recipe = parse_recipe(
+        json.dumps(original.recipe), Path(f"{args.manifest} (its recipe)"), overrides, locate=False
+    )
     args.limit = original.limit  # a trial build is reproduced as the same trial
     try:
         rebuilt = build(recipe, _settings(args, recipe))
@@ -229,8 +233,9 @@ def _file_matches(path: Path, sha256: str | None) -> bool:
 
 
 def _diff(old: Path, new: Path) -> int:
-    changes = manifest_diff(load_manifest(old), load_manifest(new))
-    print("\n".join(changes) if changes else f"same content ({load_manifest(new).content_sha256[:12]})")
+    before, after = load_manifest(old, verified=True), load_manifest(new, verified=True)
+    changes = manifest_diff(before, after)
+    print("\n".join(changes) if changes else f"same content ({after.content_sha256[:12]})")
     return 1 if changes else 0
 
 
@@ -238,17 +243,24 @@ def _inspect(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.manifest)
     shown = 0
     for path in manifest.shard_paths(args.manifest):
-        for key, record, images in iter_samples(path):
-            if shown == args.n:
-                return 0
-            if (args.source and record["source"] != args.source) or (args.key and key != args.key):
-                continue
-            print(sample_view(key, record, images) + "\n")
-            shown += 1
-            if args.images:
-                args.images.mkdir(parents=True, exist_ok=True)
-                for suffix, data in images.items():
-                    resolve_inside(args.images, f"{key}.{suffix}").write_bytes(data)
+        try:
+            for key, record, images in iter_samples(path):
+                if shown == args.n:
+                    return 0
+                if (args.source and record["source"] != args.source) or (args.key and key != args.key):
+                    continue
+                print(sample_view(key, record, images) + "\n")
+                shown += 1
+                if args.images:
+                    args.images.mkdir(parents=True, exist_ok=True)
+                    for suffix, data in images.items():
+                        resolve_inside(args.images, f"{key}.{suffix}").write_bytes(data)
+        except (tarfile.TarError, KeyError, ValueError) as error:  # UnsafePath is a ValueError
+            print(
+                f"{path}: not a readable shard ({error!r}); `dataprep manifest validate` checks them all",
+                file=sys.stderr,
+            )
+            return 1
     if shown == 0:
         print("no sample matches", file=sys.stderr)
         return 1
@@ -289,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     except (RecipeError, ManifestError) as error:
         print(error, file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head`: stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

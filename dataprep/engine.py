@@ -124,7 +124,10 @@ def ray_session(settings: BuildSettings) -> Iterator[None]:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = settings.ray_address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, logging_level=logging.WARNING)
+        try:
+            ray.init(address=address, logging_level=logging.WARNING)
+        except (ValueError, ConnectionError) as error:
+            raise BuildError(f"cannot join the Ray cluster at {address!r}: {error}") from None
     else:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         ray.init(

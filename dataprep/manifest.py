@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dataprep.shards import canonical_json
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: download provenance left out of the content hash
 TIMESTAMP_FIELDS = {"build"}
 
 
@@ -131,8 +131,12 @@ class Manifest(Strict):
     build: BuildTimes | None = None
 
     def compute_content_sha256(self) -> str:
-        """Hash of everything but timestamps and the hash itself."""
-        content = self.model_dump(mode="json", exclude=TIMESTAMP_FIELDS | {"content_sha256"})
+        """Hash of everything but timestamps, where downloads came from (URLs are locations, like
+        `data_root`; the files themselves are pinned as artifacts) and the hash itself."""
+        exclude: dict[str, Any] = {name: True for name in (*TIMESTAMP_FIELDS, "content_sha256")}
+        if self.format_version >= 2:
+            exclude["sources"] = {"__all__": {"downloads"}}
+        content = self.model_dump(mode="json", exclude=exclude)
         return hashlib.sha256(canonical_json(content)).hexdigest()
 
     def shard_paths(self, manifest_path: Path) -> list[Path]:
@@ -143,9 +147,10 @@ class ManifestError(Exception):
     """A file that cannot be read as a dataprep manifest."""
 
 
-def load_manifest(path: Path) -> Manifest:
+def load_manifest(path: Path, *, verified: bool = False) -> Manifest:
+    """Read a manifest; with `verified`, refuse one whose content no longer matches its hash."""
     try:
-        return Manifest.model_validate_json(Path(path).read_bytes())
+        manifest = Manifest.model_validate_json(Path(path).read_bytes())
     except OSError as error:
         raise ManifestError(f"cannot read manifest {path}: {error.strerror or error}") from None
     except ValidationError as error:
@@ -154,3 +159,9 @@ def load_manifest(path: Path) -> Manifest:
         raise ManifestError(
             f"{path} is not a dataprep manifest ({error.error_count()} problems; {where}: {first['msg']})"
         ) from None
+    if verified and manifest.compute_content_sha256() != manifest.content_sha256:
+        raise ManifestError(
+            f"{path}: its content_sha256 does not match its content (edited, or not written by a build); "
+            "`dataprep manifest validate` checks it"
+        )
+    return manifest

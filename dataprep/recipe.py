@@ -17,7 +17,6 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_validator,
-    model_validator,
 )
 
 from dataprep.shards import canonical_json
@@ -135,15 +134,6 @@ class Recipe(Strict):
     tokens: TokenSpec | None = None
     sources: Annotated[list[SourceEntry], Field(min_length=1)]
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> Recipe:
-        seen: set[str] = set()
-        for entry in self.sources:
-            if entry.label in seen:
-                raise ValueError(f"two sources are named {entry.label!r}: give each a distinct `name`")
-            seen.add(entry.label)
-        return self
-
     def source_root(self, entry: SourceEntry) -> Path:
         base = Path(self.data_root) if self.data_root else Path.cwd()
         return (base / entry.path).absolute()
@@ -171,7 +161,7 @@ class RecipeError(Exception):
         self.path = path
         self.problems = problems
         lines = [
-            f"{path}:{problem.line or '?'}: {problem.field or '<recipe>'}: {problem.message}"
+            f"{path}{f':{problem.line}' if problem.line else ''}: {problem.field or '<recipe>'}: {problem.message}"
             for problem in problems
         ]
         super().__init__("invalid recipe\n" + "\n".join(lines))
@@ -184,12 +174,26 @@ def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise RecipeError(path, [Problem("", str(error), None)]) from None
+    except UnicodeDecodeError as error:
+        raise RecipeError(path, [Problem("", f"not UTF-8 text (byte {error.start})", None)]) from None
     return parse_recipe(text, path, overrides)
 
 
-def parse_recipe(text: str, path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
+def parse_recipe(
+    text: str, path: Path, overrides: dict[str, Any] | None = None, *, locate: bool = True
+) -> Recipe:
     """Validate and check recipe text (YAML, or JSON such as a manifest's recipe); `path` names it
-    in errors; `overrides` set dotted fields first (e.g. `{"output.dir": "out"}`)."""
+    in errors, with line numbers unless `locate` is off (text that is not the file's own);
+    `overrides` set dotted fields first (e.g. `{"output.dir": "out"}`)."""
+    try:
+        return _parse_recipe(text, path, overrides or {})
+    except RecipeError as error:
+        if locate:
+            raise
+        raise RecipeError(path, [Problem(p.field, p.message, None) for p in error.problems]) from None
+
+
+def _parse_recipe(text: str, path: Path, overrides: dict[str, Any]) -> Recipe:
     try:
         data = yaml.safe_load(_named(text, path))
         tree = yaml.compose(_named(text, path))
@@ -201,8 +205,9 @@ def parse_recipe(text: str, path: Path, overrides: dict[str, Any] | None = None)
     duplicates = list(_duplicate_keys(tree, ()))
     if duplicates:
         raise RecipeError(path, duplicates)
-    for dotted, value in (overrides or {}).items():
-        _set_dotted(data, dotted, value)
+    for dotted, value in overrides.items():
+        if problem := _set_dotted(data, dotted, value):
+            raise RecipeError(path, [_problem(tuple(problem.split(".")), "is not a mapping", tree)])
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as error:
@@ -225,8 +230,14 @@ def _check_sources(recipe: Recipe, tree: yaml.Node) -> list[Problem]:
 
     adapters = registry()
     problems = []
+    labels: dict[str, int] = {}
     for index, entry in enumerate(recipe.sources):
         loc: tuple[Any, ...] = ("sources", index)
+        if (first := labels.setdefault(entry.label, index)) != index:
+            message = (
+                f"sources {first} and {index} are both named {entry.label!r}: give each a distinct `name`"
+            )
+            problems.append(_problem((*loc, "name" if entry.name else "source"), message, tree))
         adapter = adapters.get(entry.source)
         if adapter is None:
             known = ", ".join(adapters)
@@ -315,8 +326,12 @@ def _duplicate_keys(node: yaml.Node, loc: tuple[Any, ...]) -> Iterator[Problem]:
             yield from _duplicate_keys(item, (*loc, index))
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> str | None:
+    """Set a dotted field; return the dotted parent that is not a mapping, if one is in the way."""
     *parents, last = dotted.split(".")
-    for part in parents:
+    for depth, part in enumerate(parents, 1):
         data = data.setdefault(part, {})
+        if not isinstance(data, dict):
+            return ".".join(parents[:depth])
     data[last] = value
+    return None

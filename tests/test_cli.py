@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -246,3 +248,71 @@ def test_discarding_parts_frees_the_copy_and_a_rebuild_gives_the_same_bytes(ray_
     assert json.loads((out / "manifest.json").read_text())["content_sha256"] == first["content_sha256"]
     assert [path.stat().st_mtime_ns for path in shards] == mtimes
     assert (out / ".work" / "parts").exists()
+
+
+def test_a_build_that_fetched_its_files_is_reproduced(ray_cluster, tmp_path, capsys):
+    write_conversations(tmp_path / "published" / "mine")
+    annotations = (tmp_path / "published" / "mine" / "train.jsonl").read_bytes()
+    recipe = tmp_path / "r.yaml"
+    with serve(Site(files={"/mine/train.jsonl": annotations})) as site:
+        fetch = f'    fetch:\n      - url: "{site.url}/mine/train.jsonl"\n'
+        shutil.copytree(tmp_path / "published" / "mine" / "images", tmp_path / "data" / "mine" / "images")
+        recipe.write_text(recipe_yaml("cli", tmp_path / "data", tmp_path / "a", extra_sources=fetch))
+        assert main(["build", str(recipe), "--quiet"]) == 0
+    manifest = tmp_path / "a" / "manifest.json"
+    assert json.loads(manifest.read_text())["sources"][0]["downloads"]  # provenance is recorded
+    args = ["reproduce", str(manifest), "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "b")]
+    assert main([*args, "--quiet"]) == 0
+    assert "reproduced: same content" in capsys.readouterr().out
+
+
+def test_diff_and_reproduce_refuse_a_manifest_edited_by_hand(ray_cluster, tmp_path, capsys):
+    write_conversations(tmp_path / "data" / "mine")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(recipe_yaml("cli", tmp_path / "data", tmp_path / "a"))
+    assert main(["build", str(recipe), "--quiet"]) == 0
+    manifest = tmp_path / "a" / "manifest.json"
+    edited = tmp_path / "edited.json"
+    document = json.loads(manifest.read_text())
+    document["sources"][0]["kept"] = 999  # the recorded hash is left as it was
+    edited.write_text(json.dumps(document))
+    capsys.readouterr()
+    assert main(["manifest", "diff", str(manifest), str(edited)]) == 2
+    assert "edited.json: its content_sha256 does not match its content" in capsys.readouterr().err
+    args = ["reproduce", str(edited), "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "b")]
+    assert main([*args, "--quiet"]) == 2 and not (tmp_path / "b").exists()
+    del document["content_sha256"]
+    edited.write_text(json.dumps(document))
+    assert main(["manifest", "diff", str(edited), str(edited)]) == 2
+
+
+def test_inspect_names_a_damaged_shard_and_needs_a_positive_count(ray_cluster, tmp_path, capsys):
+    write_conversations(tmp_path / "data" / "mine")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(recipe_yaml("cli", tmp_path / "data", tmp_path / "a"))
+    assert main(["build", str(recipe), "--quiet"]) == 0
+    manifest = str(tmp_path / "a" / "manifest.json")
+    with pytest.raises(SystemExit) as stopped:
+        main(["inspect", manifest, "-n", "0"])
+    assert stopped.value.code == 2
+    first = sorted((tmp_path / "a" / "shards").glob("*.tar"))[0]
+    first.write_bytes(first.read_bytes()[:5000])
+    capsys.readouterr()
+    assert main(["inspect", manifest, "-n", "100"]) == 1
+    err = capsys.readouterr().err
+    assert f"{first}: not a readable shard" in err and "manifest validate" in err and err.count("\n") == 1
+
+
+def test_a_bad_ray_address_and_a_closed_pipe_end_without_a_traceback(tmp_path):
+    write_conversations(tmp_path / "data" / "mine")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(recipe_yaml("cli", tmp_path / "data", tmp_path / "a"))
+    command = [sys.executable, "-m", "dataprep.cli"]
+    joined = subprocess.run(
+        [*command, "plan", str(recipe), "--ray-address", "bogus"], capture_output=True, text=True, timeout=120
+    )
+    assert joined.returncode == 1 and "Traceback" not in joined.stderr
+    assert "cannot join the Ray cluster at 'bogus'" in joined.stderr
+    piped = subprocess.Popen([*command, "schema", "recipe"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    piped.stdout.close()  # as `| head` does once it has what it wants
+    assert piped.wait(timeout=120) == 1 and piped.stderr.read() == b""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 
-from dataprep.recipe import RecipeError, load_recipe
+from dataprep.recipe import RecipeError, load_recipe, parse_recipe
 
 VALID = """\
 name: demo
@@ -89,7 +91,27 @@ def test_bad_take_fraction_and_duplicate_names(tmp_path, source_dir):
         VALID.format(path=source_dir)
         + f"  - source: conversations\n    path: {source_dir}\n    file: a.jsonl\n"
     )
-    assert "distinct `name`" in str(_error(tmp_path, doubled))
+    error = _error(tmp_path, doubled)
+    assert [(p.field, p.line) for p in error.problems] == [("sources.1.source", 10)]
+    assert "sources 0 and 1 are both named 'conversations'" in str(error)
+
+
+def test_a_recipe_that_is_not_utf8_is_a_recipe_error(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(RecipeError, match="not UTF-8 text"):
+        load_recipe(path)
+
+
+def test_recorded_recipes_are_checked_without_line_numbers_and_overrides_need_mappings(tmp_path, source_dir):
+    recorded = json.dumps(yaml.safe_load(VALID.format(path=source_dir)) | {"output": "out"})
+    with pytest.raises(RecipeError) as caught:
+        parse_recipe(recorded, Path("m.json (its recipe)"), {"output.dir": "elsewhere"}, locate=False)
+    assert str(caught.value).splitlines()[1] == "m.json (its recipe): output: is not a mapping"
+    missing = json.dumps(yaml.safe_load(VALID.format(path=tmp_path / "nowhere")))
+    with pytest.raises(RecipeError) as caught:
+        parse_recipe(missing, Path("m.json (its recipe)"), locate=False)
+    assert str(caught.value).splitlines()[1].startswith("m.json (its recipe): sources.0.path: ")
 
 
 @pytest.mark.parametrize("take", ["true", "yes", "'5'", "-3", "1.5", "0.0", "lots"])
