@@ -29,7 +29,7 @@ from dataprep.fixtures.tokenizer import demo_tokenizer
 from dataprep.manifest import Manifest, ManifestError, load_manifest
 from dataprep.mixture import plan
 from dataprep.paths import resolve_inside
-from dataprep.recipe import Recipe, RecipeError, load_recipe, parse_recipe
+from dataprep.recipe import Recipe, RecipeError, load_recipe, recipe_from_data
 from dataprep.report import download_table, manifest_diff, plan_table, sample_view, summary
 from dataprep.shards import iter_samples, sha256_file
 from dataprep.sources import registry
@@ -148,9 +148,7 @@ def _reproduce(args: argparse.Namespace) -> int:
             print("this build counted tokens: give its tokenizer with --tokenizer", file=sys.stderr)
             return 2
         overrides["tokens.tokenizer"] = args.tokenizer
-    recipe = parse_recipe(
-        json.dumps(original.recipe), Path(f"{args.manifest} (its recipe)"), overrides, locate=False
-    )
+    recipe = recipe_from_data(original.recipe, Path(f"{args.manifest} (its recipe)"), overrides)
     args.limit = original.limit  # a trial build is reproduced as the same trial
     try:
         rebuilt = build(recipe, _settings(args, recipe))
@@ -213,7 +211,7 @@ def _validate(path: Path) -> int:
             bad_shards.append(f"{shard.path}: size or sha256 differs from the manifest")
         elif shard.index and not _file_matches(path.parent / shard.index, shard.index_sha256):
             bad_shards.append(f"{shard.index}: missing, or its sha256 differs from the manifest")
-    problems = list(bad_shards)
+    problems = [*bad_shards, *_unlisted_files(manifest, path)]
     if not _file_matches(path.parent / manifest.rejects_file, manifest.rejects_sha256):
         problems.append(f"{manifest.rejects_file}: missing, or its sha256 differs from the manifest")
     if manifest.compute_content_sha256() != manifest.content_sha256:
@@ -226,6 +224,20 @@ def _validate(path: Path) -> int:
         + ("problems found" if problems else "all good")
     )
     return 1 if problems else 0
+
+
+def _unlisted_files(manifest: Manifest, path: Path) -> list[str]:
+    """Files beside the shards that the manifest does not list (a reader globbing `*.tar` would
+    take them for part of the mixture)."""
+    listed = {path.parent / shard.path for shard in manifest.shards}
+    listed |= {path.parent / shard.index for shard in manifest.shards if shard.index}
+    folders = {file.parent for file in listed}
+    return [
+        f"{file.relative_to(path.parent)}: not in the manifest"
+        for folder in sorted(folders)
+        for file in sorted(folder.iterdir())
+        if file not in listed
+    ]
 
 
 def _file_matches(path: Path, sha256: str | None) -> bool:

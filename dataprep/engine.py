@@ -46,6 +46,7 @@ from dataprep.normalize import (
     UnitSummary,
     index_path,
     inputs_changed,
+    inputs_path,
     load_index,
     normalize_unit,
 )
@@ -96,6 +97,9 @@ class BuildSettings:
     limit: int | None = None
     progress: bool | None = None
     discard_parts: bool = False
+
+    def __post_init__(self) -> None:  # workers of a joined cluster have their own working directory
+        object.__setattr__(self, "out", Path(self.out).absolute())
 
 
 @dataclass
@@ -450,7 +454,7 @@ def normalize(recipe: Recipe, settings: BuildSettings) -> list[EntryResult]:
             while used[e] < len(units[e]) and short(e):
                 unit, part = units[e][used[e]], parts[e][used[e]]
                 used[e] += 1
-                if index_path(part).exists() and not inputs_changed(part):
+                if _complete(part) and not inputs_changed(part):
                     done[part] = load_index(part)
                     continue
                 index_path(part).unlink(missing_ok=True)  # the index is the completion marker
@@ -469,6 +473,20 @@ def normalize(recipe: Recipe, settings: BuildSettings) -> list[EntryResult]:
             recipe.sources, adapters, parts, used, artifacts, strict=True
         )
     ]
+
+
+def _complete(part: Path) -> bool:
+    """A part whose tar, inputs and index (written last) are all there."""
+    return index_path(part).exists() and part.exists() and inputs_path(part).exists()
+
+
+def _discard(folder: Path) -> None:
+    """Delete a folder so that a kill half-way leaves it whole or gone: renamed first, then removed."""
+    doomed = folder.with_name(f"{folder.name}.discarded")
+    shutil.rmtree(doomed, ignore_errors=True)  # one a killed run left
+    if folder.exists():
+        folder.rename(doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _normalize_job(
@@ -586,7 +604,7 @@ def _build_locked(recipe: Recipe, settings: BuildSettings) -> Manifest:
     )
     write_atomic(out / "manifest.json", manifest.model_dump_json(indent=2).encode("utf-8") + b"\n")
     if settings.discard_parts:  # a copy of every kept sample; the next build re-normalizes
-        shutil.rmtree(work / "parts", ignore_errors=True)
+        _discard(work / "parts")
     return manifest
 
 

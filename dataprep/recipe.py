@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 from collections.abc import Iterator
@@ -179,21 +180,9 @@ def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
     return parse_recipe(text, path, overrides)
 
 
-def parse_recipe(
-    text: str, path: Path, overrides: dict[str, Any] | None = None, *, locate: bool = True
-) -> Recipe:
-    """Validate and check recipe text (YAML, or JSON such as a manifest's recipe); `path` names it
-    in errors, with line numbers unless `locate` is off (text that is not the file's own);
+def parse_recipe(text: str, path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Validate and check recipe text (YAML); `path` names it in errors, with line numbers;
     `overrides` set dotted fields first (e.g. `{"output.dir": "out"}`)."""
-    try:
-        return _parse_recipe(text, path, overrides or {})
-    except RecipeError as error:
-        if locate:
-            raise
-        raise RecipeError(path, [Problem(p.field, p.message, None) for p in error.problems]) from None
-
-
-def _parse_recipe(text: str, path: Path, overrides: dict[str, Any]) -> Recipe:
     try:
         data = yaml.safe_load(_named(text, path))
         tree = yaml.compose(_named(text, path))
@@ -205,7 +194,16 @@ def _parse_recipe(text: str, path: Path, overrides: dict[str, Any]) -> Recipe:
     duplicates = list(_duplicate_keys(tree, ()))
     if duplicates:
         raise RecipeError(path, duplicates)
-    for dotted, value in overrides.items():
+    return recipe_from_data(data, path, overrides, tree)
+
+
+def recipe_from_data(
+    data: dict[str, Any], path: Path, overrides: dict[str, Any] | None = None, tree: yaml.Node | None = None
+) -> Recipe:
+    """Validate and check a recipe given as data (e.g. the one a manifest records; no line numbers
+    without its YAML `tree`); `path` names it in errors."""
+    data = copy.deepcopy(data)  # overrides are set on a copy
+    for dotted, value in (overrides or {}).items():
         if problem := _set_dotted(data, dotted, value):
             raise RecipeError(path, [_problem(tuple(problem.split(".")), "is not a mapping", tree)])
     try:

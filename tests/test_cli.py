@@ -176,6 +176,19 @@ def test_validate_counts_shards_and_checks_rejects_and_bad_files_exit_cleanly(ra
     assert "rejects.jsonl: missing, or its sha256 differs" in result.err
     assert f"shards/{index.name}: missing, or its sha256 differs" in result.err
     assert "3 of 4 shards verified" in result.out
+    index.write_bytes(index.read_bytes().replace(b"[ [", b"[["))
+    rejects.write_text("".join(rejects.read_text().splitlines(keepends=True)[:-1]))
+    first = sorted((tmp_path / "out" / "shards").glob("*.tar"))[0]
+    shutil.copy(first, first.with_name("cli-000099.tar"))  # a stray copy a `*.tar` reader would take
+    assert main(["manifest", "validate", str(manifest)]) == 1
+    result = capsys.readouterr()
+    assert (
+        result.err == "shards/cli-000099.tar: not in the manifest\n"
+        and "4 of 4 shards verified" in result.out
+    )
+    first.with_name("cli-000099.tar").unlink()
+    assert main(["manifest", "validate", str(manifest)]) == 0
+    capsys.readouterr()
 
     (tmp_path / "empty.json").write_text("{}")
     assert main(["manifest", "show", str(tmp_path / "empty.json")]) == 2

@@ -98,10 +98,11 @@ def test_ray_address_and_job_submit_give_the_embedded_result(cluster, tmp_path):
     )
     assert embedded.returncode == 0, embedded.stderr.decode()
 
-    joined = subprocess.run(
-        [*cli, str(_recipe(tmp_path, tmp_path / "joined")), "--ray-address", address],
+    joined = subprocess.run(  # a relative output folder: the cluster's workers run elsewhere
+        [*cli, str(_recipe(tmp_path, Path("joined"))), "--ray-address", address],
         env=env,
         capture_output=True,
+        cwd=tmp_path,
     )
     assert joined.returncode == 0, joined.stderr.decode()
 

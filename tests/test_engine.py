@@ -389,6 +389,27 @@ def test_a_folder_holding_other_files_is_refused_and_left_as_it_was(ray_cluster,
         _build_into(tmp_path, data_root, tmp_path / "a-file")
 
 
+def test_parts_left_incomplete_by_a_killed_discard_are_normalized_again(ray_cluster, upstream, tmp_path):
+    data_root, _ = upstream
+    out, first = _build(tmp_path, data_root)
+    tars = sorted((out / ".work" / "parts").glob("*/*.tar"))
+    tars[0].unlink()  # `--discard-parts` killed half-way: some files gone, some indexes still there
+    tars[-1].with_suffix(".inputs.json").unlink()
+    (out / ".work" / "parts.discarded").mkdir()
+    _, second = _build(tmp_path, data_root)
+    assert second.content_sha256 == first.content_sha256 and tars[0].exists()
+    discarded = build(
+        load_recipe(tmp_path / "mix.yaml"), BuildSettings(out=out, progress=False, discard_parts=True)
+    )
+    assert discarded.content_sha256 == first.content_sha256
+    assert not (out / ".work" / "parts").exists() and not (out / ".work" / "parts.discarded").exists()
+
+
+def test_a_relative_output_folder_is_made_absolute_for_workers_that_run_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert BuildSettings(out=Path("out/demo")).out == tmp_path / "out" / "demo"
+
+
 def test_a_renamed_recipe_removes_its_old_shards_and_nothing_else(ray_cluster, upstream, tmp_path):
     data_root, _ = upstream
     out = tmp_path / "out"

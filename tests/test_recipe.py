@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dataprep.recipe import RecipeError, load_recipe, parse_recipe
+from dataprep.recipe import RecipeError, load_recipe, recipe_from_data
 
 VALID = """\
 name: demo
@@ -104,14 +104,17 @@ def test_a_recipe_that_is_not_utf8_is_a_recipe_error(tmp_path):
 
 
 def test_recorded_recipes_are_checked_without_line_numbers_and_overrides_need_mappings(tmp_path, source_dir):
-    recorded = json.dumps(yaml.safe_load(VALID.format(path=source_dir)) | {"output": "out"})
+    recorded = yaml.safe_load(VALID.format(path=source_dir)) | {"output": "out"}
     with pytest.raises(RecipeError) as caught:
-        parse_recipe(recorded, Path("m.json (its recipe)"), {"output.dir": "elsewhere"}, locate=False)
+        recipe_from_data(recorded, Path("m.json (its recipe)"), {"output.dir": "elsewhere"})
     assert str(caught.value).splitlines()[1] == "m.json (its recipe): output: is not a mapping"
-    missing = json.dumps(yaml.safe_load(VALID.format(path=tmp_path / "nowhere")))
+    missing = yaml.safe_load(VALID.format(path=tmp_path / "nowhere"))
     with pytest.raises(RecipeError) as caught:
-        parse_recipe(missing, Path("m.json (its recipe)"), locate=False)
+        recipe_from_data(missing, Path("m.json (its recipe)"))
     assert str(caught.value).splitlines()[1].startswith("m.json (its recipe): sources.0.path: ")
+    tiny = yaml.safe_load(VALID.format(path=source_dir))
+    tiny["sources"][0]["take"] = 0.00005  # JSON writes 5e-05, which YAML 1.1 reads as a string
+    assert recipe_from_data(json.loads(json.dumps(tiny)), Path("m.json")).sources[0].take == 0.00005
 
 
 @pytest.mark.parametrize("take", ["true", "yes", "'5'", "-3", "1.5", "0.0", "lots"])
