@@ -11,13 +11,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dataprep.paths import UnsafePath, resolve_inside
 from dataprep.recipe import ImagePolicy
 from dataprep.sample import ImageBytes, ImageFile, ImageInput
 
-EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp"}
+"""Formats kept as they are (MPO: a JPEG carrying further images, e.g. a phone's gain map; every
+JPEG reader decodes its first)."""
+EIGHT_BIT_MODES = {
+    "1",
+    "L",
+    "LA",
+    "La",
+    "P",
+    "PA",
+    "RGB",
+    "RGBA",
+    "RGBa",
+    "RGBX",
+    "CMYK",
+    "YCbCr",
+    "LAB",
+    "HSV",
+}
+"""Modes that convert to RGB without losing their range; others (16-bit, 32-bit, float) are re-encoded."""
+SIDE_LIMITS = {"JPEG": 65_500, "WEBP": 16_383, "PNG": 2**31 - 1}
+"""The longest side each output format can hold."""
 
 
 class ImageRejected(Exception):
@@ -89,11 +111,14 @@ def apply_policy(data: bytes, policy: ImagePolicy) -> EncodedImage:
         if width * height > policy.max_pixels:
             raise ImageRejected("image_too_large", f"{width}x{height} exceeds {policy.max_pixels} pixels")
         try:
-            image.load()
-        except (OSError, SyntaxError, ValueError) as error:
-            raise _decode_error(data, str(error)) from None
+            for frame in range(getattr(image, "n_frames", 1)):  # every frame of an animation, then the first
+                image.seek(frame)
+                image.load()
+            image.seek(0)
+        except (OSError, SyntaxError, ValueError, EOFError) as error:
+            raise _decode_error(data, str(error) or "a frame ends early") from None
     too_big = policy.max_side is not None and max(width, height) > policy.max_side
-    if image.format in EXTENSIONS and not too_big:
+    if image.format in EXTENSIONS and image.mode in EIGHT_BIT_MODES and not too_big:
         return EncodedImage(data, EXTENSIONS[image.format], width, height, reencoded=False)
     return _reencode(image, policy)
 
@@ -125,14 +150,31 @@ def _pillow_pixel_limit(max_pixels: int) -> Iterator[None]:
 
 
 def _reencode(image: Image.Image, policy: ImagePolicy) -> EncodedImage:
+    """The first frame in the policy's format, at most `max_side` (and the format's own limit) long."""
     fmt = policy.format.upper()
+    image = _eight_bit(image)
     keeps_alpha = fmt in {"PNG", "WEBP"} and image.mode in {"RGBA", "LA", "P"}
     image = image.convert("RGBA" if keeps_alpha else "RGB")
-    if policy.max_side is not None and max(image.size) > policy.max_side:
-        scale = policy.max_side / max(image.size)
+    max_side = min(policy.max_side or SIDE_LIMITS[fmt], SIDE_LIMITS[fmt])
+    if max(image.size) > max_side:
+        scale = max_side / max(image.size)
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
         image = image.resize(size, Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     params = {"quality": policy.quality} if fmt in {"JPEG", "WEBP"} else {}
-    image.save(buffer, format=fmt, **params)
+    try:
+        image.save(buffer, format=fmt, **params)
+    except (OSError, ValueError) as error:
+        raise ImageRejected("image_unencodable", f"{fmt} cannot hold this image: {error}") from None
     return EncodedImage(buffer.getvalue(), EXTENSIONS[fmt], image.width, image.height, reencoded=True)
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit grayscale scaled to 8 bits (Pillow's own conversion clips it to white); 32-bit and
+    float pixels have no range to scale by and are refused."""
+    if image.mode in EIGHT_BIT_MODES:
+        return image
+    pixels = np.asarray(image)
+    if image.mode.startswith("I;16") or (image.mode == "I" and pixels.min() >= 0 and pixels.max() <= 0xFFFF):
+        return Image.fromarray((pixels.astype(np.uint32) >> 8).astype(np.uint8), "L")
+    raise ImageRejected("image_unsupported", f"{image.mode} pixels ({pixels.dtype}) have no 8-bit equivalent")

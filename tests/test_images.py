@@ -99,3 +99,40 @@ def test_a_file_name_too_long_to_exist_is_missing(tmp_path):
         load_bytes(ImageFile(tmp_path, "x" * 300 + ".jpg"), [tmp_path])
     assert caught.value.reason == "image_missing"
     assert caught.value.missing == tmp_path / ("x" * 300 + ".jpg")
+
+
+@pytest.mark.parametrize(("fmt", "width", "limit"), [("webp", 17_000, 16_383), ("jpeg", 70_000, 65_500)])
+def test_an_image_wider_than_the_output_format_allows_is_fitted_to_it(fmt, width, limit):
+    wide = encode(Image.new("RGB", (width, 4), "red"), "BMP")  # BMP: always re-encoded
+    image = apply_policy(wide, ImagePolicy(format=fmt))
+    assert (image.width, image.reencoded) == (limit, True)
+    assert Image.open(io.BytesIO(image.data)).size == (image.width, image.height)
+
+
+def test_sixteen_bit_grayscale_is_scaled_to_eight_bits_not_clipped_to_white():
+    ramp = Image.frombytes(
+        "I;16", (256, 1), bytes(b for v in range(256) for b in (v * 257).to_bytes(2, "little"))
+    )
+    image = apply_policy(encode(ramp, "PNG"), ImagePolicy(format="png"))
+    stored = Image.open(io.BytesIO(image.data)).convert("L")
+    assert image.reencoded and list(stored.tobytes()) == list(range(256))
+    floats = Image.new("F", (4, 4), 0.5)
+    assert _reason(encode(floats, "TIFF")) == "image_unsupported"
+
+
+def test_a_jpeg_carrying_a_second_image_is_kept_as_a_jpeg():
+    first, second = photo(random.Random(4), 64, 48), photo(random.Random(5), 32, 24)
+    buffer = io.BytesIO()
+    first.save(buffer, format="MPO", save_all=True, append_images=[second])
+    assert Image.open(io.BytesIO(buffer.getvalue())).format == "MPO"
+    image = apply_policy(buffer.getvalue(), ImagePolicy(format="png"))
+    assert (image.data, image.extension, image.reencoded) == (buffer.getvalue(), "jpg", False)
+
+
+def test_an_animation_cut_after_its_first_frame_is_truncated():
+    frames = [photo(random.Random(seed), 64, 48) for seed in range(3)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="PNG", save_all=True, append_images=frames[1:])
+    whole = buffer.getvalue()
+    assert apply_policy(whole, ImagePolicy()).data == whole
+    assert _reason(whole[: len(whole) * 2 // 3]) == "image_truncated"
