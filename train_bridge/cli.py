@@ -63,7 +63,7 @@ def _sft_parser(sub: argparse._SubParsersAction) -> None:
         default=True,
         help="weight decay on biases and norm weights too, as V1-2 (default: on)",
     )
-    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0: no clipping)")
     p.add_argument("--epochs", type=_positive, default=1)
     p.add_argument(
         "--max-steps",

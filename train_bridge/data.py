@@ -185,11 +185,12 @@ def collate(
     length = -(-max(len(ids) for ids, _ in rows) // pad_multiple) * pad_multiple
     input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), length), dtype=torch.long)  # the placeholder row: all 0
     for row, (ids, labs) in enumerate(rows):
         input_ids[row, : len(ids)] = torch.tensor(ids)
         labels[row, : len(labs)] = torch.tensor(labs)
-        attention_mask[row, : len(ids)] = 1
+        if kept:
+            attention_mask[row, : len(ids)] = 1
     pixels = [p for item in kept for p in item["images"]]
     return {
         "input_ids": input_ids,
@@ -294,4 +295,5 @@ def make_loader(dataset: ShardStream, num_workers: int, pin_memory: bool = False
         pin_memory=pin_memory,
         prefetch_factor=4 if num_workers else None,
         persistent_workers=False,
+        generator=torch.Generator().manual_seed(0),  # not a draw from the training RNG (exact resume)
     )

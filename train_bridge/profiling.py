@@ -36,7 +36,7 @@ def step_profiler(
             return
         captured += 1
         averages = prof.key_averages()
-        cpu_ms = sum(event.self_cpu_time_total for event in averages) / 1000
+        cpu_ms = sum(event.self_cpu_time_total for event in averages if not event.is_user_annotation) / 1000
         device_ms = (
             sum(
                 event.self_device_time_total

@@ -41,7 +41,8 @@ ATTENTION_BACKENDS = {
     "efficient": SDPBackend.EFFICIENT_ATTENTION,
     "math": SDPBackend.MATH,
 }
-PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200": 989.0, "A100": 312.0}
+"""Dense bf16 peaks; the first name found in the device's name wins (variants before the family)."""
 
 
 @dataclass
@@ -195,7 +196,9 @@ def _wrap(module: SFTModule, parallel: Parallel, world: int, device: torch.devic
 
 class FlopCounter:
     """Model FLOPs of one forward + backward: 6·N per token (the output projection only on scored
-    tokens, which is all it runs on) plus attention; activation recomputation is not counted."""
+    tokens, which is all it runs on; the ViT on its patches + class token, the projector on the image
+    tokens, the patch embedding 4·N as the pixels need no gradient) plus attention (causal: half of
+    the LLM's square); activation recomputation is not counted."""
 
     def __init__(self, model: nn.Module) -> None:
         config = model.config
@@ -205,10 +208,13 @@ class FlopCounter:
             inner.language_model.embed_tokens.weight.numel()
         )
         self.head_params = self.text.vocab_size * self.text.hidden_size
-        size, _ = image_geometry(model)
+        size, self.image_tokens = image_geometry(model)
         self.patches = (size // self.vision.patch_size[0]) ** 2 + 1
-        self.vit_params = sum(p.numel() for p in inner.vision_tower.parameters())
-        self.vit_params += sum(p.numel() for p in inner.multi_modal_projector.parameters())
+        vision = inner.vision_tower
+        embeddings = sum(p.numel() for p in vision.embeddings.parameters())
+        self.vit_params = sum(p.numel() for p in vision.parameters()) - embeddings
+        self.patch_embed_params = sum(p.numel() for p in vision.embeddings.patch_embeddings.parameters())
+        self.projector_params = sum(p.numel() for p in inner.multi_modal_projector.parameters())
 
     def __call__(self, batch: dict[str, Any]) -> float:
         lengths = batch["attention_mask"].sum(1).double()
@@ -216,7 +222,8 @@ class FlopCounter:
         flops = 6 * self.llm_params * lengths.sum().item() + 6 * self.head_params * scored
         flops += 6 * self.text.num_hidden_layers * self.text.hidden_size * (lengths**2).sum().item()
         images = len(batch["images"])
-        flops += 6 * self.vit_params * self.patches * images
+        flops += 6 * (self.vit_params * self.patches + self.projector_params * self.image_tokens) * images
+        flops += 4 * self.patch_embed_params * (self.patches - 1) * images  # no gradient for the pixels
         flops += 12 * self.vision.num_hidden_layers * self.vision.hidden_size * self.patches**2 * images
         return float(flops)
 
@@ -321,8 +328,18 @@ def _find_resume(config: TrainConfig) -> Path | None:
     return folder
 
 
+def _gathered(keys: list[str]) -> list[str]:
+    """Every rank's keys (the step's whole global batch)."""
+    if not dist.is_initialized():
+        return keys
+    everyone: list[list[str] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, keys)
+    return [key for rank_keys in everyone for key in rank_keys or []]
+
+
 def _digest(keys: list[str]) -> str:
-    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+    """Of a global batch's samples, in any order (ranks and micro-batches split it differently)."""
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
 
 
 def train(config: TrainConfig) -> list[dict[str, Any]]:
@@ -338,6 +355,9 @@ def train(config: TrainConfig) -> list[dict[str, Any]]:
 def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> list[dict[str, Any]]:
     manifest = load_manifest(config.manifest)
     seed = manifest.seed if config.seed is None else config.seed
+    random.seed(seed)  # dropout and the like; a resumed run restores these states from its checkpoint
+    np.random.seed(seed)
+    torch.manual_seed(seed)
     if config.global_batch % (config.micro_batch * world):
         raise BridgeError(
             f"global batch {config.global_batch} is not a multiple of {config.micro_batch} × {world}"
@@ -476,7 +496,8 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
                             loss = wrapped(*inputs, pixels)
                         (loss * world / max(target_tokens, 1.0)).backward()
                     loss_sum += loss.detach()
-                grad_norm = torch.nn.utils.clip_grad_norm_(wrapped.parameters(), config.grad_clip)
+                clip = config.grad_clip if config.grad_clip > 0 else math.inf  # 0: measured, not clipped
+                grad_norm = torch.nn.utils.clip_grad_norm_(wrapped.parameters(), clip)
                 if hasattr(grad_norm, "full_tensor"):
                     grad_norm = grad_norm.full_tensor()
                 lr = scheduler.get_last_lr()[0]
@@ -508,7 +529,7 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
                     "step_time": elapsed,
                     "dropped": totals["dropped"],
                     "truncated": totals["truncated"],
-                    "data": _digest([k for batch in micro for k in batch["keys"]]),
+                    "data": _digest(_gathered([k for batch in micro for k in batch["keys"]])),
                 }
                 if peak:
                     record["mfu"] = _all_reduce(torch.tensor(flops, device=device)).item() / (

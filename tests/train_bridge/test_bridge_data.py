@@ -9,7 +9,7 @@ import pytest
 
 from dataprep.manifest import load_manifest
 from dataprep.shards import iter_samples
-from train_bridge.data import Encoder, ShardStream, epoch_order, make_loader
+from train_bridge.data import Encoder, ShardStream, collate, epoch_order, make_loader
 
 
 def stream(manifest_path: Path, tokenizer, **kwargs) -> ShardStream:
@@ -121,3 +121,8 @@ def test_a_missing_or_cut_shard_stops_the_stream_before_it_starts(tmp_path: Path
     with pytest.raises(ValueError, match="2 shard") as caught:
         stream(manifest_path, tokenizer, batch_size=2)
     assert f"{shards[3]}: missing" in str(caught.value) and f"{shards[1]}: " in str(caught.value)
+
+
+def test_a_micro_batch_whose_samples_were_all_dropped_holds_no_real_token() -> None:
+    batch = collate([{"dropped": "too long"}, {"dropped": "too long"}], pad_id=0, gpu_decode=False)
+    assert batch["attention_mask"].sum() == 0 and (batch["labels"] == -100).all() and batch["dropped"] == 2

@@ -87,6 +87,68 @@ def test_resume_continues_exactly(tmp_path: Path, manifest_path: Path, tokenizer
     assert trainer["data_position"] == {"epoch": 1, "micro_batch": 4}
 
 
+def test_resume_is_exact_for_a_model_with_dropout(
+    tmp_path: Path, manifest_path: Path, tokenizer_dir: Path
+) -> None:
+    from transformers import AutoTokenizer
+
+    from train_bridge.model import add_special_tokens, load_model
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    add_special_tokens(tokenizer)
+    model = load_model("tiny", tokenizer, image_size=28)
+    model.config.text_config.attention_dropout = 0.3
+    model.save_pretrained(tmp_path / "dropout-model")
+    run = {"model": str(tmp_path / "dropout-model"), "max_steps": 6}
+    whole = train(config(manifest_path, tokenizer_dir, tmp_path / "whole", **run))
+    again = train(config(manifest_path, tokenizer_dir, tmp_path / "again", **run))
+    assert [r["loss"] for r in again] == [r["loss"] for r in whole]  # seeded: the same dropout masks
+    train(config(manifest_path, tokenizer_dir, tmp_path / "part", **run, stop_after=3))
+    rest = train(config(manifest_path, tokenizer_dir, tmp_path / "part", **run, resume="auto"))
+    assert [r["loss"] for r in rest] == [r["loss"] for r in whole[3:]]
+
+
+def test_a_clip_of_zero_measures_the_gradient_without_clipping_it(
+    tmp_path: Path, manifest_path: Path, tokenizer_dir: Path
+) -> None:
+    off = train(
+        config(manifest_path, tokenizer_dir, tmp_path / "off", max_steps=2, grad_clip=0.0, warmup_ratio=0.0)
+    )
+    huge = train(
+        config(manifest_path, tokenizer_dir, tmp_path / "huge", max_steps=2, grad_clip=1e9, warmup_ratio=0.0)
+    )
+    tight = train(
+        config(
+            manifest_path, tokenizer_dir, tmp_path / "tight", max_steps=2, grad_clip=1e-3, warmup_ratio=0.0
+        )
+    )
+    assert [(r["loss"], r["grad_norm"]) for r in off] == [(r["loss"], r["grad_norm"]) for r in huge]
+    assert off[0]["grad_norm"] > 1e-3 and off[1]["loss"] != tight[1]["loss"]
+
+
+def test_image_flops_match_an_independent_count(tokenizer) -> None:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from train_bridge.model import load_model
+    from train_bridge.train import FlopCounter
+
+    model = load_model("tiny", tokenizer, image_size=56)
+    image_only = {
+        "attention_mask": torch.zeros(1, 1, dtype=torch.long),
+        "labels": torch.full((1, 2), -100),
+        "images": torch.zeros(1, 3, 56, 56),
+    }
+    config = model.config
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as measured:
+        model.model.get_image_features(
+            pixel_values=torch.randn(1, 3, 56, 56),
+            vision_feature_layer=config.vision_feature_layer,
+            vision_feature_select_strategy=config.vision_feature_select_strategy,
+        ).pooler_output.sum().backward()
+    assert FlopCounter(model)(image_only) == pytest.approx(measured.get_total_flops(), rel=0.03)
+
+
 def test_overlong_samples_are_counted(tmp_path: Path, manifest_path: Path, tokenizer_dir: Path) -> None:
     records = train(config(manifest_path, tokenizer_dir, tmp_path / "run", max_steps=2, max_length=40))
     assert records[-1]["dropped"] + records[-1]["truncated"] > 0
@@ -159,7 +221,7 @@ def test_torchrun_ddp_and_fsdp(tmp_path: Path, manifest_path: Path, tokenizer_di
     # the same global batches in one process give the same losses (world-size-independent order)
     single = train(config(manifest_path, tokenizer_dir, tmp_path / "single", max_steps=3))
     for a, b in zip(ddp_metrics, single, strict=True):
-        assert a["data"] != "" and a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        assert a["data"] == b["data"] and a["loss"] == pytest.approx(b["loss"], rel=1e-5)  # both ranks
     # one process asked for DDP without torchrun gets a one-member group, closed afterwards
     alone = train(config(manifest_path, tokenizer_dir, tmp_path / "alone", max_steps=3, parallel="ddp"))
     assert not torch.distributed.is_initialized()
