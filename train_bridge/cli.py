@@ -53,7 +53,7 @@ def _sft_parser(sub: argparse._SubParsersAction) -> None:
         "--image-size", type=_positive, default=448, help="input size of preset models (default: 448)"
     )
     p.add_argument("--global-batch", type=_positive, default=512)
-    p.add_argument("--micro-batch", type=_positive, default=4, help="samples per device per forward")
+    p.add_argument("--micro-batch", type=_positive, default=8, help="samples per device per forward")
     p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--warmup-ratio", type=float, default=0.03)
     p.add_argument("--weight-decay", type=float, default=0.05)
@@ -84,8 +84,9 @@ def _sft_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--length-group",
         type=_non_negative,
-        default=50,
-        help="sort runs of this many global batches by length, as V1-2's group_by_length (0: off; default: %(default)s)",
+        default=400,
+        help="sort runs of this many samples by length, longest first: HF's group_by_length megabatches "
+        "(50 × V1-2's 8 per device); 0: off (default: %(default)s)",
     )
     p.add_argument(
         "--pad-multiple",

@@ -58,7 +58,7 @@ class TrainConfig:
     overlong: Overlong = "truncate"
     image_size: int = 448
     global_batch: int = 512
-    micro_batch: int = 4
+    micro_batch: int = 8
     lr: float = 1e-5
     warmup_ratio: float = 0.03
     weight_decay: float = 0.05
@@ -70,7 +70,7 @@ class TrainConfig:
     seed: int | None = None
     num_workers: int = 4
     window: int = 16
-    length_group: int = 50
+    length_group: int = 400  # HF's group_by_length: megabatches of 50 × V1-2's 8 samples per device
     pad_multiple: int = 64
     gradient_checkpointing: bool = True
     parallel: Parallel = "auto"
@@ -388,7 +388,7 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
         window=config.window,
         pad_id=tokenizer.pad_token_id,
         pad_multiple=config.pad_multiple,
-        length_group=config.length_group * config.global_batch,
+        length_group=config.length_group,
     )
     if rank == 0:
         for warning in overlong_warnings(manifest.stats.tokens, config.max_length, image_tokens):
