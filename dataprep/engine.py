@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from collections import Counter
@@ -562,8 +561,9 @@ def _build_locked(recipe: Recipe, settings: BuildSettings) -> Manifest:
         components = components_of(entries)
         shard_plan = plan(components, recipe.output.shard_size, recipe.seed)
         shard_names = [f"{recipe.name}-{index:06d}.tar" for index in range(len(shard_plan))]
+        listed = _listed_shards(out / "manifest.json")
         (out / "manifest.json").unlink(missing_ok=True)  # shards change from here on
-        _remove_stale_shards(out, recipe.name, set(shard_names))
+        _remove_stale_shards(out, set(shard_names), listed)
         token_settings = _token_settings(recipe)
         jobs = []
         per_source = []
@@ -636,25 +636,32 @@ def _token_stats(
     )
 
 
-def _remove_stale_shards(out: Path, name: str, keep: set[str]) -> None:
-    """Drop what earlier builds wrote and the current plan does not keep: shards with a marker (any
-    recipe name), `<name>-NNNNNN.tar` files and unfinished `.tar.partial` files. Nothing else."""
+def _listed_shards(manifest: Path) -> set[str]:
+    """The shard file names an earlier build's manifest lists (none when there is no such manifest)."""
+    try:
+        return {Path(shard.path).name for shard in load_manifest(manifest).shards}
+    except ManifestError:
+        return set()
+
+
+def _remove_stale_shards(out: Path, keep: set[str], listed: set[str]) -> None:
+    """Drop the shards earlier builds wrote (those with a marker, or in their manifest: any recipe
+    name) that the current plan does not keep, with their indexes, and unfinished `.partial` files.
+    Nothing else: a file a build did not write stays (`manifest validate` names it)."""
     folder, markers = out / "shards", out / WORK_DIR / "shards"
+    written = set(listed)
     if markers.exists():
         for marker in markers.glob("*.tar.json"):
-            shard = marker.name.removesuffix(".json")
-            if shard not in keep:
-                (folder / shard).unlink(missing_ok=True)
-                shard_index_path(folder / shard).unlink(missing_ok=True)
+            written.add(marker.name.removesuffix(".json"))
+            if marker.name.removesuffix(".json") not in keep:
                 marker.unlink()
-    if not folder.exists():
-        return
-    numbered = re.compile(rf"{re.escape(name)}-(\d{{6}})\.(tar|idx\.json)")
-    for path in folder.iterdir():
-        match = numbered.fullmatch(path.name)
-        stale = match is not None and f"{name}-{match.group(1)}.tar" not in keep
-        if stale or path.name.endswith((".tar" + PARTIAL_SUFFIX, ".idx.json" + PARTIAL_SUFFIX)):
-            path.unlink()
+    for shard in written - keep:
+        (folder / shard).unlink(missing_ok=True)
+        shard_index_path(folder / shard).unlink(missing_ok=True)
+    if folder.exists():
+        for path in folder.iterdir():
+            if path.name.endswith((".tar" + PARTIAL_SUFFIX, ".idx.json" + PARTIAL_SUFFIX)):
+                path.unlink()
 
 
 def check_output(recipe: Recipe, out: Path) -> None:

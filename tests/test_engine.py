@@ -423,6 +423,13 @@ def test_a_renamed_recipe_removes_its_old_shards_and_nothing_else(ray_cluster, u
     shutil.rmtree(out / ".work")  # to reclaim space: the manifest still marks the folder as a build
     again = _build_into(tmp_path, data_root, out, name="renamed")
     assert again.content_sha256 == manifest.content_sha256
+    shutil.rmtree(out / ".work")
+    (out / "shards" / "renamed-000099.tar").write_text("a file no build wrote, in our naming")
+    fewer = _build_into(tmp_path, data_root, out, name="renamed", shard_size=100)
+    names = sorted(path.name for path in (out / "shards").iterdir())
+    ours = [Path(name).name for shard in fewer.shards for name in (shard.path, shard.index)]
+    assert len(fewer.shards) < len(again.shards)  # the earlier manifest's extra shards are gone
+    assert names == sorted([*ours, "mix-v2-000000.tar", "renamed-000099.tar"])
 
 
 def test_a_build_that_fails_before_writing_shards_keeps_the_previous_manifest(
