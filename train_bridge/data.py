@@ -276,9 +276,16 @@ class ShardStream(IterableDataset):
     def _batch(self, reader: ShardReader, ids: np.ndarray, batch: int, worker: int) -> dict[str, Any]:
         items, keys, sources = [], [], []
         for shard, index in self._locate(ids):
-            key, record, blobs = reader.read(shard, index)
-            keys.append(key)
-            items.append(self.encoder(record, blobs))
+            try:
+                key, record, blobs = reader.read(shard, index)
+                keys.append(key)
+                items.append(self.encoder(record, blobs))
+            except Exception as error:  # never another sample in its place: stop, naming this one
+                where = f"{self.paths[shard]}, sample {index}"
+                raise BridgeError(
+                    f"{where} cannot be read ({type(error).__name__}: {error}); "
+                    "`dataprep manifest validate` re-hashes every shard"
+                ) from error
             if "dropped" not in items[-1]:
                 sources.append(record["source"])
         out = collate(items, self.pad_id, self.encoder.gpu_decode, self.pad_multiple)

@@ -126,3 +126,22 @@ def test_a_missing_or_cut_shard_stops_the_stream_before_it_starts(tmp_path: Path
 def test_a_micro_batch_whose_samples_were_all_dropped_holds_no_real_token() -> None:
     batch = collate([{"dropped": "too long"}, {"dropped": "too long"}], pad_id=0, gpu_decode=False)
     assert batch["attention_mask"].sum() == 0 and (batch["labels"] == -100).all() and batch["dropped"] == 2
+
+
+def test_an_image_damaged_after_the_build_stops_training_naming_its_shard(tmp_path: Path, tokenizer) -> None:
+    from bridge_fixtures import build_shards
+
+    from dataprep.shards import member_locations
+    from train_bridge.errors import BridgeError
+
+    manifest_path = build_shards(tmp_path / "mix")
+    shard = load_manifest(manifest_path).shard_paths(manifest_path)[0]
+    image = next(location for location in member_locations(shard) if not location.name.endswith(".json"))
+    data = bytearray(shard.read_bytes())
+    data[image.offset : image.offset + image.size] = (
+        b"\0" * image.size
+    )  # same size: the start-up check passes
+    shard.write_bytes(bytes(data))
+    dataset = stream(manifest_path, tokenizer, batch_size=2)
+    with pytest.raises(BridgeError, match=f"{shard}, sample \\d+ cannot be read"):
+        list(make_loader(dataset, num_workers=0))
