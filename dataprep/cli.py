@@ -274,7 +274,8 @@ def _inspect(args: argparse.Namespace) -> int:
             )
             return 1
     if shown == 0:
-        print("no sample matches", file=sys.stderr)
+        names = ", ".join(source.name for source in manifest.sources)
+        print(f"no sample matches (sources: {names})", file=sys.stderr)
         return 1
     return 0
 
@@ -307,7 +308,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:14} v{adapter.version}  {adapter.licence}")
             return 0
         for name, facts in generate_all(args.out, seed=args.seed).items():
-            print(f"{name:14} {args.out / name}  {facts.get('expected_samples', '?')} samples expected")
+            expected = facts.get("expected_samples", "?")
+            print(
+                f"{name:14} {args.out / name}  {expected} samples expected with the adapter's default options"
+            )
         print(f"{'tokenizer':14} {demo_tokenizer(args.out)}  (miniature BPE, for token statistics)")
         return 0
     except (RecipeError, ManifestError) as error:

@@ -344,7 +344,7 @@ def _run(
             )
         except ray.exceptions.RayError as error:
             errors.append(f"{jobs[index][0]}: {error}")
-        progress.advance(getattr(results[index], "read", 0))
+        progress.advance(_records(results[index]))
         next_index = next(queue, None)
         if next_index is not None:
             pending[jobs[next_index][1]()] = next_index
@@ -352,6 +352,13 @@ def _run(
     if errors:
         raise BuildError(f"{stage} failed for {len(errors)} of {len(jobs)} units:\n" + "\n".join(errors))
     return results
+
+
+def _records(result: Any) -> int:
+    """Records a finished job accounts for: read by a normalize job, written by a shard job."""
+    if isinstance(result, UnitSummary):
+        return result.read
+    return result.get("samples", 0) if isinstance(result, dict) else 0
 
 
 def _adapter(recipe: Recipe, entry: SourceEntry) -> Source:

@@ -194,6 +194,11 @@ def manifest_diff(old: Manifest, new: Manifest) -> list[str]:
     )
     if changed_keys:
         lines.append(f"recipe keys changed: {', '.join(changed_keys)}")
+    for key in changed_keys:
+        old_value, new_value = old.recipe.get(key), new.recipe.get(key)
+        if isinstance(old_value, dict) and isinstance(new_value, dict):
+            fields = sorted(f for f in {*old_value, *new_value} if old_value.get(f) != new_value.get(f))
+            lines += [f"{key}.{f}: {old_value.get(f)} → {new_value.get(f)}" for f in fields]
     before = {source.name: source for source in old.sources}
     after = {source.name: source for source in new.sources}
     for name in sorted(before.keys() - after.keys()):

@@ -106,7 +106,12 @@ def test_inspect_and_diff_two_builds(ray_cluster, tmp_path, capsys):
     recipe.write_text(recipe_yaml("cli", tmp_path, tmp_path / "a"))
     assert main(["build", str(recipe), "--quiet"]) == 0
     assert main(["build", str(recipe), "--quiet", "--out", str(tmp_path / "b")]) == 0
-    recipe.write_text(recipe.read_text().replace("seed: 7", "seed: 8") + "    take: 5\n")
+    changed = (
+        recipe.read_text()
+        .replace("seed: 7", "seed: 8")
+        .replace("max_pixels: 4000000", "max_pixels: 4000000, max_side: 64")
+    )
+    recipe.write_text(changed + "    take: 5\n")
     assert main(["build", str(recipe), "--quiet", "--out", str(tmp_path / "c")]) == 0
     a, b, c = (str(tmp_path / name / "manifest.json") for name in "abc")
     capsys.readouterr()
@@ -115,7 +120,8 @@ def test_inspect_and_diff_two_builds(ray_cluster, tmp_path, capsys):
     assert "same content" in capsys.readouterr().out
     assert main(["manifest", "diff", a, c]) == 1
     changes = capsys.readouterr().out
-    assert "seed: 7 → 8" in changes and "recipe keys changed: seed, sources" in changes
+    assert "seed: 7 → 8" in changes and "recipe keys changed: image, seed, sources" in changes
+    assert "image.max_side: None → 64" in changes
     assert "source mine: take all → 5" in changes and "source mine: in_mixture 13 → 5" in changes
     assert "0 identical" in changes
 
@@ -128,6 +134,7 @@ def test_inspect_and_diff_two_builds(ray_cluster, tmp_path, capsys):
     assert main(["inspect", a, "--key", keys[1], "-n", "5"]) == 0
     assert capsys.readouterr().out.count("source=mine") == 1
     assert main(["inspect", a, "--source", "nobody"]) == 1
+    assert "no sample matches (sources: mine)" in capsys.readouterr().err
 
 
 def test_show_and_diff_token_statistics(ray_cluster, tmp_path, capsys):

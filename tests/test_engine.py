@@ -489,3 +489,17 @@ def test_markers_of_text_only_shards_stay_strict_json_also_when_an_earlier_versi
     _, second = _build(tmp_path, tmp_path / "up")
     assert second.content_sha256 == first.content_sha256
     assert strict(markers[0])["stats"]["image_width"] == {"count": 0, "total": 0}
+
+
+def test_progress_counts_records_read_and_samples_written(ray_cluster, upstream, tmp_path, capsys):
+    data_root, _ = upstream
+    recipe_file = tmp_path / "mix.yaml"
+    recipe_file.write_text(recipe_yaml("mix", data_root, tmp_path / "out"))
+    manifest = build(load_recipe(recipe_file), BuildSettings(out=tmp_path / "out", progress=True))
+    lines = {
+        line.split("]")[0] + "]": line
+        for line in capsys.readouterr().err.replace("\n", "\r").split("\r")
+        if line
+    }
+    assert f" {manifest.totals.read} records" in lines["[normalize]"]
+    assert f" {manifest.totals.samples} records" in lines["[write]"]

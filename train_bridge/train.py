@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from transformers import AutoTokenizer, get_cosine_schedule_with_warmup
+from transformers import AutoTokenizer, PreTrainedTokenizerFast, get_cosine_schedule_with_warmup
 
 from dataprep.manifest import TokenStats, load_manifest
 from train_bridge import images
@@ -316,6 +316,15 @@ def _open_metrics(path: Path, step: int) -> IO[str]:
     return open(path, "a")
 
 
+def _load_tokenizer(path: Path) -> PreTrainedTokenizerFast:
+    """A tokenizer folder (AutoTokenizer), or a Hugging Face `tokenizer.json` file."""
+    if path.is_file():
+        return PreTrainedTokenizerFast(tokenizer_file=str(path))
+    if path.is_dir():
+        return AutoTokenizer.from_pretrained(path)
+    raise BridgeError(f"--tokenizer: {path} is neither a tokenizer folder nor a tokenizer.json file")
+
+
 def _find_resume(config: TrainConfig) -> Path | None:
     if config.resume == "none":
         return None
@@ -364,9 +373,7 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
         )
     accum = config.global_batch // (config.micro_batch * world)
 
-    if not Path(config.tokenizer).is_dir():
-        raise BridgeError(f"--tokenizer: {config.tokenizer} is not a folder")
-    tokenizer = AutoTokenizer.from_pretrained(config.tokenizer)
+    tokenizer = _load_tokenizer(Path(config.tokenizer))
     add_special_tokens(tokenizer)
     cuda = device.type == "cuda"
     model = load_model(config.model, tokenizer, image_size=config.image_size, device=device, seed=seed)
@@ -395,7 +402,9 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
             print(f"warning: {warning}", file=sys.stderr)
     steps_per_epoch = dataset.batches_per_epoch() // accum
     if steps_per_epoch == 0:
-        raise BridgeError(f"{dataset.total} samples do not fill one global batch of {config.global_batch}")
+        raise BridgeError(
+            f"{dataset.total} samples do not fill one global batch of {config.global_batch} (--global-batch)"
+        )
     total_steps = config.max_steps or config.epochs * steps_per_epoch
 
     module = SFTModule(model, image_size)
@@ -429,7 +438,8 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
             changed = sorted(k for k in layout if trainer["layout"].get(k) != layout[k])
             raise BridgeError(
                 f"exact resume needs the same data order and batch layout; changed: {', '.join(changed)} "
-                f"(checkpoint {trainer['layout']}, now {layout})"
+                f"(checkpoint {trainer['layout']}, now {layout}); to start afresh, give --resume none "
+                "or another --out"
             )
         step, totals = trainer["step"], trainer["totals"]
 
@@ -441,6 +451,10 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and config.bf16 else nullcontext()
     records: list[dict[str, Any]] = []
     last_step = min(total_steps, step + config.stop_after) if config.stop_after else total_steps
+    if step >= last_step and rank == 0:
+        print(
+            f"nothing to train: the run in {config.out} is at step {step} of {total_steps}", file=sys.stderr
+        )
     wrapped.train()
 
     with step_profiler(config.profile, rank) as profile_step:
@@ -501,7 +515,8 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
                 if hasattr(grad_norm, "full_tensor"):
                     grad_norm = grad_norm.full_tensor()
                 lr = scheduler.get_last_lr()[0]
-                optimizer.step()
+                if target_tokens:  # a global batch with nothing to learn moves no weight
+                    optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
@@ -515,7 +530,7 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
                 record = {
                     "step": step,
                     "epoch": epoch,
-                    "loss": counts[1].item() / max(counts[0].item(), 1.0),
+                    "loss": counts[1].item() / counts[0].item() if counts[0] else None,
                     "lr": lr,
                     "grad_norm": float(grad_norm),
                     "target_tokens": int(counts[0]),

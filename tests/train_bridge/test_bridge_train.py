@@ -108,6 +108,22 @@ def test_resume_is_exact_for_a_model_with_dropout(
     assert [r["loss"] for r in rest] == [r["loss"] for r in whole[3:]]
 
 
+def test_a_tokenizer_file_works_and_batches_with_nothing_to_learn_log_no_loss(
+    tmp_path: Path, manifest_path: Path, tokenizer_dir: Path, capsys
+) -> None:
+    run = {"tokenizer": str(tokenizer_dir / "tokenizer.json"), "max_steps": 2, "max_length": 5}
+    records = train(
+        config(manifest_path, tokenizer_dir, tmp_path / "run", overlong="drop", save_every=0, **run)
+    )
+    assert [(r["loss"], r["target_tokens"]) for r in records] == [(None, 0), (None, 0)]
+    assert records[-1]["dropped"] == 8
+    capsys.readouterr()
+    again = train(
+        config(manifest_path, tokenizer_dir, tmp_path / "run", overlong="drop", resume="auto", **run)
+    )
+    assert again == [] and "nothing to train: the run in" in capsys.readouterr().err
+
+
 def test_a_clip_of_zero_measures_the_gradient_without_clipping_it(
     tmp_path: Path, manifest_path: Path, tokenizer_dir: Path
 ) -> None:
