@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -141,10 +143,19 @@ def ray_session(settings: BuildSettings) -> Iterator[None]:
             logging_level=logging.WARNING,
             log_to_driver=False,
         )
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupted) if on_main_thread else None
     try:
         yield
     finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
         ray.shutdown()
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    """SIGTERM stops a build as Ctrl-C does (Ray's own handler would exit mid-stage with status 15)."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @ray.remote(max_retries=0)  # fetch retries transient failures itself, resuming the partial file
@@ -324,10 +335,27 @@ def _run(
 ) -> list[Any]:
     """Run jobs with at most `workers` in flight; results in job order; raise on any failure."""
     results: list[Any] = [None] * len(jobs)
-    errors = []
-    pending: dict[ray.ObjectRef, int] = {}
+    errors: list[str] = []
     limit = settings.workers or len(jobs) or 1
     progress = Progress(stage, len(jobs), enabled=settings.progress)
+    try:
+        _drain(jobs, limit, results, errors, progress)
+    finally:
+        progress.close()  # a line of its own, also when interrupted
+    if errors:
+        raise BuildError(f"{stage} failed for {len(errors)} of {len(jobs)} units:\n" + "\n".join(errors))
+    return results
+
+
+def _drain(
+    jobs: list[tuple[str, Callable[[], ray.ObjectRef]]],
+    limit: int,
+    results: list[Any],
+    errors: list[str],
+    progress: Progress,
+) -> None:
+    """Submit the jobs with at most `limit` in flight; fill in results and errors in job order."""
+    pending: dict[ray.ObjectRef, int] = {}
     queue = iter(range(len(jobs)))
     for index in queue:
         pending[jobs[index][1]()] = index
@@ -348,10 +376,16 @@ def _run(
         next_index = next(queue, None)
         if next_index is not None:
             pending[jobs[next_index][1]()] = next_index
-    progress.close()
-    if errors:
-        raise BuildError(f"{stage} failed for {len(errors)} of {len(jobs)} units:\n" + "\n".join(errors))
-    return results
+
+
+def _units(entry: SourceEntry, adapter: Source) -> list[str]:
+    """The adapter's work units; a file it cannot even list them from is a build error naming it."""
+    try:
+        return list(adapter.units())
+    except Exception as error:  # an adapter's own exception: reported, not a traceback
+        raise BuildError(
+            f"{entry.label}: cannot list its work units: {type(error).__name__}: {error}"
+        ) from None
 
 
 def _records(result: Any) -> int:
@@ -438,7 +472,7 @@ def normalize(recipe: Recipe, settings: BuildSettings) -> list[EntryResult]:
     adapters = [_adapter(recipe, entry) for entry in recipe.sources]
     require_inputs(recipe)
     artifacts = _artifacts(adapters, work, settings)
-    units = [list(adapter.units()) for adapter in adapters]
+    units = [_units(entry, adapter) for entry, adapter in zip(recipe.sources, adapters, strict=True)]
     folders = [
         work / "parts" / f"{entry.label}-{_entry_key(adapter, recipe, settings.limit)}"
         for entry, adapter in zip(recipe.sources, adapters, strict=True)

@@ -18,7 +18,7 @@ class Progress:
         self.done = 0
         self.records = 0
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.enabled = (self.stream.isatty() if enabled is None else enabled) and total > 0
         self.started = time.monotonic()
         self._draw()
 

@@ -7,6 +7,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -503,3 +505,35 @@ def test_progress_counts_records_read_and_samples_written(ray_cluster, upstream,
     }
     assert f" {manifest.totals.read} records" in lines["[normalize]"]
     assert f" {manifest.totals.samples} records" in lines["[write]"]
+
+
+def test_a_file_an_adapter_cannot_list_units_from_is_a_build_error_naming_the_source(ray_cluster, tmp_path):
+    from dataprep.fixtures import synthdog_en
+
+    synthdog_en.generate(tmp_path / "up" / "synthdog_en", seed=0)
+    shard = sorted((tmp_path / "up" / "synthdog_en" / "data").glob("train-*.parquet"))[0]
+    shard.write_bytes(shard.read_bytes()[:3000])
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(
+        f"name: cut\ndata_root: {tmp_path / 'up'}\noutput: {{dir: {tmp_path / 'out'}}}\n"
+        "sources:\n  - source: synthdog_en\n    path: synthdog_en\n    shards: [0]\n"
+    )
+    with pytest.raises(BuildError, match="synthdog_en: cannot list its work units: ArrowInvalid"):
+        build(load_recipe(recipe_file), BuildSettings(out=tmp_path / "out", progress=False))
+
+
+def test_sigterm_stops_a_build_as_ctrl_c_does(tmp_path):
+    script = (
+        "import os, signal, sys, time\n"
+        "from pathlib import Path\n"
+        "from dataprep.engine import BuildSettings, ray_session\n"
+        "try:\n"
+        f"    with ray_session(BuildSettings(out=Path({str(tmp_path)!r}), workers=1)):\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(30)\n"
+        "except KeyboardInterrupt:\n"
+        "    sys.exit(3)\n"
+    )
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120)
+    assert done.returncode == 3, done.stderr.decode()[-2000:]

@@ -29,3 +29,9 @@ def test_progress_is_silent_when_not_a_terminal():
     progress.advance(records=10)
     progress.close()
     assert stream.getvalue() == ""
+
+
+def test_a_stage_with_nothing_to_do_draws_nothing():
+    stream = FakeTerminal()
+    Progress("fetch", 0, stream=stream).close()
+    assert stream.getvalue() == ""
