@@ -27,6 +27,7 @@ from dataprep.shards import PARTIAL_SUFFIX, canonical_json, sha256_file, write_a
 
 STATE_DIR = ".fetch"
 HF_ENDPOINT = "https://huggingface.co"
+MARKER_NAME = re.compile(r"[0-9a-f]{16}\.json")
 CHUNK = 1 << 16  # a dropped connection loses at most one chunk of the partial file
 
 
@@ -129,7 +130,13 @@ def _done(root: Path, marker: Path, download: Download) -> Fetched | None:
     stat = record.pop("stat", None)
     done = Fetched(**record)
     path = root / done.path
-    if download.sha256 not in (None, done.sha256) or not path.exists() or _stat(path) != stat:
+    if download.sha256 not in (None, done.sha256) or not path.exists():
+        return None
+    if stat is None:  # a marker of an earlier version: its file counts if it still hashes as recorded
+        if sha256_file(path) != done.sha256:
+            return None
+        write_atomic(marker, canonical_json({**asdict(done), "stat": _stat(path)}))
+    elif _stat(path) != stat:
         return None
     if download.unpack and not all((root / download.to_folder / name).exists() for name in done.unpacked):
         unpack(path, _inside(root, download.to_folder))
@@ -140,9 +147,13 @@ def _fetched_from_other_urls(root: Path, marker: Path, destination: Path) -> lis
     """Markers of earlier downloads (another URL) into `destination`: their file is not this one."""
     others = []
     for other in marker.parent.glob("*.json"):
-        if other != marker and json.loads(other.read_bytes()).get("path") == str(
-            destination.relative_to(root)
-        ):
+        if other == marker or not MARKER_NAME.fullmatch(other.name):  # e.g. a `.partial.json` beside
+            continue
+        try:
+            recorded = json.loads(other.read_bytes()).get("path")
+        except FileNotFoundError:  # another download's marker, replaced meanwhile
+            continue
+        if recorded == str(destination.relative_to(root)):
             others.append(other)
     return others
 

@@ -113,8 +113,15 @@ def apply_policy(data: bytes, policy: ImagePolicy) -> EncodedImage:
         try:
             for frame in range(getattr(image, "n_frames", 1)):  # every frame of an animation, then the first
                 image.seek(frame)
+                if image.width * image.height > policy.max_pixels:
+                    raise ImageRejected(
+                        "image_too_large",
+                        f"frame {frame}: {image.width}x{image.height} exceeds {policy.max_pixels} pixels",
+                    )
                 image.load()
             image.seek(0)
+        except Image.DecompressionBombError as error:
+            raise ImageRejected("image_too_large", str(error)) from None
         except (OSError, SyntaxError, ValueError, EOFError) as error:
             raise _decode_error(data, str(error) or "a frame ends early") from None
     too_big = policy.max_side is not None and max(width, height) > policy.max_side

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import tarfile
 import zipfile
@@ -276,3 +277,28 @@ def test_which_statuses_are_retried(tmp_path: Path, status: int, retried: bool) 
             with pytest.raises(FetchError, match=f"HTTP {status}"):
                 fetch(tmp_path, download(f"{site.url}/a"), backoff=0.01)
     assert len(site.requests) == (2 if retried else 1)
+
+
+def test_files_beside_the_markers_are_not_taken_for_markers(tmp_path: Path) -> None:
+    state = tmp_path / STATE_DIR
+    state.mkdir()
+    (state / "0123456789abcdef-other.tar.partial.json").write_text(
+        "not json: another download's resume state"
+    )
+    with serve(Site(files={"/a.json": DATA})) as site:
+        done = fetch(tmp_path, download(f"{site.url}/a.json"))
+    assert done.sha256 == SHA
+
+
+def test_an_archive_fetched_by_an_earlier_version_is_not_downloaded_again(tmp_path: Path) -> None:
+    with serve(Site(files={"/arch.zip": zip_bytes({"a.txt": b"a"})})) as site:
+        spec = download(f"{site.url}/arch.zip", unpack=True)
+        done = fetch(tmp_path, spec)
+    marker = tmp_path / STATE_DIR / f"{download_key(spec)}.json"
+    (tmp_path / done.path).rename(tmp_path / STATE_DIR / "arch.zip")  # the earlier layout, no `stat`
+    legacy = {**json.loads(marker.read_text()), "path": f"{STATE_DIR}/arch.zip"}
+    del legacy["stat"]
+    marker.write_text(json.dumps(legacy))
+    again = fetch(tmp_path, spec)  # the server is gone: nothing may be requested
+    assert again.path == f"{STATE_DIR}/arch.zip" and again.sha256 == done.sha256
+    assert "stat" in json.loads(marker.read_text())

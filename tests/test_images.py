@@ -136,3 +136,11 @@ def test_an_animation_cut_after_its_first_frame_is_truncated():
     whole = buffer.getvalue()
     assert apply_policy(whole, ImagePolicy()).data == whole
     assert _reason(whole[: len(whole) * 2 // 3]) == "image_truncated"
+
+
+def test_a_later_frame_beyond_the_pixel_limit_is_too_large_not_a_crash():
+    buffer = io.BytesIO()
+    Image.new("RGB", (10, 10)).save(
+        buffer, "TIFF", save_all=True, append_images=[Image.new("RGB", (4000, 4000))]
+    )
+    assert _reason(buffer.getvalue(), ImagePolicy(max_pixels=1000)) == "image_too_large"

@@ -429,7 +429,7 @@ def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> 
         "global_batch": config.global_batch,
         "seed": dataset.seed,
         "window": config.window,
-        "length_group": config.length_group,
+        "length_group_samples": config.length_group,  # in samples (earlier: global batches)
         "manifest": dataset.content_sha256,
     }
     if (folder := _find_resume(config)) is not None:

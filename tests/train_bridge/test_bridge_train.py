@@ -85,6 +85,7 @@ def test_resume_continues_exactly(tmp_path: Path, manifest_path: Path, tokenizer
     assert [r["step"] for r in read_metrics(tmp_path / "part")] == list(range(1, 8))
     trainer = torch.load(tmp_path / "part/checkpoints/step-00000007/trainer.pt", weights_only=False)
     assert trainer["data_position"] == {"epoch": 1, "micro_batch": 4}
+    assert trainer["layout"]["length_group_samples"] == 400  # a unit change refuses older checkpoints
 
 
 def test_resume_is_exact_for_a_model_with_dropout(
