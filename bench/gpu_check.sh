@@ -60,8 +60,12 @@ whole, part = ([json.loads(line) for line in open(path)] for path in sys.argv[1:
 print(json.dumps({
     "parallel": sys.argv[3], "steps": [len(whole), len(part)],
     "same_data": [a["data"] for a in whole] == [b["data"] for b in part],
-    "max_loss_difference": max(abs(a["loss"] - b["loss"]) for a, b in zip(whole, part)),
-    "losses": [round(a["loss"], 5) for a in whole],
+    "same_null_losses": [a["loss"] is None for a in whole] == [b["loss"] is None for b in part],
+    "max_loss_difference": max(
+        (abs(a["loss"] - b["loss"]) for a, b in zip(whole, part) if None not in (a["loss"], b["loss"])),
+        default=0.0,
+    ),
+    "losses": [a["loss"] if a["loss"] is None else round(a["loss"], 5) for a in whole],
 }))
 PYEOF
 done

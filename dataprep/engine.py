@@ -266,11 +266,15 @@ def _write_or_reuse(
 ) -> dict:
     """Write a shard unless one for the same plan is already complete: its marker records the
     plan, the sha256 and the file's size and mtime; a file whose size or mtime differs is re-hashed.
-    A kept shard whose token counts were made with other settings is re-counted, not rewritten."""
+    A kept shard whose token counts were made with other settings is re-counted, not rewritten.
+    A marker naming only the plan is written first: a shard cut off before its marker is complete
+    is still known as a build's own (stale shards are removed by their markers)."""
     if marker.exists() and path.exists():
         done = json.loads(marker.read_bytes())
-        if done["plan"] == plan_sha256 and (
-            done.get("stat") == _stat(path) or sha256_file(path) == done["sha256"]
+        if (
+            "sha256" in done
+            and done["plan"] == plan_sha256
+            and (done.get("stat") == _stat(path) or sha256_file(path) == done["sha256"])
         ):
             kept = {
                 **done,
@@ -285,6 +289,7 @@ def _write_or_reuse(
             if kept != done:
                 write_atomic(marker, canonical_json(kept))
             return kept
+    write_atomic(marker, canonical_json({"plan": plan_sha256}))
     result = write_shard(path, work_dir, copies, TokenCounter(tokens) if tokens else None)
     done = {
         "plan": plan_sha256,

@@ -537,3 +537,24 @@ def test_sigterm_stops_a_build_as_ctrl_c_does(tmp_path):
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120)
     assert done.returncode == 3, done.stderr.decode()[-2000:]
+
+
+def test_a_shard_cut_off_before_its_marker_is_still_known_as_the_builds_own(tmp_path, monkeypatch):
+    from dataprep import engine
+
+    shard, marker = (
+        tmp_path / "shards" / "mix-000003.tar",
+        tmp_path / ".work" / "shards" / "mix-000003.tar.json",
+    )
+
+    def killed_after_the_rename(path, *args):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"a complete shard")
+        raise KeyboardInterrupt  # before its full marker
+
+    monkeypatch.setattr(engine, "write_shard", killed_after_the_rename)
+    with pytest.raises(KeyboardInterrupt):
+        engine._write_or_reuse(shard, marker, "plan-sha", tmp_path / ".work", [], None)
+    assert json.loads(marker.read_text()) == {"plan": "plan-sha"}
+    engine._remove_stale_shards(tmp_path, keep=set(), listed=set())  # a later, smaller plan
+    assert not shard.exists() and not marker.exists()
