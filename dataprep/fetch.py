@@ -223,7 +223,7 @@ def _attempt(url: str, partial: Path) -> bool:
         headers["Authorization"] = f"Bearer {token}"  # gated datasets; sent to the hub only
     with requests.get(url, headers=headers, stream=True, timeout=60) as response:
         if response.status_code == 416 and have:  # nothing left to send: whole, or longer than the file
-            if _total(response) == have == info.get("total", have):
+            if _content_range(response)[1] == have == info.get("total", have):
                 return True
             _discard(partial)
             raise _Transient(f"partial download of {have} bytes does not match the file; starting over")
@@ -281,17 +281,14 @@ def _discard(partial: Path) -> None:
 
 
 def _content_range(response: requests.Response) -> tuple[int | None, int | None]:
-    """(first byte, full size) from `Content-Range: bytes <first>-<last>/<size or *>`."""
-    match = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", "").strip())
+    """(first byte, full size) from `Content-Range: bytes <first>-<last>/<size or *>`, or from
+    `bytes */<size>` (a 416 answer: no first byte)."""
+    header = response.headers.get("Content-Range", "").strip()
+    match = re.fullmatch(r"bytes (?:(\d+)-\d+|\*)/(\d+|\*)", header)
     if match is None:
         return None, None
-    return int(match[1]), int(match[2]) if match[2].isdigit() else None
-
-
-def _total(response: requests.Response) -> int | None:
-    """The full size from a `Content-Range: bytes …/<total>` header, if given."""
-    total = response.headers.get("Content-Range", "").rpartition("/")[2]
-    return int(total) if total.isdigit() else None
+    first, size = match.groups()
+    return (int(first) if first else None), (int(size) if size.isdigit() else None)
 
 
 def unpack(archive: Path, folder: Path) -> list[str]:

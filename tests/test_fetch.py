@@ -63,6 +63,14 @@ def test_a_partial_file_from_an_earlier_run_is_continued(tmp_path: Path) -> None
     assert (tmp_path / "big.bin").read_bytes() == DATA
 
 
+def test_a_partial_file_that_is_already_whole_is_completed_by_the_416_answer(tmp_path: Path) -> None:
+    (tmp_path / "big.bin.partial").write_bytes(DATA)
+    with serve(Site(files={"/big.bin": DATA})) as site:
+        done = fetch(tmp_path, download(f"{site.url}/big.bin", sha256=SHA))
+    assert site.requests == [("/big.bin", f"bytes={len(DATA)}-")]  # answered 416, `bytes */<size>`
+    assert done.sha256 == SHA and (tmp_path / "big.bin").read_bytes() == DATA
+
+
 def test_transient_errors_are_retried_and_permanent_ones_are_not(tmp_path: Path) -> None:
     site = Site(files={"/a": DATA}, status={"/a": [503, 429]})
     with serve(site):
