@@ -34,6 +34,11 @@ def outcomes(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(entry["id"], entry.get("reason", "kept")) for entry in records]
 
 
+def kept_documents(part: Path) -> list[dict[str, Any]]:
+    """The sample JSON documents a part holds, in order."""
+    return [json.loads(data) for name, data in iter_tar(part) if name.endswith(".json")]
+
+
 def test_jsonl_records_with_lone_surrogates_or_non_finite_numbers_are_rejected(tmp_path: Path) -> None:
     lines = [
         json.dumps({"id": "ok", "conversations": chat("Hi")}),
@@ -58,7 +63,7 @@ def test_jsonl_records_with_lone_surrogates_or_non_finite_numbers_are_rejected(t
     ]
     assert "'\\ud800', a lone surrogate" in records[1]["detail"]
     assert "NaN or beyond double range" in records[4]["detail"]
-    documents = [json.loads(data) for name, data in iter_tar(part) if name.endswith(".json")]
+    documents = kept_documents(part)
     assert [document["id"] for document in documents] == ["ok", "after"]
 
 
@@ -81,7 +86,7 @@ def test_json_array_records_with_lone_surrogates_or_huge_numbers_are_rejected(tm
         ("infinite", "bad_record"),
         ("big", "kept"),
     ]
-    documents = [json.loads(data) for name, data in iter_tar(part) if name.endswith(".json")]
+    documents = kept_documents(part)
     assert documents[1]["conversations"][0]["value"] == "Hi \U0001f600"
 
 
