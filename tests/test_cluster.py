@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -106,25 +107,17 @@ def test_ray_address_and_job_submit_give_the_embedded_result(cluster, tmp_path):
     )
     assert joined.returncode == 0, joined.stderr.decode()
 
-    workdir = tmp_path / "job"
-    workdir.mkdir()
+    # as documented: `cd` to the folder the recipe's relative paths are meant from (a job's own
+    # working directory is Ray's), here a recipe with a relative data root and output folder
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "job.yaml").write_text(
+        "name: cluster\nseed: 5\ndata_root: ../data\noutput: {dir: job-out, shard_size: 8}\n"
+        "sources:\n  - source: dvqa\n    path: dvqa\n  - source: synthdog_en\n    path: synthdog_en\n"
+    )
+    entrypoint = f"cd {shlex.quote(str(project))} && {shlex.quote(sys.executable)} -m dataprep.cli build --quiet job.yaml"
     job = subprocess.run(
-        [
-            str(BIN / "ray"),
-            "job",
-            "submit",
-            "--address",
-            dashboard,
-            "--working-dir",
-            str(workdir),
-            "--",
-            *cli[:1],
-            "-m",
-            "dataprep.cli",
-            "build",
-            "--quiet",
-            str(_recipe(tmp_path, tmp_path / "job-out")),
-        ],
+        [str(BIN / "ray"), "job", "submit", "--address", dashboard, "--", "sh", "-c", entrypoint],
         env=env,
         capture_output=True,
         timeout=300,
@@ -133,4 +126,4 @@ def test_ray_address_and_job_submit_give_the_embedded_result(cluster, tmp_path):
     assert "succeeded" in (job.stdout + job.stderr).decode()
 
     reference = _content_hash(tmp_path / "embedded")
-    assert _content_hash(tmp_path / "joined") == reference == _content_hash(tmp_path / "job-out")
+    assert _content_hash(tmp_path / "joined") == reference == _content_hash(project / "job-out")
