@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ def normalize_unit(
     adapter: Source, unit: str, entry_name: str, policy: ImagePolicy, part: Path, limit: int | None
 ) -> UnitSummary:
     """Read one unit through the adapter and write its part file, inputs and index."""
+    _require_utf8_file_names()
     records: list[dict[str, Any]] = []
     members: list[tuple[str, bytes]] = []
     stamps: dict[str, FileStamp] = {}
@@ -79,6 +81,17 @@ def normalize_unit(
     index = {"unit": unit, "records": records}
     write_atomic(index_path(part), canonical_json(index))
     return UnitSummary(read=len(records), kept=sum("members" in entry for entry in records))
+
+
+def _require_utf8_file_names() -> None:
+    """Records name files in UTF-8; a Python encoding file names otherwise (a C locale with
+    PYTHONUTF8=0, a Latin-1 locale) would reject or miss files that exist: refuse to read."""
+    encoding = sys.getfilesystemencoding()
+    if encoding != "utf-8":
+        raise OSError(
+            f"this Python encodes file names as {encoding}, not UTF-8: run it with PYTHONUTF8=1 "
+            "or a UTF-8 locale (LANG=C.UTF-8)"
+        )
 
 
 def _unwritable(sample: Sample) -> Reject | None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from dataprep.normalize import index_path, load_index, normalize_unit
 from dataprep.recipe import ImagePolicy
@@ -108,3 +112,26 @@ def test_a_geoqa_plus_record_with_a_lone_surrogate_is_bad_text(tmp_path: Path) -
         ("Mix-train:b\\ud800", "bad_text"),
         ("Mix-train:c", "kept"),
     ]
+
+
+def test_a_python_not_encoding_file_names_as_utf8_refuses_to_read(tmp_path: Path) -> None:
+    """`café.jpg` exists: kept under UTF-8; a C locale with PYTHONUTF8=0 would make it a reject."""
+    Image.new("RGB", (8, 8), "orange").save(tmp_path / "café.jpg")
+    line = {"id": "cafe", "image": "café.jpg", "conversations": chat("<image>\nHi")}
+    (tmp_path / "a.jsonl").write_text(json.dumps(line, ensure_ascii=False), encoding="utf-8")
+    script = (
+        "import sys; from pathlib import Path; from dataprep.normalize import normalize_unit; "
+        "from dataprep.recipe import ImagePolicy; from dataprep.sources.conversations import Conversations; "
+        "root = Path(sys.argv[1]); source = Conversations(root, Conversations.Options(file='a.jsonl')); "
+        "[unit] = source.units(); normalize_unit(source, unit, 'entry', ImagePolicy(), root / sys.argv[2], None)"
+    )
+    python = [sys.executable, "-c", script, str(tmp_path)]
+    utf8 = subprocess.run([*python, "utf8.tar"], env={**os.environ, "LC_ALL": "C.UTF-8"}, capture_output=True)
+    assert utf8.returncode == 0, utf8.stderr.decode()
+    assert outcomes(load_index(tmp_path / "utf8.tar")["records"]) == [("cafe", "kept")]
+
+    ascii_env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0"}
+    ascii_names = subprocess.run([*python, "ascii.tar"], env=ascii_env, capture_output=True)
+    assert ascii_names.returncode != 0
+    assert "encodes file names as ascii, not UTF-8" in ascii_names.stderr.decode()
+    assert not index_path(tmp_path / "ascii.tar").exists()
