@@ -40,7 +40,9 @@ LOCATION_FIELDS: dict[str, Any] = {
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys are errors; numbers and switches are not read from booleans or strings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class OutputSpec(Strict):

@@ -130,6 +130,23 @@ def test_numbers_are_not_read_from_booleans(tmp_path, source_dir):
     assert [(p.field, p.line) for p in error.problems] == [("seed", 2)]
 
 
+@pytest.mark.parametrize(
+    ("extra", "field", "line"),
+    [
+        ("image: {max_side: true}", "image.max_side", 6),
+        ("image: {quality: '90'}", "image.quality", 6),
+        ("tokens: {tokenizer: t.json, image_tokens: yes}", "tokens.image_tokens", 6),
+        ("    unit_bytes: '4096'", "sources.0.unit_bytes", 10),
+        ("    fetch: [{url: 'https://x/a.zip', unpack: 'yes'}]", "sources.0.fetch.0.unpack", 10),
+    ],
+)
+def test_numbers_and_switches_are_not_read_from_booleans_or_strings(tmp_path, source_dir, extra, field, line):
+    text = VALID.format(path=source_dir)
+    text = text.replace("sources:\n", f"{extra}\nsources:\n") if extra[0] != " " else text + extra + "\n"
+    error = _error(tmp_path, text)
+    assert [(p.field, p.line) for p in error.problems if p.field == field] == [(field, line)]
+
+
 def test_a_key_given_twice_is_refused_where_the_second_one_is(tmp_path, source_dir):
     error = _error(tmp_path, VALID.format(path=source_dir) + "    take: 1\n    take: 2\n")
     assert [(p.field, p.line, p.message) for p in error.problems] == [

@@ -26,9 +26,10 @@ T = TypeVar("T")
 
 
 class SourceOptions(BaseModel):
-    """Adapter-specific recipe options; unknown keys are errors."""
+    """Adapter-specific recipe options; unknown keys are errors, and numbers and switches are not
+    read from booleans or strings (lists given for tuples need `Field(strict=False)`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Source(ABC):

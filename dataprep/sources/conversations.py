@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from dataprep.sources.llava_records import (
     ImagePlacement,
@@ -27,7 +27,7 @@ class ConversationsOptions(ImageRootOptions):
     `image_root`: the folder image paths are relative to (relative to the source path)."""
 
     file: str | None = None
-    files: tuple[str, ...] = ()
+    files: tuple[str, ...] = Field((), strict=False)  # a YAML list
     image_placement: ImagePlacement = "keep"
 
     @model_validator(mode="after")

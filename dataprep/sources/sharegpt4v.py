@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field
+
 from dataprep.paths import UnsafePath
 from dataprep.sample import ImageFile
 from dataprep.sources.llava_records import ConversationFileOptions, ConversationFileSource, under
@@ -35,7 +37,7 @@ class ShareGPT4VOptions(ConversationFileOptions):
 
     subset: Subset
     annotation_dir: str = "."
-    image_fallback_dirs: tuple[str, ...] = ("data",)
+    image_fallback_dirs: tuple[str, ...] = Field(("data",), strict=False)  # a YAML list
 
 
 class ShareGPT4V(ConversationFileSource):
