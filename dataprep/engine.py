@@ -463,6 +463,21 @@ def require_inputs(recipe: Recipe) -> None:
         raise BuildError("required inputs are missing:\n" + "\n".join(missing))
 
 
+def _refuse_repeated_inputs(recipe: Recipe, adapters: list[Source]) -> None:
+    """A file an entry's options name twice (`files: [a, ./a]`, `shards: [0, 0]`) would be read,
+    and its samples kept, twice: a build error (`repeat` is how to oversample)."""
+    for entry, adapter in zip(recipe.sources, adapters, strict=True):
+        seen: set[str] = set()
+        for path in adapter.inputs():
+            real = os.path.realpath(path)
+            if real in seen:
+                raise BuildError(
+                    f"{entry.label}: its options name {path} twice; name each input once "
+                    "(`repeat` oversamples a source)"
+                )
+            seen.add(real)
+
+
 def components_of(entries: list[EntryResult]) -> list[Component]:
     return [
         Component(result.entry.label, len(result.kept), result.entry.take, result.entry.repeat)
@@ -476,6 +491,7 @@ def normalize(recipe: Recipe, settings: BuildSettings) -> list[EntryResult]:
     work = settings.out / WORK_DIR
     adapters = [_adapter(recipe, entry) for entry in recipe.sources]
     require_inputs(recipe)
+    _refuse_repeated_inputs(recipe, adapters)
     artifacts = _artifacts(adapters, work, settings)
     units = [_units(entry, adapter) for entry, adapter in zip(recipe.sources, adapters, strict=True)]
     folders = [

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
-from dataprep.engine import BuildError, BuildSettings, build, output_lock
+from dataprep.engine import BuildError, BuildSettings, build, normalize, output_lock
 from dataprep.fetch import download_key
 from dataprep.fixtures.tokenizer import write_tokenizer
 from dataprep.recipe import Download, RecipeError, load_recipe
@@ -520,6 +520,17 @@ def test_a_file_an_adapter_cannot_list_units_from_is_a_build_error_naming_the_so
     )
     with pytest.raises(BuildError, match="synthdog_en: cannot list its work units: ArrowInvalid"):
         build(load_recipe(recipe_file), BuildSettings(out=tmp_path / "out", progress=False))
+
+
+@pytest.mark.parametrize("files", ["[train.jsonl, ./train.jsonl]", "[train.jsonl, train.jsonl]"])
+def test_an_input_named_twice_is_a_build_error_not_read_twice(upstream, tmp_path, files):
+    data_root, _ = upstream
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(
+        recipe_yaml("twice", data_root, tmp_path / "out").replace("file: train.jsonl", f"files: {files}")
+    )
+    with pytest.raises(BuildError, match=r"mine: its options name .*train.jsonl twice"):
+        normalize(load_recipe(recipe_file), BuildSettings(out=tmp_path / "out", progress=False))
 
 
 def test_sigterm_stops_a_build_as_ctrl_c_does(tmp_path):
