@@ -9,6 +9,7 @@ STRICTNESS = [
     (("gpl",), "copyleft (GPL-3.0): derived data must stay under the GPL"),
     (("non-commercial", "by-nc"), "non-commercial use only"),
     (("none stated",), "no licence stated for some components: check with their publishers"),
+    (("user-supplied",), "user-supplied components: under their owners' terms (not checked)"),
 ]
 
 

@@ -186,7 +186,15 @@ def manifest_diff(old: Manifest, new: Manifest) -> list[str]:
     if old.content_sha256 == new.content_sha256:
         return []
     lines = []
-    for field in ("format_version", "tool_version", "name", "seed", "recipe_sha256", "limit"):
+    for field in (
+        "format_version",
+        "tool_version",
+        "name",
+        "seed",
+        "recipe_sha256",
+        "limit",
+        "strictest_terms",
+    ):
         if getattr(old, field) != getattr(new, field):
             lines.append(f"{field}: {getattr(old, field)} → {getattr(new, field)}")
     changed_keys = sorted(
