@@ -213,8 +213,11 @@ def manifest_diff(old: Manifest, new: Manifest) -> list[str]:
         lines.append(f"source {name}: removed")
     for name in sorted(after.keys() - before.keys()):
         lines.append(f"source {name}: added")
+    old_entries, new_entries = _recipe_entries(old), _recipe_entries(new)
     for name in [source.name for source in new.sources if source.name in before]:
-        lines += [f"source {name}: {change}" for change in _source_changes(before[name], after[name])]
+        changes = _source_changes(before[name], after[name])
+        changes += _entry_changes(old_entries.get(name, {}), new_entries.get(name, {}))
+        lines += [f"source {name}: {change}" for change in changes]
     if old.stats.tokens != new.stats.tokens:
         lines.append(
             f"token statistics: {_tokens_label(old.stats.tokens)} → {_tokens_label(new.stats.tokens)}"
@@ -229,6 +232,17 @@ def _tokens_label(tokens: TokenStats | None) -> str:
         return "none"
     total = tokens.per_sample["total"]
     return f"{total:,.0f} tokens (tokenizer {tokens.tokenizer_sha256[:12]}, {tokens.image_tokens} per image)"
+
+
+def _recipe_entries(manifest: Manifest) -> dict[str, dict[str, Any]]:
+    """The recorded recipe's source entries by name (the adapter's name when none is given)."""
+    return {entry.get("name") or entry["source"]: entry for entry in manifest.recipe.get("sources", [])}
+
+
+def _entry_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Recipe entry keys the source reports do not compare: `expect`, `path`, adapter options."""
+    fields = sorted(f for f in {*old, *new} - {"name", "take", "repeat"} if old.get(f) != new.get(f))
+    return [f"{field} {old.get(field)} → {new.get(field)}" for field in fields]
 
 
 def _source_changes(old: SourceReport, new: SourceReport) -> list[str]:

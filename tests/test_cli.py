@@ -111,7 +111,7 @@ def test_inspect_and_diff_two_builds(ray_cluster, tmp_path, capsys):
         .replace("seed: 7", "seed: 8")
         .replace("max_pixels: 4000000", "max_pixels: 4000000, max_side: 64")
     )
-    recipe.write_text(changed + "    take: 5\n")
+    recipe.write_text(changed + "    take: 5\n    expect: 5\n    image_placement: front\n")
     assert main(["build", str(recipe), "--quiet", "--out", str(tmp_path / "c")]) == 0
     a, b, c = (str(tmp_path / name / "manifest.json") for name in "abc")
     capsys.readouterr()
@@ -123,6 +123,9 @@ def test_inspect_and_diff_two_builds(ray_cluster, tmp_path, capsys):
     assert "seed: 7 → 8" in changes and "recipe keys changed: image, seed, sources" in changes
     assert "image.max_side: None → 64" in changes
     assert "source mine: take all → 5" in changes and "source mine: in_mixture 13 → 5" in changes
+    assert (
+        "source mine: expect None → 5" in changes and "source mine: image_placement None → front" in changes
+    )
     assert "0 identical" in changes
 
     assert main(["inspect", a, "-n", "2", "--images", str(tmp_path / "seen")]) == 0
