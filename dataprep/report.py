@@ -84,9 +84,11 @@ def token_table(tokens: TokenStats) -> str:
         [
             name,
             f"{summary['count']:,.0f}",
-            f"{summary.get('mean', 0):,.1f}",
-            f"{summary.get('min', 0):,.0f}",
-            f"{summary.get('max', 0):,.0f}",
+            *(  # a source with no sample in the mixture has no mean, shortest or longest sample
+                [f"{summary['mean']:,.1f}", f"{summary['min']:,.0f}", f"{summary['max']:,.0f}"]
+                if summary["count"]
+                else ["-", "-", "-"]
+            ),
             f"{summary['total']:,.0f}",
         ]
         for name, summary in summaries
