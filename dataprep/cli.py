@@ -22,12 +22,12 @@ from dataprep.engine import (
     missing_inputs,
     normalize,
     output_lock,
+    plan_mixture,
     ray_session,
 )
 from dataprep.fixtures import generate_all
 from dataprep.fixtures.tokenizer import demo_tokenizer
 from dataprep.manifest import Manifest, ManifestError, load_manifest
-from dataprep.mixture import plan
 from dataprep.paths import resolve_inside
 from dataprep.recipe import Recipe, RecipeError, load_recipe, recipe_from_data
 from dataprep.report import download_table, manifest_diff, plan_table, sample_view, summary
@@ -187,10 +187,10 @@ def _plan(args: argparse.Namespace) -> int:
                 print("required inputs are missing:\n" + "\n".join(missing), file=sys.stderr)
                 return 1
             entries = normalize(recipe, settings)
+        shards = plan_mixture(components_of(entries), recipe)
     except BuildError as error:
         print(f"plan failed: {error}", file=sys.stderr)
         return 1
-    shards = plan(components_of(entries), recipe.output.shard_size, recipe.seed)
     print(plan_table(entries, shards))
     return 0
 

@@ -41,7 +41,7 @@ from dataprep.manifest import (
     Totals,
     load_manifest,
 )
-from dataprep.mixture import Component, plan
+from dataprep.mixture import Component, Slot, plan, selected_count
 from dataprep.normalize import (
     PART_FORMAT,
     UnitSummary,
@@ -485,6 +485,17 @@ def components_of(entries: list[EntryResult]) -> list[Component]:
     ]
 
 
+def plan_mixture(components: list[Component], recipe: Recipe) -> list[list[Slot]]:
+    """The recipe's shard plan; a mixture too large to plan in memory is a build error."""
+    try:
+        return plan(components, recipe.output.shard_size, recipe.seed)
+    except MemoryError:
+        total = sum(selected_count(component) * component.repeat for component in components)
+        raise BuildError(
+            f"a mixture of {total:,} samples does not fit in memory: check `take` and `repeat`"
+        ) from None
+
+
 def normalize(recipe: Recipe, settings: BuildSettings) -> list[EntryResult]:
     """Normalize every entry's units (reusing completed parts) and gather kept samples and rejects.
     With a limit, units are read in order, a further one only while the entry is short of it."""
@@ -621,7 +632,7 @@ def _build_locked(recipe: Recipe, settings: BuildSettings) -> Manifest:
             result.downloads = fetched
         lap("normalize")
         components = components_of(entries)
-        shard_plan = plan(components, recipe.output.shard_size, recipe.seed)
+        shard_plan = plan_mixture(components, recipe)
         shard_names = [f"{recipe.name}-{index:06d}.tar" for index in range(len(shard_plan))]
         listed = _listed_shards(out / "manifest.json")
         (out / "manifest.json").unlink(missing_ok=True)  # shards change from here on

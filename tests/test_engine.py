@@ -192,6 +192,22 @@ def test_a_unit_that_cannot_be_read_fails_the_build_before_any_shard(ray_cluster
     assert not (tmp_path / "out" / "shards").exists()
 
 
+def test_a_mixture_too_large_to_plan_is_a_build_error(ray_cluster, upstream, tmp_path):
+    """A typo such as `repeat: 1000000000000` ends in an error naming take/repeat, not a traceback."""
+    data_root, _ = upstream
+    recipe_file = tmp_path / "huge.yaml"
+    recipe_file.write_text(
+        recipe_yaml("huge", data_root, tmp_path / "out").replace(
+            "    name: mine\n", "    name: mine\n    repeat: 1000000000000\n"
+        )
+    )
+    with pytest.raises(
+        BuildError, match=r"a mixture of [\d,]+ samples does not fit in memory: check `take` and `repeat`"
+    ):
+        build(load_recipe(recipe_file), BuildSettings(out=tmp_path / "out", progress=False))
+    assert not (tmp_path / "out" / "shards").exists()
+
+
 def test_sources_are_fetched_over_http_before_they_are_read(ray_cluster, tmp_path):
     published = tmp_path / "published"
     facts = write_conversations(published / "mine")
