@@ -851,7 +851,9 @@ def _manifest(
             **{name: getattr(stats, name).report() for name in ShardStats.__dataclass_fields__}, tokens=tokens
         ),
         licences=licences,
-        strictest_terms=strictest_terms(list(licences.values())),
+        strictest_terms=strictest_terms(
+            [source.licence for source in sources if source.in_mixture] or list(licences.values())
+        ),
         rejects_sha256=hashlib.sha256(rejects).hexdigest(),
     )
     manifest.content_sha256 = manifest.compute_content_sha256()

@@ -192,6 +192,15 @@ def test_a_unit_that_cannot_be_read_fails_the_build_before_any_shard(ray_cluster
     assert not (tmp_path / "out" / "shards").exists()
 
 
+def test_licence_terms_come_from_the_sources_in_the_mixture(ray_cluster, upstream, tmp_path):
+    """A source left out with `take: 0` ("none stated") does not set the mixture's terms."""
+    data_root, _ = upstream
+    unused = "  - {source: llava_zh, name: zh, path: mine, file: train.jsonl, image_root: images, take: 0}\n"
+    _, manifest = _build(tmp_path, data_root, extra_sources=unused)
+    assert manifest.licences["zh"] == "none stated"
+    assert manifest.strictest_terms == "user-supplied components: under their owners' terms (not checked)"
+
+
 def test_a_mixture_too_large_to_plan_is_a_build_error(ray_cluster, upstream, tmp_path):
     """A typo such as `repeat: 1000000000000` ends in an error naming take/repeat, not a traceback."""
     data_root, _ = upstream
