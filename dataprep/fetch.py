@@ -17,12 +17,12 @@ import time
 import zipfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 
 from dataprep.paths import UnsafePath, resolve_inside
-from dataprep.recipe import Download
+from dataprep.recipe import Download, hub_parts
 from dataprep.shards import PARTIAL_SUFFIX, canonical_json, sha256_file, write_atomic
 
 STATE_DIR = ".fetch"
@@ -60,21 +60,10 @@ def http_url(url: str) -> str:
     overrides the host); http(s) URLs unchanged."""
     if not url.startswith("hf://"):
         return url
-    parts = url[len("hf://") :].split("/", 3)
-    if len(parts) < 4 or parts[0] not in ("datasets", "models", "spaces"):
-        raise FetchError(f"{url}: expected hf://datasets/<owner>/<name>[@revision]/<file>")
-    kind, owner, name, file = parts
-    name, _, revision = name.partition("@")
+    kind, owner, name, revision, file = hub_parts(url)
     endpoint = os.environ.get("HF_ENDPOINT", HF_ENDPOINT).rstrip("/")
     prefix = "" if kind == "models" else f"/{kind}"
-    return f"{endpoint}{prefix}/{owner}/{name}/resolve/{quote(revision or 'main', safe='')}/{quote(file)}"
-
-
-def file_name(url: str) -> str:
-    name = unquote(Path(urlsplit(http_url(url)).path).name)
-    if not name or name in (".", "..") or "/" in name or "\\" in name:
-        raise FetchError(f"{url}: the URL names no plain file name; give `to`")
-    return name
+    return f"{endpoint}{prefix}/{owner}/{name}/resolve/{quote(revision, safe='')}/{quote(file)}"
 
 
 def fetch(root: Path, download: Download, *, retries: int = 4, backoff: float = 1.0) -> Fetched:
@@ -88,7 +77,7 @@ def fetch(root: Path, download: Download, *, retries: int = 4, backoff: float = 
     if done is not None:
         return done
     if download.unpack:  # kept per download: two archives of one name are two files
-        destination = state / f"{key}-{file_name(download.url)}"
+        destination = state / f"{key}-{download.file_name}"
     else:
         destination = _inside(root, target(download))
     earlier = _fetched_from_other_urls(root, marker, destination)
@@ -118,7 +107,7 @@ def download_key(download: Download) -> str:
 
 def target(download: Download) -> str:
     """Where a download that is not unpacked lands, relative to the source folder."""
-    return os.path.normpath(download.to or file_name(download.url))
+    return os.path.normpath(download.to or download.file_name)
 
 
 def _done(root: Path, marker: Path, download: Download) -> Fetched | None:

@@ -7,8 +7,9 @@ import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
@@ -18,6 +19,7 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from dataprep.shards import canonical_json
@@ -70,6 +72,16 @@ class TokenSpec(Strict):
     )
 
 
+def hub_parts(url: str) -> tuple[str, str, str, str, str]:
+    """(kind, owner, name, revision, file) of `hf://<kind>/<owner>/<name>[@<revision>]/<file>`."""
+    parts = url[len("hf://") :].split("/", 3)
+    if len(parts) < 4 or parts[0] not in ("datasets", "models", "spaces") or not all(parts):
+        raise ValueError("expected hf://datasets/<owner>/<name>[@revision]/<file>")
+    kind, owner, name, file = parts
+    name, _, revision = name.partition("@")
+    return kind, owner, name, revision or "main", file
+
+
 class Download(Strict):
     """One upstream file to fetch into the source's folder before it is read."""
 
@@ -88,6 +100,25 @@ class Download(Strict):
         if to is not None and (Path(to).is_absolute() or ".." in Path(to).parts):
             raise ValueError("must be a relative path inside the source folder (no `..`)")
         return to
+
+    @model_validator(mode="after")
+    def _lands_in_a_named_file(self) -> Download:
+        if self.url.startswith("hf://"):
+            hub_parts(self.url)
+        if self.to is None or self.unpack:
+            self.file_name  # noqa: B018 (raises when the URL names no file)
+        return self
+
+    @property
+    def file_name(self) -> str:
+        """The URL's last path segment (decoded): the file's name unless `to` gives another."""
+        if self.url.startswith("hf://"):
+            name = PurePosixPath(hub_parts(self.url)[4]).name
+        else:
+            name = unquote(PurePosixPath(urlsplit(self.url).path).name)
+        if not name or name in (".", "..") or "/" in name or "\\" in name:
+            raise ValueError("the URL names no plain file name; give `to`")
+        return name
 
     @property
     def to_folder(self) -> str:

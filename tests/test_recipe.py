@@ -186,6 +186,29 @@ def test_fetch_errors_name_the_download_field(tmp_path, source_dir):
     ]
 
 
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("{url: 'http://x/'}", "names no plain file name; give `to`"),
+        ("{url: 'https://x.example/a/..%2F..%2Fevil.zip'}", "names no plain file name; give `to`"),
+        ("{url: 'https://x/?f=a.zip', to: data, unpack: true}", "names no plain file name; give `to`"),
+        ("{url: 'hf://datasets/owner/a.json'}", "expected hf://datasets/<owner>/<name>"),
+        ("{url: 'hf://dataset/o/n/a.json', to: a.json}", "expected hf://datasets/<owner>/<name>"),
+    ],
+)
+def test_a_download_must_name_its_file_when_the_recipe_is_read(tmp_path, source_dir, entry, message):
+    error = _error(tmp_path, VALID.format(path=source_dir) + f"    fetch:\n      - {entry}\n")
+    assert [(p.field, p.line) for p in error.problems] == [("sources.0.fetch.0", 11)]
+    assert message in error.problems[0].message
+
+
+def test_a_download_into_a_named_file_needs_no_name_in_its_url(tmp_path, source_dir):
+    _, recipe = _load(
+        tmp_path, VALID.format(path=source_dir) + "    fetch: [{url: 'http://x/', to: a.json}]\n"
+    )
+    assert recipe.sources[0].fetch[0].to == "a.json"
+
+
 def test_a_fetched_source_may_not_exist_yet_and_its_urls_are_locations(tmp_path):
     fetch = "    fetch:\n      - url: https://example.org/a.jsonl\n"
     _, recipe = _load(tmp_path, VALID.format(path=tmp_path / "absent") + fetch)
