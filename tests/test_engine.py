@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -16,12 +17,13 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
+from dataprep.assemble import SampleCopy
 from dataprep.engine import BuildError, BuildSettings, build, normalize, output_lock
 from dataprep.fetch import download_key
 from dataprep.fixtures.tokenizer import write_tokenizer
 from dataprep.recipe import Download, RecipeError, load_recipe
 from dataprep.report import summary
-from dataprep.shards import MemberLocation, sha256_file, tar_locations
+from dataprep.shards import MemberLocation, canonical_json, sha256_file, tar_locations
 
 from loopback_http import Site, serve
 from upstream import recipe_yaml, write_conversations
@@ -594,3 +596,17 @@ def test_a_shard_cut_off_before_its_marker_is_still_known_as_the_builds_own(tmp_
     assert json.loads(marker.read_text()) == {"plan": "plan-sha"}
     engine._remove_stale_shards(tmp_path, keep=set(), listed=set())  # a later, smaller plan
     assert not shard.exists() and not marker.exists()
+
+
+def test_a_shards_plan_hash_is_the_one_earlier_builds_recorded_in_their_markers():
+    from dataprep.engine import plan_sha256
+
+    copies = [
+        SampleCopy(
+            "000000_000000", "parts/a-0123/000000.tar", [["json", 512, 388], ["jpg", 1536, 90]], "5c" * 16
+        ),
+        SampleCopy("000000_000001", "parts/a-0123/000001.tar", [["json", 2560, 401]], "e1" * 16),
+    ]
+    as_before = hashlib.sha256(canonical_json([dataclasses.asdict(copy) for copy in copies])).hexdigest()
+    assert plan_sha256(copies) == as_before
+    assert plan_sha256(copies[:1]) != plan_sha256([dataclasses.replace(copies[0], key="000001_000000")])
