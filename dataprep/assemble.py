@@ -24,11 +24,12 @@ from dataprep.tokens import TokenCounter
 @dataclass(frozen=True, slots=True)
 class SampleCopy:
     """Where one mixture sample's members lie: (suffix, offset, size) in a part tar, and the
-    digest of their bytes (a shard is rewritten when a sample it holds changes)."""
+    digest of their bytes (a shard is rewritten when a sample it holds changes). The driver holds
+    one per kept sample: tuples and shared suffix strings keep that small (~430 B)."""
 
     key: str
     part: str
-    members: list[list[Any]]
+    members: tuple[tuple[str, int, int], ...]
     digest: str
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import io
 import json
@@ -609,4 +610,24 @@ def test_a_shards_plan_hash_is_the_one_earlier_builds_recorded_in_their_markers(
     ]
     as_before = hashlib.sha256(canonical_json([dataclasses.asdict(copy) for copy in copies])).hexdigest()
     assert plan_sha256(copies) == as_before
+    as_gathered = [  # the driver keeps locations as tuples: the same JSON, so the same hash
+        dataclasses.replace(copy, members=tuple(tuple(member) for member in copy.members)) for copy in copies
+    ]
+    assert plan_sha256(as_gathered) == as_before
     assert plan_sha256(copies[:1]) != plan_sha256([dataclasses.replace(copies[0], key="000001_000000")])
+
+
+def test_the_collector_paused_while_samples_are_gathered_is_restored_even_on_an_error():
+    from dataprep.engine import _gc_paused
+
+    with pytest.raises(KeyError), _gc_paused():
+        assert not gc.isenabled()
+        raise KeyError("a failed gather")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _gc_paused():
+            pass
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
