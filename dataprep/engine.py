@@ -490,7 +490,8 @@ def components_of(entries: list[EntryResult]) -> list[Component]:
 def plan_mixture(components: list[Component], recipe: Recipe) -> list[list[Slot]]:
     """The recipe's shard plan; a mixture too large to plan in memory is a build error."""
     try:
-        return plan(components, recipe.output.shard_size, recipe.seed)
+        with _gc_paused():  # 1.27 M slots: 2.4x faster
+            return plan(components, recipe.output.shard_size, recipe.seed)
     except MemoryError:
         total = sum(selected_count(component) * component.repeat for component in components)
         raise BuildError(
@@ -554,8 +555,9 @@ def normalize(recipe: Recipe, settings: BuildSettings) -> list[EntryResult]:
 
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while the driver loads millions of small acyclic
-    objects (every kept sample's locations): its repeated passes over them took ~3/4 of the time."""
+    """Pause Python's cyclic garbage collector while the driver makes millions of small acyclic
+    objects (every kept sample's locations, the plan's slots): its repeated passes over them took
+    more than half of the time."""
     enabled = gc.isenabled()
     gc.disable()
     try:

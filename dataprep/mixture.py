@@ -22,7 +22,7 @@ class Component:
     repeat: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Slot:
     """One sample of the mixture: the `index`-th kept sample of component `component`."""
 
