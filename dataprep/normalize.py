@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,35 +45,38 @@ def inputs_path(part: Path) -> Path:
 def normalize_unit(
     adapter: Source, unit: str, entry_name: str, policy: ImagePolicy, part: Path, limit: int | None
 ) -> UnitSummary:
-    """Read one unit through the adapter and write its part file, inputs and index."""
+    """Read one unit through the adapter and write its part file, inputs and index. Samples go
+    into the part as they are made: a worker holds one sample's images, not the unit's."""
     _require_utf8_file_names()
     records: list[dict[str, Any]] = []
-    members: list[tuple[str, bytes]] = []
     stamps: dict[str, FileStamp] = {}
     missing: set[str] = set()
     roots = adapter.roots()
-    for seq, record in enumerate(itertools.islice(adapter.read(unit), limit)):
-        if isinstance(record, Sample):
-            record = _unwritable(record) or record
-        if isinstance(record, Sample) and (problem := conversation_problem(record)):
-            record = Reject(record.id, "bad_conversation", problem)
-        if isinstance(record, Reject):
-            records.append(_reject_entry(seq, record))
-            continue
-        stem = f"{seq:09d}"
-        try:
-            sample_members, reencoded = _sample_members(record, stem, entry_name, roots, policy, stamps)
-        except ImageRejected as rejected:
-            records.append(_reject_entry(seq, Reject(record.id, rejected.reason, rejected.detail)))
-            if rejected.missing is not None:
-                missing.add(str(rejected.missing))
-            continue
-        names = [name for name, _ in sample_members]
-        records.append({"seq": seq, "id": record.id, "members": names, "digest": _digest(sample_members)})
-        if reencoded:
-            records[-1]["reencoded"] = reencoded
-        members.extend(sample_members)
-    locations = {location.name: location for location in write_tar(part, members)}
+
+    def members() -> Iterator[tuple[str, bytes]]:
+        for seq, record in enumerate(itertools.islice(adapter.read(unit), limit)):
+            if isinstance(record, Sample):
+                record = _unwritable(record) or record
+            if isinstance(record, Sample) and (problem := conversation_problem(record)):
+                record = Reject(record.id, "bad_conversation", problem)
+            if isinstance(record, Reject):
+                records.append(_reject_entry(seq, record))
+                continue
+            stem = f"{seq:09d}"
+            try:
+                sample_members, reencoded = _sample_members(record, stem, entry_name, roots, policy, stamps)
+            except ImageRejected as rejected:
+                records.append(_reject_entry(seq, Reject(record.id, rejected.reason, rejected.detail)))
+                if rejected.missing is not None:
+                    missing.add(str(rejected.missing))
+                continue
+            names = [name for name, _ in sample_members]
+            records.append({"seq": seq, "id": record.id, "members": names, "digest": _digest(sample_members)})
+            if reencoded:
+                records[-1]["reencoded"] = reencoded
+            yield from sample_members
+
+    locations = {location.name: location for location in write_tar(part, members())}
     for entry in records:
         if "members" in entry:
             entry["members"] = [_location_json(locations[name]) for name in entry["members"]]

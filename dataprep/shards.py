@@ -57,19 +57,24 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
 
 
 def write_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> list[MemberLocation]:
-    """Atomically write `members` to the tar at `path`; return where each member's data lies."""
+    """Atomically write `members` to the tar at `path`; return where each member's data lies.
+    `members` may be made as they are written: if making one fails, the partial file goes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + PARTIAL_SUFFIX)
     locations = []
-    with open(partial, "wb") as handle:
-        with tarfile.open(fileobj=handle, mode="w", format=TAR_FORMAT) as archive:
-            for name, data in members:
-                info = _tarinfo(name, len(data))
-                header = len(info.tobuf(archive.format, archive.encoding, archive.errors))
-                locations.append(MemberLocation(name, archive.offset + header, len(data)))
-                archive.addfile(info, io.BytesIO(data))
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(partial, "wb") as handle:
+            with tarfile.open(fileobj=handle, mode="w", format=TAR_FORMAT) as archive:
+                for name, data in members:
+                    info = _tarinfo(name, len(data))
+                    header = len(info.tobuf(archive.format, archive.encoding, archive.errors))
+                    locations.append(MemberLocation(name, archive.offset + header, len(data)))
+                    archive.addfile(info, io.BytesIO(data))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, path)
     return locations
 

@@ -7,14 +7,17 @@ import os
 import pickle
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from dataprep.normalize import index_path, load_index, normalize_unit
 from dataprep.recipe import ImagePolicy
+from dataprep.sample import Record
 from dataprep.shards import iter_tar
 from dataprep.sources.base import Source
 from dataprep.sources.conversations import Conversations
@@ -135,3 +138,40 @@ def test_a_python_not_encoding_file_names_as_utf8_refuses_to_read(tmp_path: Path
     assert ascii_names.returncode != 0
     assert "encodes file names as ascii, not UTF-8" in ascii_names.stderr.decode()
     assert not index_path(tmp_path / "ascii.tar").exists()
+
+
+class Watched(Conversations):
+    """The conversations adapter, noting how much of the part is on disk as each record is read."""
+
+    part: Path
+    written: list[int]
+
+    def read(self, unit: str) -> Iterator[Record]:
+        partial = self.part.with_name(self.part.name + ".partial")
+        for record in super().read(unit):
+            self.written.append(partial.stat().st_size if partial.exists() else 0)
+            yield record
+
+
+def test_samples_are_written_as_they_are_made_not_held_until_the_unit_ends(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    lines = []
+    for index in range(6):
+        noise = rng.integers(0, 256, (64, 64, 3), np.uint8)  # ~12 KB as PNG: past any write buffer
+        Image.fromarray(noise).save(tmp_path / f"{index}.png")
+        lines.append(json.dumps({"id": str(index), "image": f"{index}.png", "conversations": chat("Hi")}))
+    (tmp_path / "a.jsonl").write_text("\n".join(lines))
+    source = Watched(tmp_path, Conversations.Options(file="a.jsonl"))
+    source.part, source.written = tmp_path / "part.tar", []
+    records = normalize(source, source.part)
+    assert [entry["id"] for entry in records] == [str(index) for index in range(6)]
+    assert source.written[0] == 0 and source.written[-1] > 4 * 12_000
+
+
+def test_a_unit_that_fails_half_way_leaves_no_part_behind(tmp_path: Path) -> None:
+    elements = [json.dumps({"id": str(index), "conversations": chat("Hi")}) for index in range(3)]
+    (tmp_path / "a.json").write_text("[" + ",".join(elements) + ", {")  # cut short
+    source = Conversations(tmp_path, Conversations.Options(file="a.json"))
+    with pytest.raises(ValueError, match="malformed JSON after element 2"):
+        normalize(source, tmp_path / "parts" / "part.tar")
+    assert list(tmp_path.glob("parts/*")) == []
