@@ -20,6 +20,6 @@ def registry() -> dict[str, type[Source]]:
     while pending:
         cls = pending.pop()
         pending.extend(cls.__subclasses__())
-        if getattr(cls, "name", None):
+        if vars(cls).get("name"):  # its own name: a subclass inheriting one is not another adapter
             found[cls.name] = cls
     return dict(sorted(found.items()))
