@@ -83,12 +83,12 @@ def write_tiny_dataset(folder: Path, records: int, pool: int) -> None:
 
 
 def build(tree: Path, recipe_path: Path, manifest: Path) -> dict[str, Any]:
-    """One build in a fresh process importing `dataprep` from `tree`."""
+    """One build in a fresh process importing `dataprep` from `tree` (also its working folder:
+    `python -c` puts the working folder before PYTHONPATH); `tree`, `recipe_path`: absolute."""
     env = {**os.environ, **RAY_ENV, "PYTHONPATH": str(tree)}
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", DRIVER, str(recipe_path)], env=env, capture_output=True, text=True, check=False
-    )
+    command = [sys.executable, "-c", DRIVER, str(recipe_path)]
+    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
     if done.returncode:
         raise RuntimeError(f"build with {tree} exited {done.returncode}:\n{done.stderr[-3000:]}")
@@ -112,7 +112,11 @@ def main() -> None:
     parser.add_argument("--trees", type=Path, nargs="+", default=[REPO], help="(default: this checkout)")
     parser.add_argument("--work", type=Path, help="keep the data and the build here for another run")
     args = parser.parse_args()
+    args.trees = [tree.resolve() for tree in args.trees]
+    if missing := [str(tree) for tree in args.trees if not (tree / "dataprep").is_dir()]:
+        parser.error(f"no dataprep package in {', '.join(missing)}")
     with work_folder(args.work, "rerun-scale-") as work:
+        work = work.resolve()
         write_tiny_dataset(work / "data", args.records, args.pool or args.records // 2)
         source = {"source": "conversations", "name": "tiny", "path": str(work / "data")}
         source.update(file="train.jsonl", image_root="images", unit_bytes=args.unit_bytes)
