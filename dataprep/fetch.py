@@ -8,6 +8,7 @@ downloaded archives (kept, so deleted extracted files are restored without a dow
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -15,6 +16,8 @@ import re
 import tarfile
 import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -73,13 +76,23 @@ def fetch(root: Path, download: Download, *, retries: int = 4, backoff: float = 
     state.mkdir(parents=True, exist_ok=True)
     key = download_key(download)
     marker = state / f"{key}.json"
-    done = _done(root, marker, download)
+    done = _done(root, marker, download)  # without the lock: a fetched folder may be read-only
     if done is not None:
         return done
     if download.unpack:  # kept per download: two archives of one name are two files
         destination = state / f"{key}-{download.file_name}"
     else:
         destination = _inside(root, target(download))
+    with _exclusive(state, destination.relative_to(root)):  # another build may be fetching it
+        return _fetch_locked(root, download, marker, destination, retries, backoff)
+
+
+def _fetch_locked(
+    root: Path, download: Download, marker: Path, destination: Path, retries: int, backoff: float
+) -> Fetched:
+    done = _done(root, marker, download)  # the process that held the lock may have fetched it
+    if done is not None:
+        return done
     earlier = _fetched_from_other_urls(root, marker, destination)
     digest = None if earlier else _present(destination, download.sha256)
     if digest is None:
@@ -97,6 +110,16 @@ def fetch(root: Path, download: Download, *, retries: int = 4, backoff: float = 
     )
     write_atomic(marker, canonical_json({**asdict(result), "stat": _stat(destination)}))
     return result
+
+
+@contextmanager
+def _exclusive(state: Path, relative: Path) -> Iterator[None]:
+    """Hold a lock on one file of the folder: processes fetching it at once (two builds, `fetch`
+    beside `build`) take turns, and the later one finds it done instead of sharing its partial file."""
+    name = hashlib.sha256(str(relative).encode("utf-8")).hexdigest()[:16]
+    with open(state / f"{name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the holder ends, even killed
+        yield
 
 
 def download_key(download: Download) -> str:

@@ -1,11 +1,12 @@
 """A real HTTP server on 127.0.0.1 for download tests: serves files from a dict, honours Range and
 If-Range requests, logs every request, and can drop a connection part-way through a body, answer
-errors or send short ranges."""
+errors, send short ranges or pause before a body (slow downloads that overlap)."""
 
 from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ class Site:
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
     etags: bool = True  # send a strong ETag and honour If-Range (a changed file is sent whole)
     range_cap: int | None = None  # answer a Range request with at most this many bytes
+    pause: float = 0.0  # seconds to wait before sending a body
     url: str = ""
 
 
@@ -64,6 +66,7 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
             body = data[start:end]
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            time.sleep(site.pause)
             if path in site.cut_after:
                 self.wfile.write(body[: site.cut_after.pop(path)])
                 self.wfile.flush()

@@ -8,6 +8,7 @@ import json
 import os
 import tarfile
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,19 @@ def test_download_is_verified_recorded_and_not_repeated(tmp_path: Path) -> None:
     assert done == again and done.path == "train.json" and done.sha256 == SHA and done.pinned
     assert site.requests == [("/d/train.json", None)]
     assert not list((tmp_path / STATE_DIR).glob("*.partial"))
+
+
+def test_two_fetches_of_one_file_at_once_take_turns(tmp_path: Path) -> None:
+    """Two builds downloading into one source folder: the second waits and finds the file done."""
+    with serve(Site(files={"/big.bin": DATA}, pause=0.5)) as site, ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(fetch, tmp_path, download(f"{site.url}/big.bin")) for _ in range(2)]
+        first, second = (run.result() for run in runs)
+    assert first == second and first.sha256 == SHA and (tmp_path / "big.bin").read_bytes() == DATA
+    assert site.requests == [("/big.bin", None)]
+    for lock in (tmp_path / STATE_DIR).glob("*.lock"):
+        lock.unlink()
+    fetch(tmp_path, download(f"{site.url}/big.bin"))  # done: nothing written (a read-only folder works)
+    assert not list((tmp_path / STATE_DIR).glob("*.lock"))
 
 
 def test_a_dropped_connection_resumes_with_a_range_request(tmp_path: Path) -> None:
