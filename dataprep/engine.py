@@ -72,7 +72,8 @@ WORK_DIR = ".work"
 
 
 class BuildError(Exception):
-    """A stage could not complete; lists every failed work unit. Nothing is published."""
+    """A stage could not complete; names each distinct error with a unit it failed (and how many
+    more). Nothing is published."""
 
 
 class UnitFailed(Exception):
@@ -342,7 +343,7 @@ def _run(
 ) -> list[Any]:
     """Run jobs with at most `workers` in flight; results in job order; raise on any failure."""
     results: list[Any] = [None] * len(jobs)
-    errors: list[str] = []
+    errors: list[tuple[str, str]] = []  # (job, its error)
     limit = settings.workers or len(jobs) or 1
     progress = Progress(stage, len(jobs), enabled=settings.progress)
     try:
@@ -350,15 +351,26 @@ def _run(
     finally:
         progress.close()  # a line of its own, also when interrupted
     if errors:
-        raise BuildError(f"{stage} failed for {len(errors)} of {len(jobs)} units:\n" + "\n".join(errors))
+        raise BuildError(f"{stage} failed for {len(errors)} of {len(jobs)} units:\n" + _failures(errors))
     return results
+
+
+def _failures(errors: list[tuple[str, str]]) -> str:
+    """One line per distinct error, naming its first unit: a full disk fails every unit alike."""
+    by_error: dict[str, list[str]] = {}
+    for job, error in errors:
+        by_error.setdefault(error, []).append(job)
+    return "\n".join(
+        f"{jobs[0]}: {error}" + (f" (and {len(jobs) - 1} more units)" if len(jobs) > 1 else "")
+        for error, jobs in by_error.items()
+    )
 
 
 def _drain(
     jobs: list[tuple[str, Callable[[], ray.ObjectRef]]],
     limit: int,
     results: list[Any],
-    errors: list[str],
+    errors: list[tuple[str, str]],
     progress: Progress,
 ) -> None:
     """Submit the jobs with at most `limit` in flight; fill in results and errors in job order."""
@@ -375,10 +387,10 @@ def _drain(
             results[index] = ray.get(ready[0])
         except ray.exceptions.RayTaskError as error:
             errors.append(
-                f"{jobs[index][0]}: {error.cause if isinstance(error.cause, UnitFailed) else error}"
+                (jobs[index][0], str(error.cause if isinstance(error.cause, UnitFailed) else error))
             )
         except ray.exceptions.RayError as error:
-            errors.append(f"{jobs[index][0]}: {error}")
+            errors.append((jobs[index][0], str(error)))
         progress.advance(_records(results[index]))
         next_index = next(queue, None)
         if next_index is not None:

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import ray
 import webdataset as wds
 
 from dataprep.assemble import SampleCopy
@@ -631,3 +633,25 @@ def test_the_collector_paused_while_samples_are_gathered_is_restored_even_on_an_
         assert not gc.isenabled()  # left as the caller had it
     finally:
         gc.enable()
+
+
+def test_units_failing_alike_are_reported_once_with_their_count(ray_cluster):
+    """A full disk fails every unit with one error: the build says so in one line, not one per unit."""
+    from dataprep import engine
+
+    def _write_one_byte(path: str) -> None:  # defined here: workers cannot import test modules
+        with open(path, "wb") as handle:
+            handle.write(b"x")  # into /dev/full: "No space left on device" when flushed
+
+    task = ray.remote(max_retries=0)(engine._plain_errors(_write_one_byte))
+    jobs = [(f"unit {i}", lambda: task.remote("/dev/full")) for i in range(5)]
+    jobs.append(("unit odd", lambda: task.remote("/dev/null/x")))
+    with pytest.raises(BuildError) as failed:
+        engine._run("normalize", jobs, BuildSettings(out=Path("out"), workers=2, progress=False))
+    heading, *lines = str(failed.value).splitlines()
+    assert heading == "normalize failed for 6 of 6 units:" and len(lines) == 2
+    assert any(
+        re.fullmatch(r"unit \d: OSError: \[Errno 28\] No space left on device \(and 4 more units\)", line)
+        for line in lines
+    )
+    assert "unit odd: NotADirectoryError: [Errno 20] Not a directory: '/dev/null/x'" in lines
