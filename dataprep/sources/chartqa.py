@@ -18,6 +18,7 @@ from dataprep.sources.vqa_groups import (
     GroupedVQASource,
     Keyed,
     Question,
+    Wanted,
     build_question,
     stream_json,
 )
@@ -86,13 +87,15 @@ class ChartQA(GroupedVQASource):
             for position, (kind, record) in enumerate(records):
                 yield file_index, relpath, position, kind, record
 
-    def questions(self) -> Iterator[Keyed]:
+    def questions(self, wanted: Wanted) -> Iterator[Keyed]:
         for file_index, relpath, position, kind, record in self.records():
+            chart = record.get("imgname") if isinstance(record, dict) else None
+            if not wanted(chart if isinstance(chart, str) and chart else None):
+                continue
             record_id = f"{relpath}#{position}"
             if not isinstance(record, dict):
                 yield Keyed(None, Reject(record_id, "bad_record", f"not an object: {record!r}"))
                 continue
-            chart = record.get("imgname")
             if not isinstance(chart, str) or not chart:
                 yield Keyed(None, Reject(record_id, "bad_record", f"imgname is {chart!r}"))
                 continue

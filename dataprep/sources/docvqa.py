@@ -13,6 +13,7 @@ from dataprep.sources.vqa_groups import (
     GroupedVQASource,
     Keyed,
     Question,
+    Wanted,
     answer_text,
     build_question,
     numbered_questions,
@@ -51,9 +52,9 @@ class DocVQA(GroupedVQASource):
     def inputs(self) -> list[Path]:
         return [self.file(self.annotation_relpath)]
 
-    def questions(self) -> Iterator[Keyed]:
+    def questions(self, wanted: Wanted) -> Iterator[Keyed]:
         items = stream_json(self.file(self.annotation_relpath), "data.item")
-        return numbered_questions(items, "questionId", "image", self.question)
+        return numbered_questions(items, "questionId", "image", self.question, wanted)
 
     @staticmethod
     def question(question_id: int, item: dict[str, Any]) -> Question | Reject:

@@ -14,6 +14,7 @@ from dataprep.sources.vqa_groups import (
     GroupedVQASource,
     Keyed,
     Question,
+    Wanted,
     build_question,
     numbered_questions,
     stream_json,
@@ -47,9 +48,9 @@ class DVQA(GroupedVQASource):
     def inputs(self) -> list[Path]:
         return [self.file(self.qa_relpath)]
 
-    def questions(self) -> Iterator[Keyed]:
+    def questions(self, wanted: Wanted) -> Iterator[Keyed]:
         records = stream_json(self.file(self.qa_relpath), "item")
-        return numbered_questions(records, "question_id", "image", self.question)
+        return numbered_questions(records, "question_id", "image", self.question, wanted)
 
     @staticmethod
     def question(question_id: int, record: dict[str, Any]) -> Question | Reject:

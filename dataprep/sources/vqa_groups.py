@@ -4,7 +4,8 @@ DVQA, ChartQA and DocVQA publish one record per question; InternVL trains on one
 per image with its questions as turns. `GroupedVQASource` does the grouping for them: its units
 are hash partitions of the image key (unit k of n keeps only the images whose stable hash is k
 modulo n), so every unit streams the question files once and holds only its own images' questions
-in memory, while each image's questions still all land in the same unit.
+in memory, while each image's questions still all land in the same unit. A unit checks and builds
+only its own questions: the others are dropped as soon as their key is read.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -77,12 +79,27 @@ def partition_index(unit: str, count: int) -> int:
     return int(unit[len(UNIT_PREFIX) :].split("-", 1)[0])
 
 
+Wanted = Callable[[str | None], bool]
+"""Whether a unit keeps the questions of an image key (None: a record with no usable key)."""
+
+
 def partition_of(key: str | None, count: int) -> int:
     """The partition holding an image key; records with no usable key go to partition 0."""
     if key is None:
         return 0
     digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") % count
+
+
+def partition_filter(index: int, count: int) -> Wanted:
+    """Whether a key is in partition `index` of `count` (the last key's answer is kept: an
+    image's questions usually come one after another)."""
+
+    @lru_cache(maxsize=1)
+    def wanted(key: str | None) -> bool:
+        return partition_of(key, count) == index
+
+    return wanted
 
 
 def answer_text(value: object) -> str | None:
@@ -129,17 +146,22 @@ def numbered_questions(
     id_key: str,
     image_key: str,
     build: Callable[[int, dict[str, Any]], Question | Reject],
+    wanted: Wanted,
 ) -> Iterator[Keyed]:
     """Questions from records that carry an integer id (`id_key`, also the reject id) and an
-    image name (`image_key`, the grouping key); `build(question_id, record)` makes each one."""
+    image name (`image_key`, the grouping key); `build(question_id, record)` makes each one.
+    Only records whose key is `wanted` are checked and yielded."""
     for position, record in enumerate(records):
+        image = record.get(image_key) if isinstance(record, dict) else None
+        key = image if isinstance(image, str) and image else None
+        if not wanted(key):
+            continue
         if not isinstance(record, dict):
             yield Keyed(None, Reject(f"#{position}", "bad_record", f"not an object: {record!r}"))
             continue
         question_id = record.get(id_key)
         record_id = f"#{position}" if question_id is None else str(question_id)
-        image = record.get(image_key)
-        if not isinstance(image, str) or not image:
+        if key is None:
             yield Keyed(None, Reject(record_id, "bad_record", f"{image_key} is {image!r}"))
         elif not isinstance(question_id, int) or isinstance(question_id, bool):
             yield Keyed(image, Reject(record_id, "bad_record", f"{id_key} is {question_id!r}"))
@@ -194,8 +216,9 @@ class GroupedVQASource(Source):
     options: GroupedVQAOptions
 
     @abstractmethod
-    def questions(self) -> Iterator[Keyed]:
-        """Every question of the selected files, in file order, keyed by its image."""
+    def questions(self, wanted: Wanted) -> Iterator[Keyed]:
+        """The questions of the selected files whose image key is `wanted`, in file order, keyed
+        by their image (records of other keys are skipped unchecked)."""
 
     @abstractmethod
     def image(self, key: str) -> ImageInput:
@@ -216,9 +239,7 @@ class GroupedVQASource(Source):
         count = self.options.partitions
         index = partition_index(unit, count)
         groups: dict[str, list[Question]] = {}
-        for keyed in self.questions():
-            if partition_of(keyed.key, count) != index:
-                continue
+        for keyed in self.questions(partition_filter(index, count)):
             if isinstance(keyed.item, Reject):
                 yield keyed.item
             elif keyed.key is not None:

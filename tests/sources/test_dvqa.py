@@ -8,9 +8,10 @@ from pydantic import ValidationError
 from vqa_group_helpers import SUFFIX, expected_pairs, pairs, read_all
 
 from dataprep.fixtures import dvqa as fixture
-from dataprep.sample import ImageFile
+from dataprep.sample import ImageFile, Reject
 from dataprep.sources import registry
 from dataprep.sources.dvqa import DVQA
+from dataprep.sources.vqa_groups import Question, partition_of
 
 
 @pytest.fixture()
@@ -101,6 +102,27 @@ def test_partitions_cover_every_image_once(upstream: tuple[Path, dict], partitio
     assert {k: v.conversations for k, v in read.samples.items()} == {
         k: v.conversations for k, v in reference.items()
     }
+
+
+def test_a_unit_builds_only_its_own_questions(upstream: tuple[Path, dict]) -> None:
+    root, _ = upstream
+    built: list[str] = []
+
+    class Counting(DVQA):
+        @staticmethod
+        def question(question_id: int, record: dict) -> Question | Reject:
+            built.append(record["image"])
+            return DVQA.question(question_id, record)
+
+    dvqa = Counting(root, DVQA.Options(partitions=3))
+    per_unit = []
+    for index, unit in enumerate(dvqa.units()):
+        built.clear()
+        list(dvqa.read(unit))
+        assert all(partition_of(image, 3) == index for image in built)
+        per_unit.append(len(built))
+    records = json.loads((root / "train_qa.json").read_text())
+    assert sum(per_unit) == sum(isinstance(record.get("question_id"), int) for record in records)
 
 
 def test_read_is_deterministic(upstream: tuple[Path, dict]) -> None:

@@ -10,6 +10,7 @@ from dataprep.sources.vqa_groups import (
     Question,
     answer_text,
     build_question,
+    partition_filter,
     partition_index,
     partition_of,
     partition_units,
@@ -72,6 +73,10 @@ def test_partitions() -> None:
     assert partition_of("bar_train_00000001.png", 7) == partition_of("bar_train_00000001.png", 7)
     spread = {partition_of(f"documents/page_{index}.png", 4) for index in range(40)}
     assert spread == {0, 1, 2, 3}
+    keys = [None, "a.png", "a.png", "b.png", None, "c.png"]
+    for index in range(3):
+        wanted = partition_filter(index, 3)
+        assert [wanted(key) for key in keys] == [partition_of(key, 3) == index for key in keys]
 
 
 def test_stream_json(tmp_path: Path) -> None:
