@@ -24,6 +24,7 @@ import random
 import statistics
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -227,9 +228,9 @@ def docvqa(root: Path, scale: float) -> dict[str, Any]:
     return {}
 
 
-def synthdog_en(root: Path, scale: float) -> dict[str, Any]:
+def synthdog_en(root: Path, scale: float, row_group: int | None = None) -> dict[str, Any]:
     """One shard `data/train-00000-of-00084-bench.parquet`: 5,952 rows of 60-100 KB incompressible
-    "JPEG" bytes and a page of text, in one row group."""
+    "JPEG" bytes and a page of text, in row groups of `row_group` rows (default: one)."""
     rng = random.Random(0)
     rows = round(5_952 * scale)
     blob = rng.randbytes(120_000)
@@ -243,7 +244,8 @@ def synthdog_en(root: Path, scale: float) -> dict[str, Any]:
         texts.append(json.dumps({"gt_parse": {"text_sequence": words(rng, 100, 400)}}))
     (root / "data").mkdir(parents=True, exist_ok=True)
     shard = pa.table({"image": images, "ground_truth": texts}, schema=schema)
-    pq.write_table(shard, root / "data" / "train-00000-of-00084-bench.parquet", row_group_size=rows)
+    path = root / "data" / "train-00000-of-00084-bench.parquet"
+    pq.write_table(shard, path, row_group_size=row_group or rows)
     return {"shards": [0]}
 
 
@@ -275,15 +277,20 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=2, help="interleaved repetitions (default: %(default)s)")
     parser.add_argument("--trees", type=Path, nargs="+", default=[REPO], help="(default: this checkout)")
     parser.add_argument("--work", type=Path, help="keep the generated inputs here for another run")
+    parser.add_argument("--synthdog-row-group", type=int, help="rows per row group (default: the shard)")
     args = parser.parse_args()
     rows = []
     with work_folder(args.work, "adapter-scale-") as work:
         for source in args.sources:
+            generate = GENERATORS[source]
             root = work / source
+            if source == "synthdog_en" and args.synthdog_row_group:
+                generate = partial(synthdog_en, row_group=args.synthdog_row_group)
+                root = work / f"{source}-{args.synthdog_row_group}"
             marker = root / f".options-{args.scale}.json"  # written once the inputs are complete
             if not marker.exists():
                 root.mkdir(parents=True, exist_ok=True)
-                marker.write_text(json.dumps(GENERATORS[source](root, args.scale)))
+                marker.write_text(json.dumps(generate(root, args.scale)))
             options = json.loads(marker.read_text())
             size = sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
             emit({"kind": "setup", "source": source, "bytes": size, "options": options, "machine": machine()})

@@ -87,10 +87,15 @@ def image_cell_bytes(cell: object) -> bytes | None:
     return cell if isinstance(cell, bytes) else None
 
 
+PARQUET_BUFFER = 1 << 20
+"""Read size of a buffered parquet stream. pyarrow decodes a whole row group whatever the batch
+size; unbuffered (or pre-buffered, its default) it also holds the row group's raw column chunks."""
+
+
 def parquet_batches(path: Path, columns: list[str], **options: Any) -> Iterator[pa.RecordBatch]:
-    """`ParquetFile(path).iter_batches(columns=…)`, first checking the file has those columns
-    (a file of another layout is named, not a KeyError deep in pyarrow)."""
-    parquet = pq.ParquetFile(path)
+    """`ParquetFile(path).iter_batches(columns=…)` through a buffered stream, first checking the
+    file has those columns (a file of another layout is named, not a KeyError deep in pyarrow)."""
+    parquet = pq.ParquetFile(path, buffer_size=PARQUET_BUFFER, pre_buffer=False)
     absent = [column for column in columns if column not in parquet.schema_arrow.names]
     if absent:
         raise ValueError(
