@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
-import subprocess
 import sys
 from functools import partial
 from pathlib import Path
@@ -30,7 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from benchlib import REPO, emit, machine, table, work_folder
+from benchlib import add_trees_argument, code_trees, emit, machine, run_in_tree, table, work_folder
 
 CHILD = """
 import hashlib, json, resource, sys, time
@@ -260,13 +258,8 @@ GENERATORS = {
 
 
 def read_unit(tree: Path, source: str, root: Path, options: dict[str, Any], unit: int) -> dict[str, Any]:
-    """One unit read in a fresh process importing `dataprep` from `tree`."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    command = [sys.executable, "-c", CHILD, source, str(root), json.dumps(options), str(unit)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise RuntimeError(f"{source} with {tree} exited {done.returncode}:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout)
+    """One unit read in a fresh process importing `dataprep` from `tree`; `root`: absolute."""
+    return json.loads(run_in_tree(tree, CHILD, [source, str(root), json.dumps(options), str(unit)]).stdout)
 
 
 def main() -> None:
@@ -275,12 +268,14 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="of the real sizes (default: %(default)s)")
     parser.add_argument("--unit", type=int, default=0, help="which unit to read (default: %(default)s)")
     parser.add_argument("--reps", type=int, default=2, help="interleaved repetitions (default: %(default)s)")
-    parser.add_argument("--trees", type=Path, nargs="+", default=[REPO], help="(default: this checkout)")
+    add_trees_argument(parser)
     parser.add_argument("--work", type=Path, help="keep the generated inputs here for another run")
     parser.add_argument("--synthdog-row-group", type=int, help="rows per row group (default: the shard)")
     args = parser.parse_args()
+    args.trees = code_trees(parser, args.trees)
     rows = []
     with work_folder(args.work, "adapter-scale-") as work:
+        work = work.resolve()
         for source in args.sources:
             generate = GENERATORS[source]
             root = work / source

@@ -3,6 +3,7 @@ memory sampling (Linux /proc), subprocess timing, medians and a plain-text table
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -233,3 +234,31 @@ def work_folder(keep: Path | None, prefix: str) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix=prefix) as folder:
         yield Path(folder)
+
+
+def add_trees_argument(parser: argparse.ArgumentParser) -> None:
+    """`--trees`: folders holding a `dataprep` package (e.g. a worktree of an older commit, and
+    this checkout), each run in fresh processes; the first is the baseline."""
+    parser.add_argument("--trees", type=Path, nargs="+", default=[REPO], help="(default: this checkout)")
+
+
+def code_trees(parser: argparse.ArgumentParser, trees: list[Path]) -> list[Path]:
+    """The `--trees`, absolute; a folder without a `dataprep` package is a usage error (the venv's
+    editable install would otherwise be imported in its place)."""
+    resolved = [tree.resolve() for tree in trees]
+    if missing := [str(tree) for tree in resolved if not (tree / "dataprep").is_dir()]:
+        parser.error(f"no dataprep package in {', '.join(missing)}")
+    return resolved
+
+
+def run_in_tree(
+    tree: Path, script: str, args: Sequence[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -c script args` importing `dataprep` from `tree`, run in `tree` (`python -c` puts the
+    working folder before PYTHONPATH); raises if it fails. Paths in `args` must be absolute."""
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(tree)}
+    command = [sys.executable, "-c", script, *args]
+    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{command[3:]} with {tree} exited {done.returncode}:\n{done.stderr[-3000:]}")
+    return done

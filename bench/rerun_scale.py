@@ -14,16 +14,23 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import RAY_ENV, REPO, emit, machine, table, work_folder
+from benchlib import (
+    RAY_ENV,
+    add_trees_argument,
+    code_trees,
+    emit,
+    machine,
+    run_in_tree,
+    table,
+    work_folder,
+)
 from PIL import Image
 
 DRIVER = """
@@ -85,13 +92,9 @@ def write_tiny_dataset(folder: Path, records: int, pool: int) -> None:
 def build(tree: Path, recipe_path: Path, manifest: Path) -> dict[str, Any]:
     """One build in a fresh process importing `dataprep` from `tree` (also its working folder:
     `python -c` puts the working folder before PYTHONPATH); `tree`, `recipe_path`: absolute."""
-    env = {**os.environ, **RAY_ENV, "PYTHONPATH": str(tree)}
     started = time.perf_counter()
-    command = [sys.executable, "-c", DRIVER, str(recipe_path)]
-    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
+    done = run_in_tree(tree, DRIVER, [str(recipe_path)], RAY_ENV)
     wall = time.perf_counter() - started
-    if done.returncode:
-        raise RuntimeError(f"build with {tree} exited {done.returncode}:\n{done.stderr[-3000:]}")
     hwm = next(line for line in done.stderr.splitlines() if line.startswith("VMHWM_KIB"))
     content = json.loads(manifest.read_text())
     return {
@@ -109,12 +112,10 @@ def main() -> None:
     parser.add_argument("--unit-bytes", type=int, default=4_000_000, help="(default: %(default)s)")
     parser.add_argument("--shard-size", type=int, default=2000, help="(default: %(default)s)")
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions (default: %(default)s)")
-    parser.add_argument("--trees", type=Path, nargs="+", default=[REPO], help="(default: this checkout)")
+    add_trees_argument(parser)
     parser.add_argument("--work", type=Path, help="keep the data and the build here for another run")
     args = parser.parse_args()
-    args.trees = [tree.resolve() for tree in args.trees]
-    if missing := [str(tree) for tree in args.trees if not (tree / "dataprep").is_dir()]:
-        parser.error(f"no dataprep package in {', '.join(missing)}")
+    args.trees = code_trees(parser, args.trees)
     with work_folder(args.work, "rerun-scale-") as work:
         work = work.resolve()
         write_tiny_dataset(work / "data", args.records, args.pool or args.records // 2)

@@ -15,12 +15,20 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from benchlib import REPO, emit, machine, table, work_folder, write_llava_dataset
+from benchlib import (
+    add_trees_argument,
+    code_trees,
+    emit,
+    machine,
+    run_in_tree,
+    table,
+    work_folder,
+    write_llava_dataset,
+)
 
 CHILD = """
 import hashlib, json, resource, sys, time
@@ -61,24 +69,17 @@ def normalize(tree: Path, data: Path, part: Path) -> dict[str, Any]:
     """One `normalize_unit` in a fresh process importing `dataprep` from `tree` (also its working
     folder: `python -c` puts the working folder before PYTHONPATH); `data`, `part`: absolute."""
     part.unlink(missing_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    command = [sys.executable, "-c", CHILD, str(data), str(part)]
-    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise RuntimeError(f"normalize_unit with {tree} exited {done.returncode}:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.splitlines()[-1])
+    return json.loads(run_in_tree(tree, CHILD, [str(data), str(part)]).stdout.splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--samples", type=int, default=2000, help="records/photos (default: %(default)s)")
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions (default: %(default)s)")
-    parser.add_argument("--trees", type=Path, nargs="+", default=[REPO], help="(default: this checkout)")
+    add_trees_argument(parser)
     parser.add_argument("--work", type=Path, help="keep the dataset (and the parts) here for another run")
     args = parser.parse_args()
-    trees = [tree.resolve() for tree in args.trees]
-    if missing := [str(tree) for tree in trees if not (tree / "dataprep").is_dir()]:
-        parser.error(f"no dataprep package in {', '.join(missing)}")
+    trees = code_trees(parser, args.trees)
     with work_folder(args.work, "unit-memory-") as work:
         work = work.resolve()
         data = work / "data"
