@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -83,16 +84,35 @@ def load_bytes(image: ImageInput, roots: list[Path]) -> tuple[bytes, FileStamp |
         path = resolve_inside(image.root, image.relpath)
     except UnsafePath as error:
         raise ImageRejected("unsafe_path", str(error)) from None
-    if not os.path.isfile(path):  # False, not OSError, for a name too long to exist
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # also a name too long to exist
         raise ImageRejected(
             "image_missing", f"{image.relpath} not found in {Path(image.root).name}/", missing=path
-        )
-    try:
-        with open(path, "rb") as handle:
+        ) from None
+    if not stat.S_ISREG(mode):  # retried, as a missing file is, once it is a file
+        raise ImageRejected("image_unreadable", f"{image.relpath} is {_kind(mode)}, not a file", missing=path)
+    try:  # not blocking: a pipe put in the file's place since must not hang the worker
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
             info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                detail = f"{image.relpath} is {_kind(info.st_mode)}, not a file"
+                raise ImageRejected("image_unreadable", detail, missing=path)
             return handle.read(), FileStamp(str(path), info.st_size, info.st_mtime_ns)
     except OSError as error:
         raise ImageRejected("image_unreadable", f"{path}: {error}") from None
+
+
+def _kind(mode: int) -> str:
+    """What a file that is not a regular file is, in words."""
+    kinds = [
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def apply_policy(data: bytes, policy: ImagePolicy) -> EncodedImage:

@@ -25,7 +25,7 @@ from dataprep.sample import ImageFile, Reject, Sample, conversation_problem
 from dataprep.shards import MemberLocation, canonical_json, write_atomic, write_tar
 from dataprep.sources.base import Source
 
-PART_FORMAT = 3  # parts written by other normalization code (layout, image handling) are not reused
+PART_FORMAT = 4  # parts written by other normalization code (layout, image handling) are not reused
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import random
+import socket
 
 import pytest
 from PIL import Image
@@ -99,6 +101,25 @@ def test_a_file_name_too_long_to_exist_is_missing(tmp_path):
         load_bytes(ImageFile(tmp_path, "x" * 300 + ".jpg"), [tmp_path])
     assert caught.value.reason == "image_missing"
     assert caught.value.missing == tmp_path / ("x" * 300 + ".jpg")
+
+
+def test_a_folder_pipe_or_socket_in_place_of_an_image_is_unreadable_not_missing(tmp_path):
+    (tmp_path / "folder.jpg").mkdir()
+    os.mkfifo(tmp_path / "pipe.jpg")  # reading it would wait for a writer forever
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "socket.jpg"))
+        for name, kind in [
+            ("folder.jpg", "a folder"),
+            ("pipe.jpg", "a named pipe"),
+            ("socket.jpg", "a socket"),
+        ]:
+            with pytest.raises(ImageRejected) as caught:
+                load_bytes(ImageFile(tmp_path, name), [tmp_path])
+            assert (caught.value.reason, caught.value.detail) == (
+                "image_unreadable",
+                f"{name} is {kind}, not a file",
+            )
+            assert caught.value.missing == tmp_path / name  # a later build retries it once it is a file
 
 
 @pytest.mark.parametrize(("fmt", "width", "limit"), [("webp", 17_000, 16_383), ("jpeg", 70_000, 65_500)])
