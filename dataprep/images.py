@@ -41,17 +41,23 @@ EIGHT_BIT_MODES = {
 """Modes that convert to RGB without losing their range; others (16-bit, 32-bit, float) are re-encoded."""
 SIDE_LIMITS = {"JPEG": 65_500, "WEBP": 16_383, "PNG": 2**31 - 1}
 """The longest side each output format can hold."""
+METADATA_BYTES = 64 << 20
+"""Room in an image file beyond its pixels (EXIF, ICC profiles, text chunks, thumbnails)."""
 
 
 class ImageRejected(Exception):
     """An image that cannot go into the mixture; `reason` is the reject code; `missing` is the file
-    that was looked for when the image was absent (a later build retries it once it exists)."""
+    that was looked for when the image was absent (a later build retries it once it exists);
+    `stamp` is the file's, when it was refused unread (a later build retries it once it changes)."""
 
-    def __init__(self, reason: str, detail: str, missing: Path | None = None) -> None:
+    def __init__(
+        self, reason: str, detail: str, missing: Path | None = None, stamp: FileStamp | None = None
+    ) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
         self.missing = missing
+        self.stamp = stamp
 
 
 class FileStamp(NamedTuple):
@@ -71,9 +77,17 @@ class EncodedImage:
     reencoded: bool
 
 
-def load_bytes(image: ImageInput, roots: list[Path]) -> tuple[bytes, FileStamp | None]:
-    """The encoded bytes of an image, reading files only inside the source's declared roots, and
-    for a file its stamp (path, size, mtime in ns), taken before reading so a later edit shows."""
+def file_limit(policy: ImagePolicy) -> int:
+    """The largest image file read: an uncompressed image of `max_pixels` at 16 bits per channel
+    with alpha (8 bytes a pixel), plus `METADATA_BYTES`. A bigger file is refused unread rather
+    than held in a worker's memory whole (a 50 GB sparse file would kill it)."""
+    return 8 * policy.max_pixels + METADATA_BYTES
+
+
+def load_bytes(image: ImageInput, roots: list[Path], max_bytes: int) -> tuple[bytes, FileStamp | None]:
+    """The encoded bytes of an image, reading files only inside the source's declared roots and of
+    at most `max_bytes`, and for a file its stamp (path, size, mtime in ns), taken before reading
+    so a later edit shows."""
     if isinstance(image, ImageBytes):
         return image.data, None
     assert isinstance(image, ImageFile)
@@ -98,7 +112,13 @@ def load_bytes(image: ImageInput, roots: list[Path]) -> tuple[bytes, FileStamp |
             if not stat.S_ISREG(info.st_mode):
                 detail = f"{image.relpath} is {_kind(info.st_mode)}, not a file"
                 raise ImageRejected("image_unreadable", detail, missing=path)
-            return handle.read(), FileStamp(str(path), info.st_size, info.st_mtime_ns)
+            stamp = FileStamp(str(path), info.st_size, info.st_mtime_ns)
+            data = handle.read(max_bytes + 1) if info.st_size <= max_bytes else b""
+            if info.st_size > max_bytes or len(data) > max_bytes:  # also one growing as it is read
+                size = f"{info.st_size:,} bytes" if info.st_size > max_bytes else "grew as it was read"
+                detail = f"{image.relpath}: {size}, over the {max_bytes:,} bytes an image file may have"
+                raise ImageRejected("image_too_large", detail, stamp=stamp)
+            return data, stamp
     except OSError as error:
         raise ImageRejected("image_unreadable", f"{path}: {error}") from None
 

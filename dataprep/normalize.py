@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dataprep.images import FileStamp, ImageRejected, apply_policy, load_bytes
+from dataprep.images import FileStamp, ImageRejected, apply_policy, file_limit, load_bytes
 from dataprep.recipe import ImagePolicy
 from dataprep.sample import ImageFile, Reject, Sample, conversation_problem
 from dataprep.shards import MemberLocation, canonical_json, write_atomic, write_tar
 from dataprep.sources.base import Source
 
-PART_FORMAT = 4  # parts written by other normalization code (layout, image handling) are not reused
+PART_FORMAT = 5  # parts written by other normalization code (layout, image handling) are not reused
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,8 @@ def normalize_unit(
                 records.append(_reject_entry(seq, Reject(record.id, rejected.reason, rejected.detail)))
                 if rejected.missing is not None:
                     missing.add(str(rejected.missing))
+                if rejected.stamp is not None:
+                    stamps[rejected.stamp.path] = rejected.stamp
                 continue
             names = [name for name, _ in sample_members]
             records.append({"seq": seq, "id": record.id, "members": names, "digest": _digest(sample_members)})
@@ -125,7 +127,7 @@ def _sample_members(
     re-encoded; every image file read is stamped into `stamps`, also when it is then rejected."""
     encoded = []
     for image in sample.images:
-        data, stamp = load_bytes(image, roots)
+        data, stamp = load_bytes(image, roots, file_limit(policy))
         if stamp is not None:
             stamps[stamp.path] = stamp
         encoded.append(apply_policy(data, policy))

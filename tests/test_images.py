@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from dataprep.fixtures.draw import encode, photo
-from dataprep.images import FileStamp, ImageRejected, apply_policy, load_bytes
+from dataprep.images import FileStamp, ImageRejected, apply_policy, file_limit, load_bytes
 from dataprep.recipe import ImagePolicy
 from dataprep.sample import ImageBytes, ImageFile
 
@@ -82,8 +82,8 @@ def test_files_are_read_only_inside_declared_roots(tmp_path):
     (root / "link.jpg").symlink_to(tmp_path / "outside.jpg")
     info = (root / "a.jpg").stat()
     stamp = FileStamp(str(root / "a.jpg"), info.st_size, info.st_mtime_ns)
-    assert load_bytes(ImageFile(root, "a.jpg"), [root]) == (b"abc", stamp)
-    assert load_bytes(ImageBytes(b"xyz"), []) == (b"xyz", None)
+    assert load_bytes(ImageFile(root, "a.jpg"), [root], 3) == (b"abc", stamp)
+    assert load_bytes(ImageBytes(b"xyz"), [], 3) == (b"xyz", None)
     for image, reason in [
         (ImageFile(root, "../outside.jpg"), "unsafe_path"),
         (ImageFile(root, "/etc/passwd"), "unsafe_path"),
@@ -92,15 +92,29 @@ def test_files_are_read_only_inside_declared_roots(tmp_path):
         (ImageFile(root, "absent.jpg"), "image_missing"),
     ]:
         with pytest.raises(ImageRejected) as caught:
-            load_bytes(image, [root])
+            load_bytes(image, [root], 3)
         assert caught.value.reason == reason, image
 
 
 def test_a_file_name_too_long_to_exist_is_missing(tmp_path):
     with pytest.raises(ImageRejected) as caught:
-        load_bytes(ImageFile(tmp_path, "x" * 300 + ".jpg"), [tmp_path])
+        load_bytes(ImageFile(tmp_path, "x" * 300 + ".jpg"), [tmp_path], 3)
     assert caught.value.reason == "image_missing"
     assert caught.value.missing == tmp_path / ("x" * 300 + ".jpg")
+
+
+def test_a_file_over_the_limit_is_refused_unread_with_its_stamp(tmp_path):
+    sparse = tmp_path / "sparse.jpg"
+    with open(sparse, "wb") as handle:
+        handle.truncate(50 << 30)  # 50 GB, no disk used: reading it whole kills the worker
+    (tmp_path / "small.jpg").write_bytes(b"abc")
+    for name, limit in [("sparse.jpg", file_limit(ImagePolicy())), ("small.jpg", 2)]:
+        with pytest.raises(ImageRejected) as caught:
+            load_bytes(ImageFile(tmp_path, name), [tmp_path], limit)
+        info = (tmp_path / name).stat()
+        assert caught.value.reason == "image_too_large"
+        assert caught.value.stamp == FileStamp(str(tmp_path / name), info.st_size, info.st_mtime_ns)
+    assert file_limit(ImagePolicy(max_pixels=10)) == 80 + (64 << 20)
 
 
 def test_a_folder_pipe_or_socket_in_place_of_an_image_is_unreadable_not_missing(tmp_path):
@@ -114,7 +128,7 @@ def test_a_folder_pipe_or_socket_in_place_of_an_image_is_unreadable_not_missing(
             ("socket.jpg", "a socket"),
         ]:
             with pytest.raises(ImageRejected) as caught:
-                load_bytes(ImageFile(tmp_path, name), [tmp_path])
+                load_bytes(ImageFile(tmp_path, name), [tmp_path], 3)
             assert (caught.value.reason, caught.value.detail) == (
                 "image_unreadable",
                 f"{name} is {kind}, not a file",

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dataprep.normalize import index_path, load_index, normalize_unit
+from dataprep.normalize import index_path, inputs_changed, load_index, normalize_unit
 from dataprep.recipe import ImagePolicy
 from dataprep.sample import Record
 from dataprep.shards import iter_tar
@@ -175,3 +175,23 @@ def test_a_unit_that_fails_half_way_leaves_no_part_behind(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="malformed JSON after element 2"):
         normalize(source, tmp_path / "parts" / "part.tar")
     assert list(tmp_path.glob("parts/*")) == []
+
+
+def test_an_image_file_too_big_to_hold_is_rejected_unread_and_retried_once_replaced(tmp_path: Path) -> None:
+    policy = ImagePolicy(max_pixels=1)  # files of 8 + 64 MiB bytes at most
+    with open(tmp_path / "huge.png", "wb") as handle:
+        handle.truncate(65 << 20)  # sparse: no disk used
+    (tmp_path / "a.jsonl").write_text(
+        json.dumps({"id": "huge", "image": "huge.png", "conversations": chat("Hi")})
+    )
+    source = Conversations(tmp_path, Conversations.Options(file="a.jsonl"))
+    part = tmp_path / "part.tar"
+    normalize_unit(source, source.units()[0], "entry", policy, part, None)
+    [record] = load_index(part)["records"]
+    assert (record["reason"], record["detail"]) == (
+        "image_too_large",
+        f"huge.png: {65 << 20:,} bytes, over the {(64 << 20) + 8:,} bytes an image file may have",
+    )
+    assert not inputs_changed(part)
+    os.truncate(tmp_path / "huge.png", 10)  # replaced: the next build reads it again
+    assert inputs_changed(part)

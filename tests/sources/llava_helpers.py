@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from dataprep.images import ImageRejected, load_bytes
+from dataprep.images import ImageRejected, file_limit, load_bytes
+from dataprep.recipe import ImagePolicy
 from dataprep.sample import Sample
 from dataprep.sources.base import Source
 
@@ -15,7 +16,7 @@ def engine_rejects(source: Source, samples: list[Sample]) -> Counter[str]:
     for sample in samples:
         try:
             for image in sample.images:
-                load_bytes(image, source.roots())
+                load_bytes(image, source.roots(), file_limit(ImagePolicy()))
         except ImageRejected as rejected:
             reasons[rejected.reason] += 1
     return reasons
