@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import sys
 import threading
 import time
@@ -53,6 +54,7 @@ from dataprep.normalize import (
     load_index,
     normalize_unit,
 )
+from dataprep.paths import file_kind
 from dataprep.progress import Progress
 from dataprep.recipe import Download, ImagePolicy, Recipe, SourceEntry, source_options
 from dataprep.shards import (
@@ -472,9 +474,27 @@ def missing_inputs(recipe: Recipe) -> list[str]:
 
 
 def require_inputs(recipe: Recipe) -> None:
+    """Every input is there and is a file: hashing a named pipe or a device would wait or read forever."""
     missing = missing_inputs(recipe)
     if missing:
         raise BuildError("required inputs are missing:\n" + "\n".join(missing))
+    unusable = [
+        f"{entry.label}: {path} {problem}"
+        for entry in recipe.sources
+        for path in _adapter(recipe, entry).inputs()
+        if (problem := _not_a_file(path))
+    ]
+    if unusable:
+        raise BuildError("required inputs are not files:\n" + "\n".join(unusable))
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why an input cannot be read as a file (a folder, a pipe, a device, a link to nothing), or None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        return f"cannot be opened: {error.strerror}"
+    return None if stat.S_ISREG(mode) else f"is {file_kind(mode)}, not a file"
 
 
 def _refuse_repeated_inputs(recipe: Recipe, adapters: list[Source]) -> None:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from dataprep.paths import UnsafePath, resolve_inside
+from dataprep.paths import UnsafePath, file_kind, resolve_inside
 from dataprep.recipe import ImagePolicy
 from dataprep.sample import ImageBytes, ImageFile, ImageInput
 
@@ -105,12 +105,14 @@ def load_bytes(image: ImageInput, roots: list[Path], max_bytes: int) -> tuple[by
             "image_missing", f"{image.relpath} not found in {Path(image.root).name}/", missing=path
         ) from None
     if not stat.S_ISREG(mode):  # retried, as a missing file is, once it is a file
-        raise ImageRejected("image_unreadable", f"{image.relpath} is {_kind(mode)}, not a file", missing=path)
+        raise ImageRejected(
+            "image_unreadable", f"{image.relpath} is {file_kind(mode)}, not a file", missing=path
+        )
     try:  # not blocking: a pipe put in the file's place since must not hang the worker
         with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
             info = os.fstat(handle.fileno())
             if not stat.S_ISREG(info.st_mode):
-                detail = f"{image.relpath} is {_kind(info.st_mode)}, not a file"
+                detail = f"{image.relpath} is {file_kind(info.st_mode)}, not a file"
                 raise ImageRejected("image_unreadable", detail, missing=path)
             stamp = FileStamp(str(path), info.st_size, info.st_mtime_ns)
             data = handle.read(max_bytes + 1) if info.st_size <= max_bytes else b""
@@ -121,18 +123,6 @@ def load_bytes(image: ImageInput, roots: list[Path], max_bytes: int) -> tuple[by
             return data, stamp
     except OSError as error:
         raise ImageRejected("image_unreadable", f"{path}: {error}") from None
-
-
-def _kind(mode: int) -> str:
-    """What a file that is not a regular file is, in words."""
-    kinds = [
-        (stat.S_ISDIR, "a folder"),
-        (stat.S_ISFIFO, "a named pipe"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-    ]
-    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def apply_policy(data: bytes, policy: ImagePolicy) -> EncodedImage:

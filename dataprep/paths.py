@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 
@@ -24,3 +25,15 @@ def resolve_inside(root: Path, relpath: str) -> Path:
     if os.path.commonpath([real_root, candidate]) != real_root:
         raise UnsafePath(f"{relpath!r} leaves its root folder")
     return Path(candidate)
+
+
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular file is, in words (from its `st_mode`)."""
+    kinds = [
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "a special file")

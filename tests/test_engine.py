@@ -21,7 +21,7 @@ import ray
 import webdataset as wds
 
 from dataprep.assemble import SampleCopy
-from dataprep.engine import BuildError, BuildSettings, build, normalize, output_lock
+from dataprep.engine import BuildError, BuildSettings, build, normalize, output_lock, require_inputs
 from dataprep.fetch import download_key
 from dataprep.fixtures.tokenizer import write_tokenizer
 from dataprep.recipe import Download, RecipeError, load_recipe
@@ -477,6 +477,30 @@ def test_a_build_that_fails_before_writing_shards_keeps_the_previous_manifest(
     assert json.loads((out / "manifest.json").read_text())["content_sha256"] == first.content_sha256
     with output_lock(out), pytest.raises(BuildError, match="another build is writing to"):
         _build_into(tmp_path, data_root, out)
+
+
+def test_an_input_that_is_a_pipe_a_folder_or_a_link_loop_fails_the_build_before_it_is_hashed(
+    upstream, tmp_path
+):
+    data_root, _ = upstream
+    os.mkfifo(tmp_path / "pipe.jsonl")  # hashing it would wait for a writer forever
+    (tmp_path / "folder.jsonl").mkdir()
+    (tmp_path / "questions").mkdir()
+    (tmp_path / "questions" / "0.png.json").symlink_to("0.png.json")  # a loop: found by a glob
+    extra = "".join(
+        f"  - {{source: conversations, name: {name}, path: {tmp_path}, file: {name}.jsonl}}\n"
+        for name in ("pipe", "folder")
+    )
+    extra += f"  - {{source: ai2d, name: loop, path: {tmp_path}}}\n"
+    (tmp_path / "odd.yaml").write_text(recipe_yaml("odd", data_root, tmp_path / "out", extra_sources=extra))
+    with pytest.raises(BuildError) as caught:
+        require_inputs(load_recipe(tmp_path / "odd.yaml"))
+    assert str(caught.value) == (
+        "required inputs are not files:\n"
+        f"pipe: {tmp_path / 'pipe.jsonl'} is a named pipe, not a file\n"
+        f"folder: {tmp_path / 'folder.jsonl'} is a folder, not a file\n"
+        f"loop: {tmp_path / 'questions' / '0.png.json'} cannot be opened: Too many levels of symbolic links"
+    )
 
 
 def test_every_shard_has_a_sidecar_index_that_a_rerun_restores(ray_cluster, upstream, tmp_path):
