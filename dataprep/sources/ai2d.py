@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 from pydantic import Field
 
-from dataprep.paths import UnsafePath
+from dataprep.paths import UnsafePath, file_kind
 from dataprep.sample import ImageBytes, ImageFile, ImageInput, Reject, Sample
 from dataprep.sources._multiple_choice import MultipleChoicePrompt, multiple_choice_turns, png_bytes
 from dataprep.sources.base import Source, SourceOptions
@@ -70,7 +71,7 @@ def _image_id(name: str) -> str:
 class Ai2d(Source):
     name = "ai2d"
     licence = "non-commercial, no redistribution"
-    version = "2"
+    version = "3"
     Options = Ai2dOptions
     options: Ai2dOptions
 
@@ -179,8 +180,12 @@ class Ai2d(Source):
 
     def _render_letters(self, image_name: str) -> Image.Image:
         annotation_relpath = f"{ANNOTATIONS_DIR}/{image_name}.json"
+        path = self.file(annotation_relpath)
         try:
-            annotation = json.loads(self.file(annotation_relpath).read_text(encoding="utf-8"))
+            mode = path.stat().st_mode
+            if not stat.S_ISREG(mode):  # a named pipe would block the read forever
+                raise RenderError("bad_annotation", f"{annotation_relpath} is {file_kind(mode)}, not a file")
+            annotation = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as error:
             raise RenderError("annotation_missing", f"{annotation_relpath} does not exist") from error
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -216,6 +217,23 @@ def test_annotation_problems_are_rejects(upstream: tuple[Path, dict]) -> None:
     records = by_id(read_all(root))
     assert records["0.png-1"].reason == "annotation_missing"
     assert records["1.png-1"].reason == "bad_annotation"
+
+
+@pytest.mark.timeout(30)  # before: reading the pipe waited for a writer forever
+def test_an_annotation_that_is_a_named_pipe_is_a_reject_not_a_hang(upstream: tuple[Path, dict]) -> None:
+    root, _ = upstream
+    path = root / "questions" / "0.png.json"
+    path.write_text(path.read_text().replace('"0.png"', '"sub/0.png"'))  # its annotation: not an input
+    (root / "images" / "sub").mkdir()
+    (root / "images" / "0.png").rename(root / "images" / "sub" / "0.png")
+    (root / "annotations" / "sub").mkdir()
+    os.mkfifo(root / "annotations" / "sub" / "0.png.json")
+    rejected = by_id(read_all(root))["0.png-1"]
+    assert isinstance(rejected, Reject)
+    assert (rejected.reason, rejected.detail) == (
+        "bad_annotation",
+        "annotations/sub/0.png.json is a named pipe, not a file",
+    )
 
 
 @pytest.mark.parametrize(
