@@ -92,13 +92,26 @@ PARQUET_BUFFER = 1 << 20
 size; unbuffered (or pre-buffered, its default) it also holds the row group's raw column chunks."""
 
 
+def open_parquet(path: Path, **options: Any) -> pq.ParquetFile:
+    """`pq.ParquetFile(path, **options)`; a file that is not parquet (cut short, another format)
+    is a ValueError naming it."""
+    try:
+        return pq.ParquetFile(path, **options)
+    except (pa.ArrowException, OSError) as error:
+        raise ValueError(f"{path}: not a readable parquet file ({error})") from None
+
+
 def parquet_batches(path: Path, columns: list[str], **options: Any) -> Iterator[pa.RecordBatch]:
     """`ParquetFile(path).iter_batches(columns=…)` through a buffered stream, first checking the
-    file has those columns (a file of another layout is named, not a KeyError deep in pyarrow)."""
-    parquet = pq.ParquetFile(path, buffer_size=PARQUET_BUFFER, pre_buffer=False)
+    file has those columns (a file of another layout is named, not a KeyError deep in pyarrow);
+    a file that cannot be decoded (corrupt pages) is a ValueError naming it."""
+    parquet = open_parquet(path, buffer_size=PARQUET_BUFFER, pre_buffer=False)
     absent = [column for column in columns if column not in parquet.schema_arrow.names]
     if absent:
         raise ValueError(
             f"{path}: no column {', '.join(absent)} (has {', '.join(parquet.schema_arrow.names)})"
         )
-    return parquet.iter_batches(columns=columns, **options)
+    try:
+        yield from parquet.iter_batches(columns=columns, **options)
+    except (pa.ArrowException, OSError) as error:
+        raise ValueError(f"{path}: not a readable parquet file ({error})") from None

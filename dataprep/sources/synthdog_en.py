@@ -14,11 +14,17 @@ import json
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-import pyarrow.parquet as pq
 from pydantic import Field, field_validator, model_validator
 
 from dataprep.sample import IMAGE_PLACEHOLDER, ImageBytes, Reject, Sample, Turn
-from dataprep.sources.base import Source, SourceOptions, image_cell_bytes, parquet_batches, pick
+from dataprep.sources.base import (
+    Source,
+    SourceOptions,
+    image_cell_bytes,
+    open_parquet,
+    parquet_batches,
+    pick,
+)
 
 COLUMNS = ["image", "ground_truth"]
 DEFAULT_REQUESTS = (
@@ -134,7 +140,7 @@ class SynthdogEn(Source):
         return [
             f"{self._relpath(path)}#{group}"
             for path in self.inputs()
-            for group in range(pq.ParquetFile(path).metadata.num_row_groups)
+            for group in range(open_parquet(path).metadata.num_row_groups)
         ]
 
     def read(self, unit: str) -> Iterator[Sample | Reject]:
@@ -143,7 +149,7 @@ class SynthdogEn(Source):
         if relpath not in selected or not group_text.isdigit():
             raise ValueError(f"synthdog_en: unknown unit {unit!r}")
         group = int(group_text)
-        metadata = pq.ParquetFile(selected[relpath]).metadata
+        metadata = open_parquet(selected[relpath]).metadata
         row = sum(metadata.row_group(index).num_rows for index in range(group))
         stem = PurePosixPath(relpath).name.removesuffix(".parquet")
         split = stem.split("-", 1)[0]

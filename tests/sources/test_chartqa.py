@@ -173,3 +173,11 @@ def test_a_parquet_file_of_another_layout_is_named_with_its_missing_column(tmp_p
     chartqa = source(root, format="parquet")
     with pytest.raises(ValueError, match=r"train-00000-of-00001.parquet: no column type \(has imgname"):
         read_all(chartqa)
+
+
+def test_a_parquet_file_cut_short_is_named(tmp_path: Path) -> None:
+    root = tmp_path / "chartqa_parquet"
+    (root / "data").mkdir(parents=True)
+    (root / "data/train-00000-of-00001.parquet").write_bytes(b"PAR1 cut short")
+    with pytest.raises(ValueError, match=r"train-00000-of-00001.parquet: not a readable parquet file"):
+        read_all(source(root, format="parquet"))

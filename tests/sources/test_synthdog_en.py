@@ -238,3 +238,18 @@ def test_a_shard_without_the_published_columns_is_named(tmp_path: Path) -> None:
     pq.write_table(pa.table({"image": [b"x"], "text": ["t"]}), root / SHARD0)
     with pytest.raises(ValueError, match=r"no column ground_truth \(has image, text\)"):
         read_all(root, shards=[0])
+
+
+def test_a_shard_cut_short_or_corrupt_is_named(upstream: tuple[Path, dict]) -> None:
+    root, _ = upstream
+    cut, corrupt = root / SHARD1, root / SHARD0
+    cut.write_bytes(cut.read_bytes()[:3000])  # an interrupted download: no footer
+    with pytest.raises(ValueError, match=rf"{SHARD1}: not a readable parquet file \(Parquet magic bytes"):
+        SynthdogEn(root, SynthdogEn.Options()).units()
+    data = bytearray(corrupt.read_bytes())
+    data[200 : len(data) // 2] = bytes(
+        byte ^ 0x5A for byte in data[200 : len(data) // 2]
+    )  # pages, not footer
+    corrupt.write_bytes(data)
+    with pytest.raises(ValueError, match=rf"{SHARD0}: not a readable parquet file \(Corrupt snappy"):
+        read_all(root, shards=[0])
