@@ -23,7 +23,7 @@ import os
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import ijson
 from pydantic import Field
@@ -33,6 +33,8 @@ from dataprep.sources.base import Source, SourceOptions
 from dataprep.sources.json_stream import ijson_backend, plain
 
 DEFAULT_UNIT_BYTES = 64 * 2**20
+MAX_LINE_BYTES = 64 * 2**20
+"""A `.jsonl` line longer is a `bad_record` reject, skipped unread (a record is a few KB)."""
 FRONT = IMAGE_PLACEHOLDER + "\n"
 
 ImagePlacement = Literal["keep", "front"]
@@ -201,16 +203,29 @@ def count_newlines(path: Path, limit: int, chunk: int = 1 << 20) -> int:
     return total
 
 
-def jsonl_lines(path: Path, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-    """(1-based line number, raw line) of every line that starts in the byte range [start, end)."""
+def jsonl_lines(
+    path: Path, start: int, end: int, max_line: int = MAX_LINE_BYTES
+) -> Iterator[tuple[int, bytes | None]]:
+    """(1-based line number, raw line) of every line that starts in the byte range [start, end); a
+    line longer than `max_line` bytes comes as None, skipped without being held in memory."""
     with open(path, "rb") as handle:
         if start > 0:
             handle.seek(start - 1)
-            handle.readline()
+            _skip_line(handle)
         number = count_newlines(path, handle.tell()) + 1
-        while handle.tell() < end and (line := handle.readline()):
-            yield number, line
+        while handle.tell() < end and (line := handle.readline(max_line + 1)):
+            if len(line) > max_line:
+                _skip_line(handle)
+                yield number, None
+            else:
+                yield number, line
             number += 1
+
+
+def _skip_line(handle: BinaryIO, chunk: int = 1 << 20) -> None:
+    """Move past the next newline, reading at most `chunk` bytes at a time."""
+    while (part := handle.readline(chunk)) and not part.endswith(b"\n"):
+        pass
 
 
 def json_array_items(path: Path, stride: int, offset: int) -> Iterator[tuple[int, Any]]:
@@ -300,9 +315,13 @@ class ConversationFileSource(Source):
 
     def _read_jsonl(self, name: str, path: Path, start: int, end: int) -> Iterator[Record]:
         for number, line in jsonl_lines(path, start, end):
+            fallback_id = f"{name}:{number}"
+            if line is None:
+                detail = f"file {name}, line {number}: longer than {MAX_LINE_BYTES:,} bytes"
+                yield Reject(fallback_id, "bad_record", detail)
+                continue
             if not line.strip():
                 continue
-            fallback_id = f"{name}:{number}"
             try:
                 raw = json.loads(line)
             except (ValueError, RecursionError) as error:

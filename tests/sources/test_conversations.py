@@ -17,7 +17,13 @@ from dataprep.paths import UnsafePath, resolve_inside
 from dataprep.sample import ImageFile, Record, Reject, Sample, Turn, conversation_problem
 from dataprep.sources import registry
 from dataprep.sources.conversations import Conversations
-from dataprep.sources.llava_records import BadRecord, place_images, remove_placeholder
+from dataprep.sources.llava_records import (
+    MAX_LINE_BYTES,
+    BadRecord,
+    jsonl_lines,
+    place_images,
+    remove_placeholder,
+)
 
 
 @pytest.fixture()
@@ -310,3 +316,26 @@ def test_a_json_array_element_nested_too_deeply_is_a_bad_record(tmp_path: Path) 
     deep_record, ok = read_records(Conversations, tmp_path, file="a.json")
     assert deep_record == Reject("a.json#0", "bad_record", "file a.json, index 0: nested too deeply")
     assert isinstance(ok, Sample)
+
+
+def test_a_line_too_long_is_skipped_unread_whichever_unit_it_starts_or_ends_in(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b'{"a": 1}\n' + b"x" * 100 + b'\n{"b": 2}\n')
+    assert list(jsonl_lines(path, 0, path.stat().st_size, max_line=16)) == [
+        (1, b'{"a": 1}\n'),
+        (2, None),
+        (3, b'{"b": 2}\n'),
+    ]
+    assert list(jsonl_lines(path, 50, path.stat().st_size, max_line=16)) == [(3, b'{"b": 2}\n')]
+
+
+def test_a_jsonl_line_over_the_limit_is_a_bad_record(tmp_path: Path) -> None:
+    good = {"id": "ok", "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Yo"}]}
+    huge = json.dumps({"id": "huge", "conversations": [{"from": "human", "value": "x" * MAX_LINE_BYTES}]})
+    (tmp_path / "a.jsonl").write_text(f"{huge}\n{json.dumps(good)}\n")
+    records = read_records(Conversations, tmp_path, file="a.jsonl")
+    assert [(type(record).__name__, record.id) for record in records] == [
+        ("Reject", "a.jsonl:1"),
+        ("Sample", "ok"),
+    ]
+    assert records[0].reason == "bad_record" and "longer than 67,108,864 bytes" in records[0].detail
