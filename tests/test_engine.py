@@ -572,7 +572,10 @@ def test_a_file_an_adapter_cannot_list_units_from_is_a_build_error_naming_the_so
         f"name: cut\ndata_root: {tmp_path / 'up'}\noutput: {{dir: {tmp_path / 'out'}}}\n"
         "sources:\n  - source: synthdog_en\n    path: synthdog_en\n    shards: [0]\n"
     )
-    with pytest.raises(BuildError, match="synthdog_en: cannot list its work units: ArrowInvalid"):
+    with pytest.raises(
+        BuildError,
+        match=r"synthdog_en: cannot list its work units: .*train-00000-of-00084-\w+\.parquet: not a readable parquet file",
+    ):
         build(load_recipe(recipe_file), BuildSettings(out=tmp_path / "out", progress=False))
 
 
