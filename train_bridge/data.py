@@ -33,7 +33,7 @@ from dataprep.manifest import load_manifest
 from dataprep.shards import MemberLocation, member_locations, split_member_name
 from train_bridge import images
 from train_bridge.errors import BridgeError
-from train_bridge.template import IGNORE_INDEX, Overlong, encode
+from train_bridge.template import IGNORE_INDEX, Overlong, check_record, encode
 
 
 def index_shard(path: Path) -> list[dict[str, MemberLocation]]:
@@ -80,6 +80,7 @@ class ShardReader:
             return handle.read(location.size)
 
         record = json.loads(get(members["json"]))
+        check_record(record)
         key = split_member_name(members["json"].name)[0]
         return key, record, [get(members[suffix]) for suffix in record["images"]]
 

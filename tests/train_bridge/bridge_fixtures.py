@@ -113,6 +113,18 @@ def make_sample(index: int, rng: random.Random) -> tuple[dict, list[tuple[str, b
     return record, list(zip(suffixes, blobs, strict=True))
 
 
+def rewrite_shard(manifest_path: Path, shard: int, members: list[tuple[str, bytes]]) -> Path:
+    """Replace a shard's members and give the manifest its new size and sha256 (a mixture made or
+    edited by someone else, not one damaged after the build); return the shard's path."""
+    manifest = json.loads(manifest_path.read_text())
+    entry = manifest["shards"][shard]
+    path = manifest_path.parent / entry["path"]
+    write_tar(path, members)
+    entry["bytes"], entry["sha256"] = path.stat().st_size, sha256_file(path)
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+    return path
+
+
 def build_shards(out: Path, samples: int = 22, per_shard: int = 5, seed: int = 3) -> Path:
     """Write shards + manifest.json under `out`; return the manifest path."""
     rng = random.Random(seed)

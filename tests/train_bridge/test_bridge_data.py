@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dataprep.manifest import load_manifest
-from dataprep.shards import iter_samples
+from dataprep.shards import canonical_json, iter_samples, iter_tar
 from train_bridge.data import Encoder, ShardStream, collate, epoch_order, make_loader
 
 
@@ -144,4 +145,24 @@ def test_an_image_damaged_after_the_build_stops_training_naming_its_shard(tmp_pa
     shard.write_bytes(bytes(data))
     dataset = stream(manifest_path, tokenizer, batch_size=2)
     with pytest.raises(BridgeError, match=f"{shard}, sample \\d+ cannot be read"):
+        list(make_loader(dataset, num_workers=0))
+
+
+def test_images_are_never_fed_to_another_samples_placeholder(tmp_path: Path, tokenizer) -> None:
+    from bridge_fixtures import build_shards, rewrite_shard
+
+    from train_bridge.errors import BridgeError
+
+    manifest_path = build_shards(tmp_path / "mix", samples=4, per_shard=4)
+    members = []
+    for name, data in iter_tar(load_manifest(manifest_path).shard_paths(manifest_path)[0]):
+        if name.endswith(".json"):  # sample 0 (one image) loses its <image>, text-only sample 2 gains one
+            record = json.loads(data)
+            first = record["conversations"][0]
+            first["value"] = first["value"].replace("<image>\n", "") if record["images"] else "<image>\n"
+            data = canonical_json(record) if name.startswith(("s000000", "s000002")) else data
+        members.append((name, data))
+    shard = rewrite_shard(manifest_path, 0, members)
+    dataset = stream(manifest_path, tokenizer, batch_size=4)  # one batch: the counts would add up
+    with pytest.raises(BridgeError, match=f"{shard}, sample [02] cannot be read .*<image> in its turns for"):
         list(make_loader(dataset, num_workers=0))
