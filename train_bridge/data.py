@@ -271,6 +271,10 @@ class ShardStream(IterableDataset):
             for batch in range(self.start + worker, self.batches_per_epoch(), workers):
                 ids = mine[batch * self.batch_size : (batch + 1) * self.batch_size]
                 yield self._batch(reader, ids, batch, worker)
+        except BridgeError as error:
+            if info is None:
+                raise
+            yield {"error": str(error)}  # raised in a worker, it would reach the trainer as a traceback
         finally:
             reader.close()
 
@@ -294,9 +298,19 @@ class ShardStream(IterableDataset):
         return out
 
 
+class _Loader(DataLoader):
+    """Raises a worker's BridgeError here, as the one-line error it is."""
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:  # type: ignore[override]
+        for batch in super().__iter__():
+            if "error" in batch:
+                raise BridgeError(batch["error"])
+            yield batch
+
+
 def make_loader(dataset: ShardStream, num_workers: int, pin_memory: bool = False) -> DataLoader:
     """A DataLoader that yields the dataset's micro-batches in order (batching is done inside)."""
-    return DataLoader(
+    return _Loader(
         dataset,
         batch_size=None,
         num_workers=num_workers,
