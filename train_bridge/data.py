@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from dataprep.manifest import load_manifest
-from dataprep.shards import MemberLocation, member_locations, split_member_name
+from dataprep.manifest import ShardReport, load_manifest
+from dataprep.shards import MemberLocation, member_locations, sha256_file, shard_index_path, split_member_name
 from train_bridge import images
 from train_bridge.errors import BridgeError
 from train_bridge.template import IGNORE_INDEX, Overlong, check_record, encode
@@ -77,7 +77,10 @@ class ShardReader:
 
         def get(location: MemberLocation) -> bytes:
             handle.seek(location.offset)
-            return handle.read(location.size)
+            data = handle.read(location.size)
+            if len(data) != location.size:
+                raise OSError(f"member {location.name} ends past the end of the shard")
+            return data
 
         record = json.loads(get(members["json"]))
         check_record(record)
@@ -104,13 +107,29 @@ def check_shards(paths: Sequence[Path], sizes: Sequence[int]) -> None:
         raise BridgeError(f"{len(problems)} shard(s) do not match the manifest:\n" + "\n".join(problems))
 
 
-def estimated_lengths(paths: Sequence[Path], image_tokens: int) -> np.ndarray:
-    """Per sample (shard-major numbering): json bytes / 4 + `image_tokens` per image member."""
-    lengths = []
-    for path in paths:
-        for members in index_shard(path):
-            images = len(members) - 1
-            lengths.append(members["json"].size // 4 + image_tokens * images)
+def estimated_lengths(paths: Sequence[Path], shards: Sequence[ShardReport], image_tokens: int) -> np.ndarray:
+    """Per sample (shard-major numbering): json bytes / 4 + `image_tokens` per image member. Checks
+    first that each shard's sidecar index is the manifest's and that its members make the manifest's
+    samples, each with a json (else samples would be skipped, or read from another's bytes)."""
+    lengths, problems = [], []
+    for path, shard in zip(paths, shards, strict=True):
+        sidecar = shard_index_path(path)
+        if shard.index_sha256 and sidecar.exists() and sha256_file(sidecar) != shard.index_sha256:
+            problems.append(f"{sidecar}: sha256 differs from the manifest")
+            continue
+        try:
+            samples = index_shard(path)
+        except Exception as error:  # a sidecar or tar headers that cannot be read
+            problems.append(f"{path}: cannot be indexed ({type(error).__name__}: {error})")
+            continue
+        if len(samples) != shard.samples or not all("json" in members for members in samples):
+            problems.append(
+                f"{path}: {sum('json' in m for m in samples)} sample jsons, manifest says {shard.samples}"
+            )
+            continue
+        lengths.extend(members["json"].size // 4 + image_tokens * (len(members) - 1) for members in samples)
+    if problems:
+        raise BridgeError(f"{len(problems)} shard(s) do not match the manifest:\n" + "\n".join(problems))
     return np.asarray(lengths, dtype=np.int64)
 
 
@@ -237,7 +256,8 @@ class ShardStream(IterableDataset):
         self.drop_last = drop_last
         self.pad_id, self.pad_multiple = pad_id, pad_multiple
         self.length_group = length_group
-        self.lengths = estimated_lengths(self.paths, encoder.num_image_tokens) if length_group > 1 else None
+        lengths = estimated_lengths(self.paths, manifest.shards, encoder.num_image_tokens)
+        self.lengths = lengths if length_group > 1 else None
         self.epoch, self.start = 0, 0
 
     @property

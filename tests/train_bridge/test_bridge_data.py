@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dataprep.manifest import load_manifest
-from dataprep.shards import canonical_json, iter_samples, iter_tar
+from dataprep.shards import (
+    canonical_json,
+    iter_samples,
+    iter_tar,
+    sha256_file,
+    tar_locations,
+    write_shard_index,
+)
 from train_bridge.data import Encoder, ShardStream, collate, epoch_order, make_loader
 
 
@@ -167,3 +175,39 @@ def test_images_are_never_fed_to_another_samples_placeholder(tmp_path: Path, tok
     dataset = stream(manifest_path, tokenizer, batch_size=4)  # one batch: the counts would add up
     with pytest.raises(BridgeError, match=f"{shard}, sample [02] cannot be read .*<image> in its turns for"):
         list(make_loader(dataset, num_workers=0))
+
+
+def test_a_sidecar_index_other_than_the_manifests_stops_the_run_at_start(tmp_path: Path, tokenizer) -> None:
+    from bridge_fixtures import build_shards
+
+    from train_bridge.errors import BridgeError
+
+    manifest_path = build_shards(tmp_path / "mix", samples=4, per_shard=4)
+    manifest = json.loads(manifest_path.read_text())
+    shard = load_manifest(manifest_path).shard_paths(manifest_path)[0]
+    locations = tar_locations(shard)
+    sidecar = write_shard_index(shard, locations)
+    manifest["shards"][0].update(index="shards/mix-000000.idx.json", index_sha256=sha256_file(sidecar))
+    manifest_path.write_text(json.dumps(manifest))
+    assert len(list(make_loader(stream(manifest_path, tokenizer, batch_size=4), num_workers=0))) == 1
+    images = [i for i, location in enumerate(locations) if not location.name.endswith(".json")]
+    locations[images[0]] = replace(locations[images[1]], name=locations[images[0]].name)  # another's bytes
+    write_shard_index(shard, locations)  # the same size: only its sha256 tells
+    with pytest.raises(BridgeError, match=f"{sidecar}: sha256 differs from the manifest"):
+        stream(manifest_path, tokenizer, batch_size=4)
+
+
+@pytest.mark.parametrize("samples", [3, 5])
+def test_a_shard_that_does_not_hold_the_manifests_samples_stops_the_run_at_start(
+    tmp_path: Path, tokenizer, samples: int
+) -> None:
+    from bridge_fixtures import build_shards
+
+    from train_bridge.errors import BridgeError
+
+    manifest_path = build_shards(tmp_path / "mix", samples=8, per_shard=4)
+    manifest = json.loads(manifest_path.read_text())
+    manifest["shards"][0]["samples"] = samples  # fewer: the rest were skipped; more: a crash mid-run
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(BridgeError, match=f"mix-000000.tar: 4 sample jsons, manifest says {samples}"):
+        stream(manifest_path, tokenizer, batch_size=2, length_group=0)
