@@ -13,8 +13,9 @@ from typing import Any
 
 from dataprep.manifest import load_manifest
 from dataprep.shards import iter_samples
+from train_bridge.data import check_shards
 from train_bridge.errors import BridgeError
-from train_bridge.template import IMAGE_PLACEHOLDER
+from train_bridge.template import IMAGE_PLACEHOLDER, check_record
 
 
 def placeholder_first(conversations: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -53,24 +54,38 @@ def export(manifest_path: Path, out: Path) -> dict[str, dict[str, Any]]:
     """Export every sample of the manifest's shards under `out`; return the meta written to
     `out/meta.json` (absolute roots and annotation paths, so the official trainer runs from anywhere)."""
     manifest = load_manifest(manifest_path)
+    paths = manifest.shard_paths(Path(manifest_path))
+    check_shards(paths, [shard.bytes for shard in manifest.shards])
     out = out.resolve()
     (out / "annotations").mkdir(parents=True, exist_ok=True)
     files: dict[str, Any] = {}
     lengths: dict[str, int] = {}
     try:
-        for shard in manifest.shard_paths(Path(manifest_path)):
-            for key, record, blobs in iter_samples(shard):
-                source = record["source"]
-                for name in (source, key, *blobs):
-                    if not name or "/" in name or "\\" in name or name.startswith("."):
-                        raise BridgeError(f"{shard.name}: {name!r} cannot name a file or folder")
-                if source not in files:
-                    files[source] = open(out / "annotations" / f"{source}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
-                    (out / "images" / source).mkdir(parents=True, exist_ok=True)
-                for suffix, data in blobs.items():
-                    (out / "images" / source / f"{key}.{suffix}").write_bytes(data)
-                files[source].write(json.dumps(internvl_record(key, record), ensure_ascii=False) + "\n")
-                lengths[source] = lengths.get(source, 0) + 1
+        for shard, expected in zip(paths, (shard.samples for shard in manifest.shards), strict=True):
+            count = 0
+            try:
+                for key, record, blobs in iter_samples(shard):
+                    check_record(record)
+                    source = record["source"]
+                    for name in (source, key, *blobs):
+                        if not name or "/" in name or "\\" in name or name.startswith("."):
+                            raise BridgeError(f"{shard.name}: {name!r} cannot name a file or folder")
+                    if source not in files:
+                        files[source] = open(out / "annotations" / f"{source}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+                        (out / "images" / source).mkdir(parents=True, exist_ok=True)
+                    for suffix, data in blobs.items():
+                        (out / "images" / source / f"{key}.{suffix}").write_bytes(data)
+                    files[source].write(json.dumps(internvl_record(key, record), ensure_ascii=False) + "\n")
+                    lengths[source] = lengths.get(source, 0) + 1
+                    count += 1
+            except BridgeError:
+                raise
+            except Exception as error:  # a sample json or member outside the shard contract
+                raise BridgeError(
+                    f"{shard}, sample {count} cannot be exported ({type(error).__name__}: {error})"
+                ) from error
+            if count != expected:
+                raise BridgeError(f"{shard}: {count} samples, manifest says {expected}")
     finally:
         for handle in files.values():
             handle.close()

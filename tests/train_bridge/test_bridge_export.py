@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from bridge_fixtures import build_shards
+from bridge_fixtures import build_shards, rewrite_shard
 
 from dataprep.manifest import load_manifest
-from dataprep.shards import canonical_json, iter_samples, write_tar
+from dataprep.shards import canonical_json, iter_samples, iter_tar
 from train_bridge.cli import main
 from train_bridge.errors import BridgeError
 from train_bridge.export_internvl import export
@@ -84,11 +84,51 @@ def test_a_single_image_placeholder_moves_to_the_first_turn_as_the_official_trai
 def test_names_from_a_shard_cannot_place_files_outside_the_export(
     tmp_path: Path, key: str, suffix: str
 ) -> None:
-    manifest_path = build_shards(tmp_path / "build", samples=2, per_shard=2)
-    shard = load_manifest(manifest_path).shard_paths(manifest_path)[0]
-    record = {"source": "photos", "id": "x", "images": [suffix], "image_sizes": [[1, 1]], "conversations": []}
-    write_tar(shard, [(f"{key}.json", canonical_json(record)), (f"{key}.{suffix}", b"image")])
+    manifest_path = build_shards(tmp_path / "build", samples=1, per_shard=1)
+    turns = [{"from": "human", "value": "<image>"}, {"from": "gpt", "value": "a"}]
+    record = {
+        "source": "photos",
+        "id": "x",
+        "images": [suffix],
+        "image_sizes": [[1, 1]],
+        "conversations": turns,
+    }
+    rewrite_shard(manifest_path, 0, [(f"{key}.json", canonical_json(record)), (f"{key}.{suffix}", b"image")])
     out = tmp_path / "export" / "out"
     with pytest.raises(BridgeError, match="cannot name a file or folder"):
         export(manifest_path, out)
     assert not [path for path in tmp_path.rglob("escaped*")]
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda name, data: b"{not json" if name == "s000000.json" else data, "JSONDecodeError"),
+        (lambda name, data: b"[]" if name == "s000000.json" else data, "TypeError"),
+        (lambda name, data: None if name == "s000000.jpg" else data, "KeyError: 'jpg'"),
+        (lambda name, data: data.replace(b"<image>", b"") if name == "s000000.json" else data, "0 <image>"),
+        (lambda name, data: None if name == "s000000.json" else data, "KeyError: 'json'"),
+    ],
+)
+def test_a_sample_outside_the_contract_stops_the_export_in_one_line(
+    tmp_path: Path, capsys, change, problem: str
+) -> None:
+    manifest_path = build_shards(tmp_path / "build", samples=4, per_shard=4)
+    shard = load_manifest(manifest_path).shard_paths(manifest_path)[0]
+    members = [(name, change(name, data)) for name, data in iter_tar(shard)]
+    rewrite_shard(manifest_path, 0, [(name, data) for name, data in members if data is not None])
+    assert main(["export-internvl", "--manifest", str(manifest_path), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"{shard}, sample 0 cannot be exported (" in error and problem in error
+
+
+def test_a_missing_shard_or_one_short_of_samples_stops_the_export(tmp_path: Path) -> None:
+    manifest_path = build_shards(tmp_path / "build", samples=8, per_shard=4)
+    shards = load_manifest(manifest_path).shard_paths(manifest_path)
+    rewrite_shard(manifest_path, 1, list(iter_tar(shards[1]))[2:])  # one sample fewer
+    with pytest.raises(BridgeError, match=f"{shards[1]}: 3 samples, manifest says 4"):
+        export(manifest_path, tmp_path / "out")
+    shards[1].unlink()
+    with pytest.raises(BridgeError, match=f"{shards[1]}: missing"):
+        export(manifest_path, tmp_path / "again")
+    assert not (tmp_path / "again").exists()  # checked before anything is written
