@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dataprep.shards import canonical_json
 
@@ -68,6 +68,14 @@ class ShardReport(Strict):
         None, description="sidecar index (member offsets), relative to the manifest's folder"
     )
     index_sha256: str | None = None
+
+    @field_validator("path", "index")
+    @classmethod
+    def _inside_the_build(cls, value: str | None) -> str | None:
+        """Readers join these to the manifest's folder: they must not lead out of it."""
+        if value is not None and (not value or Path(value).is_absolute() or ".." in Path(value).parts):
+            raise ValueError(f"{value!r} is not a path inside the manifest's folder")
+        return value
 
 
 class Totals(Strict):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,28 @@ def test_bad_inputs_end_in_one_line(
     assert message in err.lower() if case == "missing manifest" else message in err
     assert err.startswith("train-bridge sft: error: ") and err.count("\n") == 1  # no traceback
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize("where", ["../outside/mix-000000.tar", "absolute"])
+@pytest.mark.parametrize("command", ["sft", "export-internvl"])
+def test_a_manifest_cannot_lead_the_bridge_out_of_its_folder(
+    tmp_path: Path, tokenizer_dir: Path, capsys, where: str, command: str
+) -> None:
+    from bridge_fixtures import build_shards
+
+    manifest_path = build_shards(tmp_path / "mix", samples=4, per_shard=4)
+    outside = tmp_path / "outside" / "mix-000000.tar"
+    outside.parent.mkdir()
+    shutil.copy(tmp_path / "mix" / "shards" / "mix-000000.tar", outside)
+    manifest = json.loads(manifest_path.read_text())
+    manifest["shards"][0]["path"] = str(outside) if where == "absolute" else where
+    manifest_path.write_text(json.dumps(manifest))
+    args = ["--manifest", str(manifest_path), "--out", str(tmp_path / "run")]
+    assert (
+        main(sft(manifest_path, tokenizer_dir, tmp_path / "run") if command == "sft" else [command, *args])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert (
+        err.count("\n") == 1 and "shards.0.path: Value error" in err and "inside the manifest's folder" in err
+    )
