@@ -29,7 +29,10 @@ def preprocess_cpu(data: bytes, size: int) -> torch.Tensor:
 
 
 def preprocess_pil(image: Image.Image, size: int) -> torch.Tensor:
-    """The same preprocessing, from an already decoded PIL image."""
+    """The same preprocessing, from an already decoded PIL image. 16-bit, 32-bit and float pixels
+    (outside the shard contract's 8 bits per channel) are refused: Pillow would clip them to white."""
+    if image.mode.startswith(("I", "F")):
+        raise ValueError(f"{image.mode} pixels: the shard contract has 8 bits per channel")
     rgb = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
     array = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
     return (array - _MEAN) / _STD

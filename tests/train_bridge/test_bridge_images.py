@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -40,3 +41,10 @@ def test_gpu_decode_hands_jpeg_bytes_through_and_decodes_the_rest() -> None:
     png = prepare(encoded(Image.new("RGB", (20, 20), "red"), "PNG"), 28, gpu_decode=True)
     assert png.shape == (3, 28, 28)
     assert prepare(jpeg, 28, gpu_decode=False).shape == (3, 28, 28)
+
+
+def test_pixels_wider_than_8_bits_are_refused_not_clipped_to_white() -> None:
+    buffer = io.BytesIO()  # a 16-bit grayscale ramp: Pillow's RGB conversion makes it 99.6 % white
+    Image.fromarray(np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)).save(buffer, "PNG")
+    with pytest.raises(ValueError, match="I;16 pixels: the shard contract has 8 bits per channel"):
+        preprocess_cpu(buffer.getvalue(), 28)
