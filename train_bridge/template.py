@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from dataprep.sample import IMAGE_PLACEHOLDER, turn_order_problem
+
 IGNORE_INDEX = -100
-IMAGE_PLACEHOLDER = "<image>"
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
 SPECIAL_TOKENS = (
@@ -50,9 +51,8 @@ def check_record(record: Any) -> None:
         isinstance(turn, dict) and isinstance(turn.get("value"), str) for turn in turns
     ):
         raise ValueError('`conversations` is not a list of {"from": …, "value": text} turns')
-    roles = [turn.get("from") for turn in turns]
-    if not roles or len(roles) % 2 or roles != ["human", "gpt"] * (len(roles) // 2):
-        raise ValueError(f"turns from {roles} do not alternate human, gpt, …, gpt")
+    if problem := turn_order_problem([turn.get("from") for turn in turns]):
+        raise ValueError(problem)
     if any(IMAGE_PLACEHOLDER in turn["value"] for turn in turns[1::2]):
         raise ValueError(f"{IMAGE_PLACEHOLDER} in a gpt turn")
     placeholders = sum(turn["value"].count(IMAGE_PLACEHOLDER) for turn in turns)

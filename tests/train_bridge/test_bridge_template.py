@@ -152,9 +152,9 @@ GOOD = {
         ({"images": ["jpg"]}, "`conversations` is not a list"),
         ({**GOOD, "images": "jpg"}, "`images` is not a list"),
         ({**GOOD, "conversations": [{"from": "human", "value": 5}]}, "`conversations` is not a list"),
-        ({**GOOD, "conversations": GOOD["conversations"][::-1]}, "do not alternate"),
-        ({**GOOD, "conversations": GOOD["conversations"][:1]}, "do not alternate"),
-        ({**GOOD, "conversations": []}, "do not alternate"),
+        ({**GOOD, "conversations": GOOD["conversations"][::-1]}, "turn 0 is from 'gpt'"),
+        ({**GOOD, "conversations": GOOD["conversations"][:1]}, "ends with a human turn"),
+        ({**GOOD, "conversations": []}, "no turns"),
         (
             {**GOOD, "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "<image>"}]},
             "in a gpt",
