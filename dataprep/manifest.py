@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -158,9 +159,12 @@ class ManifestError(Exception):
 def load_manifest(path: Path, *, verified: bool = False) -> Manifest:
     """Read a manifest; with `verified`, refuse one whose content no longer matches its hash."""
     try:
-        manifest = Manifest.model_validate_json(Path(path).read_bytes())
+        data = Path(path).read_bytes()
     except OSError as error:
         raise ManifestError(f"cannot read manifest {path}: {error.strerror or error}") from None
+    _refuse_newer_format(path, data)
+    try:
+        manifest = Manifest.model_validate_json(data)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "<top>"
@@ -173,3 +177,17 @@ def load_manifest(path: Path, *, verified: bool = False) -> Manifest:
             "`dataprep manifest validate` checks it"
         )
     return manifest
+
+
+def _refuse_newer_format(path: Path, data: bytes) -> None:
+    """A manifest written by a newer dataprep is named as such, not as "not a manifest" (its new
+    fields would fail validation) nor read as if its format were this one."""
+    try:
+        version = json.loads(data).get("format_version")
+    except (ValueError, AttributeError):
+        return  # not a JSON object: validation names the problem
+    if type(version) is int and version > FORMAT_VERSION:
+        raise ManifestError(
+            f"{path}: manifest format {version} is newer than this dataprep reads (up to {FORMAT_VERSION}); "
+            "upgrade dataprep"
+        )
