@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -115,7 +115,7 @@ def load_bytes(image: ImageInput, roots: list[Path], max_bytes: int) -> tuple[by
                 detail = f"{image.relpath} is {file_kind(info.st_mode)}, not a file"
                 raise ImageRejected("image_unreadable", detail, missing=path)
             stamp = FileStamp(str(path), info.st_size, info.st_mtime_ns)
-            data = handle.read(max_bytes + 1) if info.st_size <= max_bytes else b""
+            data = _read_at_most(handle, info.st_size, max_bytes) if info.st_size <= max_bytes else b""
             if info.st_size > max_bytes or len(data) > max_bytes:  # also one growing as it is read
                 size = f"{info.st_size:,} bytes" if info.st_size > max_bytes else "grew as it was read"
                 detail = f"{image.relpath}: {size}, over the {max_bytes:,} bytes an image file may have"
@@ -123,6 +123,16 @@ def load_bytes(image: ImageInput, roots: list[Path], max_bytes: int) -> tuple[by
             return data, stamp
     except OSError as error:
         raise ImageRejected("image_unreadable", f"{path}: {error}") from None
+
+
+def _read_at_most(handle: BinaryIO, size: int, max_bytes: int) -> bytes:
+    """The file's bytes, `size` of them as `fstat` said, or up to `max_bytes + 1` of a file that
+    grew since; read in pieces, as `read(max_bytes + 1)` reserves that much memory at once (a
+    MemoryError with a large `max_pixels`)."""
+    data = handle.read(size + 1)
+    while size < len(data) <= max_bytes and (more := handle.read(min(1 << 20, max_bytes + 1 - len(data)))):
+        data += more
+    return data
 
 
 def apply_policy(data: bytes, policy: ImagePolicy) -> EncodedImage:

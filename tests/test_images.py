@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from dataprep.fixtures.draw import encode, photo
-from dataprep.images import FileStamp, ImageRejected, apply_policy, file_limit, load_bytes
+from dataprep.images import FileStamp, ImageRejected, _read_at_most, apply_policy, file_limit, load_bytes
 from dataprep.recipe import ImagePolicy
 from dataprep.sample import ImageBytes, ImageFile
 
@@ -179,3 +179,11 @@ def test_a_later_frame_beyond_the_pixel_limit_is_too_large_not_a_crash():
         buffer, "TIFF", save_all=True, append_images=[Image.new("RGB", (4000, 4000))]
     )
     assert _reason(buffer.getvalue(), ImagePolicy(max_pixels=1000)) == "image_too_large"
+
+
+def test_a_large_file_limit_reserves_no_memory_and_a_growing_file_is_read_on(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"abc")
+    limit = file_limit(ImagePolicy(max_pixels=10**12))  # 8 TB: reserving it would be a MemoryError
+    assert load_bytes(ImageFile(tmp_path, "a.jpg"), [tmp_path], limit)[0] == b"abc"
+    assert _read_at_most(io.BytesIO(b"x" * 10), 3, 100) == b"x" * 10  # grew from 3 bytes to 10
+    assert _read_at_most(io.BytesIO(b"x" * 10), 3, 5) == b"x" * 6  # and past the limit
