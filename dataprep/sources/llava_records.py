@@ -215,7 +215,8 @@ def jsonl_lines(
         number = count_newlines(path, handle.tell()) + 1
         while handle.tell() < end and (line := handle.readline(max_line + 1)):
             if len(line) > max_line:
-                _skip_line(handle)
+                if not line.endswith(b"\n"):  # else the line ended just past the limit
+                    _skip_line(handle)
                 yield number, None
             else:
                 yield number, line

@@ -329,6 +329,16 @@ def test_a_line_too_long_is_skipped_unread_whichever_unit_it_starts_or_ends_in(t
     assert list(jsonl_lines(path, 50, path.stat().st_size, max_line=16)) == [(3, b'{"b": 2}\n')]
 
 
+def test_a_line_one_byte_over_the_limit_does_not_take_the_next_line_with_it(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b"x" * 16 + b'\n{"b": 2}\n{"c": 3}\n')  # 17 bytes with its newline
+    assert list(jsonl_lines(path, 0, path.stat().st_size, max_line=16)) == [
+        (1, None),
+        (2, b'{"b": 2}\n'),
+        (3, b'{"c": 3}\n'),
+    ]
+
+
 def test_a_jsonl_line_over_the_limit_is_a_bad_record(tmp_path: Path) -> None:
     good = {"id": "ok", "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Yo"}]}
     huge = json.dumps({"id": "huge", "conversations": [{"from": "human", "value": "x" * MAX_LINE_BYTES}]})
