@@ -38,12 +38,15 @@ Overlong = Literal["truncate", "drop"]
 
 
 def check_record(record: Any) -> None:
-    """Raise ValueError unless `record` is a sample json as the shard contract has it: `images` a list
-    of member suffixes; `conversations` human/gpt turns of text, alternating from human, ending with
-    gpt, with one `<image>` per image in human turns (else images would fill another sample's
-    placeholders, or a reply would be trained on image tokens)."""
+    """Raise ValueError unless `record` is a sample json as the shard contract has it: `source` a
+    text (samples are counted by it); `images` a list of member suffixes; `conversations` human/gpt
+    turns of text, alternating from human, ending with gpt, with one `<image>` per image in human
+    turns (else images would fill another sample's placeholders, or a reply would be trained on
+    image tokens)."""
     if not isinstance(record, dict):
         raise ValueError(f"the sample json is a {type(record).__name__}, not an object")
+    if not isinstance(record.get("source"), str):
+        raise ValueError("`source` is not a text")
     images, turns = record.get("images"), record.get("conversations")
     if not isinstance(images, list) or not all(isinstance(suffix, str) for suffix in images):
         raise ValueError("`images` is not a list of member suffixes")

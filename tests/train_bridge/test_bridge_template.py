@@ -140,6 +140,7 @@ def test_an_empty_turn_renders_as_its_role_alone_as_the_official_template(tokeni
 
 
 GOOD = {
+    "source": "chartqa",
     "images": ["jpg"],
     "conversations": [{"from": "human", "value": "<image>\nq"}, {"from": "gpt", "value": "a"}],
 }
@@ -149,7 +150,8 @@ GOOD = {
     ("record", "problem"),
     [
         ([GOOD], "is a list, not an object"),
-        ({"images": ["jpg"]}, "`conversations` is not a list"),
+        ({"source": "chartqa", "images": ["jpg"]}, "`conversations` is not a list"),
+        ({key: value for key, value in GOOD.items() if key != "source"}, "`source` is not a text"),
         ({**GOOD, "images": "jpg"}, "`images` is not a list"),
         ({**GOOD, "conversations": [{"from": "human", "value": 5}]}, "`conversations` is not a list"),
         ({**GOOD, "conversations": GOOD["conversations"][::-1]}, "turn 0 is from 'gpt'"),
