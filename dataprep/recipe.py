@@ -105,8 +105,13 @@ class Download(Strict):
     def _lands_in_a_named_file(self) -> Download:
         if self.url.startswith("hf://"):
             hub_parts(self.url)
-        if self.to is None or self.unpack:
+        try:
             self.file_name  # noqa: B018 (raises when the URL names no file)
+        except ValueError:
+            if self.unpack:  # `to` is the folder to unpack into; the archive is named by its URL
+                raise ValueError("an archive's URL must end in its file name (e.g. data.zip)") from None
+            if self.to is None:
+                raise
         return self
 
     @property

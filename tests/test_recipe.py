@@ -191,7 +191,7 @@ def test_fetch_errors_name_the_download_field(tmp_path, source_dir):
     [
         ("{url: 'http://x/'}", "names no plain file name; give `to`"),
         ("{url: 'https://x.example/a/..%2F..%2Fevil.zip'}", "names no plain file name; give `to`"),
-        ("{url: 'https://x/?f=a.zip', to: data, unpack: true}", "names no plain file name; give `to`"),
+        ("{url: 'https://x/?f=a.zip', to: data, unpack: true}", "an archive's URL must end in its file name"),
         ("{url: 'hf://datasets/owner/a.json'}", "expected hf://datasets/<owner>/<name>"),
         ("{url: 'hf://dataset/o/n/a.json', to: a.json}", "expected hf://datasets/<owner>/<name>"),
     ],
