@@ -303,6 +303,8 @@ class ShardStream(IterableDataset):
         for shard, index in self._locate(ids):
             try:
                 key, record, blobs = reader.read(shard, index)
+                if record["source"] not in self.sources:  # metrics count samples per manifest source
+                    raise ValueError(f"its source {record['source']!r} is none of the manifest's")
                 keys.append(key)
                 items.append(self.encoder(record, blobs))
             except Exception as error:  # never another sample in its place: stop, naming this one

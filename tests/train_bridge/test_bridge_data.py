@@ -177,6 +177,25 @@ def test_images_are_never_fed_to_another_samples_placeholder(tmp_path: Path, tok
         list(make_loader(dataset, num_workers=0))
 
 
+def test_a_sample_of_a_source_the_manifest_does_not_list_stops_the_run(tmp_path: Path, tokenizer) -> None:
+    from bridge_fixtures import build_shards, rewrite_shard
+
+    from train_bridge.errors import BridgeError
+
+    manifest_path = build_shards(tmp_path / "mix", samples=4, per_shard=4)
+    members = []
+    for name, data in iter_tar(load_manifest(manifest_path).shard_paths(manifest_path)[0]):
+        if name.startswith("s000001") and name.endswith(".json"):
+            data = canonical_json({**json.loads(data), "source": "elsewhere"})
+        members.append((name, data))
+    shard = rewrite_shard(manifest_path, 0, members)
+    dataset = stream(manifest_path, tokenizer, batch_size=4)
+    with pytest.raises(
+        BridgeError, match=f"{shard}, sample 1 cannot be read .*'elsewhere' is none of the manifest's"
+    ):
+        list(make_loader(dataset, num_workers=0))
+
+
 def test_a_sidecar_index_other_than_the_manifests_stops_the_run_at_start(tmp_path: Path, tokenizer) -> None:
     from bridge_fixtures import build_shards
 
