@@ -11,7 +11,7 @@
 # and logs beside it); a failing part is reported and the rest still run.
 #
 #   OUT=results WHEELS=.whl bench/gpu_check.sh     # WHEELS: pydantic & co. (bench/gpu_wheels.sh fetches them)
-#   MODEL=tiny COMMON='--image-size 28' SAMPLES=128 bench/gpu_check.sh   # CPU smoke test
+#   PYTHON=.venv/bin/python MODEL=tiny COMMON='--image-size 28' SAMPLES=128 bench/gpu_check.sh   # CPU smoke test
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

@@ -39,7 +39,7 @@ def _sft_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--manifest", type=Path, required=True, help="manifest.json of a dataprep build")
     p.add_argument("--model", required=True, help="local model folder, or preset: tiny | small | v1_2")
-    p.add_argument("--tokenizer", required=True, help="local tokenizer folder")
+    p.add_argument("--tokenizer", required=True, help="local tokenizer folder or tokenizer.json")
     p.add_argument("--out", type=Path, required=True, help="metrics.jsonl and checkpoints/ go here")
     p.add_argument("--system", default=DEFAULT_SYSTEM, help="system message (default: %(default)r)")
     p.add_argument("--max-length", type=_positive, default=2048)
