@@ -135,12 +135,12 @@ def ray_session(settings: BuildSettings) -> Iterator[None]:
     address = settings.ray_address or os.environ.get("RAY_ADDRESS")
     if address:
         try:
-            ray.init(address=address, logging_level=logging.WARNING)
+            _ray_init(address=address, logging_level=logging.WARNING)
         except (ValueError, ConnectionError) as error:
             raise BuildError(f"cannot join the Ray cluster at {address!r}: {error}") from None
     else:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(
+        _ray_init(
             address="local",
             num_cpus=settings.workers or os.cpu_count(),
             include_dashboard=False,
@@ -156,6 +156,17 @@ def ray_session(settings: BuildSettings) -> Iterator[None]:
         if on_main_thread:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
         ray.shutdown()
+
+
+def _ray_init(**options: Any) -> None:
+    """`ray.init`, whose own SIGTERM handler exits with status 15, silently, while it runs: a SIGTERM
+    then stops the build as Ctrl-C does."""
+    try:
+        ray.init(**options)
+    except SystemExit as error:
+        if error.code != signal.SIGTERM:
+            raise
+        raise KeyboardInterrupt(f"signal {error.code}") from None
 
 
 def _interrupted(signum: int, frame: Any) -> None:

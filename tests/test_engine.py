@@ -607,6 +607,28 @@ def test_sigterm_stops_a_build_as_ctrl_c_does(tmp_path):
     assert done.returncode == 3, done.stderr.decode()[-2000:]
 
 
+def test_sigterm_while_ray_starts_stops_a_build_as_ctrl_c_does(tmp_path):
+    """Ray's `init` installs its own SIGTERM handler (exit 15, silently) for as long as it runs."""
+    script = (
+        "import os, signal, sys, threading, time\n"
+        "from pathlib import Path\n"
+        "from dataprep.engine import BuildSettings, ray_session\n"
+        "def term_once_ray_handles_it():\n"
+        "    while 'sigterm_handler' not in getattr(signal.getsignal(signal.SIGTERM), '__qualname__', ''):\n"
+        "        time.sleep(0.001)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "threading.Thread(target=term_once_ray_handles_it, daemon=True).start()\n"
+        "try:\n"
+        f"    with ray_session(BuildSettings(out=Path({str(tmp_path)!r}), workers=1)):\n"
+        "        time.sleep(30)\n"
+        "except KeyboardInterrupt:\n"
+        "    sys.exit(3)\n"
+    )
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120)
+    assert done.returncode == 3, done.stderr.decode()[-2000:]
+
+
 def test_a_shard_cut_off_before_its_marker_is_still_known_as_the_builds_own(tmp_path, monkeypatch):
     from dataprep import engine
 
