@@ -167,4 +167,11 @@ def iter_samples(path: Path) -> Iterator[tuple[str, dict[str, Any], dict[str, by
 
 def _sample(key: str, members: dict[str, bytes]) -> tuple[str, dict[str, Any], dict[str, bytes]]:
     record = json.loads(members.pop("json"))
+    check_members(key, list(members), record["images"])
     return key, record, {suffix: members[suffix] for suffix in record["images"]}
+
+
+def check_members(key: str, suffixes: list[str], images: list[str]) -> None:
+    """Raise ValueError unless a sample's members besides its json are exactly its images, one each."""
+    if sorted(suffixes) != sorted(images):
+        raise ValueError(f"sample {key}: members {sorted(suffixes)} are not its images {images}")

@@ -45,6 +45,19 @@ def test_iter_samples_groups_members(tmp_path):
     assert key == "a" and record["images"] == ["0.jpg", "1.png"] and images == {"0.jpg": b"x", "1.png": b"y"}
 
 
+@pytest.mark.parametrize(
+    "members",
+    [
+        [("a.json", b'{"images":["jpg"]}'), ("a.jpg", b"x"), ("a.png", b"extra")],
+        [("a.json", b'{"images":["jpg","jpg"]}'), ("a.jpg", b"x")],
+    ],
+)
+def test_a_sample_whose_members_are_not_its_images_is_refused(tmp_path, members):
+    write_tar(tmp_path / "s.tar", members)
+    with pytest.raises(ValueError, match=r"sample a: members \[.*\] are not its images"):
+        list(iter_samples(tmp_path / "s.tar"))
+
+
 def test_read_at_detects_truncation(tmp_path):
     (tmp_path / "t.tar").write_bytes(b"short")
     with pytest.raises(OSError, match="truncated"):

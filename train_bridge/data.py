@@ -30,7 +30,14 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dataprep.manifest import ShardReport, load_manifest
-from dataprep.shards import MemberLocation, member_locations, sha256_file, shard_index_path, split_member_name
+from dataprep.shards import (
+    MemberLocation,
+    check_members,
+    member_locations,
+    sha256_file,
+    shard_index_path,
+    split_member_name,
+)
 from train_bridge import images
 from train_bridge.errors import BridgeError
 from train_bridge.template import IGNORE_INDEX, Overlong, check_record, encode
@@ -85,6 +92,7 @@ class ShardReader:
         record = json.loads(get(members["json"]))
         check_record(record)
         key = split_member_name(members["json"].name)[0]
+        check_members(key, [suffix for suffix in members if suffix != "json"], record["images"])
         return key, record, [get(members[suffix]) for suffix in record["images"]]
 
     def close(self) -> None:

@@ -196,6 +196,23 @@ def test_a_sample_of_a_source_the_manifest_does_not_list_stops_the_run(tmp_path:
         list(make_loader(dataset, num_workers=0))
 
 
+def test_a_member_that_is_not_one_of_the_samples_images_stops_the_run(tmp_path: Path, tokenizer) -> None:
+    from bridge_fixtures import build_shards, rewrite_shard
+
+    from train_bridge.errors import BridgeError
+
+    manifest_path = build_shards(tmp_path / "mix", samples=4, per_shard=4)
+    members = []
+    for name, data in iter_tar(load_manifest(manifest_path).shard_paths(manifest_path)[0]):
+        members.append((name, data))
+        if name == "s000001.json":  # an extra member the json does not name
+            members.append(("s000001.zz.png", b"not listed"))
+    shard = rewrite_shard(manifest_path, 0, members)
+    dataset = stream(manifest_path, tokenizer, batch_size=4)
+    with pytest.raises(BridgeError, match=f"{shard}, sample 1 cannot be read .*are not its images"):
+        list(make_loader(dataset, num_workers=0))
+
+
 def test_a_sidecar_index_other_than_the_manifests_stops_the_run_at_start(tmp_path: Path, tokenizer) -> None:
     from bridge_fixtures import build_shards
 
