@@ -184,8 +184,8 @@ def _refuse_newer_format(path: Path, data: bytes) -> None:
     fields would fail validation) nor read as if its format were this one."""
     try:
         version = json.loads(data).get("format_version")
-    except (ValueError, AttributeError):
-        return  # not a JSON object: validation names the problem
+    except (ValueError, AttributeError, RecursionError):
+        return  # not a JSON object (or nested too deep to read): validation names the problem
     if type(version) is int and version > FORMAT_VERSION:
         raise ManifestError(
             f"{path}: manifest format {version} is newer than this dataprep reads (up to {FORMAT_VERSION}); "

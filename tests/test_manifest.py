@@ -19,7 +19,9 @@ def test_a_manifest_of_a_newer_format_is_named_as_such(tmp_path: Path) -> None:
         load_manifest(path)
 
 
-@pytest.mark.parametrize("text", ['{"format_version": 1}', "[1, 2]", "not json"])
+@pytest.mark.parametrize(
+    "text", ['{"format_version": 1}', "[1, 2]", "not json", "[" * 100_000 + "]" * 100_000]
+)
 def test_other_files_are_not_dataprep_manifests(tmp_path: Path, text: str) -> None:
     path = tmp_path / "manifest.json"
     path.write_text(text)
