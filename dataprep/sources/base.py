@@ -94,9 +94,11 @@ size; unbuffered (or pre-buffered, its default) it also holds the row group's ra
 
 def open_parquet(path: Path, **options: Any) -> pq.ParquetFile:
     """`pq.ParquetFile(path, **options)`; a file that is not parquet (cut short, another format)
-    is a ValueError naming it."""
+    is a ValueError naming it (running out of memory stays a MemoryError)."""
     try:
         return pq.ParquetFile(path, **options)
+    except MemoryError:  # pyarrow's ArrowMemoryError too: the file may well be fine
+        raise
     except (pa.ArrowException, OSError) as error:
         raise ValueError(f"{path}: not a readable parquet file ({error})") from None
 
@@ -113,5 +115,7 @@ def parquet_batches(path: Path, columns: list[str], **options: Any) -> Iterator[
         )
     try:
         yield from parquet.iter_batches(columns=columns, **options)
+    except MemoryError:
+        raise
     except (pa.ArrowException, OSError) as error:
         raise ValueError(f"{path}: not a readable parquet file ({error})") from None

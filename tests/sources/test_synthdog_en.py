@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import io
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -253,3 +256,28 @@ def test_a_shard_cut_short_or_corrupt_is_named(upstream: tuple[Path, dict]) -> N
     corrupt.write_bytes(data)
     with pytest.raises(ValueError, match=rf"{SHARD0}: not a readable parquet file \(Corrupt snappy"):
         read_all(root, shards=[0])
+
+
+OUT_OF_MEMORY = """
+import os, resource, sys
+from pathlib import Path
+from dataprep.sources.base import parquet_batches
+size = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+resource.setrlimit(resource.RLIMIT_AS, (size + (24 << 20),) * 2)
+try:
+    for _ in parquet_batches(Path(sys.argv[1]), ["image"], use_threads=False):
+        pass
+except Exception as error:
+    print(type(error).__name__, error)
+"""
+
+
+def test_a_row_group_too_big_for_memory_is_not_called_unreadable(tmp_path: Path) -> None:
+    path = tmp_path / "big.parquet"
+    table = pa.table({"image": [os.urandom(1 << 20) for _ in range(48)]})
+    pq.write_table(table, path, row_group_size=48, use_dictionary=False, compression="none")
+    result = subprocess.run(
+        [sys.executable, "-c", OUT_OF_MEMORY, str(path)], capture_output=True, text=True, check=True
+    )
+    assert "MemoryError" in result.stdout
+    assert "not a readable parquet file" not in result.stdout
