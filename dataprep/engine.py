@@ -14,7 +14,6 @@ import logging
 import os
 import shutil
 import signal
-import stat
 import sys
 import threading
 import time
@@ -54,7 +53,7 @@ from dataprep.normalize import (
     load_index,
     normalize_unit,
 )
-from dataprep.paths import file_kind
+from dataprep.paths import not_a_file
 from dataprep.progress import Progress
 from dataprep.recipe import Download, ImagePolicy, Recipe, SourceEntry, source_options
 from dataprep.shards import (
@@ -502,10 +501,9 @@ def require_inputs(recipe: Recipe) -> None:
 def _not_a_file(path: Path) -> str | None:
     """Why an input cannot be read as a file (a folder, a pipe, a device, a link to nothing), or None."""
     try:
-        mode = os.stat(path).st_mode
+        return not_a_file(os.stat(path).st_mode)
     except OSError as error:
         return f"cannot be opened: {error.strerror}"
-    return None if stat.S_ISREG(mode) else f"is {file_kind(mode)}, not a file"
 
 
 def _refuse_repeated_inputs(recipe: Recipe, adapters: list[Source]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import stat
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from typing import BinaryIO, NamedTuple
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from dataprep.paths import UnsafePath, file_kind, resolve_inside
+from dataprep.paths import UnsafePath, not_a_file, resolve_inside
 from dataprep.recipe import ImagePolicy
 from dataprep.sample import ImageBytes, ImageFile, ImageInput
 
@@ -104,16 +103,13 @@ def load_bytes(image: ImageInput, roots: list[Path], max_bytes: int) -> tuple[by
         raise ImageRejected(
             "image_missing", f"{image.relpath} not found in {Path(image.root).name}/", missing=path
         ) from None
-    if not stat.S_ISREG(mode):  # retried, as a missing file is, once it is a file
-        raise ImageRejected(
-            "image_unreadable", f"{image.relpath} is {file_kind(mode)}, not a file", missing=path
-        )
+    if problem := not_a_file(mode):  # retried, as a missing file is, once it is a file
+        raise ImageRejected("image_unreadable", f"{image.relpath} {problem}", missing=path)
     try:  # not blocking: a pipe put in the file's place since must not hang the worker
         with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
             info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                detail = f"{image.relpath} is {file_kind(info.st_mode)}, not a file"
-                raise ImageRejected("image_unreadable", detail, missing=path)
+            if problem := not_a_file(info.st_mode):
+                raise ImageRejected("image_unreadable", f"{image.relpath} {problem}", missing=path)
             stamp = FileStamp(str(path), info.st_size, info.st_mtime_ns)
             data = _read_at_most(handle, info.st_size, max_bytes) if info.st_size <= max_bytes else b""
             if info.st_size > max_bytes or len(data) > max_bytes:  # also one growing as it is read

@@ -27,8 +27,11 @@ def resolve_inside(root: Path, relpath: str) -> Path:
     return Path(candidate)
 
 
-def file_kind(mode: int) -> str:
-    """What a file that is not a regular file is, in words (from its `st_mode`)."""
+def not_a_file(mode: int) -> str | None:
+    """Why a file of this `st_mode` cannot be read as a regular file ("is a named pipe, not a
+    file"), or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
     kinds = [
         (stat.S_ISDIR, "a folder"),
         (stat.S_ISFIFO, "a named pipe"),
@@ -36,4 +39,5 @@ def file_kind(mode: int) -> str:
         (stat.S_ISCHR, "a character device"),
         (stat.S_ISBLK, "a block device"),
     ]
-    return next((name for test, name in kinds if test(mode)), "a special file")
+    kind = next((name for test, name in kinds if test(mode)), "a special file")
+    return f"is {kind}, not a file"

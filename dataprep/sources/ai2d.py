@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 from pydantic import Field
 
-from dataprep.paths import UnsafePath, file_kind
+from dataprep.paths import UnsafePath, not_a_file
 from dataprep.sample import ImageBytes, ImageFile, ImageInput, Reject, Sample
 from dataprep.sources._multiple_choice import MultipleChoicePrompt, multiple_choice_turns, png_bytes
 from dataprep.sources.base import Source, SourceOptions
@@ -182,9 +181,8 @@ class Ai2d(Source):
         annotation_relpath = f"{ANNOTATIONS_DIR}/{image_name}.json"
         path = self.file(annotation_relpath)
         try:
-            mode = path.stat().st_mode
-            if not stat.S_ISREG(mode):  # a named pipe would block the read forever
-                raise RenderError("bad_annotation", f"{annotation_relpath} is {file_kind(mode)}, not a file")
+            if problem := not_a_file(path.stat().st_mode):  # a named pipe would block the read forever
+                raise RenderError("bad_annotation", f"{annotation_relpath} {problem}")
             annotation = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as error:
             raise RenderError("annotation_missing", f"{annotation_relpath} does not exist") from error
