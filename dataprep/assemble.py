@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dataprep.files import sha256_file
 from dataprep.shards import (
     MemberLocation,
     member_locations,
     read_at,
-    sha256_file,
     split_member_name,
     write_shard_index,
     write_tar,

@@ -29,6 +29,7 @@ import ray
 from dataprep import __version__
 from dataprep.assemble import SampleCopy, ShardResult, ShardStats, Summary, shard_tokens, write_shard
 from dataprep.fetch import FetchError, download_key, fetch, target
+from dataprep.files import PARTIAL_SUFFIX, canonical_json, sha256_file, write_atomic
 from dataprep.licences import strictest_terms
 from dataprep.manifest import (
     Artifact,
@@ -56,15 +57,7 @@ from dataprep.normalize import (
 from dataprep.paths import not_a_file
 from dataprep.progress import Progress
 from dataprep.recipe import Download, ImagePolicy, Recipe, SourceEntry, source_options
-from dataprep.shards import (
-    PARTIAL_SUFFIX,
-    canonical_json,
-    sha256_file,
-    shard_index_path,
-    tar_locations,
-    write_atomic,
-    write_shard_index,
-)
+from dataprep.shards import shard_index_path, tar_locations, write_shard_index
 from dataprep.sources import registry
 from dataprep.sources.base import Source
 from dataprep.tokens import TokenCounter, TokenSettings, tokenizer_file

@@ -24,9 +24,9 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from dataprep.files import PARTIAL_SUFFIX, FileStamp, canonical_json, sha256_file, write_atomic
 from dataprep.paths import UnsafePath, resolve_inside
 from dataprep.recipe import Download, hub_parts
-from dataprep.shards import PARTIAL_SUFFIX, canonical_json, sha256_file, write_atomic
 
 STATE_DIR = ".fetch"
 HF_ENDPOINT = "https://huggingface.co"
@@ -108,7 +108,7 @@ def _fetch_locked(
         pinned=download.sha256 is not None,
         unpacked=unpacked,
     )
-    write_atomic(marker, canonical_json({**asdict(result), "stat": _stat(destination)}))
+    write_atomic(marker, canonical_json({**asdict(result), "stat": FileStamp.read(destination).to_json()}))
     return result
 
 
@@ -147,8 +147,8 @@ def _done(root: Path, marker: Path, download: Download) -> Fetched | None:
     if stat is None:  # a marker of an earlier version: its file counts if it still hashes as recorded
         if sha256_file(path) != done.sha256:
             return None
-        write_atomic(marker, canonical_json({**asdict(done), "stat": _stat(path)}))
-    elif _stat(path) != stat:
+        write_atomic(marker, canonical_json({**asdict(done), "stat": FileStamp.read(path).to_json()}))
+    elif not FileStamp.from_json(stat).matches(path):
         return None
     if download.unpack and not all((root / download.to_folder / name).exists() for name in done.unpacked):
         unpack(path, _inside(root, download.to_folder))
@@ -168,11 +168,6 @@ def _fetched_from_other_urls(root: Path, marker: Path, destination: Path) -> lis
         if recorded == str(destination.relative_to(root)):
             others.append(other)
     return others
-
-
-def _stat(path: Path) -> list[int]:
-    info = path.stat()
-    return [info.st_size, info.st_mtime_ns]
 
 
 def _inside(root: Path, relative: str) -> Path:

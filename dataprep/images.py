@@ -9,11 +9,12 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from dataprep.files import FileStamp
 from dataprep.paths import UnsafePath, not_a_file, resolve_inside
 from dataprep.recipe import ImagePolicy
 from dataprep.sample import ImageBytes, ImageFile, ImageInput
@@ -44,27 +45,23 @@ METADATA_BYTES = 64 << 20
 """Room in an image file beyond its pixels (EXIF, ICC profiles, text chunks, thumbnails)."""
 
 
+Stamped = tuple[str, FileStamp]
+"""An image file read (its path) and its stamp: a later build re-reads it when the stamp differs."""
+
+
 class ImageRejected(Exception):
     """An image that cannot go into the mixture; `reason` is the reject code; `missing` is the file
     that was looked for when the image was absent (a later build retries it once it exists);
     `stamp` is the file's, when it was refused unread (a later build retries it once it changes)."""
 
     def __init__(
-        self, reason: str, detail: str, missing: Path | None = None, stamp: FileStamp | None = None
+        self, reason: str, detail: str, missing: Path | None = None, stamp: Stamped | None = None
     ) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
         self.missing = missing
         self.stamp = stamp
-
-
-class FileStamp(NamedTuple):
-    """An image file as read: a later build re-reads it when its size or mtime differ."""
-
-    path: str
-    size: int
-    mtime_ns: int
 
 
 @dataclass(frozen=True)
@@ -83,7 +80,7 @@ def file_limit(policy: ImagePolicy) -> int:
     return 8 * policy.max_pixels + METADATA_BYTES
 
 
-def load_bytes(image: ImageInput, roots: list[Path], max_bytes: int) -> tuple[bytes, FileStamp | None]:
+def load_bytes(image: ImageInput, roots: list[Path], max_bytes: int) -> tuple[bytes, Stamped | None]:
     """The encoded bytes of an image, reading files only inside the source's declared roots and of
     at most `max_bytes`, and for a file its stamp (path, size, mtime in ns), taken before reading
     so a later edit shows."""
@@ -110,7 +107,7 @@ def load_bytes(image: ImageInput, roots: list[Path], max_bytes: int) -> tuple[by
             info = os.fstat(handle.fileno())
             if problem := not_a_file(info.st_mode):
                 raise ImageRejected("image_unreadable", f"{image.relpath} {problem}", missing=path)
-            stamp = FileStamp(str(path), info.st_size, info.st_mtime_ns)
+            stamp = (str(path), FileStamp.of(info))
             data = _read_at_most(handle, info.st_size, max_bytes) if info.st_size <= max_bytes else b""
             if info.st_size > max_bytes or len(data) > max_bytes:  # also one growing as it is read
                 size = f"{info.st_size:,} bytes" if info.st_size > max_bytes else "grew as it was read"

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dataprep.shards import canonical_json
+from dataprep.files import canonical_json
 
 FORMAT_VERSION = 2  # 2: download provenance left out of the content hash
 TIMESTAMP_FIELDS = {"build"}

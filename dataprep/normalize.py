@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dataprep.images import FileStamp, ImageRejected, apply_policy, file_limit, load_bytes
+from dataprep.files import FileStamp, canonical_json, write_atomic
+from dataprep.images import ImageRejected, apply_policy, file_limit, load_bytes
 from dataprep.recipe import ImagePolicy
 from dataprep.sample import ImageFile, Reject, Sample, conversation_problem
-from dataprep.shards import MemberLocation, canonical_json, write_atomic, write_tar
+from dataprep.shards import MemberLocation, write_tar
 from dataprep.sources.base import Source
 
 PART_FORMAT = 5  # parts written by other normalization code (layout, image handling) are not reused
@@ -70,7 +71,8 @@ def normalize_unit(
                 if rejected.missing is not None:
                     missing.add(str(rejected.missing))
                 if rejected.stamp is not None:
-                    stamps[rejected.stamp.path] = rejected.stamp
+                    path, stamp = rejected.stamp
+                    stamps[path] = stamp
                 continue
             names = [name for name, _ in sample_members]
             records.append({"seq": seq, "id": record.id, "members": names, "digest": _digest(sample_members)})
@@ -82,7 +84,8 @@ def normalize_unit(
     for entry in records:
         if "members" in entry:
             entry["members"] = [_location_json(locations[name]) for name in entry["members"]]
-    inputs = {"files": sorted(stamps.values()), "missing": sorted(missing)}
+    files = [[path, *stamp.to_json()] for path, stamp in sorted(stamps.items())]
+    inputs = {"files": files, "missing": sorted(missing)}
     write_atomic(inputs_path(part), canonical_json(inputs))
     index = {"unit": unit, "records": records}
     write_atomic(index_path(part), canonical_json(index))
@@ -129,7 +132,8 @@ def _sample_members(
     for image in sample.images:
         data, stamp = load_bytes(image, roots, file_limit(policy))
         if stamp is not None:
-            stamps[stamp.path] = stamp
+            path, file_stamp = stamp
+            stamps[path] = file_stamp
         encoded.append(apply_policy(data, policy))
     single = len(encoded) == 1
     suffixes = [
@@ -177,11 +181,6 @@ def load_index(part: Path) -> dict[str, Any]:
 def inputs_changed(part: Path) -> bool:
     """Whether an image file this part read has changed or gone, or one it missed exists now."""
     inputs = json.loads(inputs_path(part).read_bytes())
-    for path, size, mtime_ns in inputs["files"]:
-        try:
-            info = os.stat(path)
-        except OSError:
-            return True
-        if (info.st_size, info.st_mtime_ns) != (size, mtime_ns):
-            return True
+    if not all(FileStamp.from_json(stamp).matches(path) for path, *stamp in inputs["files"]):
+        return True
     return any(os.path.isfile(path) for path in inputs["missing"])

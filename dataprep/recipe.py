@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from dataprep.shards import canonical_json
+from dataprep.files import canonical_json
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 TAKE_SCHEMA = {

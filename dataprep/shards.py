@@ -8,7 +8,6 @@ Each shard has a sidecar index (`<name>.idx.json`: member names, offsets and siz
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -18,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dataprep.files import PARTIAL_SUFFIX, canonical_json, write_atomic
+
 TAR_FORMAT = tarfile.USTAR_FORMAT
-PARTIAL_SUFFIX = ".partial"
 
 
 @dataclass(frozen=True)
@@ -29,21 +29,6 @@ class MemberLocation:
     name: str
     offset: int
     size: int
-
-
-def canonical_json(value: Any) -> bytes:
-    """The one JSON encoding used for hashed content: sorted keys, UTF-8, no spaces. Raises
-    ValueError for a NaN or infinite float (not JSON) and UnicodeEncodeError for a lone surrogate."""
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return text.encode("utf-8")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
@@ -77,17 +62,6 @@ def write_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> list[MemberLo
         raise
     os.replace(partial, path)
     return locations
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a small file so that readers see either nothing or all of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + PARTIAL_SUFFIX)
-    with open(partial, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
 
 
 def read_at(path: Path, location: MemberLocation) -> bytes:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataprep.assemble import ShardStats, Summary
-from dataprep.shards import canonical_json
+from dataprep.files import canonical_json
 
 
 def test_summaries_round_trip_through_strict_json():

@@ -10,8 +10,9 @@ import socket
 import pytest
 from PIL import Image
 
+from dataprep.files import FileStamp
 from dataprep.fixtures.draw import encode, photo
-from dataprep.images import FileStamp, ImageRejected, _read_at_most, apply_policy, file_limit, load_bytes
+from dataprep.images import ImageRejected, _read_at_most, apply_policy, file_limit, load_bytes
 from dataprep.recipe import ImagePolicy
 from dataprep.sample import ImageBytes, ImageFile
 
@@ -81,7 +82,7 @@ def test_files_are_read_only_inside_declared_roots(tmp_path):
     (tmp_path / "outside.jpg").write_bytes(b"secret")
     (root / "link.jpg").symlink_to(tmp_path / "outside.jpg")
     info = (root / "a.jpg").stat()
-    stamp = FileStamp(str(root / "a.jpg"), info.st_size, info.st_mtime_ns)
+    stamp = (str(root / "a.jpg"), FileStamp(info.st_size, info.st_mtime_ns))
     assert load_bytes(ImageFile(root, "a.jpg"), [root], 3) == (b"abc", stamp)
     assert load_bytes(ImageBytes(b"xyz"), [], 3) == (b"xyz", None)
     for image, reason in [
@@ -113,7 +114,7 @@ def test_a_file_over_the_limit_is_refused_unread_with_its_stamp(tmp_path):
             load_bytes(ImageFile(tmp_path, name), [tmp_path], limit)
         info = (tmp_path / name).stat()
         assert caught.value.reason == "image_too_large"
-        assert caught.value.stamp == FileStamp(str(tmp_path / name), info.st_size, info.st_mtime_ns)
+        assert caught.value.stamp == (str(tmp_path / name), FileStamp(info.st_size, info.st_mtime_ns))
     assert file_limit(ImagePolicy(max_pixels=10)) == 80 + (64 << 20)
 
 

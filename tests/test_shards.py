@@ -6,9 +6,9 @@ import tarfile
 
 import pytest
 
+from dataprep.files import canonical_json
 from dataprep.shards import (
     MemberLocation,
-    canonical_json,
     iter_samples,
     member_locations,
     read_at,
@@ -81,15 +81,3 @@ def test_the_sidecar_index_gives_the_locations_while_it_matches_the_shard(tmp_pa
     assert member_locations(shard) == written
     shard_index_path(shard).unlink()
     assert member_locations(shard) == written
-
-
-def test_canonical_json_refuses_what_is_not_json():
-    assert (
-        canonical_json({"b": [1.5, "é"], "a": 10**30})
-        == '{"a":1000000000000000000000000000000,"b":[1.5,"é"]}'.encode()
-    )
-    for value in (float("inf"), float("-inf"), float("nan")):
-        with pytest.raises(ValueError):
-            canonical_json({"width": value})
-    with pytest.raises(UnicodeEncodeError):
-        canonical_json({"text": "a\ud800"})

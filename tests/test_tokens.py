@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from tokenizers import Tokenizer
 
+from dataprep.files import sha256_file
 from dataprep.fixtures.tokenizer import write_tokenizer
-from dataprep.shards import sha256_file
 from dataprep.tokens import TokenCounter, TokenSettings, tokenizer_file
 
 TEXTS = ["What is in the picture?", "A red square and a blue circle.", "Say hi.", "hi"]

@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from dataprep.files import sha256_file
 from dataprep.manifest import ShardReport, load_manifest
 from dataprep.shards import (
     MemberLocation,
     check_members,
     member_locations,
-    sha256_file,
     shard_index_path,
     split_member_name,
 )

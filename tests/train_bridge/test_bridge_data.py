@@ -9,15 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dataprep.files import canonical_json, sha256_file
 from dataprep.manifest import load_manifest
-from dataprep.shards import (
-    canonical_json,
-    iter_samples,
-    iter_tar,
-    sha256_file,
-    tar_locations,
-    write_shard_index,
-)
+from dataprep.shards import iter_samples, iter_tar, tar_locations, write_shard_index
 from train_bridge.data import Encoder, ShardStream, collate, epoch_order, make_loader
 
 
