@@ -47,7 +47,7 @@ from gpu_sft_prep import sentence
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from dataprep.manifest import load_manifest
+from dataprep.contract.manifest import load_manifest
 from train_bridge.data import Encoder, ShardStream, collate, make_loader
 from train_bridge.export_internvl import export
 from train_bridge.images import preprocess_pil

@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from dataprep.contract.shards import member_locations, tar_locations, write_shard_index, write_tar
 from dataprep.files import canonical_json
-from dataprep.shards import member_locations, tar_locations, write_shard_index, write_tar
 
 
 def main() -> None:

@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dataprep.files import sha256_file
-from dataprep.shards import (
+from dataprep.contract.shards import (
     MemberLocation,
     member_locations,
     read_at,
@@ -18,6 +17,7 @@ from dataprep.shards import (
     write_shard_index,
     write_tar,
 )
+from dataprep.files import sha256_file
 from dataprep.tokens import TokenCounter
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from dataprep.contract.manifest import Manifest, ManifestError, load_manifest
+from dataprep.contract.shards import iter_samples
 from dataprep.engine import (
     BuildError,
     BuildSettings,
@@ -28,11 +30,9 @@ from dataprep.engine import (
 from dataprep.files import sha256_file
 from dataprep.fixtures import generate_all
 from dataprep.fixtures.tokenizer import demo_tokenizer
-from dataprep.manifest import Manifest, ManifestError, load_manifest
 from dataprep.paths import resolve_inside
 from dataprep.recipe import Recipe, RecipeError, load_recipe, recipe_from_data
 from dataprep.report import download_table, manifest_diff, plan_table, sample_view, summary
-from dataprep.shards import iter_samples
 from dataprep.sources import registry
 
 SCHEMAS: dict[str, type[BaseModel]] = {"manifest": Manifest, "recipe": Recipe}

@@ -28,10 +28,7 @@ import ray
 
 from dataprep import __version__
 from dataprep.assemble import SampleCopy, ShardResult, ShardStats, Summary, shard_tokens, write_shard
-from dataprep.fetch import FetchError, download_key, fetch, target
-from dataprep.files import PARTIAL_SUFFIX, canonical_json, sha256_file, write_atomic
-from dataprep.licences import strictest_terms
-from dataprep.manifest import (
+from dataprep.contract.manifest import (
     Artifact,
     BuildTimes,
     DownloadReport,
@@ -44,6 +41,10 @@ from dataprep.manifest import (
     Totals,
     load_manifest,
 )
+from dataprep.contract.shards import shard_index_path, tar_locations, write_shard_index
+from dataprep.fetch import FetchError, download_key, fetch, target
+from dataprep.files import PARTIAL_SUFFIX, canonical_json, sha256_file, write_atomic
+from dataprep.licences import strictest_terms
 from dataprep.mixture import Component, Slot, plan, selected_count
 from dataprep.normalize import (
     PART_FORMAT,
@@ -57,7 +58,6 @@ from dataprep.normalize import (
 from dataprep.paths import not_a_file
 from dataprep.progress import Progress
 from dataprep.recipe import Download, ImagePolicy, Recipe, SourceEntry, source_options
-from dataprep.shards import shard_index_path, tar_locations, write_shard_index
 from dataprep.sources import registry
 from dataprep.sources.base import Source
 from dataprep.tokens import TokenCounter, TokenSettings, tokenizer_file

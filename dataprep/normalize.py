@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dataprep.contract.shards import MemberLocation, write_tar
 from dataprep.files import FileStamp, canonical_json, write_atomic
 from dataprep.images import ImageRejected, apply_policy, file_limit, load_bytes
 from dataprep.recipe import ImagePolicy
 from dataprep.sample import ImageFile, Reject, Sample, conversation_problem
-from dataprep.shards import MemberLocation, write_tar
 from dataprep.sources.base import Source
 
 PART_FORMAT = 5  # parts written by other normalization code (layout, image handling) are not reused

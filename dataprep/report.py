@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from dataprep.manifest import DownloadReport, Manifest, SourceReport, TokenStats
+from dataprep.contract.manifest import DownloadReport, Manifest, SourceReport, TokenStats
 from dataprep.mixture import Slot
 
 if TYPE_CHECKING:

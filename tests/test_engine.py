@@ -21,13 +21,13 @@ import ray
 import webdataset as wds
 
 from dataprep.assemble import SampleCopy
+from dataprep.contract.shards import MemberLocation, tar_locations
 from dataprep.engine import BuildError, BuildSettings, build, normalize, output_lock, require_inputs
 from dataprep.fetch import download_key
 from dataprep.files import canonical_json, sha256_file
 from dataprep.fixtures.tokenizer import write_tokenizer
 from dataprep.recipe import Download, RecipeError, load_recipe
 from dataprep.report import summary
-from dataprep.shards import MemberLocation, tar_locations
 
 from loopback_http import Site, serve
 from upstream import recipe_yaml, write_conversations

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dataprep.contract.shards import iter_tar
 from dataprep.normalize import index_path, inputs_changed, load_index, normalize_unit
 from dataprep.recipe import ImagePolicy
 from dataprep.sample import Record
-from dataprep.shards import iter_tar
 from dataprep.sources.base import Source
 from dataprep.sources.conversations import Conversations
 from dataprep.sources.geoqa_plus import GeoQaPlus

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataprep.manifest import TokenStats
+from dataprep.contract.manifest import TokenStats
 from dataprep.report import token_table
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
-from dataprep.manifest import ManifestError
+from dataprep.contract.manifest import ManifestError
 from train_bridge.errors import BridgeError
 from train_bridge.template import DEFAULT_SYSTEM
 

@@ -12,7 +12,7 @@ start+1, ... in order whatever W is. The position saved with a checkpoint is (ep
 micro-batch): a resumed run skips exactly the consumed batches, with any number of workers.
 
 Samples are read by seeking to their members (each shard's sidecar index, or its tar headers when a
-shard has none), following the shard contract of `dataprep.shards`; windows keep reads within a few
+shard has none), following the shard contract of `dataprep.contract.shards`; windows keep reads within a few
 shards.
 """
 
@@ -29,15 +29,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from dataprep.files import sha256_file
-from dataprep.manifest import ShardReport, load_manifest
-from dataprep.shards import (
+from dataprep.contract.manifest import ShardReport, load_manifest
+from dataprep.contract.shards import (
     MemberLocation,
     check_members,
     member_locations,
     shard_index_path,
     split_member_name,
 )
+from dataprep.files import sha256_file
 from train_bridge import images
 from train_bridge.errors import BridgeError
 from train_bridge.template import IGNORE_INDEX, Overlong, check_record, encode

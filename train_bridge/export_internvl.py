@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dataprep.manifest import load_manifest
-from dataprep.shards import iter_samples
+from dataprep.contract.manifest import load_manifest
+from dataprep.contract.shards import iter_samples
 from train_bridge.data import check_shards
 from train_bridge.errors import BridgeError
 from train_bridge.template import IMAGE_PLACEHOLDER, check_record

@@ -25,7 +25,7 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, get_cosine_schedule_with_warmup
 
-from dataprep.manifest import TokenStats, load_manifest
+from dataprep.contract.manifest import TokenStats, load_manifest
 from train_bridge import images
 from train_bridge.data import Encoder, ShardStream, make_loader
 from train_bridge.errors import BridgeError

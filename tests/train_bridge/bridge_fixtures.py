@@ -10,9 +10,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from dataprep.contract.manifest import Manifest
+from dataprep.contract.shards import write_tar
 from dataprep.files import canonical_json, sha256_file
-from dataprep.manifest import Manifest
-from dataprep.shards import write_tar
 from train_bridge.tokenizer import train_bpe_tokenizer
 
 WORDS = [

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dataprep.contract.manifest import load_manifest
+from dataprep.contract.shards import iter_samples, iter_tar, tar_locations, write_shard_index
 from dataprep.files import canonical_json, sha256_file
-from dataprep.manifest import load_manifest
-from dataprep.shards import iter_samples, iter_tar, tar_locations, write_shard_index
 from train_bridge.data import Encoder, ShardStream, collate, epoch_order, make_loader
 
 
@@ -134,7 +134,7 @@ def test_a_micro_batch_whose_samples_were_all_dropped_holds_no_real_token() -> N
 def test_an_image_damaged_after_the_build_stops_training_naming_its_shard(tmp_path: Path, tokenizer) -> None:
     from bridge_fixtures import build_shards
 
-    from dataprep.shards import member_locations
+    from dataprep.contract.shards import member_locations
     from train_bridge.errors import BridgeError
 
     manifest_path = build_shards(tmp_path / "mix")

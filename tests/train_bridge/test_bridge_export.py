@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from bridge_fixtures import build_shards, rewrite_shard
 
+from dataprep.contract.manifest import load_manifest
+from dataprep.contract.shards import iter_samples, iter_tar
 from dataprep.files import canonical_json
-from dataprep.manifest import load_manifest
-from dataprep.shards import iter_samples, iter_tar
 from train_bridge.cli import main
 from train_bridge.errors import BridgeError
 from train_bridge.export_internvl import export

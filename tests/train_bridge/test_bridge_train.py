@@ -293,7 +293,7 @@ def test_a_window_or_batch_below_one_is_a_usage_error(tmp_path: Path, capsys) ->
 
 
 def test_sources_longer_than_max_length_by_the_manifests_token_statistics_are_named() -> None:
-    from dataprep.manifest import TokenStats
+    from dataprep.contract.manifest import TokenStats
     from train_bridge.train import overlong_warnings
 
     def tokens(image_tokens: int) -> TokenStats:

@@ -6,8 +6,7 @@ import tarfile
 
 import pytest
 
-from dataprep.files import canonical_json
-from dataprep.shards import (
+from dataprep.contract.shards import (
     MemberLocation,
     iter_samples,
     member_locations,
@@ -17,6 +16,7 @@ from dataprep.shards import (
     write_shard_index,
     write_tar,
 )
+from dataprep.files import canonical_json
 
 
 def test_same_members_same_bytes_and_offsets(tmp_path):

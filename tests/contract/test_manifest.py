@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dataprep.manifest import FORMAT_VERSION, ManifestError, load_manifest
+from dataprep.contract.manifest import FORMAT_VERSION, ManifestError, load_manifest
 
 
 def test_a_manifest_of_a_newer_format_is_named_as_such(tmp_path: Path) -> None:
