@@ -257,12 +257,12 @@ def _inspect(args: argparse.Namespace) -> int:
     shown = 0
     for path in manifest.shard_paths(args.manifest):
         try:
-            for key, record, images in iter_samples(path):
+            for key, sample, images in iter_samples(path):
                 if shown == args.n:
                     return 0
-                if (args.source and record["source"] != args.source) or (args.key and key != args.key):
+                if (args.source and sample.source != args.source) or (args.key and key != args.key):
                     continue
-                print(sample_view(key, record, images) + "\n")
+                print(sample_view(key, sample, images) + "\n")
                 shown += 1
                 if args.images:
                     args.images.mkdir(parents=True, exist_ok=True)

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dataprep.contract.shards import MemberLocation, write_tar
+from dataprep.contract.sample import ShardSample, conversation_problem
+from dataprep.contract.shards import MemberLocation, sample_members, split_member_name, write_tar
 from dataprep.files import FileStamp, canonical_json, write_atomic
 from dataprep.images import ImageRejected, apply_policy, file_limit, load_bytes
 from dataprep.recipe import ImagePolicy
-from dataprep.sample import ImageFile, Reject, Sample, conversation_problem
+from dataprep.sample import ImageFile, Reject, Sample
 from dataprep.sources.base import Source
 
 PART_FORMAT = 5  # parts written by other normalization code (layout, image handling) are not reused
@@ -139,16 +140,15 @@ def _sample_members(
     suffixes = [
         image.extension if single else f"{index}.{image.extension}" for index, image in enumerate(encoded)
     ]
-    document = {
-        "source": entry_name,
-        "id": sample.id,
-        "images": suffixes,
-        "image_sizes": [[image.width, image.height] for image in encoded],
-        "conversations": [turn.to_json() for turn in sample.conversations],
-        "meta": sample.meta,
-    }
-    members = [(f"{stem}.json", canonical_json(document))]
-    members += [(f"{stem}.{suffix}", image.data) for suffix, image in zip(suffixes, encoded, strict=True)]
+    shard_sample = ShardSample(
+        source=entry_name,
+        id=sample.id,
+        images=suffixes,
+        image_sizes=[[image.width, image.height] for image in encoded],
+        conversations=sample.conversations,
+        meta=sample.meta,
+    )
+    members = sample_members(stem, shard_sample, [image.data for image in encoded])
     return members, sum(image.reencoded for image in encoded)
 
 
@@ -156,7 +156,7 @@ def _digest(members: list[tuple[str, bytes]]) -> str:
     """What a shard copies of one sample: its members' suffixes and bytes (shards are reused by it)."""
     digest = hashlib.sha256()
     for name, data in members:
-        digest.update(f"{name.partition('.')[2]} {len(data)}\n".encode())
+        digest.update(f"{split_member_name(name)[1]} {len(data)}\n".encode())
         digest.update(data)
     return digest.hexdigest()[:32]
 
@@ -171,7 +171,7 @@ def _escaped(text: str) -> str:
 
 
 def _location_json(location: MemberLocation) -> list[Any]:
-    return [location.name.partition(".")[2], location.offset, location.size]
+    return [split_member_name(location.name)[1], location.offset, location.size]
 
 
 def load_index(part: Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from dataprep.contract.manifest import DownloadReport, Manifest, SourceReport, TokenStats
+from dataprep.contract.sample import ShardSample
 from dataprep.mixture import Slot
 
 if TYPE_CHECKING:
@@ -168,17 +169,16 @@ def download_table(recipe: Recipe, downloads: list[list[DownloadReport]]) -> str
     return table(["source", "file", "size", "sha256", "checksum", "unpacked files"], rows)
 
 
-def sample_view(key: str, record: dict[str, Any], images: dict[str, bytes]) -> str:
+def sample_view(key: str, sample: ShardSample, images: dict[str, bytes]) -> str:
     """One sample as a person reads it: origin, images (size, bytes), every turn, provenance."""
-    lines = [f"{key}  source={record['source']}  id={record['id']}"]
-    for index, suffix in enumerate(record["images"]):
-        width, height = record["image_sizes"][index]
+    lines = [f"{key}  source={sample.source}  id={sample.id}"]
+    for suffix, (width, height) in zip(sample.images, sample.image_sizes, strict=True):
         lines.append(f"  image {suffix}: {width}×{height}, {len(images[suffix]):,} bytes")
-    for turn in record["conversations"]:
-        text = turn["value"].replace("\n", "\n         ")
-        lines.append(f"  {turn['from']:>5}: {text}")
-    if record.get("meta"):
-        lines.append(f"   meta: {json.dumps(record['meta'], ensure_ascii=False, sort_keys=True)}")
+    for turn in sample.conversations:
+        text = turn.value.replace("\n", "\n         ")
+        lines.append(f"  {turn.role:>5}: {text}")
+    if sample.meta:
+        lines.append(f"   meta: {json.dumps(sample.meta, ensure_ascii=False, sort_keys=True)}")
     return "\n".join(lines)
 
 

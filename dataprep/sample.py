@@ -1,25 +1,14 @@
-"""The one in-memory record every stage shares: a conversation with its images, or a reject."""
+"""The adapter-side records: a conversation with its images as an adapter reads it, or a reject.
+
+The conversation rules they are held to are the shard contract's (`dataprep.contract.sample`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-IMAGE_PLACEHOLDER = "<image>"
-
-Role = Literal["human", "gpt"]
-
-
-@dataclass(frozen=True)
-class Turn:
-    """One message of a conversation."""
-
-    role: Role
-    value: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"from": self.role, "value": self.value}
+from dataprep.contract.sample import Turn
 
 
 @dataclass(frozen=True)
@@ -43,8 +32,8 @@ ImageInput = ImageFile | ImageBytes
 
 @dataclass
 class Sample:
-    """A normalized conversation: turns alternate human/gpt starting with human, one
-    `<image>` placeholder per image in human turns."""
+    """A conversation as an adapter reads it; the build rejects one that breaks the contract's
+    conversation rules (`conversation_problem`)."""
 
     id: str
     conversations: list[Turn]
@@ -62,30 +51,3 @@ class Reject:
 
 
 Record = Sample | Reject
-
-
-def turn_order_problem(roles: list[str]) -> str | None:
-    """Why a sequence of turn roles is not human/gpt alternating from human, or None."""
-    if not roles:
-        return "no turns"
-    for index, role in enumerate(roles):
-        expected = "human" if index % 2 == 0 else "gpt"
-        if role != expected:
-            return f"turn {index} is from {role!r}, expected {expected!r}"
-    if len(roles) % 2:
-        return "the conversation ends with a human turn"
-    return None
-
-
-def conversation_problem(sample: Sample) -> str | None:
-    """Why a sample's conversation breaks the shard contract, or None when it is well formed."""
-    turns = sample.conversations
-    problem = turn_order_problem([turn.role for turn in turns])
-    if problem:
-        return problem
-    if any(IMAGE_PLACEHOLDER in turn.value for turn in turns if turn.role == "gpt"):
-        return "<image> placeholder in a gpt turn"
-    placeholders = sum(turn.value.count(IMAGE_PLACEHOLDER) for turn in turns if turn.role == "human")
-    if placeholders != len(sample.images):
-        return f"{placeholders} <image> placeholders for {len(sample.images)} images"
-    return None

@@ -8,7 +8,7 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
-from dataprep.sample import IMAGE_PLACEHOLDER
+from dataprep.contract.sample import IMAGE_PLACEHOLDER
 
 TOKENIZER_FILE = "tokenizer.json"
 

@@ -18,7 +18,6 @@ shards.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -30,31 +29,25 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from dataprep.contract.manifest import ShardReport, load_manifest
+from dataprep.contract.sample import ShardSample
 from dataprep.contract.shards import (
     MemberLocation,
-    check_members,
+    group_samples,
+    index_differs,
     member_locations,
+    read_sample,
     shard_index_path,
     split_member_name,
 )
-from dataprep.files import sha256_file
 from train_bridge import images
 from train_bridge.errors import BridgeError
-from train_bridge.template import IGNORE_INDEX, Overlong, check_record, encode
+from train_bridge.template import IGNORE_INDEX, Overlong, encode
 
 
 def index_shard(path: Path) -> list[dict[str, MemberLocation]]:
     """Member locations of each sample of a shard, in stored order (from its sidecar index, else
     from the tar headers)."""
-    samples: list[dict[str, MemberLocation]] = []
-    current = None
-    for location in member_locations(path):
-        key, suffix = split_member_name(location.name)
-        if key != current:
-            samples.append({})
-            current = key
-        samples[-1][suffix] = location
-    return samples
+    return [members for _, members in group_samples((loc.name, loc) for loc in member_locations(path))]
 
 
 class ShardReader:
@@ -77,8 +70,8 @@ class ShardReader:
                     old.close()
         return table[shard]
 
-    def read(self, shard: int, index: int) -> tuple[str, dict[str, Any], list[bytes]]:
-        """(key, sample json, image bytes in json order)."""
+    def read(self, shard: int, index: int) -> tuple[str, ShardSample, list[bytes]]:
+        """(key, sample, image bytes in the sample's order), the sample checked against the contract."""
         members = self._lru(self._indexes, shard, lambda: index_shard(self.paths[shard]))[index]
         handle = self._lru(self._handles, shard, lambda: open(self.paths[shard], "rb"))  # noqa: SIM115
 
@@ -89,11 +82,9 @@ class ShardReader:
                 raise OSError(f"member {location.name} ends past the end of the shard")
             return data
 
-        record = json.loads(get(members["json"]))
-        check_record(record)
         key = split_member_name(members["json"].name)[0]
-        check_members(key, [suffix for suffix in members if suffix != "json"], record["images"])
-        return key, record, [get(members[suffix]) for suffix in record["images"]]
+        sample = read_sample(key, get(members["json"]), members)
+        return key, sample, [get(members[suffix]) for suffix in sample.images]
 
     def close(self) -> None:
         for handle in self._handles.values():
@@ -121,9 +112,8 @@ def estimated_lengths(paths: Sequence[Path], shards: Sequence[ShardReport], imag
     samples, each with a json (else samples would be skipped, or read from another's bytes)."""
     lengths, problems = [], []
     for path, shard in zip(paths, shards, strict=True):
-        sidecar = shard_index_path(path)
-        if shard.index_sha256 and sidecar.exists() and sha256_file(sidecar) != shard.index_sha256:
-            problems.append(f"{sidecar}: sha256 differs from the manifest")
+        if index_differs(path, shard.index_sha256):
+            problems.append(f"{shard_index_path(path)}: sha256 differs from the manifest")
             continue
         try:
             samples = index_shard(path)
@@ -310,11 +300,11 @@ class ShardStream(IterableDataset):
         items, keys, sources = [], [], []
         for shard, index in self._locate(ids):
             try:
-                key, record, blobs = reader.read(shard, index)
-                if record["source"] not in self.sources:  # metrics count samples per manifest source
-                    raise ValueError(f"its source {record['source']!r} is none of the manifest's")
+                key, sample, blobs = reader.read(shard, index)
+                if sample.source not in self.sources:  # metrics count samples per manifest source
+                    raise ValueError(f"its source {sample.source!r} is none of the manifest's")
                 keys.append(key)
-                items.append(self.encoder(record, blobs))
+                items.append(self.encoder(sample.to_json(), blobs))
             except Exception as error:  # never another sample in its place: stop, naming this one
                 where = f"{self.paths[shard]}, sample {index}"
                 raise BridgeError(
@@ -322,7 +312,7 @@ class ShardStream(IterableDataset):
                     "`dataprep manifest validate` re-hashes every shard"
                 ) from error
             if "dropped" not in items[-1]:
-                sources.append(record["source"])
+                sources.append(sample.source)
         out = collate(items, self.pad_id, self.encoder.gpu_decode, self.pad_multiple)
         out.update(keys=keys, sources=sources, epoch=self.epoch, batch=batch, worker=worker)
         return out

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from dataprep.contract.manifest import load_manifest
+from dataprep.contract.sample import IMAGE_PLACEHOLDER
 from dataprep.contract.shards import iter_samples
 from train_bridge.data import check_shards
 from train_bridge.errors import BridgeError
-from train_bridge.template import IMAGE_PLACEHOLDER, check_record
 
 
 def placeholder_first(conversations: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -64,9 +64,8 @@ def export(manifest_path: Path, out: Path) -> dict[str, dict[str, Any]]:
         for shard, expected in zip(paths, (shard.samples for shard in manifest.shards), strict=True):
             count = 0
             try:
-                for key, record, blobs in iter_samples(shard):
-                    check_record(record)
-                    source = record["source"]
+                for key, sample, blobs in iter_samples(shard):
+                    source = sample.source
                     for name in (source, key, *blobs):
                         if not name or "/" in name or "\\" in name or name.startswith("."):
                             raise BridgeError(f"{shard.name}: {name!r} cannot name a file or folder")
@@ -75,7 +74,9 @@ def export(manifest_path: Path, out: Path) -> dict[str, dict[str, Any]]:
                         (out / "images" / source).mkdir(parents=True, exist_ok=True)
                     for suffix, data in blobs.items():
                         (out / "images" / source / f"{key}.{suffix}").write_bytes(data)
-                    files[source].write(json.dumps(internvl_record(key, record), ensure_ascii=False) + "\n")
+                    files[source].write(
+                        json.dumps(internvl_record(key, sample.to_json()), ensure_ascii=False) + "\n"
+                    )
                     lengths[source] = lengths.get(source, 0) + 1
                     count += 1
             except BridgeError:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from dataprep.sample import IMAGE_PLACEHOLDER, turn_order_problem
+from dataprep.contract.sample import IMAGE_PLACEHOLDER
 
 IGNORE_INDEX = -100
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
@@ -35,32 +35,6 @@ SPECIAL_TOKENS = (
 DEFAULT_SYSTEM = "Answer the questions."
 ROLES = {"human": f"{IM_START}user\n", "gpt": f"{IM_START}assistant\n"}
 Overlong = Literal["truncate", "drop"]
-
-
-def check_record(record: Any) -> None:
-    """Raise ValueError unless `record` is a sample json as the shard contract has it: `source` a
-    text (samples are counted by it); `images` a list of member suffixes; `conversations` human/gpt
-    turns of text, alternating from human, ending with gpt, with one `<image>` per image in human
-    turns (else images would fill another sample's placeholders, or a reply would be trained on
-    image tokens)."""
-    if not isinstance(record, dict):
-        raise ValueError(f"the sample json is a {type(record).__name__}, not an object")
-    if not isinstance(record.get("source"), str):
-        raise ValueError("`source` is not a text")
-    images, turns = record.get("images"), record.get("conversations")
-    if not isinstance(images, list) or not all(isinstance(suffix, str) for suffix in images):
-        raise ValueError("`images` is not a list of member suffixes")
-    if not isinstance(turns, list) or not all(
-        isinstance(turn, dict) and isinstance(turn.get("value"), str) for turn in turns
-    ):
-        raise ValueError('`conversations` is not a list of {"from": …, "value": text} turns')
-    if problem := turn_order_problem([turn.get("from") for turn in turns]):
-        raise ValueError(problem)
-    if any(IMAGE_PLACEHOLDER in turn["value"] for turn in turns[1::2]):
-        raise ValueError(f"{IMAGE_PLACEHOLDER} in a gpt turn")
-    placeholders = sum(turn["value"].count(IMAGE_PLACEHOLDER) for turn in turns)
-    if placeholders != len(images):
-        raise ValueError(f"{placeholders} {IMAGE_PLACEHOLDER} in its turns for {len(images)} image(s)")
 
 
 def image_tokens_per_image(image_size: int, patch_size: int, downsample_ratio: float) -> int:

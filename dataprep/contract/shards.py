@@ -1,9 +1,10 @@
-"""Deterministic tar writing and reading helpers for the shard contract.
+"""The shard format: deterministic tars of samples with a sidecar index, their writer and readers.
 
 Same members in ⇒ same bytes out: members are written in the order given (callers sort by
 sample), with fixed mtime/uid/gid/mode and no user names, in plain POSIX (ustar) format.
 Files appear under their final name only once complete (write to a temp name, fsync, rename).
 Each shard has a sidecar index (`<name>.idx.json`: member names, offsets and sizes) for random access.
+A sample is `<key>.json` and one `<key>.<suffix>` member per image (`write_samples` writes them).
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
-from dataprep.files import PARTIAL_SUFFIX, canonical_json, write_atomic
+from dataprep.contract.sample import ShardSample, parse_sample
+from dataprep.files import PARTIAL_SUFFIX, canonical_json, sha256_file, write_atomic
+
+T = TypeVar("T")
 
 TAR_FORMAT = tarfile.USTAR_FORMAT
 
@@ -107,6 +111,13 @@ def write_shard_index(shard: Path, locations: list[MemberLocation]) -> Path:
     return path
 
 
+def index_differs(shard: Path, sha256: str | None) -> bool:
+    """Whether the shard's sidecar index exists and is not the one of this sha256 (a manifest's;
+    None when it records none)."""
+    index = shard_index_path(shard)
+    return bool(sha256) and index.exists() and sha256_file(index) != sha256
+
+
 def member_locations(shard: Path) -> list[MemberLocation]:
     """Every member's location: from the sidecar index when it describes this file (same size),
     else from the tar headers."""
@@ -124,28 +135,57 @@ def split_member_name(name: str) -> tuple[str, str]:
     return key, suffix
 
 
-def iter_samples(path: Path) -> Iterator[tuple[str, dict[str, Any], dict[str, bytes]]]:
-    """Yield (key, sample json, {image suffix: bytes}) for each sample of a shard."""
-    current_key: str | None = None
-    members: dict[str, bytes] = {}
-    for name, data in iter_tar(path):
+def group_samples(members: Iterable[tuple[str, T]]) -> Iterator[tuple[str, dict[str, T]]]:
+    """Group consecutive members named `<key>.<suffix>` into samples: (key, {suffix: member}), in
+    stored order; every reader of a shard groups its members by this."""
+    current: str | None = None
+    group: dict[str, T] = {}
+    for name, member in members:
         key, suffix = split_member_name(name)
-        if current_key is not None and key != current_key:
-            yield _sample(current_key, members)
-            members = {}
-        current_key = key
-        members[suffix] = data
-    if current_key is not None:
-        yield _sample(current_key, members)
-
-
-def _sample(key: str, members: dict[str, bytes]) -> tuple[str, dict[str, Any], dict[str, bytes]]:
-    record = json.loads(members.pop("json"))
-    check_members(key, list(members), record["images"])
-    return key, record, {suffix: members[suffix] for suffix in record["images"]}
+        if current is not None and key != current:
+            yield current, group
+            group = {}
+        current = key
+        group[suffix] = member
+    if current is not None:
+        yield current, group
 
 
 def check_members(key: str, suffixes: list[str], images: list[str]) -> None:
     """Raise ValueError unless a sample's members besides its json are exactly its images, one each."""
     if sorted(suffixes) != sorted(images):
         raise ValueError(f"sample {key}: members {sorted(suffixes)} are not its images {images}")
+
+
+def read_sample(key: str, data: bytes, suffixes: Iterable[str]) -> ShardSample:
+    """The sample whose `<key>.json` member holds `data` and whose other members have `suffixes`;
+    raises ValueError (SampleError) when it is outside the contract."""
+    sample = parse_sample(json.loads(data))
+    check_members(key, [suffix for suffix in suffixes if suffix != "json"], sample.images)
+    return sample
+
+
+def iter_samples(path: Path) -> Iterator[tuple[str, ShardSample, dict[str, bytes]]]:
+    """Yield (key, sample, {image suffix: bytes}) for each sample of a shard, each checked."""
+    for key, members in group_samples(iter_tar(path)):
+        if "json" not in members:
+            raise ValueError(f"sample {key}: no json member")
+        sample = read_sample(key, members["json"], members)
+        yield key, sample, {suffix: members[suffix] for suffix in sample.images}
+
+
+def sample_members(key: str, sample: ShardSample, images: Sequence[bytes]) -> list[tuple[str, bytes]]:
+    """A sample's tar members: `<key>.json`, then `<key>.<suffix>` per image in the json's order."""
+    if "." in key or not key:
+        raise ValueError(f"sample key {key!r} is empty or holds a dot")
+    if len(images) != len(sample.images):
+        raise ValueError(f"sample {key}: {len(images)} images for suffixes {sample.images}")
+    members = [(f"{key}.json", sample.to_bytes())]
+    return members + [(f"{key}.{suffix}", data) for suffix, data in zip(sample.images, images, strict=True)]
+
+
+def write_samples(path: Path, samples: Iterable[tuple[str, ShardSample, Sequence[bytes]]]) -> Path:
+    """Write a shard as the contract has it: the tar of (key, sample, image bytes) in the order given,
+    then its sidecar index; return the index's path."""
+    members = (member for key, sample, images in samples for member in sample_members(key, sample, images))
+    return write_shard_index(path, write_tar(path, members))

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-from dataprep.sample import IMAGE_PLACEHOLDER, Turn
+from dataprep.contract.sample import IMAGE_PLACEHOLDER, Turn
 from dataprep.sources.base import MULTIPLE_CHOICE_SUFFIX, SourceOptions, option_lines
 
 

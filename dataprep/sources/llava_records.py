@@ -28,7 +28,8 @@ from typing import Any, BinaryIO, Literal
 import ijson
 from pydantic import Field
 
-from dataprep.sample import IMAGE_PLACEHOLDER, ImageFile, Record, Reject, Sample, Turn, turn_order_problem
+from dataprep.contract.sample import IMAGE_PLACEHOLDER, Turn, turn_order_problem
+from dataprep.sample import ImageFile, Record, Reject, Sample
 from dataprep.sources.base import Source, SourceOptions
 from dataprep.sources.json_stream import ijson_backend, plain
 

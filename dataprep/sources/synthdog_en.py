@@ -16,7 +16,8 @@ from pathlib import Path, PurePosixPath
 
 from pydantic import Field, field_validator, model_validator
 
-from dataprep.sample import IMAGE_PLACEHOLDER, ImageBytes, Reject, Sample, Turn
+from dataprep.contract.sample import IMAGE_PLACEHOLDER, Turn
+from dataprep.sample import ImageBytes, Reject, Sample
 from dataprep.sources.base import (
     Source,
     SourceOptions,

@@ -22,7 +22,8 @@ from typing import Any, ClassVar
 import ijson
 from pydantic import Field
 
-from dataprep.sample import IMAGE_PLACEHOLDER, ImageInput, Record, Reject, Sample, Turn
+from dataprep.contract.sample import IMAGE_PLACEHOLDER, Turn
+from dataprep.sample import ImageInput, Record, Reject, Sample
 from dataprep.sources.base import SHORT_ANSWER_SUFFIX, Source, SourceOptions
 from dataprep.sources.json_stream import ijson_backend, plain
 

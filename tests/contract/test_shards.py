@@ -6,17 +6,22 @@ import tarfile
 
 import pytest
 
+from dataprep.contract.sample import SampleError, ShardSample, Turn
 from dataprep.contract.shards import (
     MemberLocation,
+    group_samples,
+    index_differs,
     iter_samples,
+    iter_tar,
     member_locations,
     read_at,
     shard_index_path,
     tar_locations,
+    write_samples,
     write_shard_index,
     write_tar,
 )
-from dataprep.files import canonical_json
+from dataprep.files import canonical_json, sha256_file
 
 
 def test_same_members_same_bytes_and_offsets(tmp_path):
@@ -36,25 +41,61 @@ def test_same_members_same_bytes_and_offsets(tmp_path):
     assert not list(tmp_path.glob("*.partial"))
 
 
-def test_iter_samples_groups_members(tmp_path):
-    write_tar(
-        tmp_path / "s.tar",
-        [("a.json", b'{"images":["0.jpg","1.png"]}'), ("a.0.jpg", b"x"), ("a.1.png", b"y")],
-    )
-    ((key, record, images),) = list(iter_samples(tmp_path / "s.tar"))
-    assert key == "a" and record["images"] == ["0.jpg", "1.png"] and images == {"0.jpg": b"x", "1.png": b"y"}
+def sample(images: list[str]) -> ShardSample:
+    placeholders = "<image>" * len(images)
+    turns = [Turn("human", placeholders + "q"), Turn("gpt", "a")]
+    return ShardSample("src", "id", images, [[1, 1]] * len(images), turns, {})
+
+
+def test_written_samples_read_back_with_their_sidecar(tmp_path):
+    shard = tmp_path / "s-000000.tar"
+    samples = [("a", sample(["0.jpg", "1.png"]), [b"x", b"y"]), ("b", sample([]), [])]
+    assert write_samples(shard, samples) == shard_index_path(shard)
+    assert [name for name, _ in iter_tar(shard)] == ["a.json", "a.0.jpg", "a.1.png", "b.json"]
+    assert member_locations(shard) == tar_locations(shard)
+    assert list(iter_samples(shard)) == [
+        ("a", samples[0][1], {"0.jpg": b"x", "1.png": b"y"}),
+        ("b", samples[1][1], {}),
+    ]
+    write_samples(tmp_path / "t-000000.tar", samples)
+    assert (tmp_path / "t-000000.tar").read_bytes() == shard.read_bytes()
+
+
+@pytest.mark.parametrize(("key", "images"), [("a.b", []), ("", []), ("a", [b"x", b"y"])])
+def test_the_writer_refuses_a_key_or_images_it_could_not_read_back(tmp_path, key, images):
+    with pytest.raises(ValueError, match=r"holds a dot|images for suffixes"):
+        write_samples(tmp_path / "s.tar", [(key, sample(["jpg"]), images)])
+
+
+def test_members_are_grouped_by_key_in_stored_order():
+    members = [("a.json", 1), ("a.0.jpg", 2), ("b.json", 3), ("a.json", 4), (".json", 5)]
+    assert list(group_samples(members)) == [
+        ("a", {"json": 1, "0.jpg": 2}),
+        ("b", {"json": 3}),
+        ("a", {"json": 4}),
+        ("", {"json": 5}),
+    ]
 
 
 @pytest.mark.parametrize(
-    "members",
-    [
-        [("a.json", b'{"images":["jpg"]}'), ("a.jpg", b"x"), ("a.png", b"extra")],
-        [("a.json", b'{"images":["jpg","jpg"]}'), ("a.jpg", b"x")],
-    ],
+    ("images", "extra"),
+    [(["jpg"], [("a.jpg", b"x"), ("a.png", b"extra")]), (["jpg", "jpg"], [("a.jpg", b"x")])],
 )
-def test_a_sample_whose_members_are_not_its_images_is_refused(tmp_path, members):
-    write_tar(tmp_path / "s.tar", members)
+def test_a_sample_whose_members_are_not_its_images_is_refused(tmp_path, images, extra):
+    sample_json = ShardSample(
+        "s", "i", images, [[1, 1]] * len(images), [Turn("human", "<image>" * len(images)), Turn("gpt", "a")]
+    )
+    write_tar(tmp_path / "s.tar", [("a.json", sample_json.to_bytes()), *extra])
     with pytest.raises(ValueError, match=r"sample a: members \[.*\] are not its images"):
+        list(iter_samples(tmp_path / "s.tar"))
+
+
+def test_a_sample_without_json_or_outside_the_contract_is_refused(tmp_path):
+    write_tar(tmp_path / "s.tar", [("a.jpg", b"x")])
+    with pytest.raises(ValueError, match="sample a: no json member"):
+        list(iter_samples(tmp_path / "s.tar"))
+    write_tar(tmp_path / "s.tar", [("a.json", b'{"images":["jpg"]}'), ("a.jpg", b"x")])
+    with pytest.raises(SampleError, match="`source` is not a text"):
         list(iter_samples(tmp_path / "s.tar"))
 
 
@@ -81,3 +122,13 @@ def test_the_sidecar_index_gives_the_locations_while_it_matches_the_shard(tmp_pa
     assert member_locations(shard) == written
     shard_index_path(shard).unlink()
     assert member_locations(shard) == written
+
+
+def test_a_sidecar_differs_only_when_present_and_not_the_recorded_one(tmp_path):
+    shard = tmp_path / "s-000000.tar"
+    index = write_samples(shard, [("a", sample([]), [])])
+    recorded = sha256_file(index)
+    assert not index_differs(shard, recorded) and not index_differs(shard, None)
+    assert index_differs(shard, "0" * 64)
+    index.unlink()
+    assert not index_differs(shard, "0" * 64)

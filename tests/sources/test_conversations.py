@@ -12,9 +12,10 @@ from llava_helpers import engine_rejects
 from pydantic import ValidationError
 from record_helpers import by_id, read_records, reject_counts, samples_of
 
+from dataprep.contract.sample import Turn, conversation_problem
 from dataprep.fixtures.conversations import generate
 from dataprep.paths import UnsafePath, resolve_inside
-from dataprep.sample import ImageFile, Record, Reject, Sample, Turn, conversation_problem
+from dataprep.sample import ImageFile, Record, Reject, Sample
 from dataprep.sources import registry
 from dataprep.sources.conversations import Conversations
 from dataprep.sources.llava_records import (

@@ -9,8 +9,9 @@ from llava_helpers import engine_rejects
 from pydantic import ValidationError
 from record_helpers import by_id, read_records, reject_counts, samples_of
 
+from dataprep.contract.sample import Turn, conversation_problem
 from dataprep.fixtures import llava_zh as fixture
-from dataprep.sample import ImageFile, Reject, Turn, conversation_problem
+from dataprep.sample import ImageFile, Reject
 from dataprep.sources import registry
 from dataprep.sources.llava_zh import LlavaZh
 

@@ -10,8 +10,9 @@ from llava_helpers import engine_rejects
 from pydantic import ValidationError
 from record_helpers import by_id, read_records, reject_counts, samples_of
 
+from dataprep.contract.sample import Turn, conversation_problem
 from dataprep.fixtures import sharegpt4v as fixture
-from dataprep.sample import ImageFile, Reject, Sample, Turn, conversation_problem
+from dataprep.sample import ImageFile, Reject, Sample
 from dataprep.sources import registry
 from dataprep.sources.sharegpt4v import ANNOTATION_FILES, ShareGPT4V
 

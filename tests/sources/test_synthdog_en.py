@@ -14,8 +14,9 @@ from PIL import Image
 from pydantic import ValidationError
 from record_helpers import by_id, read_records, reject_counts, samples_of
 
+from dataprep.contract.sample import conversation_problem
 from dataprep.fixtures import synthdog_en as fixture
-from dataprep.sample import ImageBytes, Record, Reject, Sample, conversation_problem
+from dataprep.sample import ImageBytes, Record, Reject, Sample
 from dataprep.sources import registry
 from dataprep.sources.base import pick
 from dataprep.sources.synthdog_en import DEFAULT_REQUESTS, SynthdogEn

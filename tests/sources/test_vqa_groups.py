@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from dataprep.sample import Reject, Turn
+from dataprep.contract.sample import Turn
+from dataprep.sample import Reject
 from dataprep.sources.vqa_groups import (
     Question,
     answer_text,

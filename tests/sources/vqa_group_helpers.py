@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from dataprep.sample import Reject, Sample, conversation_problem
+from dataprep.contract.sample import conversation_problem
+from dataprep.sample import Reject, Sample
 from dataprep.sources.base import Source
 
 SUFFIX = "\nAnswer the question using a single word or phrase."

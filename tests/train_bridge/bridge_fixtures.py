@@ -11,8 +11,9 @@ from pathlib import Path
 from PIL import Image
 
 from dataprep.contract.manifest import Manifest
-from dataprep.contract.shards import write_tar
-from dataprep.files import canonical_json, sha256_file
+from dataprep.contract.sample import ShardSample, Turn
+from dataprep.contract.shards import write_samples, write_shard_index, write_tar
+from dataprep.files import sha256_file
 from train_bridge.tokenizer import train_bpe_tokenizer
 
 WORDS = [
@@ -76,7 +77,7 @@ def words(rng: random.Random, low: int, high: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high)))
 
 
-def make_sample(index: int, rng: random.Random) -> tuple[dict, list[tuple[str, bytes]]]:
+def make_sample(index: int, rng: random.Random) -> tuple[ShardSample, list[bytes]]:
     """Cycles through single-image, multi-turn, text-only and multi-image samples."""
     kind = index % 4
 
@@ -100,28 +101,20 @@ def make_sample(index: int, rng: random.Random) -> tuple[dict, list[tuple[str, b
         )
     blobs = [image_bytes(rng, "JPEG" if s.endswith("jpg") else "PNG") for s in suffixes]
     sizes = [list(Image.open(io.BytesIO(b)).size) for b in blobs]
-    conversations = [
-        m for h, g in turns for m in ({"from": "human", "value": h}, {"from": "gpt", "value": g})
-    ]
-    record = {
-        "source": source,
-        "id": f"{source}-{index}",
-        "images": suffixes,
-        "image_sizes": sizes,
-        "conversations": conversations,
-        "meta": {},
-    }
-    return record, list(zip(suffixes, blobs, strict=True))
+    conversations = [turn for h, g in turns for turn in (Turn("human", h), Turn("gpt", g))]
+    return ShardSample(source, f"{source}-{index}", suffixes, sizes, conversations, {}), blobs
 
 
 def rewrite_shard(manifest_path: Path, shard: int, members: list[tuple[str, bytes]]) -> Path:
-    """Replace a shard's members and give the manifest its new size and sha256 (a mixture made or
-    edited by someone else, not one damaged after the build); return the shard's path."""
+    """Replace a shard's members (as given: they may break the contract) and its sidecar index, and
+    give the manifest its new size and sha256 (a mixture made or edited by someone else, not one
+    damaged after the build); return the shard's path."""
     manifest = json.loads(manifest_path.read_text())
     entry = manifest["shards"][shard]
     path = manifest_path.parent / entry["path"]
-    write_tar(path, members)
+    index = write_shard_index(path, write_tar(path, members))
     entry["bytes"], entry["sha256"] = path.stat().st_size, sha256_file(path)
+    entry["index_sha256"] = sha256_file(index)
     manifest_path.write_text(json.dumps(manifest, indent=2))
     return path
 
@@ -131,15 +124,13 @@ def build_shards(out: Path, samples: int = 22, per_shard: int = 5, seed: int = 3
     rng = random.Random(seed)
     shards, per_source_total = [], {}
     for first in range(0, samples, per_shard):
-        members, per_source = [], {}
+        written, per_source = [], {}
         for index in range(first, min(first + per_shard, samples)):
-            record, blobs = make_sample(index, rng)
-            key = f"s{index:06d}"
-            members.append((f"{key}.json", canonical_json(record)))
-            members.extend((f"{key}.{suffix}", blob) for suffix, blob in blobs)
-            per_source[record["source"]] = per_source.get(record["source"], 0) + 1
+            sample, blobs = make_sample(index, rng)
+            written.append((f"s{index:06d}", sample, blobs))
+            per_source[sample.source] = per_source.get(sample.source, 0) + 1
         path = out / "shards" / f"mix-{first // per_shard:06d}.tar"
-        write_tar(path, members)
+        index = write_samples(path, written)
         shards.append(
             {
                 "path": str(path.relative_to(out)),
@@ -147,6 +138,8 @@ def build_shards(out: Path, samples: int = 22, per_shard: int = 5, seed: int = 3
                 "bytes": path.stat().st_size,
                 "sha256": sha256_file(path),
                 "per_source": per_source,
+                "index": str(index.relative_to(out)),
+                "index_sha256": sha256_file(index),
             }
         )
         for name, count in per_source.items():

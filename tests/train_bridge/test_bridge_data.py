@@ -167,7 +167,7 @@ def test_images_are_never_fed_to_another_samples_placeholder(tmp_path: Path, tok
         members.append((name, data))
     shard = rewrite_shard(manifest_path, 0, members)
     dataset = stream(manifest_path, tokenizer, batch_size=4)  # one batch: the counts would add up
-    with pytest.raises(BridgeError, match=f"{shard}, sample [02] cannot be read .*<image> in its turns for"):
+    with pytest.raises(BridgeError, match=f"{shard}, sample [02] cannot be read .*<image> placeholders for"):
         list(make_loader(dataset, num_workers=0))
 
 
