@@ -14,8 +14,9 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from dataprep.contract.manifest import Manifest
-from dataprep.contract.shards import write_tar
-from dataprep.files import canonical_json, sha256_file
+from dataprep.contract.sample import ShardSample, Turn
+from dataprep.contract.shards import write_samples
+from dataprep.files import sha256_file
 from train_bridge.tokenizer import train_bpe_tokenizer
 
 WORDS = [
@@ -75,7 +76,7 @@ def photo(rng: random.Random) -> bytes:
 def shards(out: Path, samples: int, per_shard: int, rng: random.Random) -> Path:
     reports = []
     for first in range(0, samples, per_shard):
-        members = []
+        written = []
         count = min(per_shard, samples - first)
         for index in range(first, first + count):
             turns = rng.choice([1, 1, 2, 3])
@@ -83,20 +84,13 @@ def shards(out: Path, samples: int, per_shard: int, rng: random.Random) -> Path:
             for turn in range(turns):
                 prefix = "<image>\n" if turn == 0 else ""
                 conversations += [
-                    {"from": "human", "value": prefix + sentence(rng, 8, 30) + "?"},
-                    {"from": "gpt", "value": sentence(rng, 20, 120 // turns)},
+                    Turn("human", prefix + sentence(rng, 8, 30) + "?"),
+                    Turn("gpt", sentence(rng, 20, 120 // turns)),
                 ]
-            record = {
-                "source": "synthetic",
-                "id": str(index),
-                "images": ["jpg"],
-                "image_sizes": [[640, 480]],
-                "conversations": conversations,
-                "meta": {},
-            }
-            members += [(f"b{index:08d}.json", canonical_json(record)), (f"b{index:08d}.jpg", photo(rng))]
+            sample = ShardSample("synthetic", str(index), ["jpg"], [[640, 480]], conversations, {})
+            written.append((f"b{index:08d}", sample, [photo(rng)]))
         path = out / "shards" / f"bench-{first // per_shard:06d}.tar"
-        write_tar(path, members)
+        index = write_samples(path, written)
         reports.append(
             {
                 "path": str(path.relative_to(out)),
@@ -104,6 +98,8 @@ def shards(out: Path, samples: int, per_shard: int, rng: random.Random) -> Path:
                 "bytes": path.stat().st_size,
                 "sha256": sha256_file(path),
                 "per_source": {"synthetic": count},
+                "index": str(index.relative_to(out)),
+                "index_sha256": sha256_file(index),
             }
         )
     manifest = Manifest(

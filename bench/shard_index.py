@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from dataprep.contract.shards import member_locations, tar_locations, write_shard_index, write_tar
-from dataprep.files import canonical_json
+from dataprep.contract.sample import ShardSample, Turn
+from dataprep.contract.shards import member_locations, tar_locations, write_samples
 
 
 def main() -> None:
@@ -26,12 +26,15 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         shard = Path(folder) / "bench-000000.tar"
-        members = []
-        for index in range(args.samples):
-            key = f"000000_{index:06d}"
-            members.append((f"{key}.json", canonical_json({"id": index, "images": ["jpg"]})))
-            members.append((f"{key}.jpg", os.urandom(args.image_bytes)))
-        write_shard_index(shard, write_tar(shard, members))
+        turns = [Turn("human", "<image>\nq"), Turn("gpt", "a")]
+        write_samples(
+            shard,
+            (
+                (f"000000_{index:06d}", ShardSample("bench", str(index), ["jpg"], [[1, 1]], turns), [blob])
+                for index in range(args.samples)
+                for blob in [os.urandom(args.image_bytes)]
+            ),
+        )
         timings: dict[str, list[float]] = {"tar headers": [], "sidecar index": []}
         for _ in range(args.reps):
             for name, locate in (("tar headers", tar_locations), ("sidecar index", member_locations)):
