@@ -1,7 +1,9 @@
-"""The data-prep core stands without torch: not in its dependencies, never imported by it."""
+"""The data-prep core stands without torch; the contract without the build's dependencies; the bridge
+reads builds through the contract alone."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -30,3 +32,53 @@ def test_importing_every_core_module_imports_no_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_webdataset_is_for_tests_and_benches_only():
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert not any(spec.startswith("webdataset") for spec in extras["bridge"])
+    assert any(spec.startswith("webdataset") for spec in extras["dev"])
+
+
+def test_the_contract_imports_only_the_standard_library_pydantic_and_the_file_helpers():
+    """Readers on a machine without the build's dependencies (a GPU image: no ray, pyarrow, ijson,
+    webdataset) can import it."""
+    code = (
+        "import sys, pkgutil, importlib\n"
+        "before = set(sys.modules)\n"
+        "import dataprep.contract\n"
+        "for module in pkgutil.walk_packages(dataprep.contract.__path__, 'dataprep.contract.'):\n"
+        "    importlib.import_module(module.name)\n"
+        "print(' '.join(sorted(set(sys.modules) - before)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    allowed = {"pydantic", "pydantic_core", "typing_extensions", "annotated_types", "typing_inspection"}
+    outside = {
+        name
+        for name in result.stdout.split()
+        if name.split(".")[0] not in sys.stdlib_module_names | allowed
+        and not name.startswith("_sysconfigdata")  # the standard library's build settings
+        and name not in ("dataprep", "dataprep.files")
+        and not name.startswith("dataprep.contract")
+    }
+    assert "dataprep.contract.sample" in result.stdout.split() and not outside, sorted(outside)
+
+
+def test_the_bridge_imports_nothing_of_dataprep_but_its_contract():
+    problems = []
+    for path in sorted((REPO / "train_bridge").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+                if node.module == "dataprep":  # `from dataprep import contract` names the package
+                    names = [f"dataprep.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] == "dataprep" and not name.startswith("dataprep.contract"):
+                    problems.append(f"{path.relative_to(REPO)}:{node.lineno} imports {name}")
+    assert not problems, problems
