@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from dataprep.paths import UnsafePath, resolve_inside
-from dataprep.recipe import Download, hub_parts
+from dataprep.recipe.model import Download, hub_parts
 from dataprep.shards import PARTIAL_SUFFIX, canonical_json, sha256_file, write_atomic
 
 STATE_DIR = ".fetch"

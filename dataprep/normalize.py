@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dataprep.images import FileStamp, ImageRejected, apply_policy, file_limit, load_bytes
-from dataprep.recipe import ImagePolicy
+from dataprep.recipe.model import ImagePolicy
 from dataprep.sample import ImageFile, Reject, Sample, conversation_problem
 from dataprep.shards import MemberLocation, canonical_json, write_atomic, write_tar
 from dataprep.sources.base import Source

@@ -24,7 +24,8 @@ from dataprep.assemble import SampleCopy
 from dataprep.engine import BuildError, BuildSettings, build, normalize, output_lock, require_inputs
 from dataprep.fetch import download_key
 from dataprep.fixtures.tokenizer import write_tokenizer
-from dataprep.recipe import Download, RecipeError, load_recipe
+from dataprep.recipe.load import RecipeError, load_recipe
+from dataprep.recipe.model import Download
 from dataprep.report import summary
 from dataprep.shards import MemberLocation, canonical_json, sha256_file, tar_locations
 

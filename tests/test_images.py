@@ -12,7 +12,7 @@ from PIL import Image
 
 from dataprep.fixtures.draw import encode, photo
 from dataprep.images import FileStamp, ImageRejected, _read_at_most, apply_policy, file_limit, load_bytes
-from dataprep.recipe import ImagePolicy
+from dataprep.recipe.model import ImagePolicy
 from dataprep.sample import ImageBytes, ImageFile
 
 DEFAULT_POLICY = ImagePolicy()

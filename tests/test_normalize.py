@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from dataprep.normalize import index_path, inputs_changed, load_index, normalize_unit
-from dataprep.recipe import ImagePolicy
+from dataprep.recipe.model import ImagePolicy
 from dataprep.sample import Record
 from dataprep.shards import iter_tar
 from dataprep.sources.base import Source

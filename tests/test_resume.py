@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from dataprep.engine import BuildSettings, build
-from dataprep.recipe import load_recipe
+from dataprep.recipe.load import load_recipe
 from dataprep.shards import iter_tar, sha256_file
 
 
