@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from dataprep.sample import Reject, Turn
-from dataprep.sources.vqa_groups import (
+from dataprep.sources._vqa_groups import (
     Question,
     answer_text,
     build_question,

@@ -29,8 +29,8 @@ import ijson
 from pydantic import Field
 
 from dataprep.sample import IMAGE_PLACEHOLDER, ImageFile, Record, Reject, Sample, Turn, turn_order_problem
+from dataprep.sources._json_stream import ijson_backend, plain
 from dataprep.sources.base import Source, SourceOptions
-from dataprep.sources.json_stream import ijson_backend, plain
 
 DEFAULT_UNIT_BYTES = 64 * 2**20
 MAX_LINE_BYTES = 64 * 2**20
