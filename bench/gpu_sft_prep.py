@@ -13,9 +13,10 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from dataprep.fixtures.tokenizer import write_chat_tokenizer
 from dataprep.manifest import Manifest
 from dataprep.shards import canonical_json, sha256_file, write_tar
-from train_bridge.tokenizer import train_bpe_tokenizer
+from train_bridge.template import IM_END, SPECIAL_TOKENS
 
 WORDS = [
     "the",
@@ -155,7 +156,9 @@ def main() -> None:
     parser.add_argument("--per-shard", type=int, default=256)
     args = parser.parse_args()
     rng = random.Random(0)
-    train_bpe_tokenizer((sentence(rng, 5, 30) for _ in range(3000)), args.out / "tokenizer")
+    write_chat_tokenizer(
+        args.out / "tokenizer", (sentence(rng, 5, 30) for _ in range(3000)), SPECIAL_TOKENS, IM_END
+    )
     print(shards(args.out / "mixture", args.samples, args.per_shard, rng))
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from PIL import Image
 
+from dataprep.fixtures.tokenizer import write_chat_tokenizer
 from dataprep.manifest import Manifest
 from dataprep.shards import canonical_json, sha256_file, write_tar
-from train_bridge.tokenizer import train_bpe_tokenizer
+from train_bridge.template import IM_END, SPECIAL_TOKENS
 
 WORDS = [
     "what",
@@ -59,7 +60,7 @@ def corpus(lines: int = 400, seed: int = 0) -> list[str]:
 
 def train_tokenizer(folder: Path):
     """The tests' tokenizer: BPE over a small question corpus."""
-    return train_bpe_tokenizer(corpus(), folder, vocab_size=400)
+    return write_chat_tokenizer(folder, corpus(), SPECIAL_TOKENS, IM_END, vocab_size=400)
 
 
 def image_bytes(rng: random.Random, fmt: str) -> bytes:
