@@ -17,7 +17,8 @@ from dataprep.contract.manifest import Manifest
 from dataprep.contract.sample import ShardSample, Turn
 from dataprep.contract.shards import write_samples
 from dataprep.files import sha256_file
-from train_bridge.tokenizer import train_bpe_tokenizer
+from dataprep.fixtures.tokenizer import write_chat_tokenizer
+from train_bridge.template import IM_END, SPECIAL_TOKENS
 
 WORDS = [
     "the",
@@ -152,7 +153,9 @@ def main() -> None:
     parser.add_argument("--per-shard", type=int, default=256)
     args = parser.parse_args()
     rng = random.Random(0)
-    train_bpe_tokenizer((sentence(rng, 5, 30) for _ in range(3000)), args.out / "tokenizer")
+    write_chat_tokenizer(
+        args.out / "tokenizer", (sentence(rng, 5, 30) for _ in range(3000)), SPECIAL_TOKENS, IM_END
+    )
     print(shards(args.out / "mixture", args.samples, args.per_shard, rng))
 
 

@@ -48,12 +48,12 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from dataprep.contract.manifest import load_manifest
+from dataprep.fixtures.tokenizer import write_chat_tokenizer
 from train_bridge.data import Encoder, ShardStream, collate, make_loader
 from train_bridge.export_internvl import export
 from train_bridge.images import preprocess_pil
 from train_bridge.model import add_special_tokens
-from train_bridge.template import DEFAULT_SYSTEM
-from train_bridge.tokenizer import train_bpe_tokenizer
+from train_bridge.template import DEFAULT_SYSTEM, IM_END, SPECIAL_TOKENS
 
 IMAGE_SIZE, IMAGE_TOKENS, MAX_LENGTH = 448, 256, 2048
 PIPELINES = ["shardstream", "webdataset", "loose"]
@@ -110,7 +110,9 @@ def prepare(work: Path, samples: int, shard_size: int) -> tuple[Path, dict[str, 
     subprocess.run(command, check=True, env={**os.environ, **RAY_ENV}, stdout=subprocess.DEVNULL)
     meta = export(manifest, work / "internvl")
     rng = random.Random(0)
-    tokenizer = train_bpe_tokenizer((sentence(rng, 5, 30) for _ in range(3000)), work / "tokenizer")
+    tokenizer = write_chat_tokenizer(
+        work / "tokenizer", (sentence(rng, 5, 30) for _ in range(3000)), SPECIAL_TOKENS, IM_END
+    )
     add_special_tokens(tokenizer)
     return manifest, meta, Encoder(tokenizer, IMAGE_SIZE, IMAGE_TOKENS, MAX_LENGTH, DEFAULT_SYSTEM)
 

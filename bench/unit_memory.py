@@ -34,7 +34,7 @@ CHILD = """
 import hashlib, json, resource, sys, time
 from pathlib import Path
 from dataprep.normalize import index_path, normalize_unit
-from dataprep.recipe import ImagePolicy
+from dataprep.recipe.model import ImagePolicy
 from dataprep.sources.conversations import Conversations
 
 def rss_kib():

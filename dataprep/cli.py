@@ -31,7 +31,8 @@ from dataprep.files import sha256_file
 from dataprep.fixtures import generate_all
 from dataprep.fixtures.tokenizer import demo_tokenizer
 from dataprep.paths import resolve_inside
-from dataprep.recipe import Recipe, RecipeError, load_recipe, recipe_from_data
+from dataprep.recipe.load import RecipeError, load_recipe, recipe_from_data
+from dataprep.recipe.model import Recipe
 from dataprep.report import download_table, manifest_diff, plan_table, sample_view, summary
 from dataprep.sources import registry
 

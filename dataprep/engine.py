@@ -57,7 +57,8 @@ from dataprep.normalize import (
 )
 from dataprep.paths import not_a_file
 from dataprep.progress import Progress
-from dataprep.recipe import Download, ImagePolicy, Recipe, SourceEntry, source_options
+from dataprep.recipe.load import source_options
+from dataprep.recipe.model import Download, ImagePolicy, Recipe, SourceEntry
 from dataprep.sources import registry
 from dataprep.sources.base import Source
 from dataprep.tokens import TokenCounter, TokenSettings, tokenizer_file

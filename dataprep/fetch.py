@@ -26,7 +26,7 @@ import requests
 
 from dataprep.files import PARTIAL_SUFFIX, FileStamp, canonical_json, sha256_file, write_atomic
 from dataprep.paths import UnsafePath, resolve_inside
-from dataprep.recipe import Download, hub_parts
+from dataprep.recipe.model import Download, hub_parts
 
 STATE_DIR = ".fetch"
 HF_ENDPOINT = "https://huggingface.co"

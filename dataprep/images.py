@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from dataprep.files import FileStamp
 from dataprep.paths import UnsafePath, not_a_file, resolve_inside
-from dataprep.recipe import ImagePolicy
+from dataprep.recipe.model import ImagePolicy
 from dataprep.sample import ImageBytes, ImageFile, ImageInput
 
 EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp"}

@@ -23,7 +23,7 @@ from dataprep.contract.sample import ShardSample, conversation_problem
 from dataprep.contract.shards import MemberLocation, sample_members, split_member_name, write_tar
 from dataprep.files import FileStamp, canonical_json, write_atomic
 from dataprep.images import ImageRejected, apply_policy, file_limit, load_bytes
-from dataprep.recipe import ImagePolicy
+from dataprep.recipe.model import ImagePolicy
 from dataprep.sample import ImageFile, Reject, Sample
 from dataprep.sources.base import Source
 

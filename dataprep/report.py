@@ -12,7 +12,7 @@ from dataprep.mixture import Slot
 
 if TYPE_CHECKING:
     from dataprep.engine import EntryResult
-    from dataprep.recipe import Recipe
+    from dataprep.recipe.model import Recipe
 
 
 def table(headers: list[str], rows: list[list[str]], text_tail: int = 0) -> str:

@@ -16,7 +16,7 @@ from dataprep.cli import main
 from dataprep.engine import BuildSettings, build
 from dataprep.fixtures import generate_all
 from dataprep.fixtures.tokenizer import demo_tokenizer
-from dataprep.recipe import load_recipe
+from dataprep.recipe.load import load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 

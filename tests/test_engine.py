@@ -26,7 +26,8 @@ from dataprep.engine import BuildError, BuildSettings, build, normalize, output_
 from dataprep.fetch import download_key
 from dataprep.files import canonical_json, sha256_file
 from dataprep.fixtures.tokenizer import write_tokenizer
-from dataprep.recipe import Download, RecipeError, load_recipe
+from dataprep.recipe.load import RecipeError, load_recipe
+from dataprep.recipe.model import Download
 from dataprep.report import summary
 
 from loopback_http import Site, serve

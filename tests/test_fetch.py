@@ -23,7 +23,7 @@ from dataprep.fetch import (
     http_url,
     unpack,
 )
-from dataprep.recipe import Download
+from dataprep.recipe.model import Download
 
 from loopback_http import Site, serve
 

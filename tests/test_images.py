@@ -13,7 +13,7 @@ from PIL import Image
 from dataprep.files import FileStamp
 from dataprep.fixtures.draw import encode, photo
 from dataprep.images import ImageRejected, _read_at_most, apply_policy, file_limit, load_bytes
-from dataprep.recipe import ImagePolicy
+from dataprep.recipe.model import ImagePolicy
 from dataprep.sample import ImageBytes, ImageFile
 
 DEFAULT_POLICY = ImagePolicy()

@@ -17,7 +17,7 @@ from PIL import Image
 
 from dataprep.contract.shards import iter_tar
 from dataprep.normalize import index_path, inputs_changed, load_index, normalize_unit
-from dataprep.recipe import ImagePolicy
+from dataprep.recipe.model import ImagePolicy
 from dataprep.sample import Record
 from dataprep.sources.base import Source
 from dataprep.sources.conversations import Conversations
@@ -124,7 +124,7 @@ def test_a_python_not_encoding_file_names_as_utf8_refuses_to_read(tmp_path: Path
     (tmp_path / "a.jsonl").write_text(json.dumps(line, ensure_ascii=False), encoding="utf-8")
     script = (
         "import sys; from pathlib import Path; from dataprep.normalize import normalize_unit; "
-        "from dataprep.recipe import ImagePolicy; from dataprep.sources.conversations import Conversations; "
+        "from dataprep.recipe.model import ImagePolicy; from dataprep.sources.conversations import Conversations; "
         "root = Path(sys.argv[1]); source = Conversations(root, Conversations.Options(file='a.jsonl')); "
         "[unit] = source.units(); normalize_unit(source, unit, 'entry', ImagePolicy(), root / sys.argv[2], None)"
     )

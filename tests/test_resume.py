@@ -13,7 +13,7 @@ from pathlib import Path
 from dataprep.contract.shards import iter_tar
 from dataprep.engine import BuildSettings, build
 from dataprep.files import sha256_file
-from dataprep.recipe import load_recipe
+from dataprep.recipe.load import load_recipe
 
 
 def _write_upstream(root: Path, count: int) -> None:

@@ -1,4 +1,5 @@
-"""Source adapters, discovered from the modules of this package."""
+"""Source adapters, discovered from the modules of this package (`base` is their protocol; modules
+named `_*` are helpers that adapters share)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataprep.sources.base import Source
 def registry() -> dict[str, type[Source]]:
     """Every adapter by its recipe name."""
     for module in pkgutil.iter_modules(__path__):
-        if module.name != "base":
+        if module.name != "base" and not module.name.startswith("_"):
             importlib.import_module(f"{__name__}.{module.name}")
     found: dict[str, type[Source]] = {}
     pending = list(Source.__subclasses__())

@@ -9,7 +9,9 @@ from collections.abc import Sequence
 from PIL import Image
 
 from dataprep.contract.sample import IMAGE_PLACEHOLDER, Turn
-from dataprep.sources.base import MULTIPLE_CHOICE_SUFFIX, SourceOptions, option_lines
+from dataprep.sources.base import SourceOptions
+
+MULTIPLE_CHOICE_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
 
 
 class MultipleChoicePrompt(SourceOptions):
@@ -18,9 +20,14 @@ class MultipleChoicePrompt(SourceOptions):
     suffix: str = MULTIPLE_CHOICE_SUFFIX
 
 
-def answer_letter(index: int) -> str:
-    """The option letter of a 0-based index: 0 → "A"."""
+def option_letter(index: int) -> str:
+    """The letter of a 0-based option index: 0 → "A"."""
     return chr(ord("A") + index)
+
+
+def option_lines(options: Sequence[str]) -> str:
+    """Render multiple-choice options as lines `A. ...`, `B. ...`."""
+    return "\n".join(f"{option_letter(index)}. {text}" for index, text in enumerate(options))
 
 
 def multiple_choice_turns(
@@ -28,7 +35,7 @@ def multiple_choice_turns(
 ) -> list[Turn]:
     """`<image>`, the question, the options as lines `A. ...`, the suffix; the answer is a letter."""
     human = f"{IMAGE_PLACEHOLDER}\n{question}\n{option_lines(options)}{prompt.suffix}"
-    return [Turn("human", human), Turn("gpt", answer_letter(answer_index))]
+    return [Turn("human", human), Turn("gpt", option_letter(answer_index))]
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -12,8 +12,8 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from dataprep.sample import ImageBytes, ImageFile, ImageInput, Reject
-from dataprep.sources.base import image_cell_bytes, parquet_batches
-from dataprep.sources.vqa_groups import (
+from dataprep.sources._parquet import image_cell_bytes, parquet_batches
+from dataprep.sources._vqa_groups import (
     GroupedVQAOptions,
     GroupedVQASource,
     Keyed,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from dataprep.sources.llava_records import (
+from dataprep.sources._llava_records import (
     ImagePlacement,
     ImageRootOptions,
     ImageRootSource,

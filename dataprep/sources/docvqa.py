@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dataprep.sample import ImageFile, Reject
-from dataprep.sources.vqa_groups import (
+from dataprep.sources._vqa_groups import (
     GroupedVQAOptions,
     GroupedVQASource,
     Keyed,

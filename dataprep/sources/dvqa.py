@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from dataprep.sample import ImageFile, Reject
-from dataprep.sources.vqa_groups import (
+from dataprep.sources._vqa_groups import (
     GroupedVQAOptions,
     GroupedVQASource,
     Keyed,

@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import field_validator
 
 from dataprep.sample import ImageFile
-from dataprep.sources.llava_records import ImageRootOptions, ImageRootSource, annotation_kind, under
+from dataprep.sources._llava_records import ImageRootOptions, ImageRootSource, annotation_kind, under
 
 COCO_SPLIT = "train2017"
 

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from dataprep.paths import UnsafePath
 from dataprep.sample import ImageFile
-from dataprep.sources.llava_records import ConversationFileOptions, ConversationFileSource, under
+from dataprep.sources._llava_records import ConversationFileOptions, ConversationFileSource, under
 
 ANNOTATION_FILES = {
     "cap100k": "sharegpt4v_instruct_gpt4-vision_cap100k.json",

@@ -10,22 +10,18 @@ Work units are (shard, row group) pairs, read in batches of `batch_rows`.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
 from dataprep.contract.sample import IMAGE_PLACEHOLDER, Turn
 from dataprep.sample import ImageBytes, Reject, Sample
-from dataprep.sources.base import (
-    Source,
-    SourceOptions,
-    image_cell_bytes,
-    open_parquet,
-    parquet_batches,
-    pick,
-)
+from dataprep.sources._parquet import image_cell_bytes, open_parquet, parquet_batches
+from dataprep.sources.base import Source, SourceOptions
 
 COLUMNS = ["image", "ground_truth"]
 DEFAULT_REQUESTS = (
@@ -38,6 +34,13 @@ DEFAULT_REQUESTS = (
     "请提取图片中的文字。",
     "请读出图中的全部文字。",
 )
+T = TypeVar("T")
+
+
+def pick(choices: Sequence[T], key: str) -> T:
+    """Choose one item deterministically from `key` (same key, same choice, on any machine)."""
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return choices[int.from_bytes(digest[:8], "big") % len(choices)]
 
 
 class OcrPrompt(SourceOptions):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from dataprep.images import ImageRejected, file_limit, load_bytes
-from dataprep.recipe import ImagePolicy
+from dataprep.recipe.model import ImagePolicy
 from dataprep.sample import Sample
 from dataprep.sources.base import Source
 

@@ -17,14 +17,14 @@ from dataprep.fixtures.conversations import generate
 from dataprep.paths import UnsafePath, resolve_inside
 from dataprep.sample import ImageFile, Record, Reject, Sample
 from dataprep.sources import registry
-from dataprep.sources.conversations import Conversations
-from dataprep.sources.llava_records import (
+from dataprep.sources._llava_records import (
     MAX_LINE_BYTES,
     BadRecord,
     jsonl_lines,
     place_images,
     remove_placeholder,
 )
+from dataprep.sources.conversations import Conversations
 
 
 @pytest.fixture()

@@ -10,8 +10,8 @@ from vqa_group_helpers import SUFFIX, expected_pairs, pairs, read_all
 from dataprep.fixtures import dvqa as fixture
 from dataprep.sample import ImageFile, Reject
 from dataprep.sources import registry
+from dataprep.sources._vqa_groups import Question, partition_of
 from dataprep.sources.dvqa import DVQA
-from dataprep.sources.vqa_groups import Question, partition_of
 
 
 @pytest.fixture()

@@ -9,7 +9,7 @@ from pathlib import Path
 import ijson
 import pytest
 
-from dataprep.sources.json_stream import PRESERVING_BACKEND, has_lone_surrogate_escape, ijson_backend, plain
+from dataprep.sources._json_stream import PRESERVING_BACKEND, has_lone_surrogate_escape, ijson_backend, plain
 
 
 def write(tmp_path: Path, data: bytes) -> Path:

@@ -18,8 +18,7 @@ from dataprep.contract.sample import conversation_problem
 from dataprep.fixtures import synthdog_en as fixture
 from dataprep.sample import ImageBytes, Record, Reject, Sample
 from dataprep.sources import registry
-from dataprep.sources.base import pick
-from dataprep.sources.synthdog_en import DEFAULT_REQUESTS, SynthdogEn
+from dataprep.sources.synthdog_en import DEFAULT_REQUESTS, SynthdogEn, pick
 
 SHARD0 = "data/train-00000-of-00084-5a3f1b2c9d8e7f60.parquet"
 SHARD1 = "data/train-00001-of-00084-0c4e8d2a7b1f9e35.parquet"
@@ -262,7 +261,7 @@ def test_a_shard_cut_short_or_corrupt_is_named(upstream: tuple[Path, dict]) -> N
 OUT_OF_MEMORY = """
 import os, resource, sys
 from pathlib import Path
-from dataprep.sources.base import parquet_batches
+from dataprep.sources._parquet import parquet_batches
 size = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 resource.setrlimit(resource.RLIMIT_AS, (size + (24 << 20),) * 2)
 try:

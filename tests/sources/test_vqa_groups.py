@@ -7,7 +7,7 @@ import pytest
 
 from dataprep.contract.sample import Turn
 from dataprep.sample import Reject
-from dataprep.sources.vqa_groups import (
+from dataprep.sources._vqa_groups import (
     Question,
     answer_text,
     build_question,

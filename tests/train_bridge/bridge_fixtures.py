@@ -14,7 +14,8 @@ from dataprep.contract.manifest import Manifest
 from dataprep.contract.sample import ShardSample, Turn
 from dataprep.contract.shards import write_samples, write_shard_index, write_tar
 from dataprep.files import sha256_file
-from train_bridge.tokenizer import train_bpe_tokenizer
+from dataprep.fixtures.tokenizer import write_chat_tokenizer
+from train_bridge.template import IM_END, SPECIAL_TOKENS
 
 WORDS = [
     "what",
@@ -61,7 +62,7 @@ def corpus(lines: int = 400, seed: int = 0) -> list[str]:
 
 def train_tokenizer(folder: Path):
     """The tests' tokenizer: BPE over a small question corpus."""
-    return train_bpe_tokenizer(corpus(), folder, vocab_size=400)
+    return write_chat_tokenizer(folder, corpus(), SPECIAL_TOKENS, IM_END, vocab_size=400)
 
 
 def image_bytes(rng: random.Random, fmt: str) -> bytes:

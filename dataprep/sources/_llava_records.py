@@ -30,8 +30,8 @@ from pydantic import Field
 
 from dataprep.contract.sample import IMAGE_PLACEHOLDER, Turn, turn_order_problem
 from dataprep.sample import ImageFile, Record, Reject, Sample
+from dataprep.sources._json_stream import ijson_backend, plain
 from dataprep.sources.base import Source, SourceOptions
-from dataprep.sources.json_stream import ijson_backend, plain
 
 DEFAULT_UNIT_BYTES = 64 * 2**20
 MAX_LINE_BYTES = 64 * 2**20

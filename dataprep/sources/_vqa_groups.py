@@ -24,10 +24,13 @@ from pydantic import Field
 
 from dataprep.contract.sample import IMAGE_PLACEHOLDER, Turn
 from dataprep.sample import ImageInput, Record, Reject, Sample
-from dataprep.sources.base import SHORT_ANSWER_SUFFIX, Source, SourceOptions
-from dataprep.sources.json_stream import ijson_backend, plain
+from dataprep.sources._json_stream import ijson_backend, plain
+from dataprep.sources.base import Source, SourceOptions
 
 UNIT_PREFIX = "part-"
+
+
+SHORT_ANSWER_SUFFIX = "\nAnswer the question using a single word or phrase."
 
 
 class ShortAnswerPrompt(SourceOptions):

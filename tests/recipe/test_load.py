@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dataprep.recipe import RecipeError, load_recipe, recipe_from_data
+from dataprep.recipe.load import RecipeError, load_recipe, recipe_from_data
 
 VALID = """\
 name: demo

@@ -1,0 +1,173 @@
+"""The recipe's plain models: what a build is asked for, validated by pydantic (no YAML, no registry)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+
+from dataprep.files import canonical_json
+
+NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+TAKE_SCHEMA = {
+    "anyOf": [
+        {"const": "all"},
+        {"type": "integer", "minimum": 0},
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+    ],
+    "description": "all | a count | a fraction in (0, 1]",
+}
+LOCATION_FIELDS: dict[str, Any] = {
+    "data_root": True,
+    "output": {"dir"},
+    "tokens": {"tokenizer"},
+    "sources": {"__all__": {"fetch"}},
+}
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors; numbers and switches are not read from booleans or strings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class OutputSpec(Strict):
+    dir: str = Field(description="output folder (relative to the working directory)")
+    shard_size: Annotated[int, Field(gt=0, strict=True)] = 1000
+
+
+class ImagePolicy(Strict):
+    """Originals are kept when valid, of a kept format and within `max_side`; others are re-encoded."""
+
+    max_side: Annotated[int, Field(gt=0)] | None = None
+    format: Literal["jpeg", "png", "webp"] = "jpeg"
+    quality: Annotated[int, Field(ge=1, le=100)] = 95
+    max_pixels: Annotated[int, Field(gt=0)] = 89_478_485
+
+
+class TokenSpec(Strict):
+    """Count tokens per sample for the manifest's statistics."""
+
+    tokenizer: str = Field(
+        description="a Hugging Face `tokenizer.json`, or a folder holding one (relative to the working directory)"
+    )
+    image_tokens: Annotated[int, Field(ge=0)] = Field(
+        0, description="tokens each image stands for in the model's input (InternVL V1-2: 256)"
+    )
+
+
+def hub_parts(url: str) -> tuple[str, str, str, str, str]:
+    """(kind, owner, name, revision, file) of `hf://<kind>/<owner>/<name>[@<revision>]/<file>`."""
+    parts = url[len("hf://") :].split("/", 3)
+    if len(parts) < 4 or parts[0] not in ("datasets", "models", "spaces") or not all(parts):
+        raise ValueError("expected hf://datasets/<owner>/<name>[@revision]/<file>")
+    kind, owner, name, file = parts
+    name, _, revision = name.partition("@")
+    return kind, owner, name, revision or "main", file
+
+
+class Download(Strict):
+    """One upstream file to fetch into the source's folder before it is read."""
+
+    url: str = Field(
+        pattern=r"^(https?|hf)://", description="http(s):// or hf://datasets/<owner>/<name>/<file>"
+    )
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        None, description="pinned checksum; without one, the checksum seen is recorded in the manifest"
+    )
+    to: str | None = Field(None, description="path inside the source folder (default: the URL's file name)")
+    unpack: bool = Field(False, description="zip/tar archive: extract into `to` (a folder) instead")
+
+    @field_validator("to")
+    @classmethod
+    def _relative(cls, to: str | None) -> str | None:
+        if to is not None and (Path(to).is_absolute() or ".." in Path(to).parts):
+            raise ValueError("must be a relative path inside the source folder (no `..`)")
+        return to
+
+    @model_validator(mode="after")
+    def _lands_in_a_named_file(self) -> Download:
+        if self.url.startswith("hf://"):
+            hub_parts(self.url)
+        try:
+            self.file_name  # noqa: B018 (raises when the URL names no file)
+        except ValueError:
+            if self.unpack:  # `to` is the folder to unpack into; the archive is named by its URL
+                raise ValueError("an archive's URL must end in its file name (e.g. data.zip)") from None
+            if self.to is None:
+                raise
+        return self
+
+    @property
+    def file_name(self) -> str:
+        """The URL's last path segment (decoded): the file's name unless `to` gives another."""
+        if self.url.startswith("hf://"):
+            name = PurePosixPath(hub_parts(self.url)[4]).name
+        else:
+            name = unquote(PurePosixPath(urlsplit(self.url).path).name)
+        if not name or name in (".", "..") or "/" in name or "\\" in name:
+            raise ValueError("the URL names no plain file name; give `to`")
+        return name
+
+    @property
+    def to_folder(self) -> str:
+        return self.to or "."
+
+
+class SourceEntry(BaseModel):
+    """One mixture component; keys beyond the common ones are the adapter's options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    source: str
+    name: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
+    path: str
+    take: Annotated[Literal["all"] | int | float, WithJsonSchema(TAKE_SCHEMA)] = "all"
+    repeat: Annotated[int, Field(ge=1, strict=True)] = 1
+    fetch: tuple[Download, ...] = ()
+    expect: Annotated[int, Field(ge=0, strict=True)] | None = Field(
+        None, description="samples this entry should contribute (e.g. the published count)"
+    )
+
+    @field_validator("take", mode="plain")
+    @classmethod
+    def _count_or_fraction(cls, take: Any) -> Any:
+        """`all`, a count (an integer ≥ 0) or a fraction in (0, 1]; no booleans or strings of digits."""
+        if take == "all" or (type(take) is int and take >= 0):
+            return take
+        if type(take) is float and 0.0 < take <= 1.0:
+            return take
+        raise ValueError(f"take is `all`, a count ≥ 0 or a fraction in (0, 1], not {take!r}")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.source
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Recipe(Strict):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    seed: Annotated[int, Field(strict=True)] = 0
+    data_root: str | None = Field(None, description="base of relative source paths (default: cwd)")
+    output: OutputSpec
+    image: ImagePolicy = ImagePolicy()
+    tokens: TokenSpec | None = None
+    sources: Annotated[list[SourceEntry], Field(min_length=1)]
+
+    def source_root(self, entry: SourceEntry) -> Path:
+        base = Path(self.data_root) if self.data_root else Path.cwd()
+        return (base / entry.path).absolute()
+
+    def content(self) -> dict[str, Any]:
+        """The recipe without its locations (output folder, data root, download URLs): what the mixture
+        depends on; the files themselves are recorded, with checksums, in the manifest."""
+        return self.model_dump(mode="json", exclude=LOCATION_FIELDS)
+
+    def sha256(self) -> str:
+        return hashlib.sha256(canonical_json(self.content())).hexdigest()
