@@ -12,25 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from dataprep.contract.manifest import load_manifest
-from dataprep.contract.sample import IMAGE_PLACEHOLDER
+from dataprep.contract.sample import IMAGE_PLACEHOLDER, placeholder_first
 from dataprep.contract.shards import iter_samples
 from train_bridge.data import check_shards
 from train_bridge.errors import BridgeError
-
-
-def placeholder_first(conversations: list[dict[str, str]]) -> list[dict[str, str]]:
-    """A single-image conversation with its `<image>` (and the newline after it) moved to the start
-    of the first turn, where the official trainer expects it."""
-    if IMAGE_PLACEHOLDER in conversations[0]["value"]:
-        return conversations
-    moved = [dict(turn) for turn in conversations]
-    turn = next(turn for turn in moved if IMAGE_PLACEHOLDER in turn["value"])
-    with_newline = IMAGE_PLACEHOLDER + "\n"
-    turn["value"] = turn["value"].replace(
-        with_newline if with_newline in turn["value"] else IMAGE_PLACEHOLDER, "", 1
-    )
-    moved[0]["value"] = f"{with_newline}{moved[0]['value']}"
-    return moved
 
 
 def internvl_record(key: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -43,7 +28,9 @@ def internvl_record(key: str, record: dict[str, Any]) -> dict[str, Any]:
         line["image"] = names[0]
         if sizes:
             line["width"], line["height"] = sizes[0]
-        conversations = placeholder_first(conversations)
+        if IMAGE_PLACEHOLDER not in conversations[0]["value"]:
+            texts = placeholder_first([turn["value"] for turn in conversations])
+            conversations = [{**turn, "value": text} for turn, text in zip(conversations, texts, strict=True)]
     elif names:
         line["image"] = names
     line["conversations"] = conversations

@@ -15,6 +15,8 @@ from typing import Any, Literal, Protocol
 from dataprep.files import canonical_json
 
 IMAGE_PLACEHOLDER = "<image>"
+IMAGE_OPENING = IMAGE_PLACEHOLDER + "\n"
+"""How a single-image prompt opens (LLaVA's and InternVL's layout): the placeholder on its own line."""
 
 Role = Literal["human", "gpt"]
 
@@ -45,6 +47,26 @@ def turn_order_problem(roles: Sequence[object]) -> str | None:
     if len(roles) % 2:
         return "the conversation ends with a human turn"
     return None
+
+
+def without_placeholder(text: str) -> str:
+    """`text` without its first `<image>` and one newline next to it (the following one first)."""
+    start = text.index(IMAGE_PLACEHOLDER)
+    end = start + len(IMAGE_PLACEHOLDER)
+    if text.startswith("\n", end):
+        return text[:start] + text[end + 1 :]
+    if start > 0 and text[start - 1] == "\n":
+        return text[: start - 1] + text[end:]
+    return text[:start] + text[end:]
+
+
+def placeholder_first(texts: Sequence[str]) -> list[str]:
+    """Turn texts whose one `<image>` is moved to the opening of the first turn (`<image>\\n`)."""
+    holder = next(index for index, text in enumerate(texts) if IMAGE_PLACEHOLDER in text)
+    moved = list(texts)
+    moved[holder] = without_placeholder(moved[holder])
+    moved[0] = IMAGE_OPENING + moved[0]
+    return moved
 
 
 class Conversation(Protocol):

@@ -28,7 +28,13 @@ from typing import Any, BinaryIO, Literal
 import ijson
 from pydantic import Field
 
-from dataprep.contract.sample import IMAGE_PLACEHOLDER, Turn, turn_order_problem
+from dataprep.contract.sample import (
+    IMAGE_OPENING,
+    IMAGE_PLACEHOLDER,
+    Turn,
+    placeholder_first,
+    turn_order_problem,
+)
 from dataprep.sample import ImageFile, Record, Reject, Sample
 from dataprep.sources._json_stream import ijson_backend, plain
 from dataprep.sources.base import Source, SourceOptions
@@ -36,7 +42,6 @@ from dataprep.sources.base import Source, SourceOptions
 DEFAULT_UNIT_BYTES = 64 * 2**20
 MAX_LINE_BYTES = 64 * 2**20
 """A `.jsonl` line longer is a `bad_record` reject, skipped unread (a record is a few KB)."""
-FRONT = IMAGE_PLACEHOLDER + "\n"
 
 ImagePlacement = Literal["keep", "front"]
 
@@ -83,17 +88,6 @@ def under(root: Path, name: str) -> Path:
     return Path(name) if os.path.isabs(name) else root / name
 
 
-def remove_placeholder(text: str) -> str:
-    """`text` without its first `<image>` and one newline next to it (the following one first)."""
-    start = text.index(IMAGE_PLACEHOLDER)
-    end = start + len(IMAGE_PLACEHOLDER)
-    if text.startswith("\n", end):
-        return text[:start] + text[end + 1 :]
-    if start > 0 and text[start - 1] == "\n":
-        return text[: start - 1] + text[end:]
-    return text[:start] + text[end:]
-
-
 def place_images(values: list[str], image_count: int, placement: ImagePlacement) -> list[str]:
     """Turn texts (alternating human/gpt) with one `<image>` per image in human turns.
 
@@ -106,15 +100,13 @@ def place_images(values: list[str], image_count: int, placement: ImagePlacement)
     count = sum(values[index].count(IMAGE_PLACEHOLDER) for index in holders)
     placed = list(values)
     if image_count == 1 and count == 0:
-        placed[0] = FRONT + placed[0]
+        placed[0] = IMAGE_OPENING + placed[0]
     elif count != image_count:
         raise BadRecord(
             "placeholder_mismatch", f"{count} {IMAGE_PLACEHOLDER} placeholders for {image_count} images"
         )
-    elif placement == "front" and image_count == 1 and not placed[0].startswith(FRONT):
-        holder = holders[0]
-        placed[holder] = remove_placeholder(placed[holder])
-        placed[0] = FRONT + placed[0]
+    elif placement == "front" and image_count == 1 and not placed[0].startswith(IMAGE_OPENING):
+        placed = placeholder_first(placed)
     return placed
 
 

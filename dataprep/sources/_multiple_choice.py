@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-from dataprep.contract.sample import IMAGE_PLACEHOLDER, Turn
+from dataprep.contract.sample import IMAGE_OPENING, Turn
 from dataprep.sources.base import SourceOptions
 
 MULTIPLE_CHOICE_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
@@ -34,7 +34,7 @@ def multiple_choice_turns(
     question: str, options: Sequence[str], answer_index: int, prompt: MultipleChoicePrompt
 ) -> list[Turn]:
     """`<image>`, the question, the options as lines `A. ...`, the suffix; the answer is a letter."""
-    human = f"{IMAGE_PLACEHOLDER}\n{question}\n{option_lines(options)}{prompt.suffix}"
+    human = f"{IMAGE_OPENING}{question}\n{option_lines(options)}{prompt.suffix}"
     return [Turn("human", human), Turn("gpt", option_letter(answer_index))]
 
 

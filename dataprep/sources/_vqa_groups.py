@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import ijson
 from pydantic import Field
 
-from dataprep.contract.sample import IMAGE_PLACEHOLDER, Turn
+from dataprep.contract.sample import IMAGE_OPENING, IMAGE_PLACEHOLDER, Turn
 from dataprep.sample import ImageInput, Record, Reject, Sample
 from dataprep.sources._json_stream import ijson_backend, plain
 from dataprep.sources.base import Source, SourceOptions
@@ -177,7 +177,7 @@ def short_answer_turns(questions: Iterable[Question], suffix: str) -> list[Turn]
     """Alternating turns, `<image>\\n` opening the first human turn only."""
     turns: list[Turn] = []
     for question in questions:
-        opening = f"{IMAGE_PLACEHOLDER}\n" if not turns else ""
+        opening = IMAGE_OPENING if not turns else ""
         turns.append(Turn("human", f"{opening}{question.text}{suffix}"))
         turns.append(Turn("gpt", question.answer))
     return turns

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
-from dataprep.contract.sample import IMAGE_PLACEHOLDER, Turn
+from dataprep.contract.sample import IMAGE_OPENING, Turn
 from dataprep.sample import ImageBytes, Reject, Sample
 from dataprep.sources._parquet import image_cell_bytes, open_parquet, parquet_batches
 from dataprep.sources.base import Source, SourceOptions
@@ -182,7 +182,7 @@ class SynthdogEn(Source):
         request = pick(self.options.prompt.requests, sample_id)
         return Sample(
             id=sample_id,
-            conversations=[Turn("human", f"{IMAGE_PLACEHOLDER}\n{request}"), Turn("gpt", answer)],
+            conversations=[Turn("human", IMAGE_OPENING + request), Turn("gpt", answer)],
             images=[ImageBytes(data, name=image_path or "")],
             meta={"file": relpath, "row": row, "image_path": image_path, "split": split},
         )

@@ -10,7 +10,9 @@ from dataprep.contract.sample import (
     Turn,
     conversation_problem,
     parse_sample,
+    placeholder_first,
     turn_order_problem,
+    without_placeholder,
 )
 from dataprep.files import canonical_json
 from dataprep.sample import ImageBytes, Sample
@@ -75,3 +77,15 @@ def test_the_same_rules_hold_an_adapters_sample_and_a_typed_one():
     with pytest.raises(SampleError, match="1 <image> placeholders for 0 images"):
         ShardSample("s", "x", [], [], turns)
     assert turn_order_problem(["human", "gpt", "gpt"]) == "turn 2 is from 'gpt', expected 'human'"
+
+
+def test_without_placeholder_takes_one_newline_beside_it() -> None:
+    assert without_placeholder("What do you see?\n<image>") == "What do you see?"
+    assert without_placeholder("<image>\nWhat do you see?") == "What do you see?"
+    assert without_placeholder("Look\n<image>\nthen answer") == "Look\nthen answer"
+    assert without_placeholder("Look <image> here") == "Look  here"
+
+
+def test_placeholder_first_moves_the_one_image_to_the_opening() -> None:
+    assert placeholder_first(["Q", "A", "Q2\n<image>", "A2"]) == ["<image>\nQ", "A", "Q2", "A2"]
+    assert placeholder_first(["Look <image> here", "A"]) == ["<image>\nLook  here", "A"]

@@ -22,7 +22,6 @@ from dataprep.sources._llava_records import (
     BadRecord,
     jsonl_lines,
     place_images,
-    remove_placeholder,
 )
 from dataprep.sources.conversations import Conversations
 
@@ -255,13 +254,6 @@ def test_broken_json_array_is_an_error(tmp_path: Path) -> None:
             read_records(Conversations, tmp_path, file=name)
     [reject] = read_records(Conversations, tmp_path, file="c.json")
     assert reject == Reject("1", "bad_conversation", "file c.json, index 0: no turns")
-
-
-def test_remove_placeholder() -> None:
-    assert remove_placeholder("What do you see?\n<image>") == "What do you see?"
-    assert remove_placeholder("<image>\nWhat do you see?") == "What do you see?"
-    assert remove_placeholder("Look\n<image>\nthen answer") == "Look\nthen answer"
-    assert remove_placeholder("Look <image> here") == "Look  here"
 
 
 def test_place_images() -> None:
