@@ -27,7 +27,6 @@ from typing import Any
 import ray
 
 from dataprep import __version__
-from dataprep.assemble import SampleCopy, ShardResult, ShardStats, Summary, shard_tokens, write_shard
 from dataprep.fetch import FetchError, download_key, fetch, target
 from dataprep.licences import strictest_terms
 from dataprep.manifest import (
@@ -56,6 +55,7 @@ from dataprep.normalize import (
 from dataprep.paths import not_a_file
 from dataprep.progress import Progress
 from dataprep.recipe import Download, ImagePolicy, Recipe, SourceEntry, source_options
+from dataprep.shard_writer import SampleCopy, ShardResult, ShardStats, Summary, shard_tokens, write_shard
 from dataprep.shards import (
     PARTIAL_SUFFIX,
     canonical_json,

@@ -20,12 +20,12 @@ import pytest
 import ray
 import webdataset as wds
 
-from dataprep.assemble import SampleCopy
 from dataprep.engine import BuildError, BuildSettings, build, normalize, output_lock, require_inputs
 from dataprep.fetch import download_key
 from dataprep.fixtures.tokenizer import write_tokenizer
 from dataprep.recipe import Download, RecipeError, load_recipe
 from dataprep.report import summary
+from dataprep.shard_writer import SampleCopy
 from dataprep.shards import MemberLocation, canonical_json, sha256_file, tar_locations
 
 from loopback_http import Site, serve

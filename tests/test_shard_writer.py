@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataprep.assemble import ShardStats, Summary
+from dataprep.shard_writer import ShardStats, Summary
 from dataprep.shards import canonical_json
 
 
