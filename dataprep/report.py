@@ -10,7 +10,7 @@ from dataprep.manifest import DownloadReport, Manifest, SourceReport, TokenStats
 from dataprep.mixture import Slot
 
 if TYPE_CHECKING:
-    from dataprep.engine import EntryResult
+    from dataprep.engine.entry import Entry
     from dataprep.recipe import Recipe
 
 
@@ -114,7 +114,7 @@ def expectations(manifest: Manifest) -> str:
     return "\n".join([head, *parts])
 
 
-def plan_table(entries: list[EntryResult], shards: list[list[Slot]]) -> str:
+def plan_table(entries: list[Entry], shards: list[list[Slot]]) -> str:
     """Per source: inputs found, records read and kept, missing images, other rejects, the recipe's
     `expect`, planned count."""
     planned = Counter(slot.component for shard in shards for slot in shard)

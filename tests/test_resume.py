@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from dataprep.engine import BuildSettings, build
+from dataprep.engine.build import build
+from dataprep.engine.settings import BuildSettings
 from dataprep.recipe import load_recipe
 from dataprep.shards import iter_tar, sha256_file
 
