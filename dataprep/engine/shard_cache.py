@@ -97,12 +97,6 @@ class ShardMarker:
         return fields
 
 
-def copies_marker(copies_sha256: str) -> bytes:
-    """The marker written before a shard: a shard cut off before its full marker is still known as a
-    build's own (stale shards are removed by their markers)."""
-    return canonical_json({"plan": copies_sha256})
-
-
 def copies_sha256(copies: list[SampleCopy]) -> str:
     """The hash a shard's marker records: every copy's fields, in order (as `dataclasses.asdict`
     gives them, without its per-value deep copies: 7× faster)."""
@@ -112,7 +106,12 @@ def copies_sha256(copies: list[SampleCopy]) -> str:
 
 @dataclass(frozen=True)
 class ShardJob(Job):
-    """One output shard, written or reused."""
+    """One output shard, written unless one of the same copies is already complete: its marker
+    records the copies' hash, the sha256 and the file's size and mtime; a file whose size or mtime
+    differs is re-hashed. A kept shard whose token counts were made with other settings is
+    re-counted, not rewritten. A marker naming only the copies' hash is written first: a shard cut
+    off before its full marker is still known as a build's own (stale shards are removed by their
+    markers)."""
 
     path: Path
     marker: Path
@@ -122,56 +121,47 @@ class ShardJob(Job):
     tokens: TokenSettings | None
 
     def run(self) -> ShardMarker:
-        return write_or_reuse(
-            self.path, self.marker, self.copies_sha256, self.work_dir, self.copies, self.tokens
-        )
+        return self._reuse() or self._write()
 
     def records(self, result: ShardMarker) -> int:
         return result.samples
 
-
-def write_or_reuse(
-    path: Path,
-    marker: Path,
-    copies_hash: str,
-    work_dir: Path,
-    copies: list[SampleCopy],
-    tokens: TokenSettings | None,
-) -> ShardMarker:
-    """Write a shard unless one of the same copies is already complete: its marker records the
-    copies' hash, the sha256 and the file's size and mtime; a file whose size or mtime differs is
-    re-hashed. A kept shard whose token counts were made with other settings is re-counted, not
-    rewritten. A marker naming only the copies' hash is written first."""
-    if marker.exists() and path.exists():
-        fields = json.loads(marker.read_bytes())
+    def _reuse(self) -> ShardMarker | None:
+        """The complete shard's marker, brought up to date; None when the shard must be written."""
+        if not (self.marker.exists() and self.path.exists()):
+            return None
+        fields = json.loads(self.marker.read_bytes())
         done = ShardMarker.from_json(fields)
         if (
-            done is not None
-            and done.copies_sha256 == copies_hash
-            and (done.stat == _stat(path) or sha256_file(path) == done.sha256)
+            done is None
+            or done.copies_sha256 != self.copies_sha256
+            or (done.stat != _stat(self.path) and sha256_file(self.path) != done.sha256)
         ):
-            kept = replace(done, stat=_stat(path), index_sha256=_index_sha256(path, done.index_sha256))
-            if (done.tokens.key if done.tokens else None) != _tokens_key(tokens):
-                kept = replace(
-                    kept, tokens=_counts(tokens, shard_tokens(path, TokenCounter(tokens)) if tokens else None)
-                )
-            if kept.to_json() != fields:
-                write_atomic(marker, canonical_json(kept.to_json()))
-            return kept
-    write_atomic(marker, copies_marker(copies_hash))
-    result = write_shard(path, work_dir, copies, TokenCounter(tokens) if tokens else None)
-    done = ShardMarker(
-        copies_sha256=copies_hash,
-        sha256=result.sha256,
-        bytes=result.bytes,
-        samples=result.samples,
-        stats=result.stats,
-        index_sha256=result.index_sha256,
-        tokens=_counts(tokens, result.tokens),
-        stat=_stat(path),
-    )
-    write_atomic(marker, canonical_json(done.to_json()))
-    return done
+            return None
+        kept = replace(done, stat=_stat(self.path), index_sha256=_index_sha256(self.path, done.index_sha256))
+        if (done.tokens.key if done.tokens else None) != _tokens_key(self.tokens):
+            counted = shard_tokens(self.path, TokenCounter(self.tokens)) if self.tokens else None
+            kept = replace(kept, tokens=_counts(self.tokens, counted))
+        if kept.to_json() != fields:
+            write_atomic(self.marker, canonical_json(kept.to_json()))
+        return kept
+
+    def _write(self) -> ShardMarker:
+        write_atomic(self.marker, canonical_json({"plan": self.copies_sha256}))
+        counter = TokenCounter(self.tokens) if self.tokens else None
+        result = write_shard(self.path, self.work_dir, self.copies, counter)
+        done = ShardMarker(
+            copies_sha256=self.copies_sha256,
+            sha256=result.sha256,
+            bytes=result.bytes,
+            samples=result.samples,
+            stats=result.stats,
+            index_sha256=result.index_sha256,
+            tokens=_counts(self.tokens, result.tokens),
+            stat=_stat(self.path),
+        )
+        write_atomic(self.marker, canonical_json(done.to_json()))
+        return done
 
 
 def _tokens_key(tokens: TokenSettings | None) -> str | None:

@@ -14,7 +14,7 @@ import webdataset as wds
 
 from dataprep.engine import shard_cache
 from dataprep.engine.runner import InProcessRunner
-from dataprep.engine.shard_cache import ShardMarker, copies_sha256, remove_stale_shards, write_or_reuse
+from dataprep.engine.shard_cache import ShardJob, ShardMarker, copies_sha256, remove_stale_shards
 from dataprep.shard_writer import SampleCopy
 from dataprep.shards import MemberLocation, canonical_json, sha256_file, tar_locations
 
@@ -121,7 +121,7 @@ def test_a_shard_cut_off_before_its_marker_is_still_known_as_the_builds_own(tmp_
 
     monkeypatch.setattr(shard_cache, "write_shard", killed_after_the_rename)
     with pytest.raises(KeyboardInterrupt):
-        write_or_reuse(shard, marker, "plan-sha", tmp_path / ".work", [], None)
+        ShardJob(shard, marker, "plan-sha", tmp_path / ".work", [], None).run()
     assert json.loads(marker.read_text()) == {"plan": "plan-sha"}
     remove_stale_shards(tmp_path, keep=set(), listed=set())  # a later, smaller plan
     assert not shard.exists() and not marker.exists()
@@ -243,9 +243,7 @@ def test_a_marker_from_before_token_counts_is_reused_without_them(upstream, tmp_
 
 def test_shard_jobs_hold_the_work_of_one_shard_and_record_its_samples(tmp_path):
     copies = [SampleCopy("000000_000000", "parts/a/000000.tar", (("json", 512, 10),), "5c" * 16)]
-    job = shard_cache.ShardJob(
-        tmp_path / "s.tar", tmp_path / "s.tar.json", copies_sha256(copies), tmp_path, copies, None
-    )
+    job = ShardJob(tmp_path / "s.tar", tmp_path / "s.tar.json", copies_sha256(copies), tmp_path, copies, None)
     assert dataclasses.is_dataclass(job) and job.retries == 3
     with pytest.raises(dataclasses.FrozenInstanceError):
         job.path = tmp_path  # type: ignore[misc]
