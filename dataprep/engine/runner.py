@@ -127,8 +127,7 @@ class InProcessRunner:
                 except Exception as error:
                     results.append(None)
                     errors.append((label, plain(error)))
-                    continue
-                progress.advance(job.records(results[-1]))
+                progress.advance(0 if results[-1] is None else job.records(results[-1]))
         finally:
             progress.close()
         _raise_failures(stage, errors, total)
