@@ -14,19 +14,15 @@ from pydantic import BaseModel
 
 from dataprep.contract.manifest import Manifest, ManifestError, load_manifest
 from dataprep.contract.shards import iter_samples
-from dataprep.engine import (
-    BuildError,
-    BuildSettings,
-    build,
-    check_output,
-    components_of,
-    fetch_sources,
-    missing_inputs,
-    normalize,
-    output_lock,
-    plan_mixture,
-    ray_session,
-)
+from dataprep.engine.build import build
+from dataprep.engine.downloads import fetch_all
+from dataprep.engine.entry import missing_inputs
+from dataprep.engine.normalize_all import normalize_all
+from dataprep.engine.output import check_output, output_lock
+from dataprep.engine.plan import components_of, plan_mixture
+from dataprep.engine.runner import BuildError
+from dataprep.engine.session import ray_session
+from dataprep.engine.settings import BuildSettings
 from dataprep.files import sha256_file
 from dataprep.fixtures import generate_all
 from dataprep.fixtures.tokenizer import demo_tokenizer
@@ -168,12 +164,12 @@ def _reproduce(args: argparse.Namespace) -> int:
 def _fetch(args: argparse.Namespace) -> int:
     recipe = _load(args)
     try:
-        with ray_session(_settings(args, recipe)):
-            downloads = fetch_sources(recipe, _settings(args, recipe))
+        with ray_session(_settings(args, recipe)) as runner:
+            downloads = fetch_all(recipe, runner)
     except BuildError as error:
         print(f"fetch failed: {error}", file=sys.stderr)
         return 1
-    print(download_table(recipe, downloads))
+    print(download_table(recipe, [downloads[entry.label] for entry in recipe.sources]))
     return 0
 
 
@@ -182,13 +178,13 @@ def _plan(args: argparse.Namespace) -> int:
     settings = _settings(args, recipe)
     try:
         check_output(recipe, settings.out)
-        with output_lock(settings.out), ray_session(settings):
-            fetch_sources(recipe, settings)
+        with output_lock(settings.out), ray_session(settings) as runner:
+            fetch_all(recipe, runner)
             missing = missing_inputs(recipe)
             if missing:
                 print("required inputs are missing:\n" + "\n".join(missing), file=sys.stderr)
                 return 1
-            entries = normalize(recipe, settings)
+            entries = normalize_all(recipe, settings, runner)
         shards = plan_mixture(components_of(entries), recipe)
     except BuildError as error:
         print(f"plan failed: {error}", file=sys.stderr)

@@ -11,7 +11,7 @@ from dataprep.contract.sample import ShardSample
 from dataprep.mixture import Slot
 
 if TYPE_CHECKING:
-    from dataprep.engine import EntryResult
+    from dataprep.engine.entry import Entry
     from dataprep.recipe.model import Recipe
 
 
@@ -115,7 +115,7 @@ def expectations(manifest: Manifest) -> str:
     return "\n".join([head, *parts])
 
 
-def plan_table(entries: list[EntryResult], shards: list[list[Slot]]) -> str:
+def plan_table(entries: list[Entry], shards: list[list[Slot]]) -> str:
     """Per source: inputs found, records read and kept, missing images, other rejects, the recipe's
     `expect`, planned count."""
     planned = Counter(slot.component for shard in shards for slot in shard)

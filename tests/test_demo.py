@@ -13,7 +13,8 @@ import webdataset as wds
 from PIL import Image
 
 from dataprep.cli import main
-from dataprep.engine import BuildSettings, build
+from dataprep.engine.build import build
+from dataprep.engine.settings import BuildSettings
 from dataprep.fixtures import generate_all
 from dataprep.fixtures.tokenizer import demo_tokenizer
 from dataprep.recipe.load import load_recipe

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from dataprep.contract.shards import iter_tar
-from dataprep.engine import BuildSettings, build
+from dataprep.engine.build import build
+from dataprep.engine.settings import BuildSettings
 from dataprep.files import sha256_file
 from dataprep.recipe.load import load_recipe
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataprep.assemble import ShardStats, Summary
 from dataprep.files import canonical_json
+from dataprep.shard_writer import ShardStats, Summary
 
 
 def test_summaries_round_trip_through_strict_json():

@@ -1,4 +1,4 @@
-"""Assemble one output shard from normalized parts, byte for byte deterministic."""
+"""Write one output shard from normalized parts, byte for byte deterministic, with its statistics."""
 
 from __future__ import annotations
 

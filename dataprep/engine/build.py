@@ -1,0 +1,111 @@
+"""The whole build: fetch, normalize, plan, write or reuse shards, then rejects and the manifest, under
+the output folder's lock, timing each stage. Every stage skips work already completed."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+from dataprep.contract.manifest import BuildTimes, Manifest
+from dataprep.engine.downloads import fetch_all
+from dataprep.engine.entry import Entry, require_inputs
+from dataprep.engine.make_manifest import make_manifest, token_stats
+from dataprep.engine.normalize_all import normalize_all
+from dataprep.engine.output import check_output, discard, listed_shards, output_lock
+from dataprep.engine.plan import components_of, plan_mixture, shard_copies
+from dataprep.engine.runner import Labelled, Runner
+from dataprep.engine.session import ray_session
+from dataprep.engine.settings import WORK_DIR, BuildSettings
+from dataprep.engine.shard_cache import ShardJob, copies_sha256, remove_stale_shards, token_settings
+from dataprep.files import canonical_json, write_atomic
+from dataprep.mixture import Slot
+from dataprep.recipe.model import Recipe
+from dataprep.tokens import TokenSettings
+
+
+def build(recipe: Recipe, settings: BuildSettings, runner: Runner | None = None) -> Manifest:
+    """The whole build, under a lock on the output folder, its tasks on Ray (or on `runner`). The
+    previous manifest stays until shards start to change; the new one is written last, only after
+    every shard is complete."""
+    check_output(recipe, settings.out)
+    if not any(entry.fetch for entry in recipe.sources):
+        require_inputs(recipe)  # before Ray starts
+    with output_lock(settings.out):
+        return _build_locked(recipe, settings, runner)
+
+
+def _build_locked(recipe: Recipe, settings: BuildSettings, runner: Runner | None) -> Manifest:
+    started = datetime.now(timezone.utc)
+    clock = time.monotonic()
+    out = settings.out
+    stages: dict[str, float] = {}
+
+    def lap(stage: str) -> None:
+        stages[stage] = max(0.0, round(time.monotonic() - clock - sum(stages.values()), 3))
+
+    session = contextlib.nullcontext(runner) if runner else ray_session(settings)
+    with session as tasks:
+        lap("ray_start")
+        downloads = fetch_all(recipe, tasks)
+        lap("fetch")
+        entries = normalize_all(recipe, settings, tasks, downloads)
+        lap("normalize")
+        shard_plan = plan_mixture(components_of(entries), recipe)
+        shard_names = [f"{recipe.name}-{index:06d}.tar" for index in range(len(shard_plan))]
+        listed = listed_shards(out / "manifest.json")
+        (out / "manifest.json").unlink(missing_ok=True)  # shards change from here on
+        remove_stale_shards(out, set(shard_names), listed)
+        tokens = token_settings(recipe)
+        per_label = [_per_label(slots, entries) for slots in shard_plan]
+        jobs = _shard_jobs(out, shard_names, shard_plan, entries, tokens)
+        markers = tasks.run("write", jobs, len(shard_plan))
+        lap("plan_and_write")
+    rejects = b"".join(canonical_json(reject) + b"\n" for entry in entries for reject in entry.rejects)
+    write_atomic(out / "rejects.jsonl", rejects)
+    manifest = make_manifest(
+        recipe,
+        entries,
+        shard_names,
+        per_label,
+        markers,
+        token_stats(tokens, entries, markers),
+        rejects,
+        settings.limit,
+    )
+    manifest.build = BuildTimes(
+        started_at=started.isoformat(timespec="seconds"),
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        seconds=round(time.monotonic() - clock, 3),
+        stages=stages,
+    )
+    write_atomic(out / "manifest.json", manifest.model_dump_json(indent=2).encode("utf-8") + b"\n")
+    if settings.discard_parts:  # a copy of every kept sample; the next build re-normalizes
+        discard(out / WORK_DIR / "parts")
+    return manifest
+
+
+def _per_label(slots: list[Slot], entries: list[Entry]) -> dict[str, int]:
+    """A shard's samples per entry label (every entry named, in recipe order)."""
+    counts = Counter(entries[slot.component].label for slot in slots)
+    return {entry.label: counts[entry.label] for entry in entries}
+
+
+def _shard_jobs(
+    out: Path,
+    shard_names: list[str],
+    shard_plan: list[list[Slot]],
+    entries: list[Entry],
+    tokens: TokenSettings | None,
+) -> Iterator[Labelled]:
+    """One job per shard, made only as it is started: the driver holds the copies (and their hash)
+    of the shards in flight, not those of every shard."""
+    work = out / WORK_DIR
+    for shard_index, (name, slots) in enumerate(zip(shard_names, shard_plan, strict=True)):
+        copies = shard_copies(shard_index, slots, entries)
+        marker = work / "shards" / f"{name}.json"
+        job = ShardJob(out / "shards" / name, marker, copies_sha256(copies), work, copies, tokens)
+        yield f"shard {name}", job

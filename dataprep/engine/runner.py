@@ -1,0 +1,150 @@
+"""Run a stage's jobs, at most `workers` at a time, on Ray or in this process; any failure fails the
+stage with one line per distinct error."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar, Protocol
+
+import ray
+
+from dataprep.progress import Progress
+
+
+class BuildError(Exception):
+    """A stage could not complete; names each distinct error with a unit it failed (and how many
+    more). Nothing is published."""
+
+
+class UnitFailed(Exception):
+    """A work unit's error, reduced to its type and message so it crosses process boundaries."""
+
+
+class Job:
+    """One task of a stage: a frozen dataclass of plain values whose `run()` does the work where it
+    is shipped (a Ray worker or this process)."""
+
+    retries: ClassVar[int] = 3  # attempts after a worker dies; an error raised by `run` is final
+
+    def run(self) -> Any:
+        raise NotImplementedError
+
+    def records(self, result: Any) -> int:
+        """Records its result accounts for, for the progress line."""
+        return 0
+
+
+Labelled = tuple[str, Job]  # (what a failure names, the job)
+
+
+class Runner(Protocol):
+    def run(self, stage: str, jobs: Iterable[Labelled], total: int) -> list[Any]:
+        """The jobs' results in job order, or BuildError naming every failure. `jobs` is consumed
+        only as jobs are started, so a lazy iterable holds only those in flight."""
+        ...
+
+
+def plain(error: Exception) -> str:
+    """An error as the stage's failure summary names it: `<Type>: <message>`."""
+    return f"{type(error).__name__}: {error}"
+
+
+@ray.remote
+def _run_remote(job: Job) -> Any:
+    try:
+        return job.run()
+    except Exception as error:
+        raise UnitFailed(plain(error)) from None
+
+
+class RayRunner:
+    """Jobs as Ray tasks, at most `workers` in flight (all of them without a worker count)."""
+
+    def __init__(self, workers: int | None, progress: bool | None) -> None:
+        self.workers = workers
+        self.progress = progress
+
+    def run(self, stage: str, jobs: Iterable[Labelled], total: int) -> list[Any]:
+        results: list[Any] = [None] * total
+        errors: list[tuple[str, str]] = []
+        progress = Progress(stage, total, enabled=self.progress)
+        try:
+            self._drain(iter(jobs), self.workers or total or 1, results, errors, progress)
+        finally:
+            progress.close()  # a line of its own, also when interrupted
+        _raise_failures(stage, errors, total)
+        return results
+
+    @staticmethod
+    def _drain(
+        jobs: Iterator[Labelled],
+        limit: int,
+        results: list[Any],
+        errors: list[tuple[str, str]],
+        progress: Progress,
+    ) -> None:
+        pending: dict[ray.ObjectRef, tuple[int, str, Job]] = {}
+        numbered = enumerate(jobs)
+
+        def submit() -> bool:
+            started = next(numbered, None)
+            if started is None:
+                return False
+            index, (label, job) = started
+            pending[_run_remote.options(max_retries=job.retries).remote(job)] = (index, label, job)
+            return True
+
+        while len(pending) < limit and submit():
+            pass
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            index, label, job = pending.pop(ready[0])
+            try:
+                results[index] = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as error:
+                errors.append((label, str(error.cause if isinstance(error.cause, UnitFailed) else error)))
+            except ray.exceptions.RayError as error:
+                errors.append((label, str(error)))
+            progress.advance(0 if results[index] is None else job.records(results[index]))
+            submit()
+
+
+class InProcessRunner:
+    """Jobs one after another in this process: the same results and failure summary as `RayRunner`,
+    without starting Ray (for tests of a stage)."""
+
+    def __init__(self, progress: bool | None = False) -> None:
+        self.progress = progress
+
+    def run(self, stage: str, jobs: Iterable[Labelled], total: int) -> list[Any]:
+        results: list[Any] = []
+        errors: list[tuple[str, str]] = []
+        progress = Progress(stage, total, enabled=self.progress)
+        try:
+            for label, job in jobs:
+                try:
+                    results.append(job.run())
+                except Exception as error:
+                    results.append(None)
+                    errors.append((label, plain(error)))
+                progress.advance(0 if results[-1] is None else job.records(results[-1]))
+        finally:
+            progress.close()
+        _raise_failures(stage, errors, total)
+        return results
+
+
+def _raise_failures(stage: str, errors: list[tuple[str, str]], total: int) -> None:
+    if errors:
+        raise BuildError(f"{stage} failed for {len(errors)} of {total} units:\n" + failures(errors))
+
+
+def failures(errors: list[tuple[str, str]]) -> str:
+    """One line per distinct error, naming its first unit: a full disk fails every unit alike."""
+    by_error: dict[str, list[str]] = {}
+    for job, error in errors:
+        by_error.setdefault(error, []).append(job)
+    return "\n".join(
+        f"{jobs[0]}: {error}" + (f" (and {len(jobs) - 1} more units)" if len(jobs) > 1 else "")
+        for error, jobs in by_error.items()
+    )

@@ -1,0 +1,206 @@
+"""Output shards written or reused by their markers (`.work/shards/<shard>.json`), and the shards of
+earlier plans removed. A marker records the hash of the shard's sample copies (JSON key `plan`), the
+shard's sha256, size, samples, statistics, index hash, token counts, and its file's size and mtime."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from dataprep.contract.shards import shard_index_path, tar_locations, write_shard_index
+from dataprep.engine.runner import Job
+from dataprep.engine.settings import WORK_DIR
+from dataprep.files import PARTIAL_SUFFIX, canonical_json, sha256_file, write_atomic
+from dataprep.recipe.model import Recipe
+from dataprep.shard_writer import SampleCopy, ShardStats, Summary, shard_tokens, write_shard
+from dataprep.tokens import TokenCounter, TokenSettings, tokenizer_file
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """A shard's token summaries per entry label, and the key of the settings that counted them
+    (`None`, `None`: counted without a tokenizer)."""
+
+    key: str | None
+    per_label: dict[str, Summary] | None
+
+
+@dataclass(frozen=True)
+class ShardMarker:
+    """A complete shard's marker. `tokens` is None in markers of versions before token counts."""
+
+    copies_sha256: str
+    sha256: str
+    bytes: int
+    samples: int
+    stats: ShardStats
+    index_sha256: str | None
+    tokens: TokenCounts | None
+    stat: tuple[int, int] | None  # the shard file's size and mtime (ns) when it was last checked
+
+    @classmethod
+    def from_json(cls, fields: dict[str, Any]) -> ShardMarker | None:
+        """The marker of a complete shard; None for one naming only the copies' hash (cut off)."""
+        if "sha256" not in fields:
+            return None
+        tokens = None
+        if "tokens_key" in fields:
+            per_label = fields["tokens"]
+            tokens = TokenCounts(
+                fields["tokens_key"],
+                None
+                if per_label is None
+                else {name: Summary(**values) for name, values in per_label.items()},
+            )
+        stat = fields.get("stat")
+        return cls(
+            copies_sha256=fields["plan"],
+            sha256=fields["sha256"],
+            bytes=fields["bytes"],
+            samples=fields["samples"],
+            stats=ShardStats.from_json(fields["stats"]),
+            index_sha256=fields.get("index_sha256"),
+            tokens=tokens,
+            stat=None if stat is None else (stat[0], stat[1]),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "plan": self.copies_sha256,
+            "sha256": self.sha256,
+            "bytes": self.bytes,
+            "samples": self.samples,
+            "stats": self.stats.to_json(),  # earlier markers held Infinity: written strict
+        }
+        if self.index_sha256 is not None:
+            fields["index_sha256"] = self.index_sha256
+        if self.tokens is not None:
+            per_label = self.tokens.per_label
+            fields["tokens_key"] = self.tokens.key
+            fields["tokens"] = (
+                None
+                if per_label is None
+                else {name: summary.to_json() for name, summary in per_label.items()}
+            )
+        if self.stat is not None:
+            fields["stat"] = list(self.stat)
+        return fields
+
+
+def copies_sha256(copies: list[SampleCopy]) -> str:
+    """The hash a shard's marker records: every copy's fields, in order (as `dataclasses.asdict`
+    gives them, without its per-value deep copies: 7× faster)."""
+    rows = [{"key": c.key, "part": c.part, "members": c.members, "digest": c.digest} for c in copies]
+    return hashlib.sha256(canonical_json(rows)).hexdigest()
+
+
+@dataclass(frozen=True)
+class ShardJob(Job):
+    """One output shard, written unless one of the same copies is already complete: its marker
+    records the copies' hash, the sha256 and the file's size and mtime; a file whose size or mtime
+    differs is re-hashed. A kept shard whose token counts were made with other settings is
+    re-counted, not rewritten. A marker naming only the copies' hash is written first: a shard cut
+    off before its full marker is still known as a build's own (stale shards are removed by their
+    markers)."""
+
+    path: Path
+    marker: Path
+    copies_sha256: str
+    work_dir: Path
+    copies: list[SampleCopy]
+    tokens: TokenSettings | None
+
+    def run(self) -> ShardMarker:
+        return self._reuse() or self._write()
+
+    def records(self, result: ShardMarker) -> int:
+        return result.samples
+
+    def _reuse(self) -> ShardMarker | None:
+        """The complete shard's marker, brought up to date; None when the shard must be written."""
+        if not (self.marker.exists() and self.path.exists()):
+            return None
+        fields = json.loads(self.marker.read_bytes())
+        done = ShardMarker.from_json(fields)
+        if (
+            done is None
+            or done.copies_sha256 != self.copies_sha256
+            or (done.stat != _stat(self.path) and sha256_file(self.path) != done.sha256)
+        ):
+            return None
+        kept = replace(done, stat=_stat(self.path), index_sha256=_index_sha256(self.path, done.index_sha256))
+        if (done.tokens.key if done.tokens else None) != _tokens_key(self.tokens):
+            counted = shard_tokens(self.path, TokenCounter(self.tokens)) if self.tokens else None
+            kept = replace(kept, tokens=_counts(self.tokens, counted))
+        if kept.to_json() != fields:
+            write_atomic(self.marker, canonical_json(kept.to_json()))
+        return kept
+
+    def _write(self) -> ShardMarker:
+        write_atomic(self.marker, canonical_json({"plan": self.copies_sha256}))
+        counter = TokenCounter(self.tokens) if self.tokens else None
+        result = write_shard(self.path, self.work_dir, self.copies, counter)
+        done = ShardMarker(
+            copies_sha256=self.copies_sha256,
+            sha256=result.sha256,
+            bytes=result.bytes,
+            samples=result.samples,
+            stats=result.stats,
+            index_sha256=result.index_sha256,
+            tokens=_counts(self.tokens, result.tokens),
+            stat=_stat(self.path),
+        )
+        write_atomic(self.marker, canonical_json(done.to_json()))
+        return done
+
+
+def _tokens_key(tokens: TokenSettings | None) -> str | None:
+    return tokens.key if tokens else None
+
+
+def _counts(tokens: TokenSettings | None, per_label: dict[str, Summary] | None) -> TokenCounts:
+    return TokenCounts(_tokens_key(tokens), per_label)
+
+
+def _index_sha256(shard: Path, recorded: str | None) -> str:
+    """The kept shard's sidecar index, rewritten from its tar headers when missing or altered."""
+    index = shard_index_path(shard)
+    if recorded and index.exists() and sha256_file(index) == recorded:
+        return recorded
+    return sha256_file(write_shard_index(shard, tar_locations(shard)))
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_size, info.st_mtime_ns
+
+
+def token_settings(recipe: Recipe) -> TokenSettings | None:
+    """The recipe's tokenizer, as the shard tasks count with it (and markers key their counts by)."""
+    if recipe.tokens is None:
+        return None
+    file = tokenizer_file(Path(recipe.tokens.tokenizer)).absolute()
+    return TokenSettings(str(file), sha256_file(file), recipe.tokens.image_tokens)
+
+
+def remove_stale_shards(out: Path, keep: set[str], listed: set[str]) -> None:
+    """Drop the shards earlier builds wrote (those with a marker, or in their manifest: any recipe
+    name) that the current plan does not keep, with their indexes, and unfinished `.partial` files.
+    Nothing else: a file a build did not write stays (`manifest validate` names it)."""
+    folder, markers = out / "shards", out / WORK_DIR / "shards"
+    written = set(listed)
+    if markers.exists():
+        for marker in markers.glob("*.tar.json"):
+            written.add(marker.name.removesuffix(".json"))
+            if marker.name.removesuffix(".json") not in keep:
+                marker.unlink()
+    for shard in written - keep:
+        (folder / shard).unlink(missing_ok=True)
+        shard_index_path(folder / shard).unlink(missing_ok=True)
+    if folder.exists():
+        for path in folder.iterdir():
+            if path.name.endswith((".tar" + PARTIAL_SUFFIX, ".idx.json" + PARTIAL_SUFFIX)):
+                path.unlink()

@@ -1,0 +1,128 @@
+"""Whole builds on a real embedded Ray cluster (and in process), read back with the independent webdataset library."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import webdataset as wds
+
+from dataprep.engine.runner import InProcessRunner
+from dataprep.files import sha256_file
+from dataprep.fixtures.tokenizer import write_tokenizer
+from dataprep.recipe.load import RecipeError, load_recipe
+
+from build_helpers import build_recipe
+from upstream import recipe_yaml
+
+
+def test_build_round_trips_through_webdataset(ray_cluster, upstream, tmp_path):
+    data_root, facts = upstream
+    out, manifest = build_recipe(tmp_path, data_root)
+
+    urls = [str(out / shard.path) for shard in manifest.shards]
+    dataset = wds.WebDataset(urls, shardshuffle=False, empty_check=False)
+    seen = Counter()
+    for sample in dataset:
+        record = json.loads(sample["json"])
+        expected = facts["expected"][record["id"]]
+        seen[record["id"]] += 1
+        assert record["source"] == "mine"
+        assert record["conversations"] == expected["conversations"]
+        assert [sample[suffix] for suffix in record["images"]] == expected["images"]
+        assert "." not in sample["__key__"]
+    assert seen == Counter(facts["expected"].keys())
+
+    (source,) = manifest.sources
+    assert source.kept == len(facts["expected"]) == manifest.totals.samples
+    assert source.rejected == dict(sorted(Counter(facts["rejects"].values()).items()))
+    assert source.read == source.kept + len(facts["rejects"])
+    assert all(shard.samples <= 4 for shard in manifest.shards)
+    assert sum(shard.samples for shard in manifest.shards) == manifest.totals.samples
+
+
+def test_rejects_file_names_each_bad_record(ray_cluster, upstream, tmp_path):
+    data_root, facts = upstream
+    out, _ = build_recipe(tmp_path, data_root)
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert {reject["id"]: reject["reason"] for reject in rejects} == facts["rejects"]
+    missing = next(reject for reject in rejects if reject["id"] == "missing")
+    assert "nowhere.jpg" in missing["detail"]
+    assert all(reject["source"] == "mine" for reject in rejects)
+
+
+def test_same_recipe_gives_identical_bytes(ray_cluster, upstream, tmp_path):
+    data_root, _ = upstream
+    _, first = build_recipe(tmp_path / "a", data_root)
+    _, second = build_recipe(tmp_path / "b", data_root)
+    assert [shard.sha256 for shard in first.shards] == [shard.sha256 for shard in second.shards]
+    assert first.content_sha256 == second.content_sha256 == second.compute_content_sha256()
+    assert first.rejects_sha256 == second.rejects_sha256
+
+
+def test_token_statistics_match_the_shards_and_follow_the_tokenizer_settings(ray_cluster, upstream, tmp_path):
+    data_root, _ = upstream
+    texts = (data_root / "mine" / "train.jsonl").read_text().splitlines()
+    tokenizer = write_tokenizer(tmp_path / "tokenizer" / "tokenizer.json", texts)
+    tokens = f"tokens: {{tokenizer: {tokenizer.parent}, image_tokens: 0}}"
+    out, plain = build_recipe(tmp_path, data_root, extra=tokens)
+    stats = plain.stats.tokens
+    assert stats is not None and stats.tokenizer_sha256 == sha256_file(tokenizer)
+    expected = _token_totals_read_back(out, tokenizer, 0)
+    assert {name: summary["total"] for name, summary in stats.per_source.items()} == dict(expected)
+    assert stats.per_sample["total"] == sum(expected.values())
+    assert stats.per_sample["count"] == plain.totals.samples
+
+    shards = sorted((out / "shards").glob("*.tar"))
+    before = [(path.stat().st_ino, path.stat().st_mtime_ns) for path in shards]
+    _, counted = build_recipe(
+        tmp_path, data_root, extra=tokens.replace("image_tokens: 0", "image_tokens: 256")
+    )
+    assert [(path.stat().st_ino, path.stat().st_mtime_ns) for path in shards] == before  # re-counted only
+    assert [shard.sha256 for shard in counted.shards] == [shard.sha256 for shard in plain.shards]
+    read_back = wds.WebDataset([str(p) for p in shards], shardshuffle=False)
+    images = sum(len(json.loads(sample["json"])["images"]) for sample in read_back)
+    assert counted.stats.tokens.per_sample["total"] == stats.per_sample["total"] + 256 * images
+    assert images > 0
+
+    _, without = build_recipe(tmp_path, data_root)
+    assert without.stats.tokens is None
+    assert [shard.sha256 for shard in without.shards] == [shard.sha256 for shard in plain.shards]
+
+
+def _token_totals_read_back(out: Path, tokenizer: Path, image_tokens: int) -> Counter:
+    """Tokens per source, counted independently over the shards read with webdataset."""
+    from tokenizers import Tokenizer
+
+    encoder = Tokenizer.from_file(str(tokenizer))
+    totals: Counter = Counter()
+    dataset = wds.WebDataset(
+        [str(path) for path in sorted((out / "shards").glob("*.tar"))], shardshuffle=False
+    )
+    for sample in dataset:
+        record = json.loads(sample["json"])
+        for turn in record["conversations"]:
+            text = turn["value"].replace("<image>", "")
+            totals[record["source"]] += len(encoder.encode(text, add_special_tokens=False).ids)
+        totals[record["source"]] += image_tokens * len(record["images"])
+    return totals
+
+
+def test_a_recipe_naming_a_missing_tokenizer_is_refused_with_its_field(upstream, tmp_path):
+    data_root, _ = upstream
+    recipe_file = tmp_path / "r.yaml"
+    extra = f"tokens: {{tokenizer: {tmp_path / 'nowhere'}}}"
+    recipe_file.write_text(recipe_yaml("r", data_root, tmp_path / "out", extra=extra))
+    with pytest.raises(RecipeError, match=r"r\.yaml:7: tokens\.tokenizer: .*nowhere.* does not exist"):
+        load_recipe(recipe_file)
+
+
+def test_a_build_in_process_writes_the_bytes_of_a_build_on_ray(ray_cluster, upstream, tmp_path):
+    data_root, _ = upstream
+    out, on_ray = build_recipe(tmp_path / "ray", data_root)
+    here, in_process = build_recipe(tmp_path / "here", data_root, runner=InProcessRunner())
+    assert in_process.content_sha256 == on_ray.content_sha256
+    assert [shard.sha256 for shard in in_process.shards] == [shard.sha256 for shard in on_ray.shards]
+    assert (here / "rejects.jsonl").read_bytes() == (out / "rejects.jsonl").read_bytes()

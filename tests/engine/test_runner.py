@@ -1,0 +1,74 @@
+"""Running a stage's jobs on Ray and in process: one failure summary, the progress line."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from dataprep.engine.build import build
+from dataprep.engine.entry import HashJob
+from dataprep.engine.runner import BuildError, InProcessRunner, RayRunner
+from dataprep.engine.settings import BuildSettings
+from dataprep.files import sha256_file
+from dataprep.recipe.load import load_recipe
+
+from upstream import recipe_yaml
+
+
+@pytest.fixture(params=["ray", "in-process"])
+def runner(request):
+    """Each runner, at most 2 jobs in flight."""
+    if request.param == "ray":
+        request.getfixturevalue("ray_cluster")
+        return RayRunner(workers=2, progress=False)
+    return InProcessRunner()
+
+
+def test_units_failing_alike_are_reported_once_with_their_count(runner):
+    """A full disk fails every unit with one error: the build says so in one line, not one per unit."""
+    jobs = [(f"unit {i}", HashJob("/dev/null/x")) for i in range(5)]
+    jobs.append(("unit odd", HashJob("/nowhere/at/all")))
+    with pytest.raises(BuildError) as failed:
+        runner.run("normalize", iter(jobs), len(jobs))
+    heading, *lines = str(failed.value).splitlines()
+    assert heading == "normalize failed for 6 of 6 units:" and len(lines) == 2
+    assert any(
+        re.fullmatch(
+            r"unit \d: NotADirectoryError: \[Errno 20\] Not a directory: '/dev/null/x' \(and 4 more units\)",
+            line,
+        )
+        for line in lines
+    )
+    assert "unit odd: FileNotFoundError: [Errno 2] No such file or directory: '/nowhere/at/all'" in lines
+
+
+def test_results_come_in_job_order_and_jobs_are_made_only_as_they_start(runner, tmp_path):
+    files = []
+    for index in range(5):
+        files.append(tmp_path / f"{index}.txt")
+        files[-1].write_text("x" * index)
+    started = []
+
+    def jobs():
+        for path in files:
+            started.append(path)
+            yield str(path), HashJob(str(path))
+
+    results = runner.run("hash", jobs(), len(files))
+    assert results == [sha256_file(path) for path in files]
+    assert started == files
+
+
+def test_progress_counts_records_read_and_samples_written(ray_cluster, upstream, tmp_path, capsys):
+    data_root, _ = upstream
+    recipe_file = tmp_path / "mix.yaml"
+    recipe_file.write_text(recipe_yaml("mix", data_root, tmp_path / "out"))
+    manifest = build(load_recipe(recipe_file), BuildSettings(out=tmp_path / "out", progress=True))
+    lines = {
+        line.split("]")[0] + "]": line
+        for line in capsys.readouterr().err.replace("\n", "\r").split("\r")
+        if line
+    }
+    assert f" {manifest.totals.read} records" in lines["[normalize]"]
+    assert f" {manifest.totals.samples} records" in lines["[write]"]
