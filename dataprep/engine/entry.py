@@ -13,7 +13,7 @@ from typing import Any
 from dataprep.contract.manifest import Artifact, DownloadReport
 from dataprep.engine.runner import BuildError, Job, Runner
 from dataprep.engine.settings import WORK_DIR, BuildSettings
-from dataprep.files import canonical_json, sha256_file, write_atomic
+from dataprep.files import FileStamp, canonical_json, sha256_file, write_atomic
 from dataprep.normalize import PART_FORMAT
 from dataprep.paths import not_a_file
 from dataprep.recipe.load import source_options
@@ -110,15 +110,11 @@ def hash_inputs(entries: list[Entry], work: Path, runner: Runner) -> None:
     cache_path = work / "artifact_hashes.json"
     cache = json.loads(cache_path.read_bytes()) if cache_path.exists() else {}
     files = sorted({str(path) for entry in entries for path in entry.adapter.inputs()})
-    stats = {name: os.stat(name) for name in files}
-    stale = [
-        name
-        for name in files
-        if cache.get(name, [None])[:2] != [stats[name].st_size, stats[name].st_mtime_ns]
-    ]
+    stamps = {name: FileStamp.read(name).to_json() for name in files}
+    stale = [name for name in files if cache.get(name, [None])[:2] != stamps[name]]
     digests = runner.run("hash", ((name, HashJob(name)) for name in stale), len(stale))
     for name, digest in zip(stale, digests, strict=True):
-        cache[name] = [stats[name].st_size, stats[name].st_mtime_ns, digest]
+        cache[name] = [*stamps[name], digest]
     write_atomic(cache_path, canonical_json(cache))
     for entry in entries:
         entry.artifacts = [
@@ -143,9 +139,7 @@ def list_units(entry: Entry) -> list[str]:
 
 def entry_key(adapter: Source, recipe: Recipe, limit: int | None) -> str:
     """Normalized parts are reused while adapter, options, inputs, image policy and limit are unchanged."""
-    inputs = [
-        [str(path), os.stat(path).st_size, os.stat(path).st_mtime_ns] for path in sorted(adapter.inputs())
-    ]
+    inputs = [[str(path), *FileStamp.read(path).to_json()] for path in sorted(adapter.inputs())]
     identity = {
         "part_format": PART_FORMAT,
         "adapter": [adapter.name, adapter.version],

@@ -13,7 +13,7 @@ from typing import Any
 from dataprep.contract.shards import shard_index_path, tar_locations, write_shard_index
 from dataprep.engine.runner import Job
 from dataprep.engine.settings import WORK_DIR
-from dataprep.files import PARTIAL_SUFFIX, canonical_json, sha256_file, write_atomic
+from dataprep.files import PARTIAL_SUFFIX, FileStamp, canonical_json, sha256_file, write_atomic
 from dataprep.recipe.model import Recipe
 from dataprep.shard_writer import SampleCopy, ShardStats, Summary, shard_tokens, write_shard
 from dataprep.tokens import TokenCounter, TokenSettings, tokenizer_file
@@ -39,7 +39,7 @@ class ShardMarker:
     stats: ShardStats
     index_sha256: str | None
     tokens: TokenCounts | None
-    stat: tuple[int, int] | None  # the shard file's size and mtime (ns) when it was last checked
+    stat: FileStamp | None  # the shard file's size and mtime when it was last checked
 
     @classmethod
     def from_json(cls, fields: dict[str, Any]) -> ShardMarker | None:
@@ -64,7 +64,7 @@ class ShardMarker:
             stats=ShardStats.from_json(fields["stats"]),
             index_sha256=fields.get("index_sha256"),
             tokens=tokens,
-            stat=None if stat is None else (stat[0], stat[1]),
+            stat=None if stat is None else FileStamp.from_json(stat),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -86,7 +86,7 @@ class ShardMarker:
                 else {name: summary.to_json() for name, summary in per_label.items()}
             )
         if self.stat is not None:
-            fields["stat"] = list(self.stat)
+            fields["stat"] = self.stat.to_json()
         return fields
 
 
@@ -128,10 +128,12 @@ class ShardJob(Job):
         if (
             done is None
             or done.copies_sha256 != self.copies_sha256
-            or (done.stat != _stat(self.path) and sha256_file(self.path) != done.sha256)
+            or (done.stat != FileStamp.read(self.path) and sha256_file(self.path) != done.sha256)
         ):
             return None
-        kept = replace(done, stat=_stat(self.path), index_sha256=_index_sha256(self.path, done.index_sha256))
+        kept = replace(
+            done, stat=FileStamp.read(self.path), index_sha256=_index_sha256(self.path, done.index_sha256)
+        )
         if (done.tokens.key if done.tokens else None) != _tokens_key(self.tokens):
             counted = shard_tokens(self.path, TokenCounter(self.tokens)) if self.tokens else None
             kept = replace(kept, tokens=_counts(self.tokens, counted))
@@ -151,7 +153,7 @@ class ShardJob(Job):
             stats=result.stats,
             index_sha256=result.index_sha256,
             tokens=_counts(self.tokens, result.tokens),
-            stat=_stat(self.path),
+            stat=FileStamp.read(self.path),
         )
         write_atomic(self.marker, canonical_json(done.to_json()))
         return done
@@ -171,11 +173,6 @@ def _index_sha256(shard: Path, recorded: str | None) -> str:
     if recorded and index.exists() and sha256_file(index) == recorded:
         return recorded
     return sha256_file(write_shard_index(shard, tar_locations(shard)))
-
-
-def _stat(path: Path) -> tuple[int, int]:
-    info = path.stat()
-    return info.st_size, info.st_mtime_ns
 
 
 def token_settings(recipe: Recipe) -> TokenSettings | None:
