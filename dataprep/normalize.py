@@ -162,7 +162,8 @@ def _digest(members: list[tuple[str, bytes]]) -> str:
 
 
 def _reject_entry(seq: int, reject: Reject) -> dict[str, Any]:
-    return {"seq": seq, "id": _escaped(reject.id), "reason": reject.reason, "detail": _escaped(reject.detail)}
+    """A reject as the part's index records it, its texts escaped so that it can always be written."""
+    return {"seq": seq, **Reject(_escaped(reject.id), reject.reason, _escaped(reject.detail)).to_json()}
 
 
 def _escaped(text: str) -> str:

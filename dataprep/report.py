@@ -121,7 +121,7 @@ def plan_table(entries: list[Entry], shards: list[list[Slot]]) -> str:
     planned = Counter(slot.component for shard in shards for slot in shard)
     rows = []
     for index, result in enumerate(entries):
-        reasons = Counter(reject["reason"] for reject in result.rejects)
+        reasons = Counter(reject.reason for reject in result.rejects)
         missing_images = reasons.pop("image_missing", 0)
         input_bytes = sum(artifact.bytes for artifact in result.artifacts)
         rows.append(

@@ -49,5 +49,12 @@ class Reject:
     reason: str
     detail: str = ""
 
+    def to_json(self) -> dict[str, str]:
+        return {"id": self.id, "reason": self.reason, "detail": self.detail}
+
+    @classmethod
+    def from_json(cls, fields: dict[str, Any]) -> Reject:
+        return cls(fields["id"], fields["reason"], fields["detail"])
+
 
 Record = Sample | Reject

@@ -21,7 +21,7 @@ from dataprep.engine.runner import Labelled, Runner
 from dataprep.engine.session import ray_session
 from dataprep.engine.settings import WORK_DIR, BuildSettings
 from dataprep.engine.shard_cache import ShardJob, copies_sha256, remove_stale_shards, token_settings
-from dataprep.files import canonical_json, write_atomic
+from dataprep.files import write_atomic
 from dataprep.mixture import Slot
 from dataprep.recipe.model import Recipe
 from dataprep.tokens import TokenSettings
@@ -64,7 +64,7 @@ def _build_locked(recipe: Recipe, settings: BuildSettings, runner: Runner | None
         jobs = _shard_jobs(out, shard_names, shard_plan, entries, tokens)
         markers = tasks.run("write", jobs, len(shard_plan))
         lap("plan_and_write")
-    rejects = b"".join(canonical_json(reject) + b"\n" for entry in entries for reject in entry.rejects)
+    rejects = b"".join(reject.to_bytes() for entry in entries for reject in entry.rejects)
     write_atomic(out / "rejects.jsonl", rejects)
     manifest = make_manifest(
         recipe,

@@ -8,9 +8,9 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from dataprep.contract.manifest import Artifact, DownloadReport
+from dataprep.contract.rejects import RejectLine
 from dataprep.engine.runner import BuildError, Job, Runner
 from dataprep.engine.settings import WORK_DIR, BuildSettings
 from dataprep.files import FileStamp, canonical_json, sha256_file, write_atomic
@@ -35,7 +35,7 @@ class Entry:
     parts: list[Path] = field(default_factory=list)  # one per unit, in its part folder
     used: int = 0  # units handed to normalize, in order (fewer than all under a limit)
     kept: list[SampleCopy] = field(default_factory=list)  # (part, member locations) per kept sample
-    rejects: list[dict[str, Any]] = field(default_factory=list)
+    rejects: list[RejectLine] = field(default_factory=list)
     reencoded: int = 0
 
     @property

@@ -66,7 +66,7 @@ def make_manifest(
             repeat=entry.entry.repeat,
             read=entry.read,
             kept=len(entry.kept),
-            rejected=dict(sorted(Counter(reject["reason"] for reject in entry.rejects).items())),
+            rejected=dict(sorted(Counter(reject.reason for reject in entry.rejects).items())),
             reencoded_images=entry.reencoded,
             in_mixture=in_mixture[entry.label],
             expected=entry.entry.expect,

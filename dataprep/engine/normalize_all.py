@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dataprep.contract.manifest import DownloadReport
+from dataprep.contract.rejects import RejectLine
 from dataprep.engine.entry import Entry, prepare_entries
 from dataprep.engine.plan import gc_paused
 from dataprep.engine.runner import Job, Labelled, Runner
@@ -23,6 +24,7 @@ from dataprep.normalize import (
     normalize_unit,
 )
 from dataprep.recipe.model import ImagePolicy, Recipe
+from dataprep.sample import Reject
 from dataprep.shard_writer import SampleCopy
 from dataprep.sources import registry
 
@@ -130,5 +132,7 @@ def gather(entry: Entry, work: Path, limit: int | None) -> None:
                 entry.kept.append(SampleCopy("", relative, members, record["digest"]))
                 entry.reencoded += record.get("reencoded", 0)
             else:
-                reject = {"source": entry.label, "id": record["id"], "reason": record["reason"]}
-                entry.rejects.append({**reject, "detail": record["detail"], "unit": index["unit"]})
+                reject = Reject.from_json(record)
+                entry.rejects.append(
+                    RejectLine(entry.label, reject.id, reject.reason, reject.detail, index["unit"])
+                )

@@ -156,8 +156,8 @@ def test_normalizing_in_process_gathers_every_record_once_and_reuses_completed_p
     (entry,) = normalize_all(recipe, settings, first)
     assert len(entry.units) > 1 and entry.used == len(entry.units) == first.jobs["normalize"]
     assert len(entry.kept) == len(facts["expected"]) and entry.read == len(entry.kept) + len(facts["rejects"])
-    assert {reject["id"]: reject["reason"] for reject in entry.rejects} == facts["rejects"]
-    assert all(reject["source"] == "mine" for reject in entry.rejects)
+    assert {reject.id: reject.reason for reject in entry.rejects} == facts["rejects"]
+    assert all(reject.source == "mine" for reject in entry.rejects)
     assert [artifact.path for artifact in entry.artifacts] == ["train.jsonl"]
     again = _Counting()
     (rerun,) = normalize_all(recipe, settings, again)
