@@ -11,9 +11,9 @@ import random
 import sys
 import time
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -27,14 +27,13 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast, get_cosine_sche
 
 from dataprep.manifest import TokenStats, load_manifest
 from train_bridge import images
+from train_bridge.config import Attention, Parallel, TrainConfig
 from train_bridge.data import Encoder, ShardStream, make_loader
 from train_bridge.errors import BridgeError
 from train_bridge.model import add_special_tokens, image_geometry, load_model
 from train_bridge.profiling import step_profiler
-from train_bridge.template import DEFAULT_SYSTEM, IGNORE_INDEX, Overlong
+from train_bridge.template import IGNORE_INDEX
 
-Parallel = Literal["auto", "none", "ddp", "fsdp"]
-Attention = Literal["auto", "cudnn", "flash", "efficient", "math"]
 ATTENTION_BACKENDS = {
     "cudnn": SDPBackend.CUDNN_ATTENTION,
     "flash": SDPBackend.FLASH_ATTENTION,
@@ -43,45 +42,6 @@ ATTENTION_BACKENDS = {
 }
 PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200": 989.0, "A100": 312.0}
 """Dense bf16 peaks; the first name found in the device's name wins (variants before the family)."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run needs; defaults are the InternVL-Chat-V1-2 hyper-parameters."""
-
-    manifest: Path
-    model: str
-    tokenizer: str
-    out: Path
-    system: str = DEFAULT_SYSTEM
-    max_length: int = 2048
-    overlong: Overlong = "truncate"
-    image_size: int = 448
-    global_batch: int = 512
-    micro_batch: int = 8
-    lr: float = 1e-5
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.05
-    decay_1d: bool = True
-    grad_clip: float = 1.0
-    epochs: int = 1
-    max_steps: int = 0
-    stop_after: int = 0
-    seed: int | None = None
-    num_workers: int = 4
-    window: int = 16
-    length_group: int = 400  # HF's group_by_length: megabatches of 50 × V1-2's 8 samples per device
-    pad_multiple: int = 64
-    gradient_checkpointing: bool = True
-    parallel: Parallel = "auto"
-    bf16: bool = True
-    compile: bool = False
-    attention: Attention = "auto"
-    gpu_decode: bool = False
-    save_every: int = 0
-    resume: str = "auto"
-    peak_tflops: float = 0.0
-    profile: Path | None = None
 
 
 class SFTModule(nn.Module):

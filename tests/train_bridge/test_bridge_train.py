@@ -13,7 +13,8 @@ import pytest
 import torch
 from bridge_fixtures import build_shards
 
-from train_bridge.train import TrainConfig, _param_groups, train
+from train_bridge.config import TrainConfig
+from train_bridge.train import _param_groups, train
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
