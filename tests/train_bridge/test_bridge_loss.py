@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from train_bridge.data import Encoder, ShardStream, make_loader
+from train_bridge.flops import FlopCounter
+from train_bridge.loss import SFTModule
 from train_bridge.model import add_special_tokens, load_model
-from train_bridge.train import FlopCounter, SFTModule
 
 
 def first_batch(manifest_path: Path, tokenizer) -> dict:

@@ -148,8 +148,8 @@ def test_image_flops_match_an_independent_count(tokenizer) -> None:
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
+    from train_bridge.flops import FlopCounter
     from train_bridge.model import load_model
-    from train_bridge.train import FlopCounter
 
     model = load_model("tiny", tokenizer, image_size=56)
     image_only = {
