@@ -90,11 +90,67 @@ def _prepare(config: TrainConfig, place: Placement) -> Run:
         _enable_activation_checkpointing(model)
     image_size, image_tokens = image_geometry(model)
     gpu_decode = config.gpu_decode and images.gpu_decode_available()
+    dataset = _stream(config, place, tokenizer, image_size, image_tokens, gpu_decode, seed)
+    if place.rank == 0:
+        for warning in overlong_warnings(manifest.stats.tokens, config.max_length, image_tokens):
+            print(f"warning: {warning}", file=sys.stderr)
+    steps_per_epoch = dataset.batches_per_epoch() // accum
+    if steps_per_epoch == 0:
+        raise BridgeError(
+            f"{dataset.total} samples do not fill one global batch of {config.global_batch} (--global-batch)"
+        )
+    total_steps = config.max_steps or config.epochs * steps_per_epoch
+    wrapped = _wrapped(config, place, model, image_size)
+    optimizer = torch.optim.AdamW(
+        _param_groups(wrapped, config.weight_decay, config.decay_1d),
+        lr=config.lr,
+        betas=(0.9, 0.999),
+        fused=place.cuda or None,
+    )
+    peak = peak_flops(config.peak_tflops, place.device) * place.world
+    return Run(
+        config=config,
+        place=place,
+        model=model,
+        wrapped=wrapped,
+        optimizer=optimizer,
+        scheduler=get_cosine_schedule_with_warmup(
+            optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
+        ),
+        dataset=dataset,
+        image_size=image_size,
+        gpu_decode=gpu_decode,
+        accum=accum,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        layout={
+            "world_size": place.world,
+            "micro_batch": config.micro_batch,
+            "global_batch": config.global_batch,
+            "seed": dataset.seed,
+            "window": config.window,
+            "length_group_samples": config.length_group,  # in samples (earlier: global batches)
+            "manifest": dataset.content_sha256,
+        },
+        peak=peak,
+        count_flops=FlopCounter(model) if peak else None,
+    )
 
+
+def _stream(
+    config: TrainConfig,
+    place: Placement,
+    tokenizer: PreTrainedTokenizerFast,
+    image_size: int,
+    image_tokens: int,
+    gpu_decode: bool,
+    seed: int,
+) -> ShardStream:
+    """This rank's micro-batches of the manifest's shards, encoded for the model."""
     encoder = Encoder(
         tokenizer, image_size, image_tokens, config.max_length, config.system, config.overlong, gpu_decode
     )
-    dataset = ShardStream(
+    return ShardStream(
         config.manifest,
         encoder,
         batch_size=config.micro_batch,
@@ -106,57 +162,15 @@ def _prepare(config: TrainConfig, place: Placement) -> Run:
         pad_multiple=config.pad_multiple,
         length_group=config.length_group,
     )
-    if place.rank == 0:
-        for warning in overlong_warnings(manifest.stats.tokens, config.max_length, image_tokens):
-            print(f"warning: {warning}", file=sys.stderr)
-    steps_per_epoch = dataset.batches_per_epoch() // accum
-    if steps_per_epoch == 0:
-        raise BridgeError(
-            f"{dataset.total} samples do not fill one global batch of {config.global_batch} (--global-batch)"
-        )
-    total_steps = config.max_steps or config.epochs * steps_per_epoch
 
+
+def _wrapped(config: TrainConfig, place: Placement, model: nn.Module, image_size: int) -> nn.Module:
+    """The model's loss module, its layers compiled with `--compile`, under DDP or FSDP when parallel."""
     module = SFTModule(model, image_size)
     if config.compile:
         for layer in [*model.model.vision_tower.encoder.layer, *model.model.language_model.layers]:
             layer.compile(dynamic=True)
-    wrapped = wrap(module, config.parallel, place.world, place.device, config.bf16 and place.cuda)
-    optimizer = torch.optim.AdamW(
-        _param_groups(wrapped, config.weight_decay, config.decay_1d),
-        lr=config.lr,
-        betas=(0.9, 0.999),
-        fused=place.cuda or None,
-    )
-    scheduler = get_cosine_schedule_with_warmup(
-        optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
-    )
-    layout = {
-        "world_size": place.world,
-        "micro_batch": config.micro_batch,
-        "global_batch": config.global_batch,
-        "seed": dataset.seed,
-        "window": config.window,
-        "length_group_samples": config.length_group,  # in samples (earlier: global batches)
-        "manifest": dataset.content_sha256,
-    }
-    peak = peak_flops(config.peak_tflops, place.device) * place.world
-    return Run(
-        config=config,
-        place=place,
-        model=model,
-        wrapped=wrapped,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        dataset=dataset,
-        image_size=image_size,
-        gpu_decode=gpu_decode,
-        accum=accum,
-        steps_per_epoch=steps_per_epoch,
-        total_steps=total_steps,
-        layout=layout,
-        peak=peak,
-        count_flops=FlopCounter(model) if peak else None,
-    )
+    return wrap(module, config.parallel, place.world, place.device, config.bf16 and place.cuda)
 
 
 @dataclass
