@@ -22,7 +22,7 @@ class StepCounts:
     target_tokens: float = 0.0  # scored labels
     loss_sum: float = 0.0  # summed token loss
     tokens: float = 0.0  # real (non-pad) tokens, image tokens included
-    dropped: float = 0.0  # overlong samples dropped by the encoder
+    dropped: float = 0.0  # samples the encoder dropped (overlong, or nothing to learn)
     truncated: float = 0.0
     token_slots: float = 0.0  # real + pad
     flops: float = 0.0  # model FLOPs (when counted)
