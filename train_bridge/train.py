@@ -1,285 +1,341 @@
-"""The SFT loop: DDP or FSDP, bf16 autocast on CUDA, gradient accumulation to a global batch,
-AdamW + cosine schedule, exact checkpoints (model, optimizer, scheduler, RNG, data position)."""
+"""The SFT loop: gradient accumulation to a global batch, AdamW + cosine schedule, bf16 autocast on
+CUDA; every step logged, and resumable exactly from its checkpoints."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 import random
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
-import torch.distributed.checkpoint as dcp
-import torch.nn.functional as F
 from torch import nn
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, get_cosine_schedule_with_warmup
 
 from dataprep.contract.manifest import TokenStats, load_manifest
 from train_bridge import images
+from train_bridge.checkpoint import check_layout, find_resume, load_checkpoint, save_checkpoint, step_folder
+from train_bridge.config import TrainConfig
 from train_bridge.data import Encoder, ShardStream, make_loader
+from train_bridge.distributed import (
+    Placement,
+    attention,
+    gathered,
+    gradient_sync,
+    process_group,
+    summed,
+    wrap,
+)
 from train_bridge.errors import BridgeError
+from train_bridge.flops import FlopCounter, peak_flops
+from train_bridge.loss import SFTModule
+from train_bridge.metrics import StepCounts, digest, open_metrics, step_record
 from train_bridge.model import add_special_tokens, image_geometry, load_model
 from train_bridge.profiling import step_profiler
-from train_bridge.template import DEFAULT_SYSTEM, IGNORE_INDEX, Overlong
-
-Parallel = Literal["auto", "none", "ddp", "fsdp"]
-Attention = Literal["auto", "cudnn", "flash", "efficient", "math"]
-ATTENTION_BACKENDS = {
-    "cudnn": SDPBackend.CUDNN_ATTENTION,
-    "flash": SDPBackend.FLASH_ATTENTION,
-    "efficient": SDPBackend.EFFICIENT_ATTENTION,
-    "math": SDPBackend.MATH,
-}
-PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200": 989.0, "A100": 312.0}
-"""Dense bf16 peaks; the first name found in the device's name wins (variants before the family)."""
 
 
 @dataclass
-class TrainConfig:
-    """Everything a run needs; defaults are the InternVL-Chat-V1-2 hyper-parameters."""
+class Run:
+    """What the loop works with, prepared once by `_prepare`."""
 
-    manifest: Path
-    model: str
-    tokenizer: str
-    out: Path
-    system: str = DEFAULT_SYSTEM
-    max_length: int = 2048
-    overlong: Overlong = "truncate"
-    image_size: int = 448
-    global_batch: int = 512
-    micro_batch: int = 8
-    lr: float = 1e-5
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.05
-    decay_1d: bool = True
-    grad_clip: float = 1.0
-    epochs: int = 1
-    max_steps: int = 0
-    stop_after: int = 0
-    seed: int | None = None
-    num_workers: int = 4
-    window: int = 16
-    length_group: int = 400  # HF's group_by_length: megabatches of 50 × V1-2's 8 samples per device
-    pad_multiple: int = 64
-    gradient_checkpointing: bool = True
-    parallel: Parallel = "auto"
-    bf16: bool = True
-    compile: bool = False
-    attention: Attention = "auto"
-    gpu_decode: bool = False
-    save_every: int = 0
-    resume: str = "auto"
-    peak_tflops: float = 0.0
-    profile: Path | None = None
+    config: TrainConfig
+    place: Placement
+    model: nn.Module  # the InternVL model
+    wrapped: nn.Module  # SFTModule(model), under DDP or FSDP when parallel
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    dataset: ShardStream
+    image_size: int
+    gpu_decode: bool
+    accum: int  # micro-batches per rank per step
+    steps_per_epoch: int
+    total_steps: int  # the schedule's length
+    layout: dict[str, Any]  # what fixes the data order: a checkpoint resumes only with the same
+    peak: float  # FLOP/s of all devices together, for the MFU; 0: unknown
+    count_flops: FlopCounter | None  # when the peak is known
 
 
-class SFTModule(nn.Module):
-    """Wraps the model so that DDP/FSDP see one forward returning the summed token loss.
-
-    Batches are right-padded, so no attention mask is passed: causal attention already keeps every
-    real token from the pads after it, and pad positions are never scored; without a mask, SDPA
-    takes its causal fast path (flash/cuDNN kernels, no mask tensor). A micro-batch without images
-    still runs the vision tower on one blank image (weight 0), so every parameter gets a gradient
-    on every rank, as DDP and FSDP require.
-    """
-
-    def __init__(self, model: nn.Module, image_size: int) -> None:
-        super().__init__()
-        self.model = model
-        self.image_size = image_size
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        labels: torch.Tensor,
-        pixel_values: torch.Tensor,
-    ) -> torch.Tensor:
-        has_images = pixel_values.shape[0] > 0
-        unused = torch.zeros((), device=input_ids.device)
-        if not has_images:  # before the language model, so FSDP ranks gather layers in one order
-            config = self.model.config
-            blank = torch.zeros(1, 3, self.image_size, self.image_size, device=input_ids.device)
-            unused = self.model.model.get_image_features(
-                pixel_values=blank,
-                vision_feature_layer=config.vision_feature_layer,
-                vision_feature_select_strategy=config.vision_feature_select_strategy,
-            ).pooler_output.sum()
-        hidden = self.model.model(
-            input_ids=input_ids,
-            pixel_values=pixel_values if has_images else None,
-            use_cache=False,
-        ).last_hidden_state
-        targets = labels[:, 1:]
-        scored = targets != IGNORE_INDEX  # the output projection runs only where a label is scored
-        logits = self.model.lm_head(hidden[:, :-1][scored])
-        loss = F.cross_entropy(logits.float(), targets[scored], reduction="sum")
-        return loss + 0.0 * unused
+def train(config: TrainConfig) -> list[dict[str, Any]]:
+    """Run (or resume) the SFT job; return the metrics records written by rank 0."""
+    with process_group(config.parallel) as place:
+        run = _prepare(config, place)
+        first, totals = _resume(run)
+        return _loop(run, first, totals)
 
 
-def _attention(choice: Attention) -> AbstractContextManager[None]:
-    """The scaled-dot-product attention kernels a forward may use (`auto`: PyTorch's choice)."""
-    return nullcontext() if choice == "auto" else sdpa_kernel(ATTENTION_BACKENDS[choice])
-
-
-def _setup_distributed(parallel: Parallel) -> tuple[int, int, torch.device, bool]:
-    """(rank, world size, device, whether this call created the process group). A single process
-    asked for DDP or FSDP without torchrun gets a one-member group."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if world > 1 and parallel == "none":
+def _prepare(config: TrainConfig, place: Placement) -> Run:
+    """Seed, tokenizer, model, data stream, wrapping, optimizer and schedule, in that order."""
+    manifest = load_manifest(config.manifest)
+    seed = manifest.seed if config.seed is None else config.seed
+    random.seed(seed)  # dropout and the like; a resumed run restores these states from its checkpoint
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if config.global_batch % (config.micro_batch * place.world):
         raise BridgeError(
-            f"--parallel none with WORLD_SIZE={world} would train {world} unsynchronised models"
+            f"global batch {config.global_batch} is not a multiple of {config.micro_batch} × {place.world}"
         )
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
+    accum = config.global_batch // (config.micro_batch * place.world)
+
+    tokenizer = _load_tokenizer(Path(config.tokenizer))
+    add_special_tokens(tokenizer)
+    model = load_model(config.model, tokenizer, image_size=config.image_size, device=place.device, seed=seed)
+    if config.gradient_checkpointing:
+        _enable_activation_checkpointing(model)
+    image_size, image_tokens = image_geometry(model)
+    gpu_decode = config.gpu_decode and images.gpu_decode_available()
+    dataset = _stream(config, place, tokenizer, image_size, image_tokens, gpu_decode, seed)
+    if place.rank == 0:
+        for warning in overlong_warnings(manifest.stats.tokens, config.max_length, image_tokens):
+            print(f"warning: {warning}", file=sys.stderr)
+    steps_per_epoch = dataset.batches_per_epoch() // accum
+    if steps_per_epoch == 0:
+        raise BridgeError(
+            f"{dataset.total} samples do not fill one global batch of {config.global_batch} (--global-batch)"
+        )
+    total_steps = config.max_steps or config.epochs * steps_per_epoch
+    wrapped = _wrapped(config, place, model, image_size)
+    optimizer = torch.optim.AdamW(
+        _param_groups(wrapped, config.weight_decay, config.decay_1d),
+        lr=config.lr,
+        betas=(0.9, 0.999),
+        fused=place.cuda or None,
+    )
+    peak = peak_flops(config.peak_tflops, place.device) * place.world
+    return Run(
+        config=config,
+        place=place,
+        model=model,
+        wrapped=wrapped,
+        optimizer=optimizer,
+        scheduler=get_cosine_schedule_with_warmup(
+            optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
+        ),
+        dataset=dataset,
+        image_size=image_size,
+        gpu_decode=gpu_decode,
+        accum=accum,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        layout={
+            "world_size": place.world,
+            "micro_batch": config.micro_batch,
+            "global_batch": config.global_batch,
+            "seed": dataset.seed,
+            "window": config.window,
+            "length_group_samples": config.length_group,  # in samples (earlier: global batches)
+            "manifest": dataset.content_sha256,
+        },
+        peak=peak,
+        count_flops=FlopCounter(model) if peak else None,
+    )
+
+
+def _stream(
+    config: TrainConfig,
+    place: Placement,
+    tokenizer: PreTrainedTokenizerFast,
+    image_size: int,
+    image_tokens: int,
+    gpu_decode: bool,
+    seed: int,
+) -> ShardStream:
+    """This rank's micro-batches of the manifest's shards, encoded for the model."""
+    encoder = Encoder(
+        tokenizer, image_size, image_tokens, config.max_length, config.system, config.overlong, gpu_decode
+    )
+    return ShardStream(
+        config.manifest,
+        encoder,
+        batch_size=config.micro_batch,
+        rank=place.rank,
+        world_size=place.world,
+        seed=seed,
+        window=config.window,
+        pad_id=tokenizer.pad_token_id,
+        pad_multiple=config.pad_multiple,
+        length_group=config.length_group,
+    )
+
+
+def _wrapped(config: TrainConfig, place: Placement, model: nn.Module, image_size: int) -> nn.Module:
+    """The model's loss module, its layers compiled with `--compile`, under DDP or FSDP when parallel."""
+    module = SFTModule(model, image_size)
+    if config.compile:
+        for layer in [*model.model.vision_tower.encoder.layer, *model.model.language_model.layers]:
+            layer.compile(dynamic=True)
+    return wrap(module, config.parallel, place.world, place.device, config.bf16 and place.cuda)
+
+
+@dataclass
+class GlobalBatch:
+    """This rank's share of one step's global batch."""
+
+    step: int  # counted from 1
+    epoch: int
+    micro: list[dict[str, Any]]  # micro-batches
+    began: float  # when fetching them began (perf_counter)
+    waited: float  # seconds it took
+
+
+def _resume(run: Run) -> tuple[int, dict[str, int]]:
+    """The step to continue from and the dropped/truncated totals so far: (0, zeros) for a new run."""
+    folder = find_resume(run.config.resume, run.config.out)
+    if folder is None:
+        return 0, {"dropped": 0, "truncated": 0}
+    trainer = load_checkpoint(folder, run.wrapped, run.optimizer, run.scheduler)
+    check_layout(trainer["layout"], run.layout)
+    return trainer["step"], trainer["totals"]
+
+
+def _loop(run: Run, first: int, totals: dict[str, int]) -> list[dict[str, Any]]:
+    """Train from step `first` to the end of the schedule or `--stop-after`; return the records logged."""
+    config, place = run.config, run.place
+    config.out.mkdir(parents=True, exist_ok=True)
+    metrics_file = open_metrics(config.out / "metrics.jsonl", first) if place.rank == 0 else None
+    records: list[dict[str, Any]] = []
+    last_step = min(run.total_steps, first + config.stop_after) if config.stop_after else run.total_steps
+    if first >= last_step and place.rank == 0:
+        print(
+            f"nothing to train: the run in {config.out} is at step {first} of {run.total_steps}",
+            file=sys.stderr,
+        )
+    run.wrapped.train()
+
+    with step_profiler(config.profile, place.rank) as profile_step:
+        for batch in _global_batches(run, first, last_step):
+            record = _step(run, batch, totals)
+            records.append(record)
+            profile_step()
+            if metrics_file:
+                metrics_file.write(json.dumps(record) + "\n")
+                metrics_file.flush()
+            if _checkpoint_due(config.save_every, batch.step, last_step):
+                _save(run, batch.step, totals)
+    if metrics_file:
+        metrics_file.close()
+    return records
+
+
+def _step(run: Run, batch: GlobalBatch, totals: dict[str, int]) -> dict[str, Any]:
+    """Train one step; add its dropped and truncated samples to `totals`; return its metrics record."""
+    place = run.place
+    counts = StepCounts.of(batch.micro, run.dataset.sources, run.count_flops)
+    target_tokens = summed(counts.target_tokens, place.device)
+    loss_sum, copying = _forward_backward(run, batch.micro, target_tokens)
+    lr, grad_norm = _optimizer_step(run, stepped=target_tokens > 0)
+    counts.loss_sum = loss_sum.double().item()
+    counts = counts.summed(place.device)
+    if place.cuda:
+        torch.cuda.synchronize(place.device)
+    elapsed = time.perf_counter() - batch.began
+    totals["dropped"] += int(counts.dropped)
+    totals["truncated"] += int(counts.truncated)
+    data = digest(gathered([key for micro in batch.micro for key in micro["keys"]]))
+    return step_record(
+        step=batch.step,
+        epoch=batch.epoch,
+        counts=counts,
+        lr=lr,
+        grad_norm=float(grad_norm),
+        elapsed=elapsed,
+        waited=batch.waited + copying,
+        totals=totals,
+        data=data,
+        peak=run.peak,
+    )
+
+
+def _global_batches(run: Run, first: int, last: int) -> Iterator[GlobalBatch]:
+    """This rank's share of steps first+1 … last. Each epoch reads from a loader of its own, started at
+    the epoch's position (mid-epoch when resumed)."""
+    batches: Iterator[dict[str, Any]] | None = None
+    for step in range(first, last):
+        epoch, index = divmod(step, run.steps_per_epoch)
+        if batches is None or index == 0:
+            batches = None  # the last epoch's workers stop before the next epoch's start
+            run.dataset.set_position(epoch, index * run.accum)
+            batches = iter(make_loader(run.dataset, run.config.num_workers, pin_memory=run.place.cuda))
+        began = time.perf_counter()
+        micro = [next(batches) for _ in range(run.accum)]
+        yield GlobalBatch(step + 1, epoch, micro, began, time.perf_counter() - began)
+
+
+def _forward_backward(
+    run: Run, micro: list[dict[str, Any]], target_tokens: float
+) -> tuple[torch.Tensor, float]:
+    """Accumulate the gradient of the global batch's mean token loss (`target_tokens`: of every rank) over
+    this rank's micro-batches; return their summed loss and the seconds spent copying them to the device."""
+    config, place = run.config, run.place
+    loss_sum = torch.zeros((), device=place.device)
+    copying = 0.0
+    for index, batch in enumerate(micro):
+        began = time.perf_counter()
+        inputs = _to_device(run, batch)
+        copying += time.perf_counter() - began
+        with gradient_sync(run.wrapped, last=index == len(micro) - 1):
+            with _autocast(run), attention(config.attention):
+                loss = run.wrapped(*inputs)
+            (loss * place.world / max(target_tokens, 1.0)).backward()
+        loss_sum += loss.detach()
+    return loss_sum, copying
+
+
+def _to_device(run: Run, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input ids, labels, pixels) of a micro-batch on the device; images decoded there with nvJPEG."""
+    device, size = run.place.device, run.image_size
+    ids, labels = (batch[k].to(device, non_blocking=True) for k in ("input_ids", "labels"))
+    if run.gpu_decode:
+        pixels = images.finish_on_device(batch["images"], size, device)
+    elif len(batch["images"]):
+        pixels = batch["images"].to(device, non_blocking=True)
     else:
-        device = torch.device("cpu")
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    if dist.is_initialized() or (world == 1 and parallel in ("auto", "none")):
-        return rank, world, device, False
-    if "MASTER_ADDR" in os.environ:
-        dist.init_process_group(backend)
-    else:
-        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
-    return rank, world, device, True
+        pixels = torch.empty(0, 3, size, size, device=device)
+    return ids, labels, pixels
 
 
-def _all_reduce(tensor: torch.Tensor) -> torch.Tensor:
-    if dist.is_initialized():
-        dist.all_reduce(tensor)
-    return tensor
+def _autocast(run: Run) -> AbstractContextManager[Any]:
+    if run.place.cuda and run.config.bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
 
 
-def _param_groups(model: nn.Module, weight_decay: float, decay_1d: bool) -> list[dict[str, Any]]:
-    """Weight decay on every parameter, as V1-2's DeepSpeed AdamW; without `decay_1d`, none on
-    biases and norm weights (1-D parameters)."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if decay_1d:
-        return [{"params": trainable, "weight_decay": weight_decay}]
-    decay = [p for p in trainable if p.ndim >= 2]
-    rest = [p for p in trainable if p.ndim < 2]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+def _optimizer_step(run: Run, stepped: bool) -> tuple[float, torch.Tensor]:
+    """Clip (`--grad-clip 0`: measure only), step the weights unless the global batch had nothing to
+    learn (`stepped` false), advance the schedule; return the step's learning rate and gradient norm."""
+    clip = run.config.grad_clip if run.config.grad_clip > 0 else math.inf
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.wrapped.parameters(), clip)
+    if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP
+        grad_norm = grad_norm.full_tensor()
+    lr = run.scheduler.get_last_lr()[0]
+    if stepped:
+        run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return lr, grad_norm
 
 
-def _wrap(module: SFTModule, parallel: Parallel, world: int, device: torch.device, bf16: bool) -> nn.Module:
-    if parallel == "auto":
-        parallel = "ddp" if world > 1 else "none"
-    if parallel == "ddp":
-        from torch.nn.parallel import DistributedDataParallel
-
-        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
-    if parallel == "fsdp":
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-
-        policy = (
-            MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else None
-        )
-        kwargs = {"mp_policy": policy} if policy else {}
-        inner = module.model.model
-        for layer in [*inner.vision_tower.encoder.layer, *inner.language_model.layers]:
-            fully_shard(layer, **kwargs)
-        return fully_shard(module, **kwargs)
-    return module
+def _checkpoint_due(save_every: int, step: int, last_step: int) -> bool:
+    """At the last step, and every `save_every` steps (0: at the last only; -1: never)."""
+    return save_every >= 0 and (step == last_step or (save_every > 0 and step % save_every == 0))
 
 
-class FlopCounter:
-    """Model FLOPs of one forward + backward: 6·N per token (the output projection only on scored
-    tokens, which is all it runs on; the ViT on its patches + class token, the projector on the image
-    tokens, the patch embedding 4·N as the pixels need no gradient) plus attention (causal: half of
-    the LLM's square); activation recomputation is not counted."""
-
-    def __init__(self, model: nn.Module) -> None:
-        config = model.config
-        self.text, self.vision = config.text_config, config.vision_config
-        inner = model.model
-        self.llm_params = sum(p.numel() for p in inner.language_model.parameters()) - (
-            inner.language_model.embed_tokens.weight.numel()
-        )
-        self.head_params = self.text.vocab_size * self.text.hidden_size
-        size, self.image_tokens = image_geometry(model)
-        self.patches = (size // self.vision.patch_size[0]) ** 2 + 1
-        vision = inner.vision_tower
-        embeddings = sum(p.numel() for p in vision.embeddings.parameters())
-        self.vit_params = sum(p.numel() for p in vision.parameters()) - embeddings
-        self.patch_embed_params = sum(p.numel() for p in vision.embeddings.patch_embeddings.parameters())
-        self.projector_params = sum(p.numel() for p in inner.multi_modal_projector.parameters())
-
-    def __call__(self, batch: dict[str, Any]) -> float:
-        lengths = batch["attention_mask"].sum(1).double()
-        scored = (batch["labels"][:, 1:] != IGNORE_INDEX).sum().item()
-        flops = 6 * self.llm_params * lengths.sum().item() + 6 * self.head_params * scored
-        flops += 6 * self.text.num_hidden_layers * self.text.hidden_size * (lengths**2).sum().item()
-        images = len(batch["images"])
-        flops += 6 * (self.vit_params * self.patches + self.projector_params * self.image_tokens) * images
-        flops += 4 * self.patch_embed_params * (self.patches - 1) * images  # no gradient for the pixels
-        flops += 12 * self.vision.num_hidden_layers * self.vision.hidden_size * self.patches**2 * images
-        return float(flops)
-
-
-def _peak_flops(config: TrainConfig, device: torch.device) -> float:
-    if config.peak_tflops:
-        return config.peak_tflops * 1e12
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        return next((tflops * 1e12 for key, tflops in PEAK_BF16_TFLOPS.items() if key in name), 0.0)
-    return 0.0
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"])
-
-
-def save_checkpoint(
-    folder: Path, wrapped: nn.Module, optimizer: Any, scheduler: Any, trainer: dict[str, Any]
-) -> None:
-    """Sharded model + optimizer (torch.distributed.checkpoint), scheduler, per-rank RNG, position."""
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    model_state, optim_state = get_state_dict(wrapped, optimizer)
-    dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(folder / "weights"))
-    torch.save(_rng_state(), folder / f"rng-{rank}.pt")
-    if rank == 0:
-        torch.save({"scheduler": scheduler.state_dict(), **trainer}, folder / "trainer.pt")
-    if dist.is_initialized():
-        dist.barrier()
-    if rank == 0:
-        latest = folder.parent / "latest"
-        latest.with_suffix(".partial").write_text(folder.name)
-        os.replace(latest.with_suffix(".partial"), latest)
-
-
-def load_checkpoint(folder: Path, wrapped: nn.Module, optimizer: Any, scheduler: Any) -> dict[str, Any]:
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    model_state, optim_state = get_state_dict(wrapped, optimizer)
-    state = {"model": model_state, "optim": optim_state}
-    dcp.load(state, checkpoint_id=str(folder / "weights"))
-    set_state_dict(wrapped, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-    trainer = torch.load(folder / "trainer.pt", weights_only=False)
-    scheduler.load_state_dict(trainer.pop("scheduler"))
-    _set_rng_state(torch.load(folder / f"rng-{rank}.pt", weights_only=False))
-    return trainer
+def _save(run: Run, step: int, totals: dict[str, int]) -> None:
+    epoch, index = divmod(step, run.steps_per_epoch)
+    trainer = {
+        "step": step,
+        "totals": totals,
+        "data_position": {"epoch": epoch, "micro_batch": index * run.accum},
+        "layout": run.layout,
+        "config": {k: str(v) for k, v in asdict(run.config).items()},
+    }
+    save_checkpoint(step_folder(run.config.out, step), run.wrapped, run.optimizer, run.scheduler, trainer)
 
 
 def overlong_warnings(tokens: TokenStats | None, max_length: int, image_tokens: int) -> list[str]:
@@ -296,26 +352,6 @@ def overlong_warnings(tokens: TokenStats | None, max_length: int, image_tokens: 
     ]
 
 
-def _enable_activation_checkpointing(model: nn.Module) -> None:
-    """Non-reentrant recompute of every layer; transformers ≥ 5.24 renamed the method."""
-    kwargs = {"use_reentrant": False}
-    if hasattr(model, "activation_checkpointing_enable"):
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-
-
-def _open_metrics(path: Path, step: int) -> IO[str]:
-    """Append to the metrics file, first dropping lines of steps after `step` (a run that died after
-    its last checkpoint and is resumed from it logs those steps again)."""
-    if path.exists():
-        lines = path.read_text().splitlines(keepends=True)
-        kept = [line for line in lines if json.loads(line)["step"] <= step]
-        if kept != lines:
-            path.write_text("".join(kept))
-    return open(path, "a")
-
-
 def _load_tokenizer(path: Path) -> PreTrainedTokenizerFast:
     """A tokenizer folder (AutoTokenizer), or a Hugging Face `tokenizer.json` file."""
     if path.is_file():
@@ -325,250 +361,21 @@ def _load_tokenizer(path: Path) -> PreTrainedTokenizerFast:
     raise BridgeError(f"--tokenizer: {path} is neither a tokenizer folder nor a tokenizer.json file")
 
 
-def _find_resume(config: TrainConfig) -> Path | None:
-    if config.resume == "none":
-        return None
-    if config.resume == "auto":
-        latest = config.out / "checkpoints" / "latest"
-        return latest.parent / latest.read_text().strip() if latest.exists() else None
-    folder = Path(config.resume)
-    if not (folder / "trainer.pt").is_file():
-        raise BridgeError(f"--resume: {folder} is not a checkpoint folder (no trainer.pt)")
-    return folder
+def _enable_activation_checkpointing(model: nn.Module) -> None:
+    """Non-reentrant recompute of every layer; transformers ≥ 5.24 renamed the method."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def _gathered(keys: list[str]) -> list[str]:
-    """Every rank's keys (the step's whole global batch)."""
-    if not dist.is_initialized():
-        return keys
-    everyone: list[list[str] | None] = [None] * dist.get_world_size()
-    dist.all_gather_object(everyone, keys)
-    return [key for rank_keys in everyone for key in rank_keys or []]
-
-
-def _digest(keys: list[str]) -> str:
-    """Of a global batch's samples, in any order (ranks and micro-batches split it differently)."""
-    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
-
-
-def train(config: TrainConfig) -> list[dict[str, Any]]:
-    """Run (or resume) the SFT job; return the metrics records written by rank 0."""
-    rank, world, device, created_group = _setup_distributed(config.parallel)
-    try:
-        return _train(config, rank, world, device)
-    finally:
-        if created_group:
-            dist.destroy_process_group()
-
-
-def _train(config: TrainConfig, rank: int, world: int, device: torch.device) -> list[dict[str, Any]]:
-    manifest = load_manifest(config.manifest)
-    seed = manifest.seed if config.seed is None else config.seed
-    random.seed(seed)  # dropout and the like; a resumed run restores these states from its checkpoint
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if config.global_batch % (config.micro_batch * world):
-        raise BridgeError(
-            f"global batch {config.global_batch} is not a multiple of {config.micro_batch} × {world}"
-        )
-    accum = config.global_batch // (config.micro_batch * world)
-
-    tokenizer = _load_tokenizer(Path(config.tokenizer))
-    add_special_tokens(tokenizer)
-    cuda = device.type == "cuda"
-    model = load_model(config.model, tokenizer, image_size=config.image_size, device=device, seed=seed)
-    if config.gradient_checkpointing:
-        _enable_activation_checkpointing(model)
-    image_size, image_tokens = image_geometry(model)
-    gpu_decode = config.gpu_decode and images.gpu_decode_available()
-
-    encoder = Encoder(
-        tokenizer, image_size, image_tokens, config.max_length, config.system, config.overlong, gpu_decode
-    )
-    dataset = ShardStream(
-        config.manifest,
-        encoder,
-        batch_size=config.micro_batch,
-        rank=rank,
-        world_size=world,
-        seed=seed,
-        window=config.window,
-        pad_id=tokenizer.pad_token_id,
-        pad_multiple=config.pad_multiple,
-        length_group=config.length_group,
-    )
-    if rank == 0:
-        for warning in overlong_warnings(manifest.stats.tokens, config.max_length, image_tokens):
-            print(f"warning: {warning}", file=sys.stderr)
-    steps_per_epoch = dataset.batches_per_epoch() // accum
-    if steps_per_epoch == 0:
-        raise BridgeError(
-            f"{dataset.total} samples do not fill one global batch of {config.global_batch} (--global-batch)"
-        )
-    total_steps = config.max_steps or config.epochs * steps_per_epoch
-
-    module = SFTModule(model, image_size)
-    if config.compile:
-        for layer in [*model.model.vision_tower.encoder.layer, *model.model.language_model.layers]:
-            layer.compile(dynamic=True)
-    wrapped = _wrap(module, config.parallel, world, device, config.bf16 and cuda)
-    optimizer = torch.optim.AdamW(
-        _param_groups(wrapped, config.weight_decay, config.decay_1d),
-        lr=config.lr,
-        betas=(0.9, 0.999),
-        fused=cuda or None,
-    )
-    scheduler = get_cosine_schedule_with_warmup(
-        optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
-    )
-
-    step, totals = 0, {"dropped": 0, "truncated": 0}
-    layout = {
-        "world_size": world,
-        "micro_batch": config.micro_batch,
-        "global_batch": config.global_batch,
-        "seed": dataset.seed,
-        "window": config.window,
-        "length_group_samples": config.length_group,  # in samples (earlier: global batches)
-        "manifest": dataset.content_sha256,
-    }
-    if (folder := _find_resume(config)) is not None:
-        trainer = load_checkpoint(folder, wrapped, optimizer, scheduler)
-        if trainer["layout"] != layout:
-            changed = sorted(k for k in layout if trainer["layout"].get(k) != layout[k])
-            raise BridgeError(
-                f"exact resume needs the same data order and batch layout; changed: {', '.join(changed)} "
-                f"(checkpoint {trainer['layout']}, now {layout}); to start afresh, give --resume none "
-                "or another --out"
-            )
-        step, totals = trainer["step"], trainer["totals"]
-
-    config.out.mkdir(parents=True, exist_ok=True)
-    metrics_file = _open_metrics(config.out / "metrics.jsonl", step) if rank == 0 else None
-    sources = dataset.sources
-    peak = _peak_flops(config, device)
-    count_flops = FlopCounter(model)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and config.bf16 else nullcontext()
-    records: list[dict[str, Any]] = []
-    last_step = min(total_steps, step + config.stop_after) if config.stop_after else total_steps
-    if step >= last_step and rank == 0:
-        print(
-            f"nothing to train: the run in {config.out} is at step {step} of {total_steps}", file=sys.stderr
-        )
-    wrapped.train()
-
-    with step_profiler(config.profile, rank) as profile_step:
-        while step < last_step:
-            epoch, start = divmod(step, steps_per_epoch)
-            dataset.set_position(epoch, start * accum)
-            batches = iter(make_loader(dataset, config.num_workers, pin_memory=cuda))
-            for _ in range(start, steps_per_epoch):
-                if step >= last_step:
-                    break
-                began = time.perf_counter()
-                micro = [next(batches) for _ in range(accum)]
-                waited = time.perf_counter() - began
-                counts = torch.zeros(6 + len(sources), dtype=torch.float64)
-                for batch in micro:
-                    counts[0] += (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
-                    counts[2] += batch["attention_mask"].sum()
-                    counts[3] += batch["dropped"]
-                    counts[4] += batch["truncated"]
-                    counts[5] += batch["attention_mask"].numel()
-                    for name in batch["sources"]:
-                        counts[6 + sources.index(name)] += 1
-                target_tokens = (
-                    _all_reduce(counts[:1].clone().to(device))[0].item()
-                    if dist.is_initialized()
-                    else counts[0].item()
-                )
-                loss_sum = torch.zeros((), device=device)
-                flops = 0.0
-                for index, batch in enumerate(micro):
-                    last = index == accum - 1
-                    fetch = time.perf_counter()
-                    inputs = [batch[k].to(device, non_blocking=True) for k in ("input_ids", "labels")]
-                    pixels = (
-                        images.finish_on_device(batch["images"], image_size, device)
-                        if gpu_decode
-                        else (
-                            batch["images"].to(device, non_blocking=True)
-                            if len(batch["images"])
-                            else torch.empty(0, 3, image_size, image_size, device=device)
-                        )
-                    )
-                    waited += time.perf_counter() - fetch
-                    if peak:
-                        flops += count_flops(batch)
-                    sync = nullcontext()
-                    if hasattr(wrapped, "no_sync") and not last:
-                        sync = wrapped.no_sync()
-                    elif hasattr(wrapped, "set_requires_gradient_sync"):
-                        wrapped.set_requires_gradient_sync(last)
-                    with sync:
-                        with autocast, _attention(config.attention):
-                            loss = wrapped(*inputs, pixels)
-                        (loss * world / max(target_tokens, 1.0)).backward()
-                    loss_sum += loss.detach()
-                clip = config.grad_clip if config.grad_clip > 0 else math.inf  # 0: measured, not clipped
-                grad_norm = torch.nn.utils.clip_grad_norm_(wrapped.parameters(), clip)
-                if hasattr(grad_norm, "full_tensor"):
-                    grad_norm = grad_norm.full_tensor()
-                lr = scheduler.get_last_lr()[0]
-                if target_tokens:  # a global batch with nothing to learn moves no weight
-                    optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                counts[1] = loss_sum.double().cpu()
-                counts = _all_reduce(counts.to(device)).cpu()
-                if cuda:
-                    torch.cuda.synchronize(device)
-                elapsed = time.perf_counter() - began
-                totals["dropped"] += int(counts[3])
-                totals["truncated"] += int(counts[4])
-                record = {
-                    "step": step,
-                    "epoch": epoch,
-                    "loss": counts[1].item() / counts[0].item() if counts[0] else None,
-                    "lr": lr,
-                    "grad_norm": float(grad_norm),
-                    "target_tokens": int(counts[0]),
-                    "tokens_per_s": counts[2].item() / elapsed,
-                    "pad_fraction": 1.0 - counts[2].item() / max(counts[5].item(), 1.0),
-                    "samples_per_s": counts[6:].sum().item() / elapsed,
-                    "samples_per_s_by_source": {
-                        n: counts[6 + i].item() / elapsed for i, n in enumerate(sources)
-                    },
-                    "data_wait": waited / elapsed,
-                    "step_time": elapsed,
-                    "dropped": totals["dropped"],
-                    "truncated": totals["truncated"],
-                    "data": _digest(_gathered([k for batch in micro for k in batch["keys"]])),
-                }
-                if peak:
-                    record["mfu"] = _all_reduce(torch.tensor(flops, device=device)).item() / (
-                        elapsed * peak * world
-                    )
-                records.append(record)
-                profile_step()
-                if metrics_file:
-                    metrics_file.write(json.dumps(record) + "\n")
-                    metrics_file.flush()
-                if config.save_every >= 0 and (
-                    step == last_step or (config.save_every and step % config.save_every == 0)
-                ):
-                    folder = config.out / "checkpoints" / f"step-{step:08d}"
-                    position = divmod(step, steps_per_epoch)
-                    trainer = {
-                        "step": step,
-                        "totals": totals,
-                        "data_position": {"epoch": position[0], "micro_batch": position[1] * accum},
-                        "layout": layout,
-                        "config": {k: str(v) for k, v in asdict(config).items()},
-                    }
-                    save_checkpoint(folder, wrapped, optimizer, scheduler, trainer)
-            del batches
-    if metrics_file:
-        metrics_file.close()
-    return records
+def _param_groups(model: nn.Module, weight_decay: float, decay_1d: bool) -> list[dict[str, Any]]:
+    """Weight decay on every parameter, as V1-2's DeepSpeed AdamW; without `decay_1d`, none on
+    biases and norm weights (1-D parameters)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if decay_1d:
+        return [{"params": trainable, "weight_decay": weight_decay}]
+    decay = [p for p in trainable if p.ndim >= 2]
+    rest = [p for p in trainable if p.ndim < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]

@@ -1,14 +1,18 @@
-"""`train-bridge` command line: bad options and inputs end in one line and exit 2, before training."""
+"""`train-bridge` command line: `sft`'s flags come from TrainConfig and stay as users know them; bad
+options and inputs end in one line and exit 2, before training."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from train_bridge.cli import main
+from train_bridge.cli import main, make_parser
+from train_bridge.config import TrainConfig
 
 
 def sft(manifest: Path, tokenizer_dir: Path, out: Path, *extra: str) -> list[str]:
@@ -19,6 +23,66 @@ def sft(manifest: Path, tokenizer_dir: Path, out: Path, *extra: str) -> list[str
         *("--num-workers", "0", "--resume", "none", "--max-steps", "1", "--no-gradient-checkpointing"),
         *extra,
     ]
+
+
+def sft_flags() -> list[argparse.Action]:
+    (sub,) = (a for a in make_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return [a for a in sub.choices["sft"]._actions if a.dest != "help"]
+
+
+def test_sft_flags_are_the_config_fields_and_stay_as_users_know_them() -> None:
+    """Names, --no- forms, required-ness, choices and defaults; the bounds are checked below."""
+    flags = {" ".join(a.option_strings): (a.required, a.choices, a.default) for a in sft_flags()}
+    assert flags == {
+        "--manifest": (True, None, None),
+        "--model": (True, None, None),
+        "--tokenizer": (True, None, None),
+        "--out": (True, None, None),
+        "--system": (False, None, "Answer the questions."),
+        "--max-length": (False, None, 2048),
+        "--overlong": (False, ["truncate", "drop"], "truncate"),
+        "--image-size": (False, None, 448),
+        "--global-batch": (False, None, 512),
+        "--micro-batch": (False, None, 8),
+        "--lr": (False, None, 1e-5),
+        "--warmup-ratio": (False, None, 0.03),
+        "--weight-decay": (False, None, 0.05),
+        "--decay-1d --no-decay-1d": (False, None, True),
+        "--grad-clip": (False, None, 1.0),
+        "--epochs": (False, None, 1),
+        "--max-steps": (False, None, 0),
+        "--stop-after": (False, None, 0),
+        "--seed": (False, None, None),
+        "--num-workers": (False, None, 4),
+        "--window": (False, None, 16),
+        "--length-group": (False, None, 400),
+        "--pad-multiple": (False, None, 64),
+        "--gradient-checkpointing --no-gradient-checkpointing": (False, None, True),
+        "--parallel": (False, ["auto", "none", "ddp", "fsdp"], "auto"),
+        "--bf16 --no-bf16": (False, None, True),
+        "--compile": (False, None, False),
+        "--attention": (False, ["auto", "cudnn", "flash", "efficient", "math"], "auto"),
+        "--gpu-decode": (False, None, False),
+        "--save-every": (False, None, 0),
+        "--resume": (False, None, "auto"),
+        "--peak-tflops": (False, None, 0.0),
+        "--profile": (False, None, None),
+    }
+    assert [a.dest for a in sft_flags()] == [spec.name for spec in fields(TrainConfig)]
+    assert all(a.help for a in sft_flags())
+
+
+def test_sft_parses_into_the_config_and_its_defaults() -> None:
+    args = make_parser().parse_args(
+        ["sft", "--manifest", "m.json", "--model", "tiny", "--tokenizer", "t", "--out", "o", "--seed", "3"]
+    )
+    parsed = TrainConfig(**{spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)})
+    assert parsed == TrainConfig(manifest=Path("m.json"), model="tiny", tokenizer="t", out=Path("o"), seed=3)
+    args = make_parser().parse_args(
+        ["sft", "--manifest", "m", "--model", "m", "--tokenizer", "t", "--out", "o", "--no-bf16", "--compile"]
+    )
+    assert (args.bf16, args.compile, args.lr, args.profile) == (False, True, 1e-5, None)
+    assert isinstance(args.peak_tflops, float) and isinstance(args.window, int)
 
 
 @pytest.mark.parametrize(
@@ -32,6 +96,11 @@ def sft(manifest: Path, tokenizer_dir: Path, out: Path, *extra: str) -> list[str
         ("--num-workers", "-1", 0),
         ("--length-group", "-1", 0),
         ("--save-every", "-2", -1),
+        ("--window", "0", 1),
+        ("--micro-batch", "0", 1),
+        ("--global-batch", "0", 1),
+        ("--max-length", "0", 1),
+        ("--pad-multiple", "0", 1),
     ],
 )
 def test_out_of_range_numbers_are_usage_errors(

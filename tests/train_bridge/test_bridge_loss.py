@@ -1,4 +1,5 @@
-"""The training loss: the output projection on scored tokens only equals the full-logits loss."""
+"""The training loss: the output projection on scored tokens only equals the full-logits loss, and
+padding never changes it."""
 
 from __future__ import annotations
 
@@ -6,16 +7,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from train_helpers import first_batch
 
-from train_bridge.data import Encoder, ShardStream, make_loader
+from train_bridge.loss import SFTModule
 from train_bridge.model import add_special_tokens, load_model
-from train_bridge.train import FlopCounter, SFTModule
-
-
-def first_batch(manifest_path: Path, tokenizer) -> dict:
-    encoder = Encoder(tokenizer, image_size=28, num_image_tokens=1, max_length=512, system="s")
-    dataset = ShardStream(manifest_path, encoder, batch_size=4, pad_id=tokenizer.pad_token_id)
-    return next(iter(make_loader(dataset, num_workers=0)))
 
 
 def test_loss_on_scored_tokens_equals_full_logits_loss(manifest_path: Path, tokenizer) -> None:
@@ -51,15 +46,3 @@ def test_padding_never_changes_a_samples_loss(manifest_path: Path, tokenizer) ->
             one_by_one += module(ids, batch["labels"][row : row + 1, :length], pixels)
         together = module(batch["input_ids"], batch["labels"], batch["images"])
     assert torch.allclose(together, one_by_one, rtol=1e-5), (together, one_by_one)
-
-
-def test_flops_count_the_output_projection_on_scored_tokens_only(manifest_path: Path, tokenizer) -> None:
-    add_special_tokens(tokenizer)
-    count = FlopCounter(load_model("tiny", tokenizer, image_size=28))
-    batch = first_batch(manifest_path, tokenizer)
-    fewer = dict(batch, labels=batch["labels"].clone())
-    scored = torch.nonzero(fewer["labels"][:, 1:] != -100)[0]
-    fewer["labels"][scored[0], scored[1] + 1] = -100
-    assert count(batch) - count(fewer) == 6 * count.head_params
-    no_images = dict(batch, images=batch["images"][:0])
-    assert count(no_images) < count(batch)
