@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Component:
-    """One source as the planner sees it: how many samples it kept, and how to draw from them."""
+    """One recipe entry as the planner sees it: its label, how many samples it kept, how to draw from them."""
 
-    name: str
+    label: str
     kept: int
     take: str | int | float
     repeat: int
@@ -41,7 +41,7 @@ def selected_count(component: Component) -> int:
 
 def draw(component: Component, seed: int) -> list[int]:
     """The component's kept-sample indices in the order the mixture uses them (repeats included)."""
-    rng = random.Random(f"{seed}:draw:{component.name}")
+    rng = random.Random(f"{seed}:draw:{component.label}")
     count = selected_count(component)
     chosen = (
         sorted(rng.sample(range(component.kept), count))

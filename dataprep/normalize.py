@@ -45,7 +45,7 @@ def inputs_path(part: Path) -> Path:
 
 
 def normalize_unit(
-    adapter: Source, unit: str, entry_name: str, policy: ImagePolicy, part: Path, limit: int | None
+    adapter: Source, unit: str, label: str, policy: ImagePolicy, part: Path, limit: int | None
 ) -> UnitSummary:
     """Read one unit through the adapter and write its part file, inputs and index. Samples go
     into the part as they are made: a worker holds one sample's images, not the unit's."""
@@ -66,7 +66,7 @@ def normalize_unit(
                 continue
             stem = f"{seq:09d}"
             try:
-                sample_members, reencoded = _sample_members(record, stem, entry_name, roots, policy, stamps)
+                sample_members, reencoded = _sample_members(record, stem, label, roots, policy, stamps)
             except ImageRejected as rejected:
                 records.append(_reject_entry(seq, Reject(record.id, rejected.reason, rejected.detail)))
                 if rejected.missing is not None:
@@ -122,7 +122,7 @@ def _unwritable(sample: Sample) -> Reject | None:
 def _sample_members(
     sample: Sample,
     stem: str,
-    entry_name: str,
+    label: str,
     roots: list[Path],
     policy: ImagePolicy,
     stamps: dict[str, FileStamp],
@@ -141,7 +141,7 @@ def _sample_members(
         image.extension if single else f"{index}.{image.extension}" for index, image in enumerate(encoded)
     ]
     shard_sample = ShardSample(
-        source=entry_name,
+        source=label,
         id=sample.id,
         images=suffixes,
         image_sizes=[[image.width, image.height] for image in encoded],
