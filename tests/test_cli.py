@@ -15,8 +15,8 @@ import yaml
 from dataprep.cli import main
 from dataprep.fixtures.tokenizer import write_tokenizer
 
-from loopback_http import Site, serve
-from upstream import recipe_yaml, write_conversations
+from helpers.loopback_http import Site, serve
+from helpers.upstream import recipe_yaml, write_conversations
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -25,7 +25,7 @@ from dataprep.fetch import (
 )
 from dataprep.recipe.model import Download
 
-from loopback_http import Site, serve
+from helpers.loopback_http import Site, serve
 
 DATA = os.urandom(300_000)
 SHA = hashlib.sha256(DATA).hexdigest()

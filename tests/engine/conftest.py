@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from upstream import write_conversations
+from helpers.upstream import write_conversations
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from dataprep.files import sha256_file
 from dataprep.fixtures.tokenizer import write_tokenizer
 from dataprep.recipe.load import RecipeError, load_recipe
 
-from build_helpers import build_recipe
-from upstream import recipe_yaml
+from helpers.builds import build_recipe
+from helpers.upstream import recipe_yaml
 
 
 def test_build_round_trips_through_webdataset(ray_cluster, upstream, tmp_path):

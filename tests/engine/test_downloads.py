@@ -13,9 +13,9 @@ from dataprep.engine.runner import BuildError
 from dataprep.fetch import download_key
 from dataprep.recipe.model import Download
 
-from build_helpers import build_recipe
-from loopback_http import Site, serve
-from upstream import write_conversations
+from helpers.builds import build_recipe
+from helpers.loopback_http import Site, serve
+from helpers.upstream import write_conversations
 
 
 def test_sources_are_fetched_over_http_before_they_are_read(ray_cluster, tmp_path):

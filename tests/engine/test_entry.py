@@ -12,8 +12,8 @@ from dataprep.engine.runner import BuildError, InProcessRunner
 from dataprep.engine.settings import BuildSettings
 from dataprep.recipe.load import load_recipe
 
-from build_helpers import build_recipe
-from upstream import recipe_yaml, write_conversations
+from helpers.builds import build_recipe
+from helpers.upstream import recipe_yaml, write_conversations
 
 
 def test_an_input_that_is_a_pipe_a_folder_or_a_link_loop_fails_the_build_before_it_is_hashed(

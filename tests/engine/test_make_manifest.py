@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from build_helpers import build_recipe
+from helpers.builds import build_recipe
 
 
 def test_licence_terms_come_from_the_sources_in_the_mixture(ray_cluster, upstream, tmp_path):

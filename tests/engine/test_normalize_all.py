@@ -15,8 +15,8 @@ from dataprep.engine.settings import BuildSettings
 from dataprep.recipe.load import load_recipe
 from dataprep.report import summary
 
-from build_helpers import build_recipe
-from upstream import recipe_yaml, write_conversations
+from helpers.builds import build_recipe
+from helpers.upstream import recipe_yaml, write_conversations
 
 
 def test_oversized_images_are_reencoded_within_max_side(ray_cluster, upstream, tmp_path):

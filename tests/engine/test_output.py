@@ -12,8 +12,8 @@ from dataprep.engine.runner import BuildError
 from dataprep.engine.settings import BuildSettings
 from dataprep.recipe.load import load_recipe
 
-from build_helpers import build_into
-from upstream import recipe_yaml
+from helpers.builds import build_into
+from helpers.upstream import recipe_yaml
 
 
 def test_a_folder_holding_other_files_is_refused_and_left_as_it_was(ray_cluster, upstream, tmp_path):

@@ -12,8 +12,8 @@ from dataprep.engine.runner import BuildError
 from dataprep.engine.settings import BuildSettings
 from dataprep.recipe.load import load_recipe
 
-from build_helpers import build_recipe
-from upstream import recipe_yaml
+from helpers.builds import build_recipe
+from helpers.upstream import recipe_yaml
 
 
 def test_every_shard_carries_the_recipe_proportions(ray_cluster, upstream, tmp_path):

@@ -13,7 +13,7 @@ from dataprep.engine.settings import BuildSettings
 from dataprep.files import sha256_file
 from dataprep.recipe.load import load_recipe
 
-from upstream import recipe_yaml
+from helpers.upstream import recipe_yaml
 
 
 @pytest.fixture(params=["ray", "in-process"])

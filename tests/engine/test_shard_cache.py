@@ -19,8 +19,8 @@ from dataprep.engine.shard_cache import ShardJob, ShardMarker, copies_sha256, re
 from dataprep.files import canonical_json, sha256_file
 from dataprep.shard_writer import SampleCopy
 
-from build_helpers import build_into, build_recipe
-from upstream import write_conversations
+from helpers.builds import build_into, build_recipe
+from helpers.upstream import write_conversations
 
 
 def test_a_rerun_keeps_untouched_shards_and_rewrites_altered_ones(ray_cluster, upstream, tmp_path):

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from pydantic import ValidationError
-from record_helpers import by_id, read_records, reject_counts, samples_of
 
 from dataprep.contract.sample import conversation_problem
 from dataprep.fixtures import ai2d as fixture
 from dataprep.sample import ImageBytes, ImageFile, Record, Reject, Sample
 from dataprep.sources import registry
 from dataprep.sources.ai2d import Ai2d
+
+from helpers.records import by_id, read_records, reject_counts, samples_of
 
 SUFFIX = "\nAnswer with the option's letter from the given choices directly."
 

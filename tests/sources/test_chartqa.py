@@ -4,12 +4,13 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from vqa_group_helpers import expected_pairs, pairs, read_all
 
 from dataprep.fixtures import chartqa as fixture
 from dataprep.sample import ImageBytes, ImageFile
 from dataprep.sources import registry
 from dataprep.sources.chartqa import ChartQA
+
+from helpers.vqa_groups import expected_pairs, pairs, read_all
 
 HUMAN = "ChartQA Dataset/train/train_human.json"
 AUGMENTED = "ChartQA Dataset/train/train_augmented.json"

@@ -8,9 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from llava_helpers import engine_rejects
 from pydantic import ValidationError
-from record_helpers import by_id, read_records, reject_counts, samples_of
 
 from dataprep.contract.sample import Turn, conversation_problem
 from dataprep.fixtures.conversations import generate
@@ -24,6 +22,9 @@ from dataprep.sources._llava_records import (
     place_images,
 )
 from dataprep.sources.conversations import Conversations
+
+from helpers.llava_records import engine_rejects
+from helpers.records import by_id, read_records, reject_counts, samples_of
 
 
 @pytest.fixture()

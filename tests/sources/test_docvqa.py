@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from vqa_group_helpers import expected_pairs, pairs, read_all
 
 from dataprep.fixtures import docvqa as fixture
 from dataprep.sample import ImageFile
 from dataprep.sources import registry
 from dataprep.sources.docvqa import DocVQA
+
+from helpers.vqa_groups import expected_pairs, pairs, read_all
 
 
 @pytest.fixture()

@@ -5,13 +5,14 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from vqa_group_helpers import SUFFIX, expected_pairs, pairs, read_all
 
 from dataprep.fixtures import dvqa as fixture
 from dataprep.sample import ImageFile, Reject
 from dataprep.sources import registry
 from dataprep.sources._vqa_groups import Question, partition_of
 from dataprep.sources.dvqa import DVQA
+
+from helpers.vqa_groups import SUFFIX, expected_pairs, pairs, read_all
 
 
 @pytest.fixture()

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 from pydantic import ValidationError
-from record_helpers import by_id, read_records, reject_counts, samples_of
 
 from dataprep.contract.sample import conversation_problem
 from dataprep.fixtures import geoqa_plus as fixture
 from dataprep.sample import ImageBytes, Record, Sample
 from dataprep.sources import registry
 from dataprep.sources.geoqa_plus import ForbiddenPickle, GeoQaPlus, load_pickle
+
+from helpers.records import by_id, read_records, reject_counts, samples_of
 
 SUFFIX = "\nAnswer with the option's letter from the given choices directly."
 

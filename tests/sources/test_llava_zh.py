@@ -5,15 +5,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from llava_helpers import engine_rejects
 from pydantic import ValidationError
-from record_helpers import by_id, read_records, reject_counts, samples_of
 
 from dataprep.contract.sample import Turn, conversation_problem
 from dataprep.fixtures import llava_zh as fixture
 from dataprep.sample import ImageFile, Reject
 from dataprep.sources import registry
 from dataprep.sources.llava_zh import LlavaZh
+
+from helpers.llava_records import engine_rejects
+from helpers.records import by_id, read_records, reject_counts, samples_of
 
 ANNOTATION = "llava_instruct_150k_zh.json"
 

@@ -6,15 +6,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from llava_helpers import engine_rejects
 from pydantic import ValidationError
-from record_helpers import by_id, read_records, reject_counts, samples_of
 
 from dataprep.contract.sample import Turn, conversation_problem
 from dataprep.fixtures import sharegpt4v as fixture
 from dataprep.sample import ImageFile, Reject, Sample
 from dataprep.sources import registry
 from dataprep.sources.sharegpt4v import ANNOTATION_FILES, ShareGPT4V
+
+from helpers.llava_records import engine_rejects
+from helpers.records import by_id, read_records, reject_counts, samples_of
 
 MIX = ANNOTATION_FILES["mix665k"]
 CHAT = [{"from": "human", "value": "<image>\nWhat is it?"}, {"from": "gpt", "value": "A cat."}]

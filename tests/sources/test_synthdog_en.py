@@ -12,13 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 from pydantic import ValidationError
-from record_helpers import by_id, read_records, reject_counts, samples_of
 
 from dataprep.contract.sample import conversation_problem
 from dataprep.fixtures import synthdog_en as fixture
 from dataprep.sample import ImageBytes, Record, Reject, Sample
 from dataprep.sources import registry
 from dataprep.sources.synthdog_en import DEFAULT_REQUESTS, SynthdogEn, pick
+
+from helpers.records import by_id, read_records, reject_counts, samples_of
 
 SHARD0 = "data/train-00000-of-00084-5a3f1b2c9d8e7f60.parquet"
 SHARD1 = "data/train-00001-of-00084-0c4e8d2a7b1f9e35.parquet"

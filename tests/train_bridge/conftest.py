@@ -10,7 +10,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
-from bridge_fixtures import build_shards, train_tokenizer
+from helpers.bridge_shards import build_shards, train_tokenizer
 
 
 @pytest.fixture(scope="session")

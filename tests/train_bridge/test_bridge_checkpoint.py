@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import config, read_metrics
 
 from train_bridge.checkpoint import check_layout, find_resume, step_folder
 from train_bridge.errors import BridgeError
 from train_bridge.train import train
+
+from helpers.training import config, read_metrics
 
 
 def test_resume_continues_exactly(tmp_path: Path, manifest_path: Path, tokenizer_dir: Path) -> None:

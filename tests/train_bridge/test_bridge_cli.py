@@ -150,7 +150,7 @@ def test_bad_inputs_end_in_one_line(
 def test_a_manifest_cannot_lead_the_bridge_out_of_its_folder(
     tmp_path: Path, tokenizer_dir: Path, capsys, where: str, command: str
 ) -> None:
-    from bridge_fixtures import build_shards
+    from helpers.bridge_shards import build_shards
 
     manifest_path = build_shards(tmp_path / "mix", samples=4, per_shard=4)
     outside = tmp_path / "outside" / "mix-000000.tar"

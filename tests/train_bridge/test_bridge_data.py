@@ -115,7 +115,7 @@ def test_length_grouping_cuts_padding(manifest_path: Path, tokenizer) -> None:
 
 
 def test_a_missing_or_cut_shard_stops_the_stream_before_it_starts(tmp_path: Path, tokenizer) -> None:
-    from bridge_fixtures import build_shards
+    from helpers.bridge_shards import build_shards
 
     manifest_path = build_shards(tmp_path / "mix")
     shards = load_manifest(manifest_path).shard_paths(manifest_path)
@@ -132,10 +132,10 @@ def test_a_micro_batch_whose_samples_were_all_dropped_holds_no_real_token() -> N
 
 
 def test_an_image_damaged_after_the_build_stops_training_naming_its_shard(tmp_path: Path, tokenizer) -> None:
-    from bridge_fixtures import build_shards
-
     from dataprep.contract.shards import member_locations
     from train_bridge.errors import BridgeError
+
+    from helpers.bridge_shards import build_shards
 
     manifest_path = build_shards(tmp_path / "mix")
     shard = load_manifest(manifest_path).shard_paths(manifest_path)[0]
@@ -152,9 +152,9 @@ def test_an_image_damaged_after_the_build_stops_training_naming_its_shard(tmp_pa
 
 
 def test_images_are_never_fed_to_another_samples_placeholder(tmp_path: Path, tokenizer) -> None:
-    from bridge_fixtures import build_shards, rewrite_shard
-
     from train_bridge.errors import BridgeError
+
+    from helpers.bridge_shards import build_shards, rewrite_shard
 
     manifest_path = build_shards(tmp_path / "mix", samples=4, per_shard=4)
     members = []
@@ -172,9 +172,9 @@ def test_images_are_never_fed_to_another_samples_placeholder(tmp_path: Path, tok
 
 
 def test_a_sample_of_a_source_the_manifest_does_not_list_stops_the_run(tmp_path: Path, tokenizer) -> None:
-    from bridge_fixtures import build_shards, rewrite_shard
-
     from train_bridge.errors import BridgeError
+
+    from helpers.bridge_shards import build_shards, rewrite_shard
 
     manifest_path = build_shards(tmp_path / "mix", samples=4, per_shard=4)
     members = []
@@ -191,9 +191,9 @@ def test_a_sample_of_a_source_the_manifest_does_not_list_stops_the_run(tmp_path:
 
 
 def test_a_member_that_is_not_one_of_the_samples_images_stops_the_run(tmp_path: Path, tokenizer) -> None:
-    from bridge_fixtures import build_shards, rewrite_shard
-
     from train_bridge.errors import BridgeError
+
+    from helpers.bridge_shards import build_shards, rewrite_shard
 
     manifest_path = build_shards(tmp_path / "mix", samples=4, per_shard=4)
     members = []
@@ -208,9 +208,9 @@ def test_a_member_that_is_not_one_of_the_samples_images_stops_the_run(tmp_path: 
 
 
 def test_a_sidecar_index_other_than_the_manifests_stops_the_run_at_start(tmp_path: Path, tokenizer) -> None:
-    from bridge_fixtures import build_shards
-
     from train_bridge.errors import BridgeError
+
+    from helpers.bridge_shards import build_shards
 
     manifest_path = build_shards(tmp_path / "mix", samples=4, per_shard=4)
     manifest = json.loads(manifest_path.read_text())
@@ -231,9 +231,9 @@ def test_a_sidecar_index_other_than_the_manifests_stops_the_run_at_start(tmp_pat
 def test_a_shard_that_does_not_hold_the_manifests_samples_stops_the_run_at_start(
     tmp_path: Path, tokenizer, samples: int
 ) -> None:
-    from bridge_fixtures import build_shards
-
     from train_bridge.errors import BridgeError
+
+    from helpers.bridge_shards import build_shards
 
     manifest_path = build_shards(tmp_path / "mix", samples=8, per_shard=4)
     manifest = json.loads(manifest_path.read_text())

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import config, read_metrics, sft_args, torchrun
 
 from train_bridge.config import Attention
 from train_bridge.distributed import ATTENTION_BACKENDS, process_group
 from train_bridge.errors import BridgeError
 from train_bridge.train import train
+
+from helpers.training import config, read_metrics, sft_args, torchrun
 
 
 def test_torchrun_ddp_and_fsdp(tmp_path: Path, manifest_path: Path, tokenizer_dir: Path) -> None:

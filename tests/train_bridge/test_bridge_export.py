@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from bridge_fixtures import build_shards, rewrite_shard
 
 from dataprep.contract.manifest import load_manifest
 from dataprep.contract.shards import iter_samples, iter_tar
@@ -14,6 +13,8 @@ from dataprep.files import canonical_json
 from train_bridge.cli import main
 from train_bridge.errors import BridgeError
 from train_bridge.export_internvl import export
+
+from helpers.bridge_shards import build_shards, rewrite_shard
 
 
 def test_export_round_trips_through_the_conversations_adapter(

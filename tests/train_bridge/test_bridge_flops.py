@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import first_batch
 
 from train_bridge.flops import FlopCounter, peak_flops
 from train_bridge.model import add_special_tokens, load_model
+
+from helpers.training import first_batch
 
 
 def test_image_flops_match_an_independent_count(tokenizer) -> None:

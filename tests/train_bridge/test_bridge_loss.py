@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from train_helpers import first_batch
 
 from train_bridge.loss import SFTModule
 from train_bridge.model import add_special_tokens, load_model
+
+from helpers.training import first_batch
 
 
 def test_loss_on_scored_tokens_equals_full_logits_loss(manifest_path: Path, tokenizer) -> None:

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from bridge_fixtures import build_shards
-from train_helpers import config
 
 from train_bridge.train import _checkpoint_due, _param_groups, train
+
+from helpers.bridge_shards import build_shards
+from helpers.training import config
 
 
 def test_tiny_model_overfits_eight_samples(tmp_path: Path, tokenizer_dir: Path) -> None:

@@ -10,7 +10,7 @@ from dataprep.engine.runner import Runner
 from dataprep.engine.settings import BuildSettings
 from dataprep.recipe.load import load_recipe
 
-from upstream import recipe_yaml
+from helpers.upstream import recipe_yaml
 
 
 def build_recipe(
