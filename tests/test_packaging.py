@@ -1,5 +1,6 @@
-"""The data-prep core stands without torch; the contract without the build's dependencies; the bridge
-reads builds through the contract alone."""
+"""The data-prep core stands without torch; the contract without the build's dependencies; sources
+without Ray or shards; the engine without any one source; the bridge reads builds through the contract
+alone."""
 
 from __future__ import annotations
 
@@ -66,19 +67,52 @@ def test_the_contract_imports_only_the_standard_library_pydantic_and_the_file_he
     assert "dataprep.contract.sample" in result.stdout.split() and not outside, sorted(outside)
 
 
-def test_the_bridge_imports_nothing_of_dataprep_but_its_contract():
-    problems = []
-    for path in sorted((REPO / "train_bridge").rglob("*.py")):
+def _imports(folder: str) -> list[tuple[str, int, str]]:
+    """(file, line, module) for every absolute import under `folder` (`from a import b` gives both `a`
+    and `a.b`, since `b` may be a module)."""
+    found = []
+    for path in sorted((REPO / folder).rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-                if node.module == "dataprep":  # `from dataprep import contract` names the package
-                    names = [f"dataprep.{alias.name}" for alias in node.names]
             else:
                 continue
-            for name in names:
-                if name.split(".")[0] == "dataprep" and not name.startswith("dataprep.contract"):
-                    problems.append(f"{path.relative_to(REPO)}:{node.lineno} imports {name}")
+            found += [(str(path.relative_to(REPO)), node.lineno, name) for name in names]
+    return found
+
+
+def test_the_bridge_imports_nothing_of_dataprep_but_its_contract():
+    problems = [
+        f"{file}:{line} imports {name}"
+        for file, line, name in _imports("train_bridge")
+        if name.split(".")[0] == "dataprep"
+        and name != "dataprep"
+        and not name.startswith("dataprep.contract")
+    ]
+    assert not problems, problems
+
+
+def test_sources_know_nothing_of_ray_or_shards_and_the_engine_nothing_of_any_source():
+    build_side = (
+        "ray",
+        "dataprep.engine",
+        "dataprep.contract.shards",
+        "dataprep.shard_writer",
+        "dataprep.normalize",
+    )
+    problems = [
+        f"{file}:{line} imports {name}"
+        for file, line, name in _imports("dataprep/sources")
+        if name == "ray"
+        or name.startswith(tuple(f"{module}." for module in build_side))
+        or name in build_side
+    ]
+    adapters = {path.stem for path in (REPO / "dataprep/sources").glob("*.py")} - {"__init__", "base"}
+    problems += [
+        f"{file}:{line} imports {name}"
+        for file, line, name in _imports("dataprep/engine")
+        if name.startswith("dataprep.sources.") and name.split(".")[2] in adapters
+    ]
     assert not problems, problems
