@@ -16,10 +16,10 @@ import re
 import tarfile
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -99,7 +99,9 @@ def _fetch_locked(
         digest = _download(download, destination, retries, backoff)
     for other in earlier:  # their file is replaced now
         other.unlink()
-    unpacked = unpack(destination, _inside(root, download.to_folder)) if download.unpack else []
+    unpacked = (
+        unpack(destination, _inside(root, download.to_folder), download.members) if download.unpack else []
+    )
     result = Fetched(
         url=download.url,
         path=str(destination.relative_to(root)),
@@ -124,7 +126,10 @@ def _exclusive(state: Path, relative: Path) -> Iterator[None]:
 
 def download_key(download: Download) -> str:
     """Names a download's marker and kept archive: its URL, `to` and `unpack` (not the pin)."""
-    where = canonical_json(download.model_dump(mode="json", include={"url", "to", "unpack"}))
+    fields = {"url", "to", "unpack"} | (
+        {"members"} if download.members else set()
+    )  # keys of earlier versions kept
+    where = canonical_json(download.model_dump(mode="json", include=fields))
     return hashlib.sha256(where).hexdigest()[:16]
 
 
@@ -151,7 +156,7 @@ def _done(root: Path, marker: Path, download: Download) -> Fetched | None:
     elif not FileStamp.from_json(stat).matches(path):
         return None
     if download.unpack and not all((root / download.to_folder / name).exists() for name in done.unpacked):
-        unpack(path, _inside(root, download.to_folder))
+        unpack(path, _inside(root, download.to_folder), download.members)
     return replace(done, pinned=download.sha256 is not None)
 
 
@@ -298,29 +303,52 @@ def _content_range(response: requests.Response) -> tuple[int | None, int | None]
     return (int(first) if first else None), (int(size) if size.isdigit() else None)
 
 
-def unpack(archive: Path, folder: Path) -> list[str]:
+def unpack(archive: Path, folder: Path, folders: Mapping[str, str] | None = None) -> list[str]:
     """Extract a zip or tar (any compression) into `folder` after checking every member; return the
-    extracted files, relative to `folder`, sorted. Only files and folders whose names stay inside
-    `folder` are admitted (no links, devices or absolute names); nothing is written if any member
-    is refused."""
+    extracted files, relative to `folder`, sorted. With `folders` (archive folder → folder under
+    `folder`), only members under those folders are extracted, moved to theirs. Only files and folders
+    whose names stay inside `folder` are admitted (no links, devices or absolute names); nothing is
+    written if any member is refused."""
     folder.mkdir(parents=True, exist_ok=True)
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as bundle:
-            members = bundle.infolist()
-            for member in members:
+            members = []
+            for member in bundle.infolist():
                 is_link = (member.external_attr >> 16) & 0o170000 == 0o120000
                 _check_member(archive, member.filename, "a symbolic link" if is_link else None, folder)
-            bundle.extractall(folder)
+                if (name := _placed(member.filename, folders)) is not None:
+                    _check_member(archive, name, None, folder)
+                    member.filename = name  # the stored name is still checked against the local header
+                    members.append(member)
+            for member in members:
+                bundle.extract(member, folder)
             return sorted(m.filename for m in members if not m.is_dir())
     if tarfile.is_tarfile(archive):
         with tarfile.open(archive) as bundle:
-            members = bundle.getmembers()
-            for member in members:
+            members = []
+            for member in bundle.getmembers():
                 kind = None if member.isfile() or member.isdir() else _TAR_KINDS.get(member.type, "special")
                 _check_member(archive, member.name, kind, folder)
+                if (name := _placed(member.name, folders)) is not None:
+                    _check_member(archive, name, None, folder)
+                    member.name = name
+                    members.append(member)
             bundle.extractall(folder, members=members, filter="data")
             return sorted(m.name for m in members if m.isfile())
     raise FetchError(f"{archive.name}: `unpack` is set but this is neither a zip nor a tar archive")
+
+
+def _placed(name: str, folders: Mapping[str, str] | None) -> str | None:
+    """Where member `name` goes under the unpack folder: as stored without `folders`, else moved from
+    the first archive folder holding it to its folder; None for a member outside them all."""
+    if not folders:
+        return name
+    path = PurePosixPath(name)
+    for source, target in folders.items():
+        if path.is_relative_to(source):
+            placed = str(PurePosixPath(target) / path.relative_to(source))
+            return None if placed == "." else placed + ("/" if name.endswith("/") else "")
+    return None
 
 
 _TAR_KINDS = {

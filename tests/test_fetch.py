@@ -141,6 +141,41 @@ def test_archives_unpack_into_the_folder_and_are_restored(tmp_path: Path) -> Non
     assert (tmp_path / "data/images/a.jpg").read_bytes() == b"a"
 
 
+def test_members_move_an_archive_folder_into_the_layout_and_leave_the_rest(tmp_path: Path) -> None:
+    """ShareGPT4V's web zips keep their images under `data/<name>/images/`; the layout wants `<name>/images/`."""
+    archive = zip_bytes(
+        {"data/wikiart/images/a.jpg": b"a", "data/wikiart/images/b/c.jpg": b"c", "data/readme.txt": b"r"}
+    )
+    with serve(Site(files={"/wikiart.zip": archive})) as site:
+        spec = download(
+            f"{site.url}/wikiart.zip", unpack=True, members={"data/wikiart/images": "wikiart/images"}
+        )
+        done = fetch(tmp_path, spec)
+    assert done.unpacked == ["wikiart/images/a.jpg", "wikiart/images/b/c.jpg"]
+    assert (tmp_path / "wikiart/images/b/c.jpg").read_bytes() == b"c"
+    assert not (tmp_path / "data").exists() and not list(tmp_path.rglob("readme.txt"))
+    assert download_key(spec) != download_key(download(f"{site.url}/wikiart.zip", unpack=True))
+
+
+def test_members_of_a_tar_are_moved_and_still_checked(tmp_path: Path) -> None:
+    path = tmp_path / "train.tar"
+    path.write_bytes(
+        tar_of((file_member("train/documents/p1.png", 1), b"p"), (file_member("x.txt", 1), b"x"))
+    )
+    assert unpack(path, tmp_path / "root", {"train": "."}) == ["documents/p1.png"]
+    assert (tmp_path / "root/documents/p1.png").read_bytes() == b"p"
+    assert not (tmp_path / "root/x.txt").exists()
+    with pytest.raises(UnsafeArchive, match="leaves its root"):
+        unpack(path, tmp_path / "other", {"train": ".."})
+
+
+def test_members_need_unpack_and_relative_folders() -> None:
+    with pytest.raises(ValueError, match="needs `unpack: true`"):
+        Download(url="https://x/y.zip", members={"a": "b"})
+    with pytest.raises(ValueError, match="relative path"):
+        Download(url="https://x/y.zip", unpack=True, members={"a": "/b"})
+
+
 def tar_with(member: tarfile.TarInfo, data: bytes = b"") -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as bundle:

@@ -80,6 +80,11 @@ class Download(Strict):
     )
     to: str | None = Field(None, description="path inside the source folder (default: the URL's file name)")
     unpack: bool = Field(False, description="zip/tar archive: extract into `to` (a folder) instead")
+    members: dict[str, str] = Field(
+        default_factory=dict,
+        description="with `unpack`: archive folder → folder under `to`; only members under these folders "
+        "are extracted (default: every member, where the archive stores it)",
+    )
 
     @field_validator("to")
     @classmethod
@@ -88,8 +93,18 @@ class Download(Strict):
             raise ValueError("must be a relative path inside the source folder (no `..`)")
         return to
 
+    @field_validator("members")
+    @classmethod
+    def _relative_folders(cls, members: dict[str, str]) -> dict[str, str]:
+        for path in (*members, *members.values()):
+            if Path(path).is_absolute() or ".." in Path(path).parts:
+                raise ValueError(f"{path!r} must be a relative path (no `..`)")
+        return members
+
     @model_validator(mode="after")
     def _lands_in_a_named_file(self) -> Download:
+        if self.members and not self.unpack:
+            raise ValueError("`members` maps an archive's folders: it needs `unpack: true`")
         if self.url.startswith("hf://"):
             hub_parts(self.url)
         try:
