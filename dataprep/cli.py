@@ -50,6 +50,15 @@ def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else embedded)")
     parser.add_argument("--limit", type=_positive, help="read at most N records per source (quick trials)")
     parser.add_argument("--quiet", action="store_true", help="no live progress")
+    _mirror_argument(parser)
+
+
+def _mirror_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mirror",
+        help="fetch every http(s) URL from MIRROR/<host>/<path> instead (default: DATAPREP_MIRROR; "
+        "hf:// URLs follow HF_ENDPOINT)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         "--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else embedded)"
     )
     reproduce.add_argument("--quiet", action="store_true", help="no live progress")
+    _mirror_argument(reproduce)
 
     manifest = commands.add_parser("manifest", help="inspect a manifest")
     manifest_commands = manifest.add_subparsers(dest="manifest_command", required=True)
@@ -117,6 +127,7 @@ def _settings(args: argparse.Namespace, recipe: Recipe) -> BuildSettings:
         limit=args.limit,
         progress=False if args.quiet else None,
         discard_parts=args.discard_parts,
+        mirror=args.mirror,
     )
 
 
@@ -165,7 +176,7 @@ def _fetch(args: argparse.Namespace) -> int:
     recipe = _load(args)
     try:
         with ray_session(_settings(args, recipe)) as runner:
-            downloads = fetch_all(recipe, runner)
+            downloads = fetch_all(recipe, runner, args.mirror)
     except BuildError as error:
         print(f"fetch failed: {error}", file=sys.stderr)
         return 1
@@ -179,7 +190,7 @@ def _plan(args: argparse.Namespace) -> int:
     try:
         check_output(recipe, settings.out)
         with output_lock(settings.out), ray_session(settings) as runner:
-            fetch_all(recipe, runner)
+            fetch_all(recipe, runner, settings.mirror)
             missing = missing_inputs(recipe)
             if missing:
                 print("required inputs are missing:\n" + "\n".join(missing), file=sys.stderr)

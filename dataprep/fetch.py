@@ -2,6 +2,16 @@
 retried on transient failures, verified against a pinned sha256, and archives unpacked only after
 every member is checked to stay inside the folder. Knows nothing of Ray or of any source.
 
+A mirror (`mirror=` or `DATAPREP_MIRROR`) serves every http(s) URL from `<mirror>/<host>/<path>`;
+the original URL stays the download's identity (marker, manifest, pins). Failed attempts are retried
+`RETRIES` times in a row (an attempt that brought bytes starts the count anew), after `Retry-After`
+when the server sends one (up to `RETRY_AFTER_CAP` s), else after a backoff doubling from `BACKOFF`
+up to `BACKOFF_CAP` s; a connection silent for `STALL` s is dropped and resumed. A download whose
+size is known, and an archive's declared unpacked size, must fit the free disk space. An archive is
+refused before anything is extracted when it has over `MAX_MEMBERS` members, declares over
+`MAX_UNPACKED` bytes, or a member (zip) or the whole (tar) of at least `RATIO_FLOOR` bytes unpacks
+over `MAX_RATIO` times its packed size.
+
 State lives in `<source folder>/.fetch/`: a completion marker per URL, partial downloads, and the
 downloaded archives (kept, so deleted extracted files are restored without a download).
 """
@@ -13,12 +23,15 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tarfile
 import time
 import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, urlsplit
 
@@ -32,6 +45,21 @@ STATE_DIR = ".fetch"
 HF_ENDPOINT = "https://huggingface.co"
 MARKER_NAME = re.compile(r"[0-9a-f]{16}\.json")
 CHUNK = 1 << 16  # a dropped connection loses at most one chunk of the partial file
+MIRROR_ENV = "DATAPREP_MIRROR"
+
+RETRIES = 12  # failed attempts in a row, each without a byte of progress, before giving up
+BACKOFF = 1.0  # seconds before the first retry, doubled after each failure...
+BACKOFF_CAP = 120.0  # ...up to this (twelve failures in a row: about 12 minutes)
+RETRY_AFTER_CAP = 600.0  # a server's Retry-After is honoured up to this many seconds
+STALL = 60.0  # seconds without a byte before a connection counts as stalled (it is resumed)
+CONNECT_TIMEOUT = 30.0
+
+# Archive limits, far above the largest published archives of the mixture (COCO train2017.zip:
+# 118k files, 18 GB; an SA-1B tar: ~11k files, ~11 GB; DocVQA: 7 GB):
+MAX_MEMBERS = 5_000_000
+MAX_UNPACKED = 2 << 40  # 2 TiB declared in one archive
+MAX_RATIO = 200  # unpacked / packed: deflate reaches ~1000 only on absurdly repetitive data (a bomb)
+RATIO_FLOOR = 16 << 20  # the ratio is checked on members (zip) or archives (tar) at least this large
 
 
 class FetchError(Exception):
@@ -43,7 +71,12 @@ class UnsafeArchive(FetchError):
 
 
 class _Transient(Exception):
-    """A failure worth retrying (connection lost, 5xx, 429, a file changed mid-download)."""
+    """A failure worth retrying (connection lost, 5xx, 429, a file changed mid-download), after
+    `wait` seconds when the server said how long (Retry-After)."""
+
+    def __init__(self, message: str, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.wait = wait
 
 
 @dataclass(frozen=True)
@@ -58,19 +91,40 @@ class Fetched:
     unpacked: list[str]
 
 
-def http_url(url: str) -> str:
+def mirror_of(mirror: str | None) -> str | None:
+    """The mirror given, else `DATAPREP_MIRROR`'s, else None (no mirror)."""
+    return mirror or os.environ.get(MIRROR_ENV) or None
+
+
+def http_url(url: str, mirror: str | None = None) -> str:
     """`hf://datasets/<owner>/<name>[@<revision>]/<file>` → the hub's resolve URL (HF_ENDPOINT
-    overrides the host); http(s) URLs unchanged."""
+    overrides the host); http(s) URLs unchanged, or `<mirror>/<host>/<path>[?<query>]` with a mirror."""
     if not url.startswith("hf://"):
-        return url
+        if mirror is None:
+            return url
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]  # never credentials into the mirror's path
+        query = f"?{parts.query}" if parts.query else ""
+        return f"{mirror.rstrip('/')}/{host}{parts.path or '/'}{query}"
     kind, owner, name, revision, file = hub_parts(url)
     endpoint = os.environ.get("HF_ENDPOINT", HF_ENDPOINT).rstrip("/")
     prefix = "" if kind == "models" else f"/{kind}"
     return f"{endpoint}{prefix}/{owner}/{name}/resolve/{quote(revision, safe='')}/{quote(file)}"
 
 
-def fetch(root: Path, download: Download, *, retries: int = 4, backoff: float = 1.0) -> Fetched:
-    """Make `download` present under `root`; skip it when its completion marker says it is done."""
+def fetch(
+    root: Path,
+    download: Download,
+    *,
+    mirror: str | None = None,
+    size: int | None = None,
+    retries: int = RETRIES,
+    backoff: float = BACKOFF,
+    stall: float = STALL,
+) -> Fetched:
+    """Make `download` present under `root`; skip it when its completion marker says it is done.
+    `mirror` (default `DATAPREP_MIRROR`) serves its http(s) URL; `size`, when known beforehand, is
+    checked against the free disk space before the first request."""
     root = Path(os.path.realpath(root))
     state = root / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
@@ -83,20 +137,30 @@ def fetch(root: Path, download: Download, *, retries: int = 4, backoff: float = 
         destination = state / f"{key}-{download.file_name}"
     else:
         destination = _inside(root, target(download))
+    how = _How(mirror_of(mirror), size, retries, backoff, stall)
     with _exclusive(state, destination.relative_to(root)):  # another build may be fetching it
-        return _fetch_locked(root, download, marker, destination, retries, backoff)
+        return _fetch_locked(root, download, marker, destination, how)
 
 
-def _fetch_locked(
-    root: Path, download: Download, marker: Path, destination: Path, retries: int, backoff: float
-) -> Fetched:
+@dataclass(frozen=True)
+class _How:
+    """Where from and how patiently one download is made (see `fetch`)."""
+
+    mirror: str | None
+    size: int | None
+    retries: int
+    backoff: float
+    stall: float
+
+
+def _fetch_locked(root: Path, download: Download, marker: Path, destination: Path, how: _How) -> Fetched:
     done = _done(root, marker, download)  # the process that held the lock may have fetched it
     if done is not None:
         return done
     earlier = _fetched_from_other_urls(root, marker, destination)
     digest = None if earlier else _present(destination, download.sha256)
     if digest is None:
-        digest = _download(download, destination, retries, backoff)
+        digest = _download(download, destination, how)
     for other in earlier:  # their file is replaced now
         other.unlink()
     unpacked = (
@@ -191,26 +255,29 @@ def _present(path: Path, sha256: str | None) -> str | None:
     return digest if sha256 in (None, digest) else None
 
 
-def _download(download: Download, destination: Path, retries: int, backoff: float) -> str:
+def _download(download: Download, destination: Path, how: _How) -> str:
     """Stream the URL to `destination` through a `.partial` file, resumed across attempts while the
     server's validator (ETag / Last-Modified) and size stay the same; verify it before renaming it
     into place; return its sha256."""
-    url = http_url(download.url)
+    url = http_url(download.url, how.mirror)
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(destination.name + PARTIAL_SUFFIX)
+    if how.size is not None:
+        _ensure_room(partial.parent, how.size - _size(partial), url)
     failures = 0
     while True:
         have = _size(partial)
         try:
-            if _attempt(url, partial):
+            if _attempt(url, partial, how.stall):
                 break
             if _size(partial) <= have:
                 raise _Transient("the server sent no data")
         except (_Transient, requests.ConnectionError, requests.Timeout) as error:
-            failures += 1
-            if failures > retries:
-                raise FetchError(f"{url}: {error} (gave up after {failures} attempts)") from None
-            time.sleep(backoff * 2 ** (failures - 1))
+            failures = 1 if _size(partial) > have else failures + 1  # progress starts the count anew
+            if failures > how.retries:
+                raise FetchError(f"{url}: {error} (gave up after {failures} attempts in a row)") from None
+            wait = error.wait if isinstance(error, _Transient) else None
+            time.sleep(wait if wait is not None else min(how.backoff * 2 ** (failures - 1), BACKOFF_CAP))
     digest = sha256_file(partial)
     if download.sha256 and digest != download.sha256:
         _discard(partial)
@@ -220,7 +287,7 @@ def _download(download: Download, destination: Path, retries: int, backoff: floa
     return digest
 
 
-def _attempt(url: str, partial: Path) -> bool:
+def _attempt(url: str, partial: Path, stall: float) -> bool:
     """One request for the rest of `partial`; True when the file is complete."""
     have = _size(partial)
     info_path = _resume_info(partial)
@@ -233,14 +300,14 @@ def _attempt(url: str, partial: Path) -> bool:
     hub = urlsplit(os.environ.get("HF_ENDPOINT", HF_ENDPOINT)).netloc
     if (token := os.environ.get("HF_TOKEN")) and urlsplit(url).netloc == hub:
         headers["Authorization"] = f"Bearer {token}"  # gated datasets; sent to the hub only
-    with requests.get(url, headers=headers, stream=True, timeout=60) as response:
+    with requests.get(url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT, stall)) as response:
         if response.status_code == 416 and have:  # nothing left to send: whole, or longer than the file
             if _content_range(response)[1] == have == info.get("total", have):
                 return True
             _discard(partial)
             raise _Transient(f"partial download of {have} bytes does not match the file; starting over")
         if _retryable(response.status_code):
-            raise _Transient(f"HTTP {response.status_code}")
+            raise _Transient(f"HTTP {response.status_code}", _retry_after(response))
         if response.status_code not in (200, 206):
             raise FetchError(f"{url}: HTTP {response.status_code} {response.reason}")
         resumed = response.status_code == 206
@@ -260,6 +327,8 @@ def _attempt(url: str, partial: Path) -> bool:
             if not validator or validator.startswith("W/"):  # If-Range needs a strong validator
                 validator = response.headers.get("Last-Modified", "")
             write_atomic(info_path, canonical_json({"validator": validator, "total": total}))
+        if total is not None:
+            _ensure_room(partial.parent, total - (have if resumed else 0), url)
         try:
             with partial.open("ab" if resumed else "wb") as out:
                 for chunk in response.iter_content(CHUNK):
@@ -271,6 +340,30 @@ def _attempt(url: str, partial: Path) -> bool:
         _discard(partial)
         raise _Transient(f"received {size} bytes of a {total}-byte file; starting over")
     return total is None or size == total
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Seconds the server asks to wait (`Retry-After`: delta-seconds or an HTTP date), at most
+    `RETRY_AFTER_CAP`; None when it says nothing usable."""
+    value = response.headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return min(float(value), RETRY_AFTER_CAP)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is in GMT
+        when = when.replace(tzinfo=timezone.utc)
+    return min(max(0.0, (when - datetime.now(timezone.utc)).total_seconds()), RETRY_AFTER_CAP)
+
+
+def _ensure_room(folder: Path, needed: int, what: str) -> None:
+    """Refuse to start writing `needed` bytes into `folder`'s file system when it has less free."""
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise FetchError(
+            f"{what}: needs {needed:,} bytes but {folder} has only {free:,} bytes free; make room and run again"
+        )
 
 
 def _retryable(status: int) -> bool:

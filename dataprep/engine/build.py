@@ -50,7 +50,7 @@ def _build_locked(recipe: Recipe, settings: BuildSettings, runner: Runner | None
     session = contextlib.nullcontext(runner) if runner else ray_session(settings)
     with session as tasks:
         lap("ray_start")
-        downloads = fetch_all(recipe, tasks)
+        downloads = fetch_all(recipe, tasks, settings.mirror)
         lap("fetch")
         entries = normalize_all(recipe, settings, tasks, downloads)
         lap("normalize")

@@ -9,7 +9,7 @@ from typing import ClassVar
 
 from dataprep.contract.manifest import DownloadReport
 from dataprep.engine.runner import BuildError, Job, Runner
-from dataprep.fetch import Fetched, FetchError, download_key, fetch, target
+from dataprep.fetch import Fetched, FetchError, download_key, fetch, mirror_of, target
 from dataprep.recipe.model import Download, Recipe
 
 
@@ -18,14 +18,17 @@ class FetchJob(Job):
     retries: ClassVar[int] = 0  # fetch retries transient failures itself, resuming the partial file
     root: str
     download: Download
+    mirror: str | None = None
 
     def run(self) -> Fetched:
-        return fetch(Path(self.root), self.download)
+        return fetch(Path(self.root), self.download, mirror=self.mirror)
 
 
-def fetch_all(recipe: Recipe, runner: Runner) -> dict[str, list[DownloadReport]]:
+def fetch_all(recipe: Recipe, runner: Runner, mirror: str | None = None) -> dict[str, list[DownloadReport]]:
     """Every entry's downloads (completed ones are skipped), in parallel, by entry label; the same
-    download into the same folder is fetched once, with the pin any entry gives it."""
+    download into the same folder is fetched once, with the pin any entry gives it. http(s) URLs come
+    from `mirror` when given (default: `DATAPREP_MIRROR`, read here: workers may not have it)."""
+    mirror = mirror_of(mirror)
     specs: dict[tuple[str, str], Download] = {}
     wanted: dict[str, list[tuple[str, str]]] = {}
     for entry in recipe.sources:
@@ -40,7 +43,7 @@ def fetch_all(recipe: Recipe, runner: Runner) -> dict[str, list[DownloadReport]]
                 specs[key] = download
             keys.append(key)
     _refuse_shared_targets(specs)
-    jobs = [(download.url, FetchJob(root, download)) for (root, _), download in specs.items()]
+    jobs = [(download.url, FetchJob(root, download, mirror)) for (root, _), download in specs.items()]
     done: dict[tuple[str, str], Fetched] = dict(zip(specs, runner.run("fetch", jobs, len(jobs)), strict=True))
     return {
         label: [

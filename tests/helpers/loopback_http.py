@@ -1,10 +1,13 @@
 """A real HTTP server on 127.0.0.1 for download tests: serves files from a dict, honours Range and
-If-Range requests, logs every request, and can drop a connection part-way through a body, answer
-errors, send short ranges or pause before a body (slow downloads that overlap)."""
+If-Range requests, logs every request (with its time), and can drop a connection part-way through a
+body, answer errors (with headers such as Retry-After), end a body short of its Content-Length, stall
+mid-body, send short ranges or pause before a body (slow downloads that overlap)."""
 
 from __future__ import annotations
 
 import hashlib
+import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -14,11 +17,26 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 @dataclass
+class Fault:
+    """What one request of a path gets instead of its plain answer: a `status` (with `headers`), or
+    the body's first `after` bytes and then a `drop` (reset), a `short` end (clean close, short of
+    the Content-Length sent), or a `stall` of `seconds` before closing."""
+
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    after: int = 0
+    kind: str = "drop"  # drop | short | stall
+    seconds: float = 0.0
+
+
+@dataclass
 class Site:
     files: dict[str, bytes] = field(default_factory=dict)
     cut_after: dict[str, int] = field(default_factory=dict)  # path → bytes sent before dropping (once)
     status: dict[str, list[int]] = field(default_factory=dict)  # path → statuses to answer first
+    faults: dict[str, list[Fault]] = field(default_factory=dict)  # path → faults of its next requests
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
+    times: list[float] = field(default_factory=list)  # time.monotonic() of each request
     etags: bool = True  # send a strong ETag and honour If-Range (a changed file is sent whole)
     range_cap: int | None = None  # answer a Range request with at most this many bytes
     pause: float = 0.0  # seconds to wait before sending a body
@@ -35,6 +53,15 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             path = self.path.split("?")[0]
             site.requests.append((path, self.headers.get("Range")))
+            site.times.append(time.monotonic())
+            fault = site.faults[path].pop(0) if site.faults.get(path) else None
+            if fault is not None and fault.status is not None:
+                self.send_response(fault.status)
+                for name, value in fault.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if site.status.get(path):
                 self.send_error(site.status[path].pop(0))
                 return
@@ -67,12 +94,30 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             time.sleep(site.pause)
+            if fault is not None:
+                self._fail(fault, body)
+                return
             if path in site.cut_after:
                 self.wfile.write(body[: site.cut_after.pop(path)])
                 self.wfile.flush()
                 self.close_connection = True
                 return
             self.wfile.write(body)
+
+        def _fail(self, fault: Fault, body: bytes) -> None:
+            self.wfile.write(body[: fault.after])
+            self.wfile.flush()
+            self.close_connection = True
+            if fault.kind == "stall":
+                time.sleep(fault.seconds)
+            elif fault.kind == "drop":  # a reset, as a lost connection looks to the client
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+        def handle_one_request(self) -> None:
+            try:
+                super().handle_one_request()
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up on a stalled body
+                self.close_connection = True
 
     return Handler
 

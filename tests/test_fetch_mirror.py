@@ -1,0 +1,102 @@
+"""A mirror serves every http(s) URL from `<mirror>/<host>/<path>`: a loopback server stands in for
+hosts this machine cannot reach; the original URL stays the download's identity."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from dataprep.cli import main
+from dataprep.fetch import STATE_DIR, FetchError, download_key, fetch, http_url
+from dataprep.recipe.model import Download
+
+from helpers.loopback_http import Site, serve
+from helpers.upstream import recipe_yaml, write_conversations
+
+COCO = "https://images.cocodataset.org/zips/x.zip"  # unreachable from the tests: only the mirror answers
+DATA = os.urandom(50_000)
+SHA = hashlib.sha256(DATA).hexdigest()
+
+
+def zip_of(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        for name, data in members.items():
+            bundle.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_mirror_urls_keep_host_path_and_query_and_leave_hub_urls_to_hf_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.example")
+    assert http_url(COCO, "http://m:8/base/") == "http://m:8/base/images.cocodataset.org/zips/x.zip"
+    assert http_url("https://u:p@h.org:444/a%20b?x=1&y=2", "http://m") == "http://m/h.org:444/a%20b?x=1&y=2"
+    assert http_url("https://h.org/a", None) == "https://h.org/a"
+    assert http_url("hf://datasets/o/n@v1/f.json", "http://m") == (
+        "https://hub.example/datasets/o/n/resolve/v1/f.json"
+    )
+
+
+def test_an_unreachable_host_is_fetched_from_the_mirror_under_its_original_url(tmp_path: Path) -> None:
+    archive = zip_of({"train2017/a.jpg": b"a", "train2017/b.jpg": b"b"})
+    pinned = hashlib.sha256(archive).hexdigest()
+    site = Site(files={"/images.cocodataset.org/zips/x.zip": archive})
+    wanted = Download(url=COCO, sha256=pinned, unpack=True, to="coco")
+    with serve(site):
+        done = fetch(tmp_path, wanted, mirror=site.url)
+    assert site.requests == [("/images.cocodataset.org/zips/x.zip", None)]
+    assert (tmp_path / "coco/train2017/b.jpg").read_bytes() == b"b"
+    assert done.url == COCO and done.sha256 == pinned and done.pinned
+    marker = json.loads((tmp_path / STATE_DIR / f"{download_key(wanted)}.json").read_bytes())
+    assert marker["url"] == COCO  # a mirror is a location: the marker names the upstream
+    assert fetch(tmp_path, wanted) == done  # done, whether or not a mirror is given (no request)
+
+
+def test_the_mirror_comes_from_the_environment_and_checksums_still_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = Site(files={"/example.org/d/train.json": DATA})
+    with serve(site):
+        monkeypatch.setenv("DATAPREP_MIRROR", site.url)
+        with pytest.raises(FetchError, match=f"https://example.org/d/train.json: sha256 {SHA}"):
+            fetch(tmp_path, Download(url="https://example.org/d/train.json", sha256="0" * 64))
+        done = fetch(tmp_path, Download(url="https://example.org/d/train.json", sha256=SHA))
+    assert (tmp_path / "train.json").read_bytes() == DATA and done.url == "https://example.org/d/train.json"
+    assert len(site.requests) == 2
+
+
+def test_fetch_and_plan_take_the_mirror_from_the_command_line(ray_cluster, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DATAPREP_MIRROR", raising=False)
+    published = tmp_path / "published"
+    write_conversations(published / "mine")
+    images = {f"images/{image.name}": image.read_bytes() for image in (published / "mine/images").iterdir()}
+    site = Site(
+        files={
+            "/example.org/mine/train.jsonl": (published / "mine/train.jsonl").read_bytes(),
+            "/images.cocodataset.org/zips/images.zip": zip_of(images),
+        }
+    )
+    fetch_yaml = """    fetch:
+      - {url: "https://example.org/mine/train.jsonl"}
+      - {url: "https://images.cocodataset.org/zips/images.zip", unpack: true}
+"""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(recipe_yaml("m", tmp_path / "root", tmp_path / "out", extra_sources=fetch_yaml))
+    with serve(site):
+        assert main(["fetch", str(recipe), "--quiet", "--mirror", site.url]) == 0
+        table = capsys.readouterr().out
+        assert main(["plan", str(recipe), "--quiet", "--mirror", site.url]) == 0  # all done: no request
+    assert sorted(site.requests) == [
+        ("/example.org/mine/train.jsonl", None),
+        ("/images.cocodataset.org/zips/images.zip", None),
+    ]
+    assert "train.jsonl" in table and sorted(os.listdir(tmp_path / "root/mine/images")) == sorted(
+        os.listdir(published / "mine/images")
+    )
