@@ -27,6 +27,7 @@ import shutil
 import tarfile
 import time
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -323,12 +324,13 @@ def _attempt(url: str, partial: Path, stall: float) -> bool:
         else:
             length = response.headers.get("Content-Length", "")
             total = int(length) if length.isdigit() else None
+        if total is not None:
+            _ensure_room(partial.parent, total - (have if resumed else 0), url)
+        if not resumed:
             validator = response.headers.get("ETag", "")
             if not validator or validator.startswith("W/"):  # If-Range needs a strong validator
                 validator = response.headers.get("Last-Modified", "")
             write_atomic(info_path, canonical_json({"validator": validator, "total": total}))
-        if total is not None:
-            _ensure_room(partial.parent, total - (have if resumed else 0), url)
         try:
             with partial.open("ab" if resumed else "wb") as out:
                 for chunk in response.iter_content(CHUNK):
@@ -400,35 +402,101 @@ def unpack(archive: Path, folder: Path, folders: Mapping[str, str] | None = None
     """Extract a zip or tar (any compression) into `folder` after checking every member; return the
     extracted files, relative to `folder`, sorted. With `folders` (archive folder → folder under
     `folder`), only members under those folders are extracted, moved to theirs. Only files and folders
-    whose names stay inside `folder` are admitted (no links, devices or absolute names); nothing is
-    written if any member is refused."""
+    whose names stay inside `folder` are admitted (no links, devices or absolute names), within the
+    archive limits (`MAX_MEMBERS`, `MAX_UNPACKED`, `MAX_RATIO`) and the free disk space; nothing is
+    written if any member is refused. A zip member whose bytes differ from its declared size is an
+    error (a tar member is read for exactly its declared size)."""
     folder.mkdir(parents=True, exist_ok=True)
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as bundle:
+            infos = bundle.infolist()
+            _check_count(archive, len(infos))
             members = []
-            for member in bundle.infolist():
+            for member in infos:
                 is_link = (member.external_attr >> 16) & 0o170000 == 0o120000
                 _check_member(archive, member.filename, "a symbolic link" if is_link else None, folder)
+                _check_ratio(archive, f"member {member.filename!r}", member.file_size, member.compress_size)
                 if (name := _placed(member.filename, folders)) is not None:
                     _check_member(archive, name, None, folder)
                     member.filename = name  # the stored name is still checked against the local header
                     members.append(member)
+            files = [(m.filename, m.file_size) for m in members if not m.is_dir()]
+            _check_sizes(archive, folder, sum(m.file_size for m in infos), files)
             for member in members:
-                bundle.extract(member, folder)
+                _extract_zip_member(bundle, archive, member, folder)
             return sorted(m.filename for m in members if not m.is_dir())
     if tarfile.is_tarfile(archive):
         with tarfile.open(archive) as bundle:
-            members = []
-            for member in bundle.getmembers():
+            members, seen = [], []
+            for member in bundle:  # counted as read: a tar's member list is known only at its end
+                seen.append(member)
+                _check_count(archive, len(seen))
                 kind = None if member.isfile() or member.isdir() else _TAR_KINDS.get(member.type, "special")
                 _check_member(archive, member.name, kind, folder)
                 if (name := _placed(member.name, folders)) is not None:
                     _check_member(archive, name, None, folder)
                     member.name = name
                     members.append(member)
-            bundle.extractall(folder, members=members, filter="data")
+            declared = sum(m.size for m in seen if m.isfile())
+            _check_ratio(archive, "the archive", declared, archive.stat().st_size)
+            _check_sizes(archive, folder, declared, [(m.name, m.size) for m in members if m.isfile()])
+            try:
+                bundle.extractall(folder, members=members, filter="data")
+            except (tarfile.TarError, EOFError) as error:
+                raise FetchError(f"{archive.name}: {error}") from None
             return sorted(m.name for m in members if m.isfile())
     raise FetchError(f"{archive.name}: `unpack` is set but this is neither a zip nor a tar archive")
+
+
+def _check_count(archive: Path, count: int) -> None:
+    if count > MAX_MEMBERS:
+        raise UnsafeArchive(f"{archive.name}: over {MAX_MEMBERS:,} members (MAX_MEMBERS); refused")
+
+
+def _check_ratio(archive: Path, what: str, unpacked: int, packed: int) -> None:
+    """Refuse a zip bomb: `what` unpacks to over MAX_RATIO times its packed size (when large)."""
+    if unpacked >= RATIO_FLOOR and unpacked > MAX_RATIO * max(packed, 1):
+        raise UnsafeArchive(
+            f"{archive.name}: {what} unpacks {packed:,} bytes into {unpacked:,} (over {MAX_RATIO}:1, "
+            "MAX_RATIO): a zip bomb; refused"
+        )
+
+
+def _check_sizes(archive: Path, folder: Path, declared: int, files: list[tuple[str, int]]) -> None:
+    """The archive declares at most MAX_UNPACKED bytes, and the files to write fit the free space
+    (less what files already in place of them hold)."""
+    if declared > MAX_UNPACKED:
+        raise UnsafeArchive(
+            f"{archive.name}: declares {declared:,} unpacked bytes, over {MAX_UNPACKED:,} (MAX_UNPACKED); refused"
+        )
+    needed = sum(max(0, size - _size(folder / name)) for name, size in files)
+    _ensure_room(folder, needed, f"unpacking {archive.name}")
+
+
+def _extract_zip_member(
+    bundle: zipfile.ZipFile, archive: Path, member: zipfile.ZipInfo, folder: Path
+) -> None:
+    """Write one checked member, streamed; its bytes must be as many as it declares and match its CRC."""
+    path = folder / member.filename
+    if member.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    try:
+        with bundle.open(member) as source, path.open("wb") as out:
+            while (chunk := source.read(CHUNK)) and written <= member.file_size:
+                written += len(chunk)
+                out.write(chunk)
+    except (zipfile.BadZipFile, EOFError, zlib.error) as error:
+        path.unlink(missing_ok=True)
+        raise FetchError(f"{archive.name}: member {member.orig_filename!r}: {error}") from None
+    if written != member.file_size:
+        path.unlink(missing_ok=True)
+        raise FetchError(
+            f"{archive.name}: member {member.orig_filename!r} unpacks to {written:,} bytes, "
+            f"not the {member.file_size:,} it declares"
+        )
 
 
 def _placed(name: str, folders: Mapping[str, str] | None) -> str | None:
