@@ -2,6 +2,7 @@
 retried on transient failures, verified against a pinned sha256, and archives unpacked only after
 every member is checked to stay inside the folder. Knows nothing of Ray or of any source.
 
+An `hf://` file name may be a glob, resolved to the one file of the repo it matches (`hub_file`).
 A mirror (`mirror=` or `DATAPREP_MIRROR`) serves every http(s) URL from `<mirror>/<host>/<path>`;
 the original URL stays the download's identity (marker, manifest, pins). Failed attempts are retried
 `RETRIES` times in a row (an attempt that brought bytes starts the count anew), after `Retry-After`
@@ -19,6 +20,7 @@ downloaded archives (kept, so deleted extracted files are restored without a dow
 from __future__ import annotations
 
 import fcntl
+import fnmatch
 import hashlib
 import json
 import os
@@ -37,6 +39,8 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import quote, urlsplit
 
 import requests
+from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError
 
 from dataprep.files import PARTIAL_SUFFIX, FileStamp, canonical_json, sha256_file, write_atomic
 from dataprep.paths import UnsafePath, resolve_inside
@@ -45,6 +49,7 @@ from dataprep.recipe.model import Download, hub_parts
 STATE_DIR = ".fetch"
 HF_ENDPOINT = "https://huggingface.co"
 MARKER_NAME = re.compile(r"[0-9a-f]{16}\.json")
+GLOB = re.compile(r"[*?\[]")
 CHUNK = 1 << 16  # a dropped connection loses at most one chunk of the partial file
 MIRROR_ENV = "DATAPREP_MIRROR"
 
@@ -113,6 +118,30 @@ def http_url(url: str, mirror: str | None = None) -> str:
     return f"{endpoint}{prefix}/{owner}/{name}/resolve/{quote(revision, safe='')}/{quote(file)}"
 
 
+def hub_file(url: str) -> str:
+    """An `hf://` URL whose file is a glob (SynthDoG's hashed shard names:
+    `hf://datasets/naver-clova-ix/synthdog-en@<rev>/data/train-00000-of-00084-*.parquet`) → the URL of
+    the one file of the repo, at that revision, it matches, listed by `huggingface_hub` from
+    `HF_ENDPOINT`; any other URL unchanged."""
+    if not url.startswith("hf://"):
+        return url
+    kind, owner, name, revision, pattern = hub_parts(url)
+    if not GLOB.search(pattern):
+        return url
+    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT", HF_ENDPOINT))
+    try:
+        files = api.list_repo_files(f"{owner}/{name}", revision=revision, repo_type=kind.removesuffix("s"))
+    except (HfHubHTTPError, OSError) as error:
+        raise FetchError(f"{url}: listing the repo failed: {error}") from None
+    matches = [file for file in files if fnmatch.fnmatchcase(file, pattern)]
+    if len(matches) != 1:
+        raise FetchError(
+            f"{url}: the glob matches {len(matches)} files of {owner}/{name} at {revision}, not one: "
+            f"{', '.join(matches[:5]) or 'none'}"
+        )
+    return f"hf://{kind}/{owner}/{name}@{revision}/{matches[0]}"
+
+
 def fetch(
     root: Path,
     download: Download,
@@ -134,20 +163,23 @@ def fetch(
     done = _done(root, marker, download)  # without the lock: a fetched folder may be read-only
     if done is not None:
         return done
-    if download.unpack:  # kept per download: two archives of one name are two files
-        destination = state / f"{key}-{download.file_name}"
-    else:
-        destination = _inside(root, target(download))
-    how = _How(mirror_of(mirror), size, retries, backoff, stall)
+    source = hub_file(download.url)
+    named = download if source == download.url else download.model_copy(update={"url": source})
+    destination = (
+        state / f"{key}-{named.file_name}"  # kept per download: two archives of one name are two files
+        if download.unpack
+        else _inside(root, target(named))
+    )
+    how = _How(http_url(source, mirror_of(mirror)), size, retries, backoff, stall)
     with _exclusive(state, destination.relative_to(root)):  # another build may be fetching it
         return _fetch_locked(root, download, marker, destination, how)
 
 
 @dataclass(frozen=True)
 class _How:
-    """Where from and how patiently one download is made (see `fetch`)."""
+    """Where from (the URL requested) and how patiently one download is made (see `fetch`)."""
 
-    mirror: str | None
+    url: str
     size: int | None
     retries: int
     backoff: float
@@ -260,7 +292,7 @@ def _download(download: Download, destination: Path, how: _How) -> str:
     """Stream the URL to `destination` through a `.partial` file, resumed across attempts while the
     server's validator (ETag / Last-Modified) and size stay the same; verify it before renaming it
     into place; return its sha256."""
-    url = http_url(download.url, how.mirror)
+    url = how.url
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(destination.name + PARTIAL_SUFFIX)
     if how.size is not None:

@@ -100,3 +100,47 @@ def test_fetch_and_plan_take_the_mirror_from_the_command_line(ray_cluster, tmp_p
     assert "train.jsonl" in table and sorted(os.listdir(tmp_path / "root/mine/images")) == sorted(
         os.listdir(published / "mine/images")
     )
+
+
+SYNTHDOG = "/datasets/naver-clova-ix/synthdog-en"
+SHARD = "data/train-00000-of-00084-5e6bc79a.parquet"
+
+
+def hub_site(revision: str) -> Site:
+    """The hub's tree listing (as huggingface_hub asks for it) and resolve URLs of a miniature repo."""
+    listing = [
+        {"type": "directory", "path": "data", "oid": "0" * 40},
+        {"type": "file", "path": "README.md", "size": 5, "oid": "1" * 40},
+        {"type": "file", "path": SHARD, "size": len(DATA), "oid": "2" * 40},
+        {"type": "file", "path": "data/train-00001-of-00084-0a1b2c3d.parquet", "size": 1, "oid": "3" * 40},
+        {"type": "file", "path": "data/validation-00000-of-00001-77aa.parquet", "size": 1, "oid": "4" * 40},
+    ]
+    return Site(
+        files={
+            f"/api{SYNTHDOG}/tree/{revision}": json.dumps(listing).encode(),
+            f"{SYNTHDOG}/resolve/{revision}/{SHARD}": DATA,
+        }
+    )
+
+
+def test_a_hub_glob_resolves_to_the_one_file_the_repo_listing_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    glob = "hf://datasets/naver-clova-ix/synthdog-en@v1.0/data/train-00000-of-00084-*.parquet"
+    with serve(hub_site("v1.0")) as site:
+        monkeypatch.setenv("HF_ENDPOINT", site.url)
+        monkeypatch.setenv("DATAPREP_MIRROR", "http://127.0.0.1:9")  # http(s) only: the hub is HF_ENDPOINT's
+        done = fetch(tmp_path, Download(url=glob, sha256=SHA))
+        again = fetch(tmp_path, Download(url=glob, sha256=SHA))  # done: not even listed again
+        for pattern, count in [("data/train-*.parquet", 2), ("data/test-*.parquet", 0)]:
+            with pytest.raises(
+                FetchError, match=f"matches {count} files of naver-clova-ix/synthdog-en at v1.0"
+            ):
+                fetch(tmp_path, Download(url=f"hf://datasets/naver-clova-ix/synthdog-en@v1.0/{pattern}"))
+    assert done == again and done.url == glob and done.path == "train-00000-of-00084-5e6bc79a.parquet"
+    assert (tmp_path / done.path).read_bytes() == DATA
+    assert [path for path, _ in site.requests[:2]] == [
+        f"/api{SYNTHDOG}/tree/v1.0",
+        f"{SYNTHDOG}/resolve/v1.0/{SHARD}",
+    ]
+    assert len(site.requests) == 4  # two listings for the two failing globs
