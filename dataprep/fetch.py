@@ -40,7 +40,6 @@ from urllib.parse import quote, urlsplit
 
 import requests
 from huggingface_hub import HfApi
-from huggingface_hub.errors import HfHubHTTPError
 
 from dataprep.files import PARTIAL_SUFFIX, FileStamp, canonical_json, sha256_file, write_atomic
 from dataprep.paths import UnsafePath, resolve_inside
@@ -131,7 +130,7 @@ def hub_file(url: str) -> str:
     api = HfApi(endpoint=os.environ.get("HF_ENDPOINT", HF_ENDPOINT))
     try:
         files = api.list_repo_files(f"{owner}/{name}", revision=revision, repo_type=kind.removesuffix("s"))
-    except (HfHubHTTPError, OSError) as error:
+    except Exception as error:  # HTTP statuses, and transport errors whose classes vary by hub version
         raise FetchError(f"{url}: listing the repo failed: {error}") from None
     matches = [file for file in files if fnmatch.fnmatchcase(file, pattern)]
     if len(matches) != 1:
@@ -356,8 +355,8 @@ def _attempt(url: str, partial: Path, stall: float) -> bool:
         else:
             length = response.headers.get("Content-Length", "")
             total = int(length) if length.isdigit() else None
-        if total is not None:
-            _ensure_room(partial.parent, total - (have if resumed else 0), url)
+        if total is not None:  # a whole file (200) overwrites the partial one: the same room either way
+            _ensure_room(partial.parent, total - have, url)
         if not resumed:
             validator = response.headers.get("ETag", "")
             if not validator or validator.startswith("W/"):  # If-Range needs a strong validator

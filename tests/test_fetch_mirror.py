@@ -132,6 +132,8 @@ def test_a_hub_glob_resolves_to_the_one_file_the_repo_listing_matches(
         monkeypatch.setenv("DATAPREP_MIRROR", "http://127.0.0.1:9")  # http(s) only: the hub is HF_ENDPOINT's
         done = fetch(tmp_path, Download(url=glob, sha256=SHA))
         again = fetch(tmp_path, Download(url=glob, sha256=SHA))  # done: not even listed again
+        with pytest.raises(FetchError, match=r"listing the repo failed: .*404"):
+            fetch(tmp_path, Download(url=glob.replace("@v1.0", "@v2.0")))
         for pattern, count in [("data/train-*.parquet", 2), ("data/test-*.parquet", 0)]:
             with pytest.raises(
                 FetchError, match=f"matches {count} files of naver-clova-ix/synthdog-en at v1.0"
@@ -143,4 +145,4 @@ def test_a_hub_glob_resolves_to_the_one_file_the_repo_listing_matches(
         f"/api{SYNTHDOG}/tree/v1.0",
         f"{SYNTHDOG}/resolve/v1.0/{SHARD}",
     ]
-    assert len(site.requests) == 4  # two listings for the two failing globs
+    assert len(site.requests) == 5  # then a listing of a missing revision, two for the failing globs
