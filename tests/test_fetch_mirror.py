@@ -72,6 +72,14 @@ def test_the_mirror_comes_from_the_environment_and_checksums_still_hold(
     assert len(site.requests) == 2
 
 
+@pytest.mark.parametrize("command", ["build", "fetch", "plan", "reproduce"])
+def test_every_command_that_fetches_takes_a_mirror(command: str, tmp_path: Path, capsys) -> None:
+    """The option is accepted (an unknown one exits through argparse); the missing file is the error."""
+    extra = ["--out", str(tmp_path / "o")] if command == "reproduce" else []
+    assert main([command, str(tmp_path / "missing.json"), *extra, "--mirror", "http://m"]) in (1, 2)
+    assert "missing.json" in capsys.readouterr().err
+
+
 def test_fetch_and_plan_take_the_mirror_from_the_command_line(ray_cluster, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("DATAPREP_MIRROR", raising=False)
     published = tmp_path / "published"

@@ -41,12 +41,12 @@ def test_a_body_cut_short_is_resumed_with_a_range_request(tmp_path: Path, kind: 
 
 
 def test_a_stall_mid_body_is_dropped_after_the_read_timeout_and_resumed(tmp_path: Path) -> None:
-    site = fetched_with(tmp_path, [Fault(after=CUT, kind="stall", seconds=2.0)], stall=0.4)
+    site = fetched_with(tmp_path, [Fault(after=CUT, kind="stall", seconds=3.0)], stall=0.4)
     assert [ranged for _, ranged in site.requests] == [
         None,
         f"bytes={CUT // fetch_module.CHUNK * fetch_module.CHUNK}-",
     ]
-    assert site.times[1] - site.times[0] < 1.5  # resumed once silent for 0.4 s, not when the server gave up
+    assert site.times[1] - site.times[0] < 2.5  # resumed once silent for 0.4 s, not when the server gave up
 
 
 def test_429_waits_as_long_as_retry_after_says(tmp_path: Path) -> None:
