@@ -53,7 +53,7 @@ def test_sources_lists_adapters(capsys):
     assert "conversations" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("kind", ["manifest", "recipe"])
+@pytest.mark.parametrize("kind", ["manifest", "recipe", "upstream"])
 def test_the_published_schemas_are_the_models_own(capsys, kind):
     assert main(["schema", kind]) == 0
     published = REPO / "docs" / "schemas" / f"{kind}.schema.json"

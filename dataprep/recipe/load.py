@@ -99,7 +99,10 @@ def _check_upstreams(recipe: Recipe, tree: yaml.Node | None) -> list[Problem]:
     try:
         known = load_catalogue(recipe_manifests(recipe))
     except UpstreamError as error:
-        return [problem_at(("manifests",), str(error), tree)]
+        found = "; ".join(
+            f"{error.path}{f':{p.line}' if p.line else ''}: {p.message}" for p in error.problems
+        )
+        return [problem_at(("manifests",), found, tree)]
     return [
         problem_at(
             ("sources", index, "upstreams", position),
