@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
-from dataprep.cli import main
+from dataprep.cli import MANUAL_MISSING, main
 from dataprep.fixtures.tokenizer import write_tokenizer
 
 from helpers.loopback_http import Site, serve
@@ -98,6 +101,92 @@ def test_fetch_downloads_and_reports_each_file(ray_cluster, tmp_path, capsys):
         assert main(["fetch", str(recipe), "--quiet"]) == 1
     assert table.count("unpinned: add `sha256` to pin") == 2 and "a.jsonl" in table
     assert "HTTP 404" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def _coco_and_wikiart(tmp_path: Path, site: Site, train2017: bytes) -> Path:
+    """A recipe naming the project's COCO manifest (its URL on `site`) and its manual wikiart one."""
+    site.files["/zips/train2017.zip"] = train2017
+    manifests = tmp_path / "manifests"
+    manifests.mkdir(exist_ok=True)
+    coco = (REPO / "manifests/coco_train2017.yaml").read_text()
+    (manifests / "coco_train2017.yaml").write_text(coco.replace("http://images.cocodataset.org", site.url))
+    shutil.copy(REPO / "manifests/wikiart.yaml", manifests)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"name: r\ndata_root: {tmp_path / 'data'}\nmanifests: {manifests}\noutput: {{dir: {tmp_path / 'out'}}}\n"
+        "sources:\n  - {source: conversations, path: mine, file: a.jsonl, upstreams: [coco_train2017, wikiart]}\n"
+    )
+    return recipe
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for name, data in files.items():
+            bundle.writestr(name, data)
+    return archive.getvalue()
+
+
+def test_fetch_ends_with_the_manual_checklist_and_exits_3_until_they_are_placed(
+    ray_cluster, tmp_path, capsys
+):
+    with serve(Site()) as site:
+        recipe = _coco_and_wikiart(tmp_path, site, _zip({"train2017/1.jpg": b"one"}))
+        assert main(["plan", str(recipe), "--no-fetch"]) == 0  # nothing downloaded
+        table = capsys.readouterr().out
+        assert site.requests == []
+        assert main(["fetch", str(recipe), "--quiet"]) == MANUAL_MISSING
+        missing = capsys.readouterr().out
+        (tmp_path / "data/wikiart/images").mkdir(parents=True)
+        (tmp_path / "data/wikiart/images/a.jpg").write_bytes(b"art")
+        assert main(["fetch", str(recipe), "--quiet"]) == 0
+        present = capsys.readouterr().out
+    assert site.requests == [("/zips/train2017.zip", None)]
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[2:4]}
+    assert (
+        rows["coco_train2017"][1:4] == ["images", "public", "~18.0"]
+        and rows["coco_train2017"][-1] == "missing"
+    )
+    assert rows["wikiart"][2] == "manual" and "1 public upstreams (~18.0 GB stated), 1 manual" in table
+    assert (tmp_path / "data/coco/train2017/1.jpg").read_bytes() == b"one"
+    assert "manual upstreams: 1 of 1 missing" in missing
+    assert f"[ ] wikiart: missing images in {tmp_path / 'data/wikiart'}" in missing
+    assert (
+        "file: wikiart.zip (Google Drive id 1FxB2Nw-vWUcTUSI_dBpPIykb-uGYoEqV); unpack data/wikiart/images/ → images/"
+        in missing
+    )
+    assert f"[x] wikiart: present in {tmp_path / 'data/wikiart'}" in present and "0 of 1 missing" in present
+
+
+def test_a_lock_pins_every_download_and_refuses_a_changed_file(ray_cluster, tmp_path, capsys):
+    (tmp_path / "data/wikiart/images").mkdir(parents=True)
+    (tmp_path / "data/wikiart/images/a.jpg").write_bytes(b"art")
+    first = _zip({"train2017/1.jpg": b"one"})
+    with serve(Site()) as site:
+        recipe = _coco_and_wikiart(tmp_path, site, first)
+        assert main(["fetch", str(recipe), "--quiet", "--lock"]) == 0
+        lock = json.loads((tmp_path / "r.lock.json").read_text())
+        assert main(["fetch", str(recipe), "--quiet"]) == 0  # unchanged: nothing transferred
+        assert len(site.requests) == 1
+        site.files["/zips/train2017.zip"] = _zip({"train2017/1.jpg": b"changed"})
+        assert main(["fetch", str(recipe), "--quiet", "--data-root", str(tmp_path / "fresh")]) == 1
+        refused = capsys.readouterr().err
+        assert main(["fetch", str(recipe), "--quiet"]) == 0  # the locked file in place is kept
+    assert lock == {
+        "files": [
+            {
+                "revision": None,
+                "sha256": hashlib.sha256(first).hexdigest(),
+                "size": len(first),
+                "url": f"{site.url}/zips/train2017.zip",
+            }
+        ]
+    }
+    assert f"{site.url}/zips/train2017.zip: sha256" in refused
+    assert f"does not match the pinned {hashlib.sha256(first).hexdigest()}" in refused
+    assert f"pinned by {tmp_path / 'r.lock.json'}" in refused
+    assert not (tmp_path / "fresh/coco/train2017").exists()
+    assert (tmp_path / "data/coco/train2017/1.jpg").read_bytes() == b"one"
 
 
 def test_inspect_and_diff_two_builds(ray_cluster, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Every entry's `fetch` downloads, from a loopback HTTP server."""
+"""Every entry's downloads (its `fetch` files and its upstreams' files), from a loopback HTTP server."""
 
 from __future__ import annotations
 
@@ -9,9 +9,15 @@ from collections import Counter
 
 import pytest
 
-from dataprep.engine.runner import BuildError
+from dataprep.engine.build import build
+from dataprep.engine.downloads import fetch_all, recipe_upstreams
+from dataprep.engine.runner import BuildError, InProcessRunner
+from dataprep.engine.settings import BuildSettings
 from dataprep.fetch import download_key
-from dataprep.recipe.model import Download
+from dataprep.fixtures import chartqa
+from dataprep.recipe.load import load_recipe
+from dataprep.recipe.model import Download, Recipe
+from dataprep.recipe.upstreams import MANIFESTS, load_upstream
 
 from helpers.builds import build_recipe
 from helpers.loopback_http import Site, serve
@@ -72,3 +78,76 @@ def test_downloads_that_would_overwrite_each_other_are_refused(
     with serve(Site()) as site, pytest.raises(BuildError, match=error):
         build_recipe(tmp_path, data_root, extra_sources=fetch.replace("{url}", site.url))
     assert site.requests == []
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for name, data in sorted(files.items()):
+            bundle.writestr(name, data)
+    return archive.getvalue()
+
+
+def _upstream_recipe(tmp_path, manifests, upstreams_by_entry: dict[str, str]) -> Recipe:
+    entries = "".join(
+        f"  - {{source: conversations, name: {label}, path: {label}, file: a.jsonl, upstreams: {names}}}\n"
+        for label, names in upstreams_by_entry.items()
+    )
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"name: r\ndata_root: {tmp_path / 'data'}\nmanifests: {manifests}\n"
+        f"output: {{dir: {tmp_path / 'out'}}}\nsources:\n{entries}"
+    )
+    return load_recipe(recipe)
+
+
+def test_an_image_set_named_by_two_entries_is_fetched_once_into_its_own_folder(tmp_path):
+    train2017 = _zip({"train2017/000000000009.jpg": b"jpeg 9", "train2017/000000000025.jpg": b"jpeg 25"})
+    site = Site(files={"/zips/train2017.zip": train2017})  # the path of manifests/coco_train2017.yaml's URL
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    with serve(site):
+        coco = (MANIFESTS / "coco_train2017.yaml").read_text()
+        (manifests / "coco_train2017.yaml").write_text(
+            coco.replace("http://images.cocodataset.org", site.url)
+        )
+        recipe = _upstream_recipe(
+            tmp_path, manifests, {"llava_zh": "[coco_train2017]", "sharegpt4v": "[coco_train2017]"}
+        )
+        reports = fetch_all(recipe, InProcessRunner())
+        again = fetch_all(recipe, InProcessRunner())
+    assert site.requests == [("/zips/train2017.zip", None)]  # once, for both entries and both runs
+    assert (tmp_path / "data/coco/train2017/000000000025.jpg").read_bytes() == b"jpeg 25"
+    assert reports == again
+    (first,), (second,) = reports["llava_zh"], reports["sharegpt4v"]
+    assert (
+        first.sha256 == second.sha256 == hashlib.sha256(train2017).hexdigest() and first.unpacked_files == 2
+    )
+    assert first.path.startswith("../coco/.fetch/") and first.path.endswith("-train2017.zip")
+    assert recipe_upstreams(recipe) == [load_upstream(manifests / "coco_train2017.yaml")]
+
+
+def test_a_hub_upstream_is_fetched_from_hf_endpoint_and_built(tmp_path, monkeypatch):
+    """The project's own ChartQA manifest, its zip served under the hub's path for it."""
+    published = tmp_path / "published"
+    facts = chartqa.generate(published)
+    files = {
+        str(path.relative_to(published)): path.read_bytes() for path in published.rglob("*") if path.is_file()
+    }
+    site = Site(files={"/datasets/ahmed-masry/ChartQA/resolve/main/ChartQA%20Dataset.zip": _zip(files)})
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"name: r\ndata_root: {tmp_path / 'data'}\noutput: {{dir: {tmp_path / 'out'}}}\n"
+        "sources:\n  - {source: chartqa, path: chartqa, split: train, upstreams: [chartqa]}\n"
+    )
+    with serve(site):
+        monkeypatch.setenv("HF_ENDPOINT", site.url)
+        manifest = build(
+            load_recipe(recipe), BuildSettings(out=tmp_path / "out", progress=False), InProcessRunner()
+        )
+    assert (tmp_path / "data/chartqa/ChartQA Dataset/train/train_human.json").exists()
+    (source,) = manifest.sources
+    assert source.kept == facts["expected_samples"]
+    assert [download.url for download in source.downloads] == [
+        "hf://datasets/ahmed-masry/ChartQA@main/ChartQA Dataset.zip"
+    ]
