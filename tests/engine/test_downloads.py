@@ -16,6 +16,7 @@ from dataprep.engine.settings import BuildSettings
 from dataprep.fetch import download_key
 from dataprep.fixtures import chartqa
 from dataprep.recipe.load import load_recipe
+from dataprep.recipe.lock import locked_file, write_lock
 from dataprep.recipe.model import Download, Recipe
 from dataprep.recipe.upstreams import MANIFESTS, load_upstream
 
@@ -151,3 +152,21 @@ def test_a_hub_upstream_is_fetched_from_hf_endpoint_and_built(tmp_path, monkeypa
     assert [download.url for download in source.downloads] == [
         "hf://datasets/ahmed-masry/ChartQA@main/ChartQA Dataset.zip"
     ]
+
+
+def test_a_build_with_a_lock_refuses_a_file_that_differs_from_it(tmp_path):
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    site = Site(files={"/zips/train2017.zip": _zip({"train2017/1.jpg": b"changed"})})
+    lock = tmp_path / "recipe.lock.json"
+    with serve(site):
+        coco = (MANIFESTS / "coco_train2017.yaml").read_text()
+        (manifests / "coco_train2017.yaml").write_text(
+            coco.replace("http://images.cocodataset.org", site.url)
+        )
+        write_lock(lock, [locked_file(f"{site.url}/zips/train2017.zip", 10, "0" * 64)])
+        recipe = _upstream_recipe(tmp_path, manifests, {"mine": "[coco_train2017]"})
+        settings = BuildSettings(out=tmp_path / "out", progress=False, lock=lock)
+        with pytest.raises(BuildError, match=f"does not match the pinned 0{{64}} \\(pinned by {lock}"):
+            build(recipe, settings, InProcessRunner())
+    assert not (tmp_path / "data/coco/train2017").exists()
