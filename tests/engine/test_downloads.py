@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
+import tarfile
 import zipfile
 from collections import Counter
 
@@ -170,3 +172,68 @@ def test_a_build_with_a_lock_refuses_a_file_that_differs_from_it(tmp_path):
         with pytest.raises(BuildError, match=f"does not match the pinned 0{{64}} \\(pinned by {lock}"):
             build(recipe, settings, InProcessRunner())
     assert not (tmp_path / "data/coco/train2017").exists()
+
+
+def _tar_gz(files: dict[str, bytes]) -> bytes:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as bundle:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            bundle.addfile(info, io.BytesIO(data))
+    return archive.getvalue()
+
+
+def test_every_public_upstream_of_the_reference_recipe_lands_where_its_manifest_says(tmp_path, monkeypatch):
+    """The project's manifests, their https hosts served as `<loopback>/<host>/<path>` and hf:// through
+    HF_ENDPOINT, with miniature archives named and laid out as published: after one fetch every public
+    upstream is present and every manual one is missing."""
+    hub = "/datasets/{}/resolve/main/{}"
+    site = Site(
+        files={
+            hub.format("Lin-Chen/ShareGPT4V", "sharegpt4v_instruct_gpt4-vision_cap100k.json"): b"[]",
+            hub.format(
+                "Lin-Chen/ShareGPT4V", "sharegpt4v_mix665k_cap23k_coco-ap9k_lcs3k_sam9k_div2k.json"
+            ): b"[]",
+            hub.format("openbmb/llava_zh", "llava_instruct_150k_zh.json"): b"[]",
+            hub.format("ahmed-masry/ChartQA", "ChartQA%20Dataset.zip"): _zip(
+                {"ChartQA Dataset/train/train_human.json": b"[]", "ChartQA Dataset/train/png/1.png": b"png"}
+            ),
+            hub.format("liuhaotian/LLaVA-Pretrain", "images.zip"): _zip({"00000/000000010.jpg": b"jpg"}),
+            "/ai2-public-datasets.s3.amazonaws.com/diagrams/ai2d-all.zip": _zip(
+                {
+                    f"ai2d/{folder}/0.png{'.json' if folder != 'images' else ''}": b"x"
+                    for folder in ("images", "questions", "annotations")
+                }
+            ),
+            "/s3-us-east-2.amazonaws.com/prior-datasets/ai2d_test_ids.csv": b"1\n",
+            "/datasets.cvc.uab.es/rrc/DocVQA/train.tar.gz": _tar_gz({"train/documents/a_1.png": b"png"}),
+            "/images.cocodataset.org/zips/train2017.zip": _zip({"train2017/000000000009.jpg": b"jpg"}),
+            "/downloads.cs.stanford.edu/nlp/data/gqa/images.zip": _zip({"images/1.jpg": b"jpg"}),
+            "/dl.fbaipublicfiles.com/textvqa/images/train_val_images.zip": _zip({"train_images/a.jpg": b"j"}),
+            "/cs.stanford.edu/people/rak248/VG_100K_2/images.zip": _zip({"VG_100K/1.jpg": b"jpg"}),
+            "/cs.stanford.edu/people/rak248/VG_100K_2/images2.zip": _zip({"VG_100K_2/2.jpg": b"jpg"}),
+        }
+    )
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    with serve(site):
+        for path in MANIFESTS.glob("*.yaml"):
+            text = re.sub(r"https?://(?!huggingface\.co)", f"{site.url}/", path.read_text())
+            (manifests / path.name).write_text(text)
+        monkeypatch.setenv("HF_ENDPOINT", site.url)
+        data = tmp_path / "data"
+        recipe = load_recipe(
+            MANIFESTS.parent / "recipes/internvl_chat_v1_2.yaml",
+            {"data_root": str(data), "manifests": str(manifests)},
+        )
+        fetch_all(recipe, InProcessRunner())
+    upstreams = recipe_upstreams(recipe)
+    assert sorted(path for path, _ in site.requests) == sorted(site.files)  # each file once
+    assert {u.name: u.missing(data) for u in upstreams if u.public} == {
+        u.name: [] for u in upstreams if u.public
+    }
+    assert all(u.missing(data) for u in upstreams if not u.public) and len(upstreams) == 19
+    assert (data / "ai2d/images/0.png").exists() and (
+        data / "llava/llava_pretrain/images/00000/000000010.jpg"
+    ).exists()
