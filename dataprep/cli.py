@@ -155,13 +155,20 @@ def _build(args: argparse.Namespace) -> int:
         manifest = build(recipe, settings)
     except BuildError as error:
         print(f"build failed: {error}", file=sys.stderr)
+        _checklist(recipe)
         return 1
     print(summary(manifest))
     print(f"\nmanifest: {out / 'manifest.json'}")
-    checklist, _ = manual_checklist(recipe_upstreams(recipe), recipe.root)
+    _checklist(recipe)
+    return 0
+
+
+def _checklist(recipe: Recipe) -> int:
+    """Print the manual upstreams the recipe names, present or missing with their steps; how many are missing."""
+    checklist, missing = manual_checklist(recipe_upstreams(recipe), recipe.root)
     if checklist:
         print(f"\n{checklist}")
-    return 0
+    return missing
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -208,10 +215,7 @@ def _fetch(args: argparse.Namespace) -> int:
         }
         write_lock(settings.lock, files.values())
         print(f"\nlocked {len(files)} files in {settings.lock}")
-    checklist, missing = manual_checklist(recipe_upstreams(recipe), recipe.root)
-    if checklist:
-        print(f"\n{checklist}")
-    return MANUAL_MISSING if missing else 0
+    return MANUAL_MISSING if _checklist(recipe) else 0
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -228,6 +232,7 @@ def _plan(args: argparse.Namespace) -> int:
             missing = missing_inputs(recipe)
             if missing:
                 print("required inputs are missing:\n" + "\n".join(missing), file=sys.stderr)
+                _checklist(recipe)
                 return 1
             entries = normalize_all(recipe, settings, runner)
         shards = plan_mixture(components_of(entries), recipe)
@@ -235,6 +240,7 @@ def _plan(args: argparse.Namespace) -> int:
         print(f"plan failed: {error}", file=sys.stderr)
         return 1
     print(plan_table(entries, shards))
+    _checklist(recipe)
     return 0
 
 

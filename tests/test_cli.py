@@ -137,6 +137,8 @@ def test_fetch_ends_with_the_manual_checklist_and_exits_3_until_they_are_placed(
         assert site.requests == []
         assert main(["fetch", str(recipe), "--quiet"]) == MANUAL_MISSING
         missing = capsys.readouterr().out
+        assert main(["plan", str(recipe), "--quiet"]) == 1  # fetches, then stops: mine/a.jsonl is missing
+        planned = capsys.readouterr()
         (tmp_path / "data/wikiart/images").mkdir(parents=True)
         (tmp_path / "data/wikiart/images/a.jpg").write_bytes(b"art")
         assert main(["fetch", str(recipe), "--quiet"]) == 0
@@ -155,6 +157,7 @@ def test_fetch_ends_with_the_manual_checklist_and_exits_3_until_they_are_placed(
         "file: wikiart.zip (Google Drive id 1FxB2Nw-vWUcTUSI_dBpPIykb-uGYoEqV); unpack data/wikiart/images/ → images/"
         in missing
     )
+    assert "required inputs are missing" in planned.err and "[ ] wikiart: missing images" in planned.out
     assert f"[x] wikiart: present in {tmp_path / 'data/wikiart'}" in present and "0 of 1 missing" in present
 
 

@@ -11,7 +11,7 @@ from typing import ClassVar
 from dataprep.contract.manifest import DownloadReport
 from dataprep.engine.runner import BuildError, Job, Runner
 from dataprep.engine.settings import BuildSettings
-from dataprep.fetch import Fetched, FetchError, download_key, fetch, target
+from dataprep.fetch import STATE_DIR, Fetched, FetchError, download_key, fetch, target
 from dataprep.recipe.load import recipe_manifests
 from dataprep.recipe.lock import LockedFile, LockError, read_lock
 from dataprep.recipe.model import Download, Recipe
@@ -45,17 +45,25 @@ def recipe_upstreams(recipe: Recipe) -> list[Upstream]:
 
 def entry_downloads(recipe: Recipe) -> dict[str, list[tuple[str, Download]]]:
     """Per entry label, its downloads as (folder, download): its `fetch` files into its folder, then
-    each named upstream's files into that upstream's folder under the data root."""
+    each named upstream's files into that upstream's folder under the data root. An upstream already
+    in place (every `present` path exists) that was not fetched there is taken as placed by hand:
+    nothing of it is downloaded."""
     names = {name for entry in recipe.sources for name in entry.upstreams}
     catalogue = load_catalogue(recipe_manifests(recipe)) if names else {}
     downloads = {}
     for entry in recipe.sources:
         root = os.path.realpath(recipe.source_root(entry))
-        downloads[entry.label] = [(root, download) for download in entry.fetch] + [
-            (os.path.realpath(catalogue[name].root(recipe.root)), download)
-            for name in entry.upstreams
-            for download in catalogue[name].downloads()
-        ]
+        downloads[entry.label] = [(root, download) for download in entry.fetch]
+        for name in entry.upstreams:
+            upstream = catalogue[name]
+            folder = os.path.realpath(upstream.root(recipe.root))
+            placed_by_hand = not upstream.missing(recipe.root)  # unless this folder fetched it
+            downloads[entry.label] += [
+                (folder, download)
+                for download in upstream.downloads()
+                if not placed_by_hand
+                or (Path(folder) / STATE_DIR / f"{download_key(download)}.json").exists()
+            ]
     return downloads
 
 

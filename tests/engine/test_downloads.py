@@ -237,3 +237,18 @@ def test_every_public_upstream_of_the_reference_recipe_lands_where_its_manifest_
     assert (data / "ai2d/images/0.png").exists() and (
         data / "llava/llava_pretrain/images/00000/000000010.jpg"
     ).exists()
+
+
+def test_an_upstream_placed_by_hand_is_not_downloaded(tmp_path):
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (tmp_path / "data/coco/train2017").mkdir(parents=True)
+    (tmp_path / "data/coco/train2017/1.jpg").write_bytes(b"mine")
+    with serve(Site()) as site:
+        coco = (MANIFESTS / "coco_train2017.yaml").read_text()
+        (manifests / "coco_train2017.yaml").write_text(
+            coco.replace("http://images.cocodataset.org", site.url)
+        )
+        recipe = _upstream_recipe(tmp_path, manifests, {"mine": "[coco_train2017]"})
+        assert fetch_all(recipe, InProcessRunner()) == {"mine": []}
+    assert site.requests == []
