@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import jsonschema
@@ -19,6 +17,7 @@ from dataprep.cli import MANUAL_MISSING, main
 from dataprep.fixtures.tokenizer import write_tokenizer
 
 from helpers.loopback_http import Site, serve
+from helpers.served_upstreams import served_manifests, zip_bytes
 from helpers.upstream import recipe_yaml, write_conversations
 
 REPO = Path(__file__).resolve().parent.parent
@@ -105,12 +104,8 @@ def test_fetch_downloads_and_reports_each_file(ray_cluster, tmp_path, capsys):
 
 def _coco_and_wikiart(tmp_path: Path, site: Site, train2017: bytes) -> Path:
     """A recipe naming the project's COCO manifest (its URL on `site`) and its manual wikiart one."""
-    site.files["/zips/train2017.zip"] = train2017
-    manifests = tmp_path / "manifests"
-    manifests.mkdir(exist_ok=True)
-    coco = (REPO / "manifests/coco_train2017.yaml").read_text()
-    (manifests / "coco_train2017.yaml").write_text(coco.replace("http://images.cocodataset.org", site.url))
-    shutil.copy(REPO / "manifests/wikiart.yaml", manifests)
+    site.files["/images.cocodataset.org/zips/train2017.zip"] = train2017
+    manifests = served_manifests(tmp_path / "manifests", site.url, ["coco_train2017", "wikiart"])
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
         f"name: r\ndata_root: {tmp_path / 'data'}\nmanifests: {manifests}\noutput: {{dir: {tmp_path / 'out'}}}\n"
@@ -119,19 +114,11 @@ def _coco_and_wikiart(tmp_path: Path, site: Site, train2017: bytes) -> Path:
     return recipe
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as bundle:
-        for name, data in files.items():
-            bundle.writestr(name, data)
-    return archive.getvalue()
-
-
 def test_fetch_ends_with_the_manual_checklist_and_exits_3_until_they_are_placed(
     ray_cluster, tmp_path, capsys
 ):
     with serve(Site()) as site:
-        recipe = _coco_and_wikiart(tmp_path, site, _zip({"train2017/1.jpg": b"one"}))
+        recipe = _coco_and_wikiart(tmp_path, site, zip_bytes({"train2017/1.jpg": b"one"}))
         assert main(["plan", str(recipe), "--no-fetch"]) == 0  # nothing downloaded
         table = capsys.readouterr().out
         assert site.requests == []
@@ -143,7 +130,7 @@ def test_fetch_ends_with_the_manual_checklist_and_exits_3_until_they_are_placed(
         (tmp_path / "data/wikiart/images/a.jpg").write_bytes(b"art")
         assert main(["fetch", str(recipe), "--quiet"]) == 0
         present = capsys.readouterr().out
-    assert site.requests == [("/zips/train2017.zip", None)]
+    assert site.requests == [("/images.cocodataset.org/zips/train2017.zip", None)]
     rows = {line.split()[0]: line.split() for line in table.splitlines()[2:4]}
     assert (
         rows["coco_train2017"][1:4] == ["images", "public", "~18.0"]
@@ -164,14 +151,14 @@ def test_fetch_ends_with_the_manual_checklist_and_exits_3_until_they_are_placed(
 def test_a_lock_pins_every_download_and_refuses_a_changed_file(ray_cluster, tmp_path, capsys):
     (tmp_path / "data/wikiart/images").mkdir(parents=True)
     (tmp_path / "data/wikiart/images/a.jpg").write_bytes(b"art")
-    first = _zip({"train2017/1.jpg": b"one"})
+    first = zip_bytes({"train2017/1.jpg": b"one"})
     with serve(Site()) as site:
         recipe = _coco_and_wikiart(tmp_path, site, first)
         assert main(["fetch", str(recipe), "--quiet", "--lock"]) == 0
         lock = json.loads((tmp_path / "r.lock.json").read_text())
         assert main(["fetch", str(recipe), "--quiet"]) == 0  # unchanged: nothing transferred
         assert len(site.requests) == 1
-        site.files["/zips/train2017.zip"] = _zip({"train2017/1.jpg": b"changed"})
+        site.files["/images.cocodataset.org/zips/train2017.zip"] = zip_bytes({"train2017/1.jpg": b"changed"})
         assert main(["fetch", str(recipe), "--quiet", "--data-root", str(tmp_path / "fresh")]) == 1
         refused = capsys.readouterr().err
         assert main(["fetch", str(recipe), "--quiet"]) == 0  # the locked file in place is kept
@@ -181,11 +168,11 @@ def test_a_lock_pins_every_download_and_refuses_a_changed_file(ray_cluster, tmp_
                 "revision": None,
                 "sha256": hashlib.sha256(first).hexdigest(),
                 "size": len(first),
-                "url": f"{site.url}/zips/train2017.zip",
+                "url": f"{site.url}/images.cocodataset.org/zips/train2017.zip",
             }
         ]
     }
-    assert f"{site.url}/zips/train2017.zip: sha256" in refused
+    assert f"{site.url}/images.cocodataset.org/zips/train2017.zip: sha256" in refused
     assert f"does not match the pinned {hashlib.sha256(first).hexdigest()}" in refused
     assert f"pinned by {tmp_path / 'r.lock.json'}" in refused
     assert not (tmp_path / "fresh/coco/train2017").exists()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
-import tarfile
 import zipfile
 from collections import Counter
 
@@ -24,7 +22,10 @@ from dataprep.recipe.upstreams import MANIFESTS, load_upstream
 
 from helpers.builds import build_recipe
 from helpers.loopback_http import Site, serve
+from helpers.served_upstreams import served_manifests, tar_gz_bytes, zip_bytes
 from helpers.upstream import write_conversations
+
+REPO = MANIFESTS.parent
 
 
 def test_sources_are_fetched_over_http_before_they_are_read(ray_cluster, tmp_path):
@@ -83,14 +84,6 @@ def test_downloads_that_would_overwrite_each_other_are_refused(
     assert site.requests == []
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as bundle:
-        for name, data in sorted(files.items()):
-            bundle.writestr(name, data)
-    return archive.getvalue()
-
-
 def _upstream_recipe(tmp_path, manifests, upstreams_by_entry: dict[str, str]) -> Recipe:
     entries = "".join(
         f"  - {{source: conversations, name: {label}, path: {label}, file: a.jsonl, upstreams: {names}}}\n"
@@ -105,21 +98,20 @@ def _upstream_recipe(tmp_path, manifests, upstreams_by_entry: dict[str, str]) ->
 
 
 def test_an_image_set_named_by_two_entries_is_fetched_once_into_its_own_folder(tmp_path):
-    train2017 = _zip({"train2017/000000000009.jpg": b"jpeg 9", "train2017/000000000025.jpg": b"jpeg 25"})
-    site = Site(files={"/zips/train2017.zip": train2017})  # the path of manifests/coco_train2017.yaml's URL
+    train2017 = zip_bytes({"train2017/000000000009.jpg": b"jpeg 9", "train2017/000000000025.jpg": b"jpeg 25"})
+    site = Site(files={"/images.cocodataset.org/zips/train2017.zip": train2017})
     manifests = tmp_path / "manifests"
     manifests.mkdir()
     with serve(site):
-        coco = (MANIFESTS / "coco_train2017.yaml").read_text()
-        (manifests / "coco_train2017.yaml").write_text(
-            coco.replace("http://images.cocodataset.org", site.url)
-        )
+        served_manifests(manifests, site.url, ["coco_train2017"])
         recipe = _upstream_recipe(
             tmp_path, manifests, {"llava_zh": "[coco_train2017]", "sharegpt4v": "[coco_train2017]"}
         )
         reports = fetch_all(recipe, InProcessRunner())
         again = fetch_all(recipe, InProcessRunner())
-    assert site.requests == [("/zips/train2017.zip", None)]  # once, for both entries and both runs
+    assert site.requests == [
+        ("/images.cocodataset.org/zips/train2017.zip", None)
+    ]  # once, for both entries and both runs
     assert (tmp_path / "data/coco/train2017/000000000025.jpg").read_bytes() == b"jpeg 25"
     assert reports == again
     (first,), (second,) = reports["llava_zh"], reports["sharegpt4v"]
@@ -137,7 +129,7 @@ def test_a_hub_upstream_is_fetched_from_hf_endpoint_and_built(tmp_path, monkeypa
     files = {
         str(path.relative_to(published)): path.read_bytes() for path in published.rglob("*") if path.is_file()
     }
-    site = Site(files={"/datasets/ahmed-masry/ChartQA/resolve/main/ChartQA%20Dataset.zip": _zip(files)})
+    site = Site(files={"/datasets/ahmed-masry/ChartQA/resolve/main/ChartQA%20Dataset.zip": zip_bytes(files)})
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(
         f"name: r\ndata_root: {tmp_path / 'data'}\noutput: {{dir: {tmp_path / 'out'}}}\n"
@@ -159,29 +151,18 @@ def test_a_hub_upstream_is_fetched_from_hf_endpoint_and_built(tmp_path, monkeypa
 def test_a_build_with_a_lock_refuses_a_file_that_differs_from_it(tmp_path):
     manifests = tmp_path / "manifests"
     manifests.mkdir()
-    site = Site(files={"/zips/train2017.zip": _zip({"train2017/1.jpg": b"changed"})})
+    site = Site(
+        files={"/images.cocodataset.org/zips/train2017.zip": zip_bytes({"train2017/1.jpg": b"changed"})}
+    )
     lock = tmp_path / "recipe.lock.json"
     with serve(site):
-        coco = (MANIFESTS / "coco_train2017.yaml").read_text()
-        (manifests / "coco_train2017.yaml").write_text(
-            coco.replace("http://images.cocodataset.org", site.url)
-        )
-        write_lock(lock, [locked_file(f"{site.url}/zips/train2017.zip", 10, "0" * 64)])
+        served_manifests(manifests, site.url, ["coco_train2017"])
+        write_lock(lock, [locked_file(f"{site.url}/images.cocodataset.org/zips/train2017.zip", 10, "0" * 64)])
         recipe = _upstream_recipe(tmp_path, manifests, {"mine": "[coco_train2017]"})
         settings = BuildSettings(out=tmp_path / "out", progress=False, lock=lock)
         with pytest.raises(BuildError, match=f"does not match the pinned 0{{64}} \\(pinned by {lock}"):
             build(recipe, settings, InProcessRunner())
     assert not (tmp_path / "data/coco/train2017").exists()
-
-
-def _tar_gz(files: dict[str, bytes]) -> bytes:
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w:gz") as bundle:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            bundle.addfile(info, io.BytesIO(data))
-    return archive.getvalue()
 
 
 def test_every_public_upstream_of_the_reference_recipe_lands_where_its_manifest_says(tmp_path, monkeypatch):
@@ -196,35 +177,33 @@ def test_every_public_upstream_of_the_reference_recipe_lands_where_its_manifest_
                 "Lin-Chen/ShareGPT4V", "sharegpt4v_mix665k_cap23k_coco-ap9k_lcs3k_sam9k_div2k.json"
             ): b"[]",
             hub.format("openbmb/llava_zh", "llava_instruct_150k_zh.json"): b"[]",
-            hub.format("ahmed-masry/ChartQA", "ChartQA%20Dataset.zip"): _zip(
+            hub.format("ahmed-masry/ChartQA", "ChartQA%20Dataset.zip"): zip_bytes(
                 {"ChartQA Dataset/train/train_human.json": b"[]", "ChartQA Dataset/train/png/1.png": b"png"}
             ),
-            hub.format("liuhaotian/LLaVA-Pretrain", "images.zip"): _zip({"00000/000000010.jpg": b"jpg"}),
-            "/ai2-public-datasets.s3.amazonaws.com/diagrams/ai2d-all.zip": _zip(
+            hub.format("liuhaotian/LLaVA-Pretrain", "images.zip"): zip_bytes({"00000/000000010.jpg": b"jpg"}),
+            "/ai2-public-datasets.s3.amazonaws.com/diagrams/ai2d-all.zip": zip_bytes(
                 {
                     f"ai2d/{folder}/0.png{'.json' if folder != 'images' else ''}": b"x"
                     for folder in ("images", "questions", "annotations")
                 }
             ),
             "/s3-us-east-2.amazonaws.com/prior-datasets/ai2d_test_ids.csv": b"1\n",
-            "/datasets.cvc.uab.es/rrc/DocVQA/train.tar.gz": _tar_gz({"train/documents/a_1.png": b"png"}),
-            "/images.cocodataset.org/zips/train2017.zip": _zip({"train2017/000000000009.jpg": b"jpg"}),
-            "/downloads.cs.stanford.edu/nlp/data/gqa/images.zip": _zip({"images/1.jpg": b"jpg"}),
-            "/dl.fbaipublicfiles.com/textvqa/images/train_val_images.zip": _zip({"train_images/a.jpg": b"j"}),
-            "/cs.stanford.edu/people/rak248/VG_100K_2/images.zip": _zip({"VG_100K/1.jpg": b"jpg"}),
-            "/cs.stanford.edu/people/rak248/VG_100K_2/images2.zip": _zip({"VG_100K_2/2.jpg": b"jpg"}),
+            "/datasets.cvc.uab.es/rrc/DocVQA/train.tar.gz": tar_gz_bytes({"train/documents/a_1.png": b"png"}),
+            "/images.cocodataset.org/zips/train2017.zip": zip_bytes({"train2017/000000000009.jpg": b"jpg"}),
+            "/downloads.cs.stanford.edu/nlp/data/gqa/images.zip": zip_bytes({"images/1.jpg": b"jpg"}),
+            "/dl.fbaipublicfiles.com/textvqa/images/train_val_images.zip": zip_bytes(
+                {"train_images/a.jpg": b"j"}
+            ),
+            "/cs.stanford.edu/people/rak248/VG_100K_2/images.zip": zip_bytes({"VG_100K/1.jpg": b"jpg"}),
+            "/cs.stanford.edu/people/rak248/VG_100K_2/images2.zip": zip_bytes({"VG_100K_2/2.jpg": b"jpg"}),
         }
     )
-    manifests = tmp_path / "manifests"
-    manifests.mkdir()
     with serve(site):
-        for path in MANIFESTS.glob("*.yaml"):
-            text = re.sub(r"https?://(?!huggingface\.co)", f"{site.url}/", path.read_text())
-            (manifests / path.name).write_text(text)
+        manifests = served_manifests(tmp_path / "manifests", site.url)
         monkeypatch.setenv("HF_ENDPOINT", site.url)
         data = tmp_path / "data"
         recipe = load_recipe(
-            MANIFESTS.parent / "recipes/internvl_chat_v1_2.yaml",
+            REPO / "recipes/internvl_chat_v1_2.yaml",
             {"data_root": str(data), "manifests": str(manifests)},
         )
         fetch_all(recipe, InProcessRunner())
@@ -245,10 +224,7 @@ def test_an_upstream_placed_by_hand_is_not_downloaded(tmp_path):
     (tmp_path / "data/coco/train2017").mkdir(parents=True)
     (tmp_path / "data/coco/train2017/1.jpg").write_bytes(b"mine")
     with serve(Site()) as site:
-        coco = (MANIFESTS / "coco_train2017.yaml").read_text()
-        (manifests / "coco_train2017.yaml").write_text(
-            coco.replace("http://images.cocodataset.org", site.url)
-        )
+        served_manifests(manifests, site.url, ["coco_train2017"])
         recipe = _upstream_recipe(tmp_path, manifests, {"mine": "[coco_train2017]"})
         assert fetch_all(recipe, InProcessRunner()) == {"mine": []}
     assert site.requests == []
