@@ -207,6 +207,7 @@ def _fetch(args: argparse.Namespace) -> int:
             downloads = fetch_all(recipe, runner, *locked_files(settings))
     except BuildError as error:
         print(f"fetch failed: {error}", file=sys.stderr)
+        _checklist(recipe)
         return 1
     print(download_table(recipe, [downloads[entry.label] for entry in recipe.sources]))
     if args.lock and settings.lock:

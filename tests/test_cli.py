@@ -160,7 +160,8 @@ def test_a_lock_pins_every_download_and_refuses_a_changed_file(ray_cluster, tmp_
         assert len(site.requests) == 1
         site.files["/images.cocodataset.org/zips/train2017.zip"] = zip_bytes({"train2017/1.jpg": b"changed"})
         assert main(["fetch", str(recipe), "--quiet", "--data-root", str(tmp_path / "fresh")]) == 1
-        refused = capsys.readouterr().err
+        captured = capsys.readouterr()
+        refused, checklist = captured.err, captured.out
         assert main(["fetch", str(recipe), "--quiet"]) == 0  # the locked file in place is kept
     assert lock == {
         "files": [
@@ -175,6 +176,7 @@ def test_a_lock_pins_every_download_and_refuses_a_changed_file(ray_cluster, tmp_
     assert f"{site.url}/images.cocodataset.org/zips/train2017.zip: sha256" in refused
     assert f"does not match the pinned {hashlib.sha256(first).hexdigest()}" in refused
     assert f"pinned by {tmp_path / 'r.lock.json'}" in refused
+    assert f"[ ] wikiart: missing images in {tmp_path / 'fresh/wikiart'}" in checklist  # still listed
     assert not (tmp_path / "fresh/coco/train2017").exists()
     assert (tmp_path / "data/coco/train2017/1.jpg").read_bytes() == b"one"
 
