@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from dataprep.contract.manifest import Manifest, ManifestError, load_manifest
 from dataprep.contract.shards import iter_samples
 from dataprep.engine.build import build
-from dataprep.engine.downloads import fetch_all
+from dataprep.engine.downloads import fetch_all, locked_files, recipe_upstreams
 from dataprep.engine.entry import missing_inputs
 from dataprep.engine.normalize_all import normalize_all
 from dataprep.engine.output import check_output, output_lock
@@ -28,11 +28,22 @@ from dataprep.fixtures import generate_all
 from dataprep.fixtures.tokenizer import demo_tokenizer
 from dataprep.paths import resolve_inside
 from dataprep.recipe.load import RecipeError, load_recipe, recipe_from_data
+from dataprep.recipe.lock import lock_path, locked_file, write_lock
 from dataprep.recipe.model import Recipe
-from dataprep.report import download_table, manifest_diff, plan_table, sample_view, summary
+from dataprep.recipe.upstreams import Upstream, UpstreamError
+from dataprep.report import (
+    download_table,
+    manifest_diff,
+    manual_checklist,
+    plan_table,
+    sample_view,
+    summary,
+    upstream_table,
+)
 from dataprep.sources import registry
 
-SCHEMAS: dict[str, type[BaseModel]] = {"manifest": Manifest, "recipe": Recipe}
+SCHEMAS: dict[str, type[BaseModel]] = {"manifest": Manifest, "recipe": Recipe, "upstream": Upstream}
+MANUAL_MISSING = 3  # `fetch`: every public file is in place, but manual upstreams are missing
 
 
 def _positive(text: str) -> int:
@@ -73,9 +84,24 @@ def _parser() -> argparse.ArgumentParser:
         help="delete the normalized parts (.work/parts, as large as the shards) after a complete build; "
         "a later build re-normalizes",
     )
-    _recipe_arguments(commands.add_parser("fetch", help="download the recipe's `fetch` files; nothing else"))
-    _recipe_arguments(
-        commands.add_parser("plan", help="what each source holds and will contribute; no shards")
+    fetch = commands.add_parser(
+        "fetch",
+        help="download the recipe's files and public upstreams, then list the manual upstreams; "
+        f"exit 0 when all are present, {MANUAL_MISSING} when manual ones are missing",
+    )
+    _recipe_arguments(fetch)
+    fetch.add_argument(
+        "--lock",
+        action="store_true",
+        help="write <recipe>.lock.json (URL, revision, size, sha256 of every file); while it exists, "
+        "fetch and build refuse a file that differs",
+    )
+    plan = commands.add_parser("plan", help="what each source holds and will contribute; no shards")
+    _recipe_arguments(plan)
+    plan.add_argument(
+        "--no-fetch",
+        action="store_true",
+        help="only the table of upstreams (size, on disk); download nothing",
     )
     reproduce = commands.add_parser(
         "reproduce", help="rebuild a manifest's mixture from its recipe and compare the content"
@@ -128,6 +154,7 @@ def _settings(args: argparse.Namespace, recipe: Recipe) -> BuildSettings:
         progress=False if args.quiet else None,
         discard_parts=args.discard_parts,
         mirror=args.mirror,
+        lock=lock_path(args.recipe) if "recipe" in args else None,  # `reproduce` has no recipe file
     )
 
 
@@ -139,10 +166,20 @@ def _build(args: argparse.Namespace) -> int:
         manifest = build(recipe, settings)
     except BuildError as error:
         print(f"build failed: {error}", file=sys.stderr)
+        _checklist(recipe)
         return 1
     print(summary(manifest))
     print(f"\nmanifest: {out / 'manifest.json'}")
+    _checklist(recipe)
     return 0
+
+
+def _checklist(recipe: Recipe) -> int:
+    """Print the manual upstreams the recipe names, present or missing with their steps; how many are missing."""
+    checklist, missing = manual_checklist(recipe_upstreams(recipe), recipe.root)
+    if checklist:
+        print(f"\n{checklist}")
+    return missing
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -173,27 +210,41 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
+    """Fetch, print what is in place and the manual checklist; with `--lock`, write the lock."""
     recipe = _load(args)
+    settings = _settings(args, recipe)
     try:
-        with ray_session(_settings(args, recipe)) as runner:
-            downloads = fetch_all(recipe, runner, args.mirror)
+        with ray_session(settings) as runner:
+            downloads = fetch_all(recipe, runner, settings.mirror, *locked_files(settings))
     except BuildError as error:
         print(f"fetch failed: {error}", file=sys.stderr)
+        _checklist(recipe)
         return 1
     print(download_table(recipe, [downloads[entry.label] for entry in recipe.sources]))
-    return 0
+    if args.lock and settings.lock:
+        files = {
+            r.url: locked_file(r.url, r.bytes, r.sha256) for reports in downloads.values() for r in reports
+        }
+        write_lock(settings.lock, files.values())
+        print(f"\nlocked {len(files)} files in {settings.lock}")
+    return MANUAL_MISSING if _checklist(recipe) else 0
 
 
 def _plan(args: argparse.Namespace) -> int:
     recipe = _load(args)
     settings = _settings(args, recipe)
+    if upstreams := recipe_upstreams(recipe):  # before anything is downloaded
+        print(upstream_table(upstreams, recipe.root) + "\n", flush=True)
+    if args.no_fetch:
+        return 0
     try:
         check_output(recipe, settings.out)
         with output_lock(settings.out), ray_session(settings) as runner:
-            fetch_all(recipe, runner, settings.mirror)
+            fetch_all(recipe, runner, settings.mirror, *locked_files(settings))
             missing = missing_inputs(recipe)
             if missing:
                 print("required inputs are missing:\n" + "\n".join(missing), file=sys.stderr)
+                _checklist(recipe)
                 return 1
             entries = normalize_all(recipe, settings, runner)
         shards = plan_mixture(components_of(entries), recipe)
@@ -201,6 +252,7 @@ def _plan(args: argparse.Namespace) -> int:
         print(f"plan failed: {error}", file=sys.stderr)
         return 1
     print(plan_table(entries, shards))
+    _checklist(recipe)
     return 0
 
 
@@ -323,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(f"{'tokenizer':14} {demo_tokenizer(args.out)}  (miniature BPE, for token statistics)")
         return 0
-    except (RecipeError, ManifestError) as error:
+    except (RecipeError, UpstreamError, ManifestError) as error:
         print(error, file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head`: stop quietly, as other tools do

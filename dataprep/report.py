@@ -1,4 +1,5 @@
-"""Readable text views: a manifest, two manifests compared, a sample, a plan, the fetched files."""
+"""Readable text views: a manifest, two manifests compared, a sample, a plan, the fetched files, the
+upstreams and the checklist of manual ones."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from dataprep.contract.sample import ShardSample
 from dataprep.mixture import Slot
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from dataprep.engine.entry import Entry
     from dataprep.recipe.model import Recipe
+    from dataprep.recipe.upstreams import Upstream
 
 
 def table(headers: list[str], rows: list[list[str]], text_tail: int = 0) -> str:
@@ -167,6 +171,60 @@ def download_table(recipe: Recipe, downloads: list[list[DownloadReport]]) -> str
     if not rows:
         return "the recipe has no `fetch` downloads"
     return table(["source", "file", "size", "sha256", "checksum", "unpacked files"], rows)
+
+
+def upstream_table(upstreams: list[Upstream], data_root: Path) -> str:
+    """Per upstream the recipe names: public or manual, its size, its folder, present or not."""
+    rows = [
+        [
+            upstream.name,
+            upstream.kind,
+            "public" if upstream.public else "manual",
+            upstream.size or _size_text(upstream.approx_bytes()),
+            str(upstream.root(data_root)),
+            "missing" if upstream.missing(data_root) else "present",
+        ]
+        for upstream in upstreams
+    ]
+    public = [upstream for upstream in upstreams if upstream.public]
+    known = sum(upstream.approx_bytes() or 0 for upstream in public)
+    unknown = sum(upstream.approx_bytes() is None for upstream in public)
+    total = (
+        f"\n{len(public)} public upstreams ({_size_text(known)} stated"
+        + (f", {unknown} of unstated size" if unknown else "")
+        + f"), {len(upstreams) - len(public)} manual"
+    )
+    return table(["upstream", "kind", "fetch", "size", "folder", "on disk"], rows, text_tail=5) + total
+
+
+def _size_text(size: int | None) -> str:
+    return "?" if size is None else f"~{size / 1e9:,.1f} GB" if size >= 1e9 else f"~{size / 1e6:,.1f} MB"
+
+
+def manual_checklist(upstreams: list[Upstream], data_root: Path) -> tuple[str, int]:
+    """The manual upstreams: present, or missing with the steps to take; and how many are missing."""
+    lines, missing = [], 0
+    for upstream in upstreams:
+        if upstream.manual is None:
+            continue
+        absent = upstream.missing(data_root)
+        if not absent:
+            lines.append(f"[x] {upstream.name}: present in {upstream.root(data_root)}")
+            continue
+        missing += 1
+        manual = upstream.manual
+        lines.append(f"[ ] {upstream.name}: missing {', '.join(absent)} in {upstream.root(data_root)}")
+        lines.append(f"    why: {manual.why}")
+        lines.append(f"    page: {manual.page}")
+        for file in manual.files:
+            drive = f" (Google Drive id {file.google_drive_id})" if file.google_drive_id else ""
+            moved = "".join(f"; unpack {src}/ → {dst}/" for src, dst in file.members.items())
+            lines.append(f"    file: {file.name}{drive}{moved}")
+        lines.extend(f"    {line}" for line in manual.steps.strip().splitlines())
+    if not lines:
+        return "", 0
+    head = f"manual upstreams: {missing} of {len([u for u in upstreams if u.manual])} missing"
+    return "\n".join([head, *lines]), missing
 
 
 def sample_view(key: str, sample: ShardSample, images: dict[str, bytes]) -> str:

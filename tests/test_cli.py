@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -12,10 +13,11 @@ import jsonschema
 import pytest
 import yaml
 
-from dataprep.cli import main
+from dataprep.cli import MANUAL_MISSING, main
 from dataprep.fixtures.tokenizer import write_tokenizer
 
 from helpers.loopback_http import Site, serve
+from helpers.served_upstreams import served_manifests, zip_bytes
 from helpers.upstream import recipe_yaml, write_conversations
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,7 +55,7 @@ def test_sources_lists_adapters(capsys):
     assert "conversations" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("kind", ["manifest", "recipe"])
+@pytest.mark.parametrize("kind", ["manifest", "recipe", "upstream"])
 def test_the_published_schemas_are_the_models_own(capsys, kind):
     assert main(["schema", kind]) == 0
     published = REPO / "docs" / "schemas" / f"{kind}.schema.json"
@@ -98,6 +100,85 @@ def test_fetch_downloads_and_reports_each_file(ray_cluster, tmp_path, capsys):
         assert main(["fetch", str(recipe), "--quiet"]) == 1
     assert table.count("unpinned: add `sha256` to pin") == 2 and "a.jsonl" in table
     assert "HTTP 404" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def _coco_and_wikiart(tmp_path: Path, site: Site, train2017: bytes) -> Path:
+    """A recipe naming the project's COCO manifest (its URL on `site`) and its manual wikiart one."""
+    site.files["/images.cocodataset.org/zips/train2017.zip"] = train2017
+    manifests = served_manifests(tmp_path / "manifests", site.url, ["coco_train2017", "wikiart"])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"name: r\ndata_root: {tmp_path / 'data'}\nmanifests: {manifests}\noutput: {{dir: {tmp_path / 'out'}}}\n"
+        "sources:\n  - {source: conversations, path: mine, file: a.jsonl, upstreams: [coco_train2017, wikiart]}\n"
+    )
+    return recipe
+
+
+def test_fetch_ends_with_the_manual_checklist_and_exits_3_until_they_are_placed(
+    ray_cluster, tmp_path, capsys
+):
+    with serve(Site()) as site:
+        recipe = _coco_and_wikiart(tmp_path, site, zip_bytes({"train2017/1.jpg": b"one"}))
+        assert main(["plan", str(recipe), "--no-fetch"]) == 0  # nothing downloaded
+        table = capsys.readouterr().out
+        assert site.requests == []
+        assert main(["fetch", str(recipe), "--quiet"]) == MANUAL_MISSING
+        missing = capsys.readouterr().out
+        assert main(["plan", str(recipe), "--quiet"]) == 1  # fetches, then stops: mine/a.jsonl is missing
+        planned = capsys.readouterr()
+        (tmp_path / "data/wikiart/images").mkdir(parents=True)
+        (tmp_path / "data/wikiart/images/a.jpg").write_bytes(b"art")
+        assert main(["fetch", str(recipe), "--quiet"]) == 0
+        present = capsys.readouterr().out
+    assert site.requests == [("/images.cocodataset.org/zips/train2017.zip", None)]
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[2:4]}
+    assert (
+        rows["coco_train2017"][1:4] == ["images", "public", "~18.0"]
+        and rows["coco_train2017"][-1] == "missing"
+    )
+    assert rows["wikiart"][2] == "manual" and "1 public upstreams (~18.0 GB stated), 1 manual" in table
+    assert (tmp_path / "data/coco/train2017/1.jpg").read_bytes() == b"one"
+    assert "manual upstreams: 1 of 1 missing" in missing
+    assert f"[ ] wikiart: missing images in {tmp_path / 'data/wikiart'}" in missing
+    assert (
+        "file: wikiart.zip (Google Drive id 1FxB2Nw-vWUcTUSI_dBpPIykb-uGYoEqV); unpack data/wikiart/images/ → images/"
+        in missing
+    )
+    assert "required inputs are missing" in planned.err and "[ ] wikiart: missing images" in planned.out
+    assert f"[x] wikiart: present in {tmp_path / 'data/wikiart'}" in present and "0 of 1 missing" in present
+
+
+def test_a_lock_pins_every_download_and_refuses_a_changed_file(ray_cluster, tmp_path, capsys):
+    (tmp_path / "data/wikiart/images").mkdir(parents=True)
+    (tmp_path / "data/wikiart/images/a.jpg").write_bytes(b"art")
+    first = zip_bytes({"train2017/1.jpg": b"one"})
+    with serve(Site()) as site:
+        recipe = _coco_and_wikiart(tmp_path, site, first)
+        assert main(["fetch", str(recipe), "--quiet", "--lock"]) == 0
+        lock = json.loads((tmp_path / "r.lock.json").read_text())
+        assert main(["fetch", str(recipe), "--quiet"]) == 0  # unchanged: nothing transferred
+        assert len(site.requests) == 1
+        site.files["/images.cocodataset.org/zips/train2017.zip"] = zip_bytes({"train2017/1.jpg": b"changed"})
+        assert main(["fetch", str(recipe), "--quiet", "--data-root", str(tmp_path / "fresh")]) == 1
+        captured = capsys.readouterr()
+        refused, checklist = captured.err, captured.out
+        assert main(["fetch", str(recipe), "--quiet"]) == 0  # the locked file in place is kept
+    assert lock == {
+        "files": [
+            {
+                "revision": None,
+                "sha256": hashlib.sha256(first).hexdigest(),
+                "size": len(first),
+                "url": f"{site.url}/images.cocodataset.org/zips/train2017.zip",
+            }
+        ]
+    }
+    assert f"{site.url}/images.cocodataset.org/zips/train2017.zip: sha256" in refused
+    assert f"does not match the pinned {hashlib.sha256(first).hexdigest()}" in refused
+    assert f"pinned by {tmp_path / 'r.lock.json'}" in refused
+    assert f"[ ] wikiart: missing images in {tmp_path / 'fresh/wikiart'}" in checklist  # still listed
+    assert not (tmp_path / "fresh/coco/train2017").exists()
+    assert (tmp_path / "data/coco/train2017/1.jpg").read_bytes() == b"one"
 
 
 def test_inspect_and_diff_two_builds(ray_cluster, tmp_path, capsys):

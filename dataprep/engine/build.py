@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from dataprep.contract.manifest import BuildTimes, Manifest
-from dataprep.engine.downloads import fetch_all
+from dataprep.engine.downloads import fetch_all, locked_files
 from dataprep.engine.entry import Entry, require_inputs
 from dataprep.engine.make_manifest import make_manifest, token_stats
 from dataprep.engine.normalize_all import normalize_all
@@ -32,7 +32,7 @@ def build(recipe: Recipe, settings: BuildSettings, runner: Runner | None = None)
     previous manifest stays until shards start to change; the new one is written last, only after
     every shard is complete."""
     check_output(recipe, settings.out)
-    if not any(entry.fetch for entry in recipe.sources):
+    if not any(entry.fetch or entry.upstreams for entry in recipe.sources):
         require_inputs(recipe)  # before Ray starts
     with output_lock(settings.out):
         return _build_locked(recipe, settings, runner)
@@ -50,7 +50,7 @@ def _build_locked(recipe: Recipe, settings: BuildSettings, runner: Runner | None
     session = contextlib.nullcontext(runner) if runner else ray_session(settings)
     with session as tasks:
         lap("ray_start")
-        downloads = fetch_all(recipe, tasks, settings.mirror)
+        downloads = fetch_all(recipe, tasks, settings.mirror, *locked_files(settings))
         lap("fetch")
         entries = normalize_all(recipe, settings, tasks, downloads)
         lap("normalize")

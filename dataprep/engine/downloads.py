@@ -1,4 +1,5 @@
-"""Put every entry's `fetch` downloads in place before anything is read."""
+"""Put every entry's downloads in place before anything is read: its own `fetch` files, into its
+folder, and the files of the upstreams it names, into their conventional folders under the data root."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ from typing import ClassVar
 
 from dataprep.contract.manifest import DownloadReport
 from dataprep.engine.runner import BuildError, Job, Runner
-from dataprep.fetch import Fetched, FetchError, download_key, fetch, mirror_of, target
+from dataprep.engine.settings import BuildSettings
+from dataprep.fetch import STATE_DIR, Fetched, FetchError, download_key, fetch, mirror_of, target
+from dataprep.recipe.load import recipe_manifests
+from dataprep.recipe.lock import LockedFile, LockError, read_lock
 from dataprep.recipe.model import Download, Recipe
+from dataprep.recipe.upstreams import Upstream, load_catalogue
 
 
 @dataclass(frozen=True)
@@ -19,46 +24,118 @@ class FetchJob(Job):
     root: str
     download: Download
     mirror: str | None = None
+    pinned_by: str | None = None  # the lock file that pins it
 
     def run(self) -> Fetched:
-        return fetch(Path(self.root), self.download, mirror=self.mirror)
+        try:
+            return fetch(Path(self.root), self.download, mirror=self.mirror)
+        except FetchError as error:
+            if self.pinned_by is None:
+                raise
+            raise FetchError(
+                f"{error} (pinned by {self.pinned_by}: the published file changed; delete the lock to accept it)"
+            ) from None
 
 
-def fetch_all(recipe: Recipe, runner: Runner, mirror: str | None = None) -> dict[str, list[DownloadReport]]:
-    """Every entry's downloads (completed ones are skipped), in parallel, by entry label; the same
-    download into the same folder is fetched once, with the pin any entry gives it. http(s) URLs come
-    from `mirror` when given (default: `DATAPREP_MIRROR`, read here: workers may not have it)."""
-    mirror = mirror_of(mirror)
-    specs: dict[tuple[str, str], Download] = {}
-    wanted: dict[str, list[tuple[str, str]]] = {}
+def recipe_upstreams(recipe: Recipe) -> list[Upstream]:
+    """The upstreams the recipe's entries name, each once, in the order first named."""
+    names = list(dict.fromkeys(name for entry in recipe.sources for name in entry.upstreams))
+    catalogue = load_catalogue(recipe_manifests(recipe)) if names else {}
+    return [catalogue[name] for name in names]
+
+
+def entry_downloads(recipe: Recipe) -> dict[str, list[tuple[str, Download]]]:
+    """Per entry label, its downloads as (folder, download): its `fetch` files into its folder, then
+    each named upstream's files into that upstream's folder under the data root. An upstream already
+    in place (every `present` path exists) that was not fetched there is taken as placed by hand:
+    nothing of it is downloaded."""
+    names = {name for entry in recipe.sources for name in entry.upstreams}
+    catalogue = load_catalogue(recipe_manifests(recipe)) if names else {}
+    downloads = {}
     for entry in recipe.sources:
         root = os.path.realpath(recipe.source_root(entry))
-        keys = wanted[entry.label] = []
-        for download in entry.fetch:
+        downloads[entry.label] = [(root, download) for download in entry.fetch]
+        for name in entry.upstreams:
+            upstream = catalogue[name]
+            folder = os.path.realpath(upstream.root(recipe.root))
+            placed_by_hand = not upstream.missing(recipe.root)  # unless this folder fetched it
+            downloads[entry.label] += [
+                (folder, download)
+                for download in upstream.downloads()
+                if not placed_by_hand
+                or (Path(folder) / STATE_DIR / f"{download_key(download)}.json").exists()
+            ]
+    return downloads
+
+
+def fetch_all(
+    recipe: Recipe,
+    runner: Runner,
+    mirror: str | None = None,
+    lock: dict[str, LockedFile] | None = None,
+    lock_name: str = "",
+) -> dict[str, list[DownloadReport]]:
+    """Every entry's downloads (completed ones are skipped), in parallel, by entry label; the same
+    download into the same folder is fetched once, with the pin any entry (or the `lock`) gives it.
+    http(s) URLs come from `mirror` when given (default: `DATAPREP_MIRROR`, read here: workers may not
+    have it). Report paths are relative to the entry's folder."""
+    mirror = mirror_of(mirror)
+    lock = lock or {}
+    specs: dict[tuple[str, str], Download] = {}
+    wanted: dict[str, list[tuple[str, str]]] = {}
+    for label, downloads in entry_downloads(recipe).items():
+        keys = wanted[label] = []
+        for root, download in downloads:
+            download = _locked(download, lock.get(download.url), lock_name)
             key = (root, download_key(download))
             seen = specs.setdefault(key, download)
             if None not in (seen.sha256, download.sha256) and seen.sha256 != download.sha256:
-                raise BuildError(f"{entry.label}: {download.url} is pinned to two different sha256 values")
+                raise BuildError(f"{label}: {download.url} is pinned to two different sha256 values")
             if seen.sha256 is None:
                 specs[key] = download
             keys.append(key)
     _refuse_shared_targets(specs)
-    jobs = [(download.url, FetchJob(root, download, mirror)) for (root, _), download in specs.items()]
+    jobs = [
+        (download.url, FetchJob(root, download, mirror, lock_name if download.url in lock else None))
+        for (root, _), download in specs.items()
+    ]
     done: dict[tuple[str, str], Fetched] = dict(zip(specs, runner.run("fetch", jobs, len(jobs)), strict=True))
-    return {
-        label: [
+    reports = {}
+    for entry in recipe.sources:
+        folder = os.path.realpath(recipe.source_root(entry))
+        reports[entry.label] = [
             DownloadReport(
                 url=done[key].url,
-                path=done[key].path,
+                path=os.path.relpath(os.path.join(key[0], done[key].path), folder),
                 bytes=done[key].bytes,
                 sha256=done[key].sha256,
                 pinned=done[key].pinned,
                 unpacked_files=len(done[key].unpacked),
             )
-            for key in keys
+            for key in wanted[entry.label]
         ]
-        for label, keys in wanted.items()
-    }
+    return reports
+
+
+def locked_files(settings: BuildSettings) -> tuple[dict[str, LockedFile], str]:
+    """The files of the build's lock (none without one) and the lock's name, for `fetch_all`."""
+    if settings.lock is None:
+        return {}, ""
+    try:
+        return read_lock(settings.lock), str(settings.lock)
+    except LockError as error:
+        raise BuildError(str(error)) from None
+
+
+def _locked(download: Download, locked: LockedFile | None, lock_name: str) -> Download:
+    """The download pinned to its lock entry; a recipe pin that the lock contradicts is an error."""
+    if locked is None:
+        return download
+    if download.sha256 not in (None, locked.sha256):
+        raise BuildError(
+            f"{download.url} is pinned to {download.sha256} by the recipe but to {locked.sha256} by {lock_name}"
+        )
+    return download.model_copy(update={"sha256": locked.sha256})
 
 
 def _refuse_shared_targets(specs: dict[tuple[str, str], Download]) -> None:

@@ -17,6 +17,7 @@ class BuildSettings:
     progress: bool | None = None
     discard_parts: bool = False
     mirror: str | None = None  # base URL serving every http(s) download as <mirror>/<host>/<path>
+    lock: Path | None = None  # a recipe's lock file: while it exists, its files pin every download
 
     def __post_init__(self) -> None:  # workers of a joined cluster have their own working directory
         object.__setattr__(self, "out", Path(self.out).absolute())

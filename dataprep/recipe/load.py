@@ -4,9 +4,6 @@ registry, errors that name file, line and field."""
 from __future__ import annotations
 
 import copy
-import io
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,56 +12,36 @@ from pydantic import ValidationError
 from tokenizers import Tokenizer
 
 from dataprep.recipe.model import Recipe, SourceEntry
+from dataprep.recipe.upstreams import MANIFESTS, UpstreamError, load_catalogue
+from dataprep.recipe.yaml_file import (
+    FileProblems,
+    Problem,
+    parse_mapping,
+    problem_at,
+    read_text,
+    validation_problems,
+)
 from dataprep.sources import registry
 from dataprep.tokens import tokenizer_file
 
 
-@dataclass(frozen=True)
-class Problem:
-    field: str
-    message: str
-    line: int | None
-
-
-class RecipeError(Exception):
+class RecipeError(FileProblems):
     """A recipe that cannot be built; every problem names its field and, when known, its line."""
 
-    def __init__(self, path: Path, problems: list[Problem]) -> None:
-        self.path = path
-        self.problems = problems
-        lines = [
-            f"{path}{f':{problem.line}' if problem.line else ''}: {problem.field or '<recipe>'}: {problem.message}"
-            for problem in problems
-        ]
-        super().__init__("invalid recipe\n" + "\n".join(lines))
+    what = "invalid recipe"
+    whole = "<recipe>"
 
 
 def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
     """Read, validate and check a recipe file; raise `RecipeError` listing every problem."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise RecipeError(path, [Problem("", str(error), None)]) from None
-    except UnicodeDecodeError as error:
-        raise RecipeError(path, [Problem("", f"not UTF-8 text (byte {error.start})", None)]) from None
-    return parse_recipe(text, path, overrides)
+    return parse_recipe(read_text(path, RecipeError), path, overrides)
 
 
 def parse_recipe(text: str, path: Path, overrides: dict[str, Any] | None = None) -> Recipe:
     """Validate and check recipe text (YAML); `path` names it in errors, with line numbers;
     `overrides` set dotted fields first (e.g. `{"output.dir": "out"}`)."""
-    try:
-        data = yaml.safe_load(_named(text, path))
-        tree = yaml.compose(_named(text, path))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        raise RecipeError(path, [Problem("", str(error), mark.line + 1 if mark else None)]) from None
-    if not isinstance(data, dict):
-        raise RecipeError(path, [Problem("", "a recipe is a YAML mapping", 1)])
-    duplicates = list(_duplicate_keys(tree, ()))
-    if duplicates:
-        raise RecipeError(path, duplicates)
+    data, tree = parse_mapping(text, path, RecipeError)
     return recipe_from_data(data, path, overrides, tree)
 
 
@@ -76,25 +53,18 @@ def recipe_from_data(
     data = copy.deepcopy(data)  # overrides are set on a copy
     for dotted, value in (overrides or {}).items():
         if problem := _set_dotted(data, dotted, value):
-            raise RecipeError(path, [_problem(tuple(problem.split(".")), "is not a mapping", tree)])
+            raise RecipeError(path, [problem_at(tuple(problem.split(".")), "is not a mapping", tree)])
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as error:
-        raise RecipeError(path, _problems(error, tree)) from None
-    problems = _check_sources(recipe, tree) + _check_tokenizer(recipe, tree)
+        raise RecipeError(path, validation_problems(error, tree)) from None
+    problems = _check_sources(recipe, tree) + _check_upstreams(recipe, tree) + _check_tokenizer(recipe, tree)
     if problems:
         raise RecipeError(path, problems)
     return recipe
 
 
-def _named(text: str, path: Path) -> io.StringIO:
-    """The text as a stream named after its file, so YAML errors say where they are."""
-    stream = io.StringIO(text)
-    stream.name = str(path)
-    return stream
-
-
-def _check_sources(recipe: Recipe, tree: yaml.Node) -> list[Problem]:
+def _check_sources(recipe: Recipe, tree: yaml.Node | None) -> list[Problem]:
     adapters = registry()
     problems = []
     labels: dict[str, int] = {}
@@ -104,25 +74,53 @@ def _check_sources(recipe: Recipe, tree: yaml.Node) -> list[Problem]:
             message = (
                 f"sources {first} and {index} are both named {entry.label!r}: give each a distinct `name`"
             )
-            problems.append(_problem((*loc, "name" if entry.name else "source"), message, tree))
+            problems.append(problem_at((*loc, "name" if entry.name else "source"), message, tree))
         adapter = adapters.get(entry.source)
         if adapter is None:
             known = ", ".join(adapters)
             problems.append(
-                _problem((*loc, "source"), f"unknown source {entry.source!r} (known: {known})", tree)
+                problem_at((*loc, "source"), f"unknown source {entry.source!r} (known: {known})", tree)
             )
             continue
         try:
             adapter.Options.model_validate(entry.options)
         except ValidationError as error:
-            problems.extend(_problems(error, tree, prefix=loc))
+            problems.extend(validation_problems(error, tree, prefix=loc))
         root = recipe.source_root(entry)
-        if not root.exists() and not entry.fetch:
-            problems.append(_problem((*loc, "path"), f"{root} does not exist", tree))
+        if not root.exists() and not entry.fetch and not entry.upstreams:
+            problems.append(problem_at((*loc, "path"), f"{root} does not exist", tree))
     return problems
 
 
-def _check_tokenizer(recipe: Recipe, tree: yaml.Node) -> list[Problem]:
+def _check_upstreams(recipe: Recipe, tree: yaml.Node | None) -> list[Problem]:
+    """Every name in an entry's `upstreams` has a manifest."""
+    if not any(entry.upstreams for entry in recipe.sources):
+        return []
+    try:
+        known = load_catalogue(recipe_manifests(recipe))
+    except UpstreamError as error:
+        found = "; ".join(
+            f"{error.path}{f':{p.line}' if p.line else ''}: {p.message}" for p in error.problems
+        )
+        return [problem_at(("manifests",), found, tree)]
+    return [
+        problem_at(
+            ("sources", index, "upstreams", position),
+            f"unknown upstream {name!r} (manifests in {recipe_manifests(recipe)}: {', '.join(known)})",
+            tree,
+        )
+        for index, entry in enumerate(recipe.sources)
+        for position, name in enumerate(entry.upstreams)
+        if name not in known
+    ]
+
+
+def recipe_manifests(recipe: Recipe) -> Path:
+    """The folder of the upstream manifests a recipe's entries name."""
+    return Path(recipe.manifests).absolute() if recipe.manifests else MANIFESTS
+
+
+def _check_tokenizer(recipe: Recipe, tree: yaml.Node | None) -> list[Problem]:
     if recipe.tokens is None:
         return []
     file = tokenizer_file(Path(recipe.tokens.tokenizer))
@@ -130,61 +128,13 @@ def _check_tokenizer(recipe: Recipe, tree: yaml.Node) -> list[Problem]:
         Tokenizer.from_file(str(file))
     except Exception as error:  # tokenizers raises a bare Exception for unreadable files
         message = f"{file} does not exist" if not file.exists() else f"{file} is not a tokenizer: {error}"
-        return [_problem(("tokens", "tokenizer"), message, tree)]
+        return [problem_at(("tokens", "tokenizer"), message, tree)]
     return []
 
 
 def source_options(entry: SourceEntry) -> Any:
     """The adapter options model of a validated entry."""
     return registry()[entry.source].Options.model_validate(entry.options)
-
-
-def _problems(error: ValidationError, tree: yaml.Node, prefix: tuple[Any, ...] = ()) -> list[Problem]:
-    problems = []
-    for item in error.errors():
-        loc = (*prefix, *(part for part in item["loc"] if not _is_union_tag(part)))
-        problems.append(_problem(loc, item["msg"], tree))
-    return problems
-
-
-def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and ("[" in part or part.startswith("function-"))
-
-
-def _problem(loc: tuple[Any, ...], message: str, tree: yaml.Node) -> Problem:
-    return Problem(".".join(str(part) for part in loc), message, _line_of(tree, loc))
-
-
-def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """The 1-based line of the YAML node at `loc`, or of its nearest existing parent."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        child = None
-        if isinstance(node, yaml.MappingNode):
-            child = next((value for key, value in node.value if key.value == str(part)), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            child = node.value[part]
-        if child is None:
-            break
-        node = child
-        line = node.start_mark.line + 1
-    return line
-
-
-def _duplicate_keys(node: yaml.Node, loc: tuple[Any, ...]) -> Iterator[Problem]:
-    """Keys given twice in one mapping (YAML loaders silently keep the last)."""
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            if key.value in seen:
-                yield Problem(
-                    ".".join(map(str, (*loc, key.value))), "key given twice", key.start_mark.line + 1
-                )
-            seen.add(key.value)
-            yield from _duplicate_keys(value, (*loc, key.value))
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            yield from _duplicate_keys(item, (*loc, index))
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> str | None:

@@ -22,9 +22,10 @@ TAKE_SCHEMA = {
 }
 LOCATION_FIELDS: dict[str, Any] = {
     "data_root": True,
+    "manifests": True,
     "output": {"dir"},
     "tokens": {"tokenizer"},
-    "sources": {"__all__": {"fetch"}},
+    "sources": {"__all__": {"fetch", "upstreams"}},
 }
 
 
@@ -143,6 +144,11 @@ class SourceEntry(BaseModel):
     take: Annotated[Literal["all"] | int | float, WithJsonSchema(TAKE_SCHEMA)] = "all"
     repeat: Annotated[int, Field(ge=1, strict=True)] = 1
     fetch: tuple[Download, ...] = ()
+    upstreams: tuple[Annotated[str, Field(pattern=NAME_PATTERN)], ...] = Field(
+        (),
+        description="upstream manifests (`manifests/<name>.yaml`) whose files are fetched into their "
+        "conventional folders under `data_root` before this entry is read",
+    )
     expect: Annotated[int, Field(ge=0, strict=True)] | None = Field(
         None, description="samples this entry should contribute (e.g. the published count)"
     )
@@ -170,14 +176,22 @@ class Recipe(Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     seed: Annotated[int, Field(strict=True)] = 0
     data_root: str | None = Field(None, description="base of relative source paths (default: cwd)")
+    manifests: str | None = Field(
+        None,
+        description="folder of upstream manifests the entries' `upstreams` name (default: dataprep's own)",
+    )
     output: OutputSpec
     image: ImagePolicy = ImagePolicy()
     tokens: TokenSpec | None = None
     sources: Annotated[list[SourceEntry], Field(min_length=1)]
 
     def source_root(self, entry: SourceEntry) -> Path:
-        base = Path(self.data_root) if self.data_root else Path.cwd()
-        return (base / entry.path).absolute()
+        return (self.root / entry.path).absolute()
+
+    @property
+    def root(self) -> Path:
+        """The data root: base of the sources' paths and of the upstreams' conventional folders."""
+        return Path(self.data_root).absolute() if self.data_root else Path.cwd()
 
     def content(self) -> dict[str, Any]:
         """The recipe without its locations (output folder, data root, download URLs): what the mixture

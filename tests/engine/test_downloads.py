@@ -1,4 +1,4 @@
-"""Every entry's `fetch` downloads, from a loopback HTTP server."""
+"""Every entry's downloads (its `fetch` files and its upstreams' files), from a loopback HTTP server."""
 
 from __future__ import annotations
 
@@ -9,13 +9,23 @@ from collections import Counter
 
 import pytest
 
-from dataprep.engine.runner import BuildError
+from dataprep.engine.build import build
+from dataprep.engine.downloads import fetch_all, recipe_upstreams
+from dataprep.engine.runner import BuildError, InProcessRunner
+from dataprep.engine.settings import BuildSettings
 from dataprep.fetch import download_key
-from dataprep.recipe.model import Download
+from dataprep.fixtures import chartqa
+from dataprep.recipe.load import load_recipe
+from dataprep.recipe.lock import locked_file, write_lock
+from dataprep.recipe.model import Download, Recipe
+from dataprep.recipe.upstreams import MANIFESTS, load_upstream
 
 from helpers.builds import build_recipe
 from helpers.loopback_http import Site, serve
+from helpers.served_upstreams import served_manifests, tar_gz_bytes, zip_bytes
 from helpers.upstream import write_conversations
+
+REPO = MANIFESTS.parent
 
 
 def test_sources_are_fetched_over_http_before_they_are_read(ray_cluster, tmp_path):
@@ -71,4 +81,150 @@ def test_downloads_that_would_overwrite_each_other_are_refused(
     fetch = "    fetch:\n" + "".join(f"      - url: {item}\n" for item in downloads)
     with serve(Site()) as site, pytest.raises(BuildError, match=error):
         build_recipe(tmp_path, data_root, extra_sources=fetch.replace("{url}", site.url))
+    assert site.requests == []
+
+
+def _upstream_recipe(tmp_path, manifests, upstreams_by_entry: dict[str, str]) -> Recipe:
+    entries = "".join(
+        f"  - {{source: conversations, name: {label}, path: {label}, file: a.jsonl, upstreams: {names}}}\n"
+        for label, names in upstreams_by_entry.items()
+    )
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"name: r\ndata_root: {tmp_path / 'data'}\nmanifests: {manifests}\n"
+        f"output: {{dir: {tmp_path / 'out'}}}\nsources:\n{entries}"
+    )
+    return load_recipe(recipe)
+
+
+def test_an_image_set_named_by_two_entries_is_fetched_once_into_its_own_folder(tmp_path):
+    train2017 = zip_bytes({"train2017/000000000009.jpg": b"jpeg 9", "train2017/000000000025.jpg": b"jpeg 25"})
+    site = Site(files={"/images.cocodataset.org/zips/train2017.zip": train2017})
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    with serve(site):
+        served_manifests(manifests, site.url, ["coco_train2017"])
+        recipe = _upstream_recipe(
+            tmp_path, manifests, {"llava_zh": "[coco_train2017]", "sharegpt4v": "[coco_train2017]"}
+        )
+        reports = fetch_all(recipe, InProcessRunner())
+        again = fetch_all(recipe, InProcessRunner())
+    assert site.requests == [
+        ("/images.cocodataset.org/zips/train2017.zip", None)
+    ]  # once, for both entries and both runs
+    assert (tmp_path / "data/coco/train2017/000000000025.jpg").read_bytes() == b"jpeg 25"
+    assert reports == again
+    (first,), (second,) = reports["llava_zh"], reports["sharegpt4v"]
+    assert (
+        first.sha256 == second.sha256 == hashlib.sha256(train2017).hexdigest() and first.unpacked_files == 2
+    )
+    assert first.path.startswith("../coco/.fetch/") and first.path.endswith("-train2017.zip")
+    assert recipe_upstreams(recipe) == [load_upstream(manifests / "coco_train2017.yaml")]
+
+
+def test_a_hub_upstream_is_fetched_from_hf_endpoint_and_built(tmp_path, monkeypatch):
+    """The project's own ChartQA manifest, its zip served under the hub's path for it."""
+    published = tmp_path / "published"
+    facts = chartqa.generate(published)
+    files = {
+        str(path.relative_to(published)): path.read_bytes() for path in published.rglob("*") if path.is_file()
+    }
+    site = Site(files={"/datasets/ahmed-masry/ChartQA/resolve/main/ChartQA%20Dataset.zip": zip_bytes(files)})
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"name: r\ndata_root: {tmp_path / 'data'}\noutput: {{dir: {tmp_path / 'out'}}}\n"
+        "sources:\n  - {source: chartqa, path: chartqa, split: train, upstreams: [chartqa]}\n"
+    )
+    with serve(site):
+        monkeypatch.setenv("HF_ENDPOINT", site.url)
+        manifest = build(
+            load_recipe(recipe), BuildSettings(out=tmp_path / "out", progress=False), InProcessRunner()
+        )
+    assert (tmp_path / "data/chartqa/ChartQA Dataset/train/train_human.json").exists()
+    (source,) = manifest.sources
+    assert source.kept == facts["expected_samples"]
+    assert [download.url for download in source.downloads] == [
+        "hf://datasets/ahmed-masry/ChartQA@main/ChartQA Dataset.zip"
+    ]
+
+
+def test_a_build_with_a_lock_refuses_a_file_that_differs_from_it(tmp_path):
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    site = Site(
+        files={"/images.cocodataset.org/zips/train2017.zip": zip_bytes({"train2017/1.jpg": b"changed"})}
+    )
+    lock = tmp_path / "recipe.lock.json"
+    with serve(site):
+        served_manifests(manifests, site.url, ["coco_train2017"])
+        write_lock(lock, [locked_file(f"{site.url}/images.cocodataset.org/zips/train2017.zip", 10, "0" * 64)])
+        recipe = _upstream_recipe(tmp_path, manifests, {"mine": "[coco_train2017]"})
+        settings = BuildSettings(out=tmp_path / "out", progress=False, lock=lock)
+        with pytest.raises(BuildError, match=f"does not match the pinned 0{{64}} \\(pinned by {lock}"):
+            build(recipe, settings, InProcessRunner())
+    assert not (tmp_path / "data/coco/train2017").exists()
+
+
+def test_every_public_upstream_of_the_reference_recipe_lands_where_its_manifest_says(tmp_path, monkeypatch):
+    """The project's manifests, their https hosts served as `<loopback>/<host>/<path>` and hf:// through
+    HF_ENDPOINT, with miniature archives named and laid out as published: after one fetch every public
+    upstream is present and every manual one is missing."""
+    hub = "/datasets/{}/resolve/main/{}"
+    site = Site(
+        files={
+            hub.format("Lin-Chen/ShareGPT4V", "sharegpt4v_instruct_gpt4-vision_cap100k.json"): b"[]",
+            hub.format(
+                "Lin-Chen/ShareGPT4V", "sharegpt4v_mix665k_cap23k_coco-ap9k_lcs3k_sam9k_div2k.json"
+            ): b"[]",
+            hub.format("openbmb/llava_zh", "llava_instruct_150k_zh.json"): b"[]",
+            hub.format("ahmed-masry/ChartQA", "ChartQA%20Dataset.zip"): zip_bytes(
+                {"ChartQA Dataset/train/train_human.json": b"[]", "ChartQA Dataset/train/png/1.png": b"png"}
+            ),
+            hub.format("liuhaotian/LLaVA-Pretrain", "images.zip"): zip_bytes({"00000/000000010.jpg": b"jpg"}),
+            "/ai2-public-datasets.s3.amazonaws.com/diagrams/ai2d-all.zip": zip_bytes(
+                {
+                    f"ai2d/{folder}/0.png{'.json' if folder != 'images' else ''}": b"x"
+                    for folder in ("images", "questions", "annotations")
+                }
+            ),
+            "/s3-us-east-2.amazonaws.com/prior-datasets/ai2d_test_ids.csv": b"1\n",
+            "/datasets.cvc.uab.es/rrc/DocVQA/train.tar.gz": tar_gz_bytes({"train/documents/a_1.png": b"png"}),
+            "/images.cocodataset.org/zips/train2017.zip": zip_bytes({"train2017/000000000009.jpg": b"jpg"}),
+            "/downloads.cs.stanford.edu/nlp/data/gqa/images.zip": zip_bytes({"images/1.jpg": b"jpg"}),
+            "/dl.fbaipublicfiles.com/textvqa/images/train_val_images.zip": zip_bytes(
+                {"train_images/a.jpg": b"j"}
+            ),
+            "/cs.stanford.edu/people/rak248/VG_100K_2/images.zip": zip_bytes({"VG_100K/1.jpg": b"jpg"}),
+            "/cs.stanford.edu/people/rak248/VG_100K_2/images2.zip": zip_bytes({"VG_100K_2/2.jpg": b"jpg"}),
+        }
+    )
+    with serve(site):
+        manifests = served_manifests(tmp_path / "manifests", site.url)
+        monkeypatch.setenv("HF_ENDPOINT", site.url)
+        data = tmp_path / "data"
+        recipe = load_recipe(
+            REPO / "recipes/internvl_chat_v1_2.yaml",
+            {"data_root": str(data), "manifests": str(manifests)},
+        )
+        fetch_all(recipe, InProcessRunner())
+    upstreams = recipe_upstreams(recipe)
+    assert sorted(path for path, _ in site.requests) == sorted(site.files)  # each file once
+    assert {u.name: u.missing(data) for u in upstreams if u.public} == {
+        u.name: [] for u in upstreams if u.public
+    }
+    assert all(u.missing(data) for u in upstreams if not u.public) and len(upstreams) == 19
+    assert (data / "ai2d/images/0.png").exists() and (
+        data / "llava/llava_pretrain/images/00000/000000010.jpg"
+    ).exists()
+
+
+def test_an_upstream_placed_by_hand_is_not_downloaded(tmp_path):
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (tmp_path / "data/coco/train2017").mkdir(parents=True)
+    (tmp_path / "data/coco/train2017/1.jpg").write_bytes(b"mine")
+    with serve(Site()) as site:
+        served_manifests(manifests, site.url, ["coco_train2017"])
+        recipe = _upstream_recipe(tmp_path, manifests, {"mine": "[coco_train2017]"})
+        assert fetch_all(recipe, InProcessRunner()) == {"mine": []}
     assert site.requests == []
