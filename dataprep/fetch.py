@@ -163,7 +163,10 @@ def fetch(
     if done is not None:
         return done
     source = hub_file(download.url)
-    named = download if source == download.url else download.model_copy(update={"url": source})
+    named = download
+    if source != download.url:  # a glob's file lands in the folder `to`, under the name it was listed by
+        real_name = PurePosixPath(hub_parts(source)[4]).name
+        named = download.model_copy(update={"url": source, "to": os.path.join(download.to or ".", real_name)})
     destination = (
         state / f"{key}-{named.file_name}"  # kept per download: two archives of one name are two files
         if download.unpack
@@ -230,7 +233,10 @@ def download_key(download: Download) -> str:
 
 
 def target(download: Download) -> str:
-    """Where a download that is not unpacked lands, relative to the source folder."""
+    """Where a download that is not unpacked lands, relative to the source folder (for an `hf://` glob,
+    `to` is its folder: the file keeps the name the repo lists)."""
+    if GLOB.search(download.file_name):
+        return os.path.normpath(os.path.join(download.to or ".", download.file_name))
     return os.path.normpath(download.to or download.file_name)
 
 

@@ -50,15 +50,6 @@ class UpstreamFile(Download):
     size: Size | None = None
 
 
-class ListedFiles(Strict):
-    """Files whose names are known only by listing a Hugging Face repo (e.g. names carrying a hash)."""
-
-    repo: str = Field(pattern=r"^hf://(datasets|models)/[^/@]+/[^/@]+(@[^/]+)?$")
-    pattern: str = Field(description="glob of the files' paths inside the repo")
-    to: str = Field(".", description="folder under the upstream's folder")
-    size: Size | None = None
-
-
 class ManualFile(Strict):
     """One file a person downloads by hand."""
 
@@ -92,7 +83,6 @@ class Upstream(Strict):
     folder: str = Field(description="conventional folder under the data root")
     size: Size | None = Field(None, description="on disk, unpacked, where known")
     files: list[UpstreamFile] = Field([], description="fetched by `dataprep fetch`")
-    listed: list[ListedFiles] = Field([], description="named by a repo listing; manual until it exists")
     manual: Manual | None = None
     present: Annotated[list[str], Field(min_length=1)] = Field(
         description="globs under `folder` that exist when the upstream is in place"
@@ -109,8 +99,6 @@ class Upstream(Strict):
     def _fetchable_or_manual(self) -> Upstream:
         if not self.files and self.manual is None:
             raise ValueError("give `files` to fetch or the `manual` steps")
-        if self.listed and self.manual is None:
-            raise ValueError("`listed` files cannot be fetched yet: give the `manual` steps for them")
         return self
 
     @property
@@ -137,7 +125,7 @@ class Upstream(Strict):
         """Unpacked size if stated, else the sum of its files' stated sizes, else None."""
         if self.size:
             return size_bytes(self.size)
-        sizes = [size_bytes(f.size) for f in (*self.files, *self.listed)] + [
+        sizes = [size_bytes(f.size) for f in self.files] + [
             size_bytes(f.size) for f in (self.manual.files if self.manual else [])
         ]
         return sum(sizes) if sizes and None not in sizes else None  # type: ignore[arg-type]

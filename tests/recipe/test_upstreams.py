@@ -27,8 +27,8 @@ V1_2_UPSTREAMS = {
     "coco_train2017", "llava_pretrain", "gqa", "textvqa", "vg", "ocr_vqa", "sam", "share_textvqa",
     "web_celebrity", "web_landmark", "wikiart",
 }  # fmt: skip
-MANUAL = {"dvqa", "geoqa_plus", "synthdog_en", "ocr_vqa", "sam", "share_textvqa", "web_celebrity",
-          "web_landmark", "wikiart"}  # fmt: skip
+MANUAL = {"dvqa", "geoqa_plus", "ocr_vqa", "sam", "share_textvqa", "web_celebrity", "web_landmark",
+          "wikiart"}  # fmt: skip
 
 
 def test_every_manifest_loads_and_names_only_published_hosts():
