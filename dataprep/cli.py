@@ -60,7 +60,7 @@ def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=_positive, help="at most this many work units at once")
     parser.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else embedded)")
     parser.add_argument("--limit", type=_positive, help="read at most N records per source (quick trials)")
-    parser.add_argument("--quiet", action="store_true", help="no live progress")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
     _mirror_argument(parser)
 
 
@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument(
         "--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else embedded)"
     )
-    reproduce.add_argument("--quiet", action="store_true", help="no live progress")
+    reproduce.add_argument("--quiet", action="store_true", help="no progress lines")
     _mirror_argument(reproduce)
 
     manifest = commands.add_parser("manifest", help="inspect a manifest")

@@ -405,6 +405,32 @@ def _ensure_room(folder: Path, needed: int, what: str) -> None:
         )
 
 
+def transferred(root: Path, download: Download) -> tuple[int, int | None]:
+    """Bytes of `download` under `root` so far and its whole size when known, for a progress line:
+    a completed download's recorded size, else its partial file's and the size the server gave.
+    A glob's file is named only once listed: it counts when complete."""
+    root = Path(os.path.realpath(root))
+    key = download_key(download)
+    try:
+        done = json.loads((root / STATE_DIR / f"{key}.json").read_bytes())
+        return done["bytes"], done["bytes"]
+    except (OSError, ValueError, KeyError):  # not done yet (or its marker is being replaced)
+        pass
+    if GLOB.search(download.file_name):
+        return 0, None
+    try:
+        destination = (
+            root / STATE_DIR / f"{key}-{download.file_name}"
+            if download.unpack
+            else _inside(root, target(download))
+        )
+        partial = destination.with_name(destination.name + PARTIAL_SUFFIX)
+        info = json.loads(_resume_info(partial).read_bytes()) if _resume_info(partial).exists() else {}
+        return _size(partial), info.get("total")
+    except (OSError, ValueError, FetchError):
+        return 0, None
+
+
 def _retryable(status: int) -> bool:
     """Timeouts, rate limits and server errors but those that say the request itself is wrong."""
     return status in (408, 425, 429) or (500 <= status < 600 and status not in (501, 505))

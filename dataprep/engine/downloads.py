@@ -11,7 +11,7 @@ from typing import ClassVar
 from dataprep.contract.manifest import DownloadReport
 from dataprep.engine.runner import BuildError, Job, Runner
 from dataprep.engine.settings import BuildSettings
-from dataprep.fetch import STATE_DIR, Fetched, FetchError, download_key, fetch, mirror_of, target
+from dataprep.fetch import STATE_DIR, Fetched, FetchError, download_key, fetch, mirror_of, target, transferred
 from dataprep.recipe.load import recipe_manifests
 from dataprep.recipe.lock import LockedFile, LockError, read_lock
 from dataprep.recipe.model import Download, Recipe
@@ -99,7 +99,8 @@ def fetch_all(
         (download.url, FetchJob(root, download, mirror, lock_name if download.url in lock else None))
         for (root, _), download in specs.items()
     ]
-    done: dict[tuple[str, str], Fetched] = dict(zip(specs, runner.run("fetch", jobs, len(jobs)), strict=True))
+    results = runner.run("fetch", jobs, len(jobs), measure=lambda: _transferred(specs))
+    done: dict[tuple[str, str], Fetched] = dict(zip(specs, results, strict=True))
     reports = {}
     for entry in recipe.sources:
         folder = os.path.realpath(recipe.source_root(entry))
@@ -115,6 +116,13 @@ def fetch_all(
             for key in wanted[entry.label]
         ]
     return reports
+
+
+def _transferred(specs: dict[tuple[str, str], Download]) -> tuple[int, int | None]:
+    """Bytes of every download on disk so far, and their whole size when every one is known."""
+    sizes = [transferred(Path(root), download) for (root, _), download in specs.items()]
+    known = [whole for _, whole in sizes if whole is not None]
+    return sum(moved for moved, _ in sizes), sum(known) if len(known) == len(sizes) else None
 
 
 def locked_files(settings: BuildSettings) -> tuple[dict[str, LockedFile], str]:

@@ -8,7 +8,9 @@ from typing import Any, ClassVar, Protocol
 
 import ray
 
-from dataprep.progress import Progress
+from dataprep.progress import Measure, Progress
+
+TICK = 1.0  # seconds between progress updates while no job finishes
 
 
 class BuildError(Exception):
@@ -38,9 +40,12 @@ Labelled = tuple[str, Job]  # (what a failure names, the job)
 
 
 class Runner(Protocol):
-    def run(self, stage: str, jobs: Iterable[Labelled], total: int) -> list[Any]:
+    def run(
+        self, stage: str, jobs: Iterable[Labelled], total: int, measure: Measure | None = None
+    ) -> list[Any]:
         """The jobs' results in job order, or BuildError naming every failure. `jobs` is consumed
-        only as jobs are started, so a lazy iterable holds only those in flight."""
+        only as jobs are started, so a lazy iterable holds only those in flight. `measure` gives the
+        bytes moved so far for the progress line (downloads)."""
         ...
 
 
@@ -64,10 +69,12 @@ class RayRunner:
         self.workers = workers
         self.progress = progress
 
-    def run(self, stage: str, jobs: Iterable[Labelled], total: int) -> list[Any]:
+    def run(
+        self, stage: str, jobs: Iterable[Labelled], total: int, measure: Measure | None = None
+    ) -> list[Any]:
         results: list[Any] = [None] * total
         errors: list[tuple[str, str]] = []
-        progress = Progress(stage, total, enabled=self.progress)
+        progress = Progress(stage, total, enabled=self.progress, measure=measure)
         try:
             self._drain(iter(jobs), self.workers or total or 1, results, errors, progress)
         finally:
@@ -97,7 +104,10 @@ class RayRunner:
         while len(pending) < limit and submit():
             pass
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=TICK)
+            if not ready:  # nothing finished yet: a progress line may be due all the same
+                progress.tick()
+                continue
             index, label, job = pending.pop(ready[0])
             try:
                 results[index] = ray.get(ready[0])
@@ -116,10 +126,12 @@ class InProcessRunner:
     def __init__(self, progress: bool | None = False) -> None:
         self.progress = progress
 
-    def run(self, stage: str, jobs: Iterable[Labelled], total: int) -> list[Any]:
+    def run(
+        self, stage: str, jobs: Iterable[Labelled], total: int, measure: Measure | None = None
+    ) -> list[Any]:
         results: list[Any] = []
         errors: list[tuple[str, str]] = []
-        progress = Progress(stage, total, enabled=self.progress)
+        progress = Progress(stage, total, enabled=self.progress, measure=measure)
         try:
             for label, job in jobs:
                 try:

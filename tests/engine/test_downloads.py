@@ -16,6 +16,7 @@ from dataprep.engine.runner import BuildError, InProcessRunner
 from dataprep.engine.settings import BuildSettings
 from dataprep.fetch import download_key
 from dataprep.fixtures import chartqa
+from dataprep.progress import human_bytes
 from dataprep.recipe.load import load_recipe
 from dataprep.recipe.lock import locked_file, write_lock
 from dataprep.recipe.model import Download, Recipe
@@ -248,3 +249,23 @@ def test_an_upstream_placed_by_hand_is_not_downloaded(tmp_path):
         recipe = _upstream_recipe(tmp_path, manifests, {"mine": "[coco_train2017]"})
         assert fetch_all(recipe, InProcessRunner()) == {"mine": []}
     assert site.requests == []
+
+
+def test_the_fetch_stage_reports_bytes_of_the_whole_and_logs_them_off_a_terminal(
+    tmp_path, capsys, monkeypatch
+):
+    """Off a terminal (pytest captures stderr), progress is plain lines: with the interval at 0, one per
+    finished download and a summary, counting bytes against the sizes the server gave."""
+    monkeypatch.setattr("dataprep.progress.LOG_INTERVAL", 0.0)
+    train2017 = zip_bytes({"train2017/000000000009.jpg": bytes(3000)})
+    site = Site(files={"/images.cocodataset.org/zips/train2017.zip": train2017})
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    with serve(site):
+        served_manifests(manifests, site.url, ["coco_train2017"])
+        recipe = _upstream_recipe(tmp_path, manifests, {"llava_zh": "[coco_train2017]"})
+        fetch_all(recipe, InProcessRunner(progress=None))
+    lines = capsys.readouterr().err.splitlines()
+    size = human_bytes(len(train2017))
+    assert lines[0].startswith(f"[fetch] 1/1 units  {size} of {size}  ") and "B/s  ETA" in lines[0]
+    assert lines[-1].startswith(f"[fetch] 1/1 units  {size} of {size}") and "done in" in lines[-1]
