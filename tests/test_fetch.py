@@ -7,7 +7,6 @@ import io
 import json
 import os
 import tarfile
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from dataprep.fetch import (
 from dataprep.recipe.model import Download
 
 from helpers.loopback_http import Site, serve
+from helpers.served_upstreams import zip_bytes
 
 DATA = os.urandom(300_000)
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -116,14 +116,6 @@ def test_hub_urls_resolve_against_hf_endpoint(tmp_path: Path, monkeypatch: pytes
     assert http_url("hf://datasets/o/n@v1.0/data/x 1.parquet") == (
         "https://hub.example/datasets/o/n/resolve/v1.0/data/x%201.parquet"
     )
-
-
-def zip_bytes(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as bundle:
-        for name, data in members.items():
-            bundle.writestr(name, data)
-    return buffer.getvalue()
 
 
 def test_archives_unpack_into_the_folder_and_are_restored(tmp_path: Path) -> None:

@@ -4,10 +4,8 @@ hosts this machine cannot reach; the original URL stays the download's identity.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -17,19 +15,12 @@ from dataprep.fetch import STATE_DIR, FetchError, download_key, fetch, http_url
 from dataprep.recipe.model import Download
 
 from helpers.loopback_http import Site, serve
+from helpers.served_upstreams import zip_bytes
 from helpers.upstream import recipe_yaml, write_conversations
 
 COCO = "https://images.cocodataset.org/zips/x.zip"  # unreachable from the tests: only the mirror answers
 DATA = os.urandom(50_000)
 SHA = hashlib.sha256(DATA).hexdigest()
-
-
-def zip_of(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as bundle:
-        for name, data in members.items():
-            bundle.writestr(name, data)
-    return buffer.getvalue()
 
 
 def test_mirror_urls_keep_host_path_and_query_and_leave_hub_urls_to_hf_endpoint(
@@ -45,7 +36,7 @@ def test_mirror_urls_keep_host_path_and_query_and_leave_hub_urls_to_hf_endpoint(
 
 
 def test_an_unreachable_host_is_fetched_from_the_mirror_under_its_original_url(tmp_path: Path) -> None:
-    archive = zip_of({"train2017/a.jpg": b"a", "train2017/b.jpg": b"b"})
+    archive = zip_bytes({"train2017/a.jpg": b"a", "train2017/b.jpg": b"b"})
     pinned = hashlib.sha256(archive).hexdigest()
     site = Site(files={"/images.cocodataset.org/zips/x.zip": archive})
     wanted = Download(url=COCO, sha256=pinned, unpack=True, to="coco")
@@ -88,7 +79,7 @@ def test_fetch_and_plan_take_the_mirror_from_the_command_line(ray_cluster, tmp_p
     site = Site(
         files={
             "/example.org/mine/train.jsonl": (published / "mine/train.jsonl").read_bytes(),
-            "/images.cocodataset.org/zips/images.zip": zip_of(images),
+            "/images.cocodataset.org/zips/images.zip": zip_bytes(images),
         }
     )
     fetch_yaml = """    fetch:
