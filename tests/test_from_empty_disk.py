@@ -22,15 +22,18 @@ from dataprep.engine.runner import InProcessRunner
 from dataprep.recipe.load import load_recipe
 
 from helpers.loopback_http import Fault, Site, serve
-from helpers.published import REFERENCE, Published, publish, served_path
+from helpers.published import CONVERTED, REFERENCE, Published, publish, publish_converted, served_path
+
+CONVERTED_RECIPE = REFERENCE.with_name("internvl_chat_v1_2_converted.yaml")
 
 MANUAL = ["sam", "ocr_vqa", "share_textvqa", "web_celebrity", "web_landmark", "wikiart", "dvqa", "geoqa_plus"]
 
 
 def _run(*argv: str) -> tuple[int, str, str]:
+    """`dataprep <argv>` (quietly, where the command has --quiet): status, stdout, stderr."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = main([*argv, "--quiet"])
+        status = main([*argv] if argv[0] == "manifest" else [*argv, "--quiet"])
     return status, out.getvalue(), err.getvalue()
 
 
@@ -103,6 +106,16 @@ def test_the_build_uses_every_upstream_file_and_every_entry_keeps_samples(empty_
     manifest = json.loads((out / "manifest.json").read_text())
     sources = {source["name"]: source for source in manifest["sources"]}
     assert len(sources) == 9 and all(source["in_mixture"] > 0 for source in sources.values()), summary
+    facts = published.facts
+    expected = {
+        "sharegpt4v_cap100k": facts["sharegpt4v"]["subsets"]["cap100k"]["expected_samples"],
+        "sharegpt4v_mix665k": facts["sharegpt4v"]["subsets"]["mix665k"]["expected_samples"],
+        **{name: facts[name]["expected_samples"] for name in ("llava_zh", "ai2d", "geoqa_plus")},
+        **{
+            name: facts[name]["splits"]["train"]["expected_samples"] for name in ("dvqa", "chartqa", "docvqa")
+        },
+    }
+    assert {name: sources[name]["kept"] for name in expected} == expected  # as read from the fixtures
     used = {download["url"]: download for source in sources.values() for download in source["downloads"]}
     public = [u for u in published.catalogue.values() if u.public and u.name in published.layouts]
     urls = {d.url for upstream in public for d in upstream.downloads()}
@@ -176,3 +189,37 @@ def test_faults_during_a_first_fetch_still_end_with_the_right_bytes(tmp_path, mo
     ] * 5  # one retry each
     times = [t for (p, _), t in zip(site.requests, site.times, strict=True) if p == chartqa]
     assert times[1] - times[0] >= 1.0  # Retry-After, not the shortened backoff
+
+
+def test_the_converted_release_builds_from_its_own_mirror_and_differs_from_the_raw_route(
+    empty_disk, tmp_path
+):
+    """InternVL's converted route (recipes/internvl_chat_v1_2_converted.yaml), from an empty folder:
+    its mirror serves the nine jsonl files and InternVL's image zips beside the raw image archives."""
+    published = empty_disk.published
+    site = Site(files=published.files | publish_converted(published))
+    data, out = tmp_path / "data", tmp_path / "out"
+    with pytest.MonkeyPatch.context() as patch, serve(site):
+        patch.setenv("HF_ENDPOINT", site.url)
+        where = ["--mirror", site.url, "--data-root", str(data)]
+        status, listed, _ = _run("fetch", str(CONVERTED_RECIPE), *where)
+        published.place_manual(data)
+        built = _run("build", str(CONVERTED_RECIPE), *where, "--out", str(out))
+    assert status == MANUAL_MISSING and "manual upstreams: 7 of 7 missing" in listed
+    assert built[0] == 0, built[2]
+    assert sorted((data / "opensource").glob("*.jsonl")) == sorted(
+        data / "opensource" / name for name in CONVERTED
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    kept = {source["name"]: source["in_mixture"] for source in manifest["sources"]}
+    assert len(kept) == 9 and all(kept.values()), kept
+    rejected = {source["name"]: source["rejected"] for source in manifest["sources"] if source["rejected"]}
+    assert rejected == {
+        "synthdog_en": {"image_unreadable": 1}
+    }  # every image path found: the fixture's bad page
+    status, differences, _ = _run(
+        "manifest", "diff", str(empty_disk.out / "manifest.json"), str(out / "manifest.json")
+    )
+    assert status == 1
+    for name in kept:
+        assert f"source {name}: " in differences

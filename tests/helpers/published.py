@@ -5,16 +5,22 @@ as the mirror (`/<host>/<path>`) and as HF_ENDPOINT; the manual upstreams as fol
 
 The packing is derived from the manifests (URL → served path, `to` / `members` inverted into archive
 member names); the only per-upstream knowledge is which fixture files make each upstream's
-conventional folder (`_layouts`) and which of VG's two zips holds which folder (`ARCHIVE_HOLDS`)."""
+conventional folder (`_layouts`) and which of VG's two zips holds which folder (`ARCHIVE_HOLDS`).
+`publish_converted` adds InternVL's converted release (the second route) over the same images."""
 
 from __future__ import annotations
 
 import fnmatch
+import io
 import json
+import pickle
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote, urlsplit
+
+import PIL.Image
+import pyarrow.parquet as pq
 
 from dataprep.fixtures import generate_all
 from dataprep.recipe.model import hub_parts
@@ -27,23 +33,26 @@ ARCHIVE_HOLDS = {  # an upstream with several archives: the folders each holds (
     "https://cs.stanford.edu/people/rak248/VG_100K_2/images.zip": ("VG_100K",),
     "https://cs.stanford.edu/people/rak248/VG_100K_2/images2.zip": ("VG_100K_2",),
 }
-SYNTHDOG_SHARDS = {  # the fixture writes train shards 0 and 1; 2-4 repeat shard 1 under their own names
-    2: "train-00002-of-00084-7d1e4b9a0c3f5e28.parquet",
-    3: "train-00003-of-00084-b6a2f0e8d4c1937e.parquet",
-    4: "train-00004-of-00084-3c9e7a5d1f0b8264.parquet",
-}
+SYNTHDOG_SHARDS = (  # the fixture writes train shards 0 and 1; 2-4 repeat shard 1 under their own names
+    "train-00002-of-00084-7d1e4b9a0c3f5e28.parquet",
+    "train-00003-of-00084-b6a2f0e8d4c1937e.parquet",
+    "train-00004-of-00084-3c9e7a5d1f0b8264.parquet",
+)
 
 
 @dataclass
 class Published:
     """`files`: served path → bytes (mirror and hub); `manual`: upstream name → its conventional
-    folder, to copy into `<data_root>/<folder>`; `layouts`: upstream name → {path under its folder:
-    bytes}, what a fetch must leave there."""
+    folder, to copy into `<data_root>/<folder>`; `layouts` (public) and `manual_layouts`: upstream
+    name → {path under its folder: bytes}, what a fetch (or a person) leaves there."""
 
     files: dict[str, bytes] = field(default_factory=dict)
     manual: dict[str, Path] = field(default_factory=dict)
     layouts: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    manual_layouts: dict[str, dict[str, bytes]] = field(default_factory=dict)
     catalogue: dict[str, Upstream] = field(default_factory=dict)
+    fixtures: Path = Path()
+    facts: dict[str, dict] = field(default_factory=dict)  # the fixtures' facts, by source
 
     def place_manual(self, data_root: Path) -> None:
         """What a person does for the manual upstreams: their folders, laid out by hand."""
@@ -89,7 +98,7 @@ def _layouts(fixtures: Path) -> tuple[dict[str, dict[str, bytes]], dict[str, dic
         "docvqa": {p: d for p, d in _tree(fixtures / "docvqa").items() if p.startswith("train/")},
         "synthdog_en": {
             **{p: d for p, d in synthdog.items() if "/train-" in p},
-            **{f"data/{name}": shard_1 for name in SYNTHDOG_SHARDS.values()},
+            **{f"data/{name}": shard_1 for name in SYNTHDOG_SHARDS},
         },
     }
     manual = {
@@ -170,10 +179,12 @@ def serve_files(published: dict[str, bytes]) -> dict[str, bytes]:
 def publish(work: Path) -> Published:
     """Generate the fixtures under `work/fixtures` and publish every upstream the reference recipe
     names: public ones packed and served, manual ones as folders under `work/manual/<name>`."""
-    generate_all(work / "fixtures")
+    facts = generate_all(work / "fixtures")
     public, manual = _layouts(work / "fixtures")
     catalogue = load_catalogue(MANIFESTS)
-    published = Published(layouts=public, catalogue=catalogue)
+    published = Published(
+        layouts=public, manual_layouts=manual, catalogue=catalogue, fixtures=work / "fixtures", facts=facts
+    )
     urls = {}
     for name, layout in public.items():
         assert catalogue[name].public, name
@@ -186,3 +197,69 @@ def publish(work: Path) -> Published:
             (folder / path).parent.mkdir(parents=True, exist_ok=True)
             (folder / path).write_bytes(data)
     return published
+
+
+CONVERTED = {  # InternVL's converted file → the upstreams whose images its lines name
+    "ai2d_train_12k.jsonl": ["ai2d"],
+    "chartqa_train_18k.jsonl": ["chartqa"],
+    "docvqa_train_10k.jsonl": ["docvqa"],
+    "dvqa_train_200k.jsonl": ["dvqa"],
+    "geoqa+.jsonl": ["internvl_geoqa_plus_images"],
+    "llava_instruct_150k_zh.jsonl": ["coco_train2017"],
+    "sharegpt4v_instruct_gpt4-vision_cap100k.jsonl": ["coco_train2017", "llava_pretrain", "sam"],
+    "sharegpt4v_mix665k_cap23k_coco-ap9k_lcs3k_sam9k_div2k.jsonl": [
+        "coco_train2017",
+        "llava_pretrain",
+        "sam",
+        "gqa",
+        "ocr_vqa",
+        "textvqa",
+        "vg",
+        "share_textvqa",
+        "web_celebrity",
+        "web_landmark",
+        "wikiart",
+    ],
+    "synthdog_en.jsonl": ["internvl_synthdog_en_images"],
+}
+
+
+def _converted_images(fixtures: Path) -> dict[str, dict[str, bytes]]:
+    """InternVL's image zips of GeoQA+ (the pickles' figures as PNG) and SynthDoG-EN (the parquet
+    shards' pages), as their `images/` folders."""
+    geoqa = {}
+    for record in pickle.loads((fixtures / "geoqa_plus/GeoQA-train.pk").read_bytes()):
+        png = io.BytesIO()
+        PIL.Image.fromarray(record["image"]).save(png, "PNG")
+        geoqa[f"images/{record['id']}.png"] = png.getvalue()
+    synthdog = {}
+    for shard in sorted((fixtures / "synthdog_en/data").glob("train-*.parquet")):
+        for row, image in enumerate(pq.read_table(shard).column("image").to_pylist()):
+            synthdog[f"images/{shard.stem}_{row}.jpg"] = image["bytes"]
+    return {"internvl_geoqa_plus_images": geoqa, "internvl_synthdog_en_images": synthdog}
+
+
+def publish_converted(published: Published) -> dict[str, bytes]:
+    """InternVL's converted release over the same fixture images: the nine jsonl files (one line in
+    InternVL's format per image, paths relative to the data root) and its GeoQA+ and SynthDoG-EN
+    image zips, as served paths → bytes (the raw upstreams' archives hold the other images)."""
+    catalogue = published.catalogue
+    images = {**published.layouts, **published.manual_layouts, **_converted_images(published.fixtures)}
+    jsonl = {}
+    for file, upstreams in CONVERTED.items():
+        lines = []
+        for name in upstreams:
+            for path in sorted(images[name]):
+                if PurePosixPath(path).suffix.lower() not in {".jpg", ".png"}:
+                    continue
+                image = f"{catalogue[name].folder}/{path}"
+                turns = [
+                    {"from": "human", "value": "<image>\nWhat does this image show?"},
+                    {"from": "gpt", "value": f"The file {PurePosixPath(path).name}."},
+                ]
+                lines.append({"id": len(lines), "image": image, "conversations": turns})
+        jsonl[file] = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+    urls = _pack(catalogue["internvl_chat_v1_2_sft_data"], jsonl)
+    for name in ("internvl_geoqa_plus_images", "internvl_synthdog_en_images"):
+        urls |= _pack(catalogue[name], images[name])
+    return serve_files(urls)
