@@ -10,15 +10,17 @@ import hashlib
 import io
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from dataprep import fetch as fetch_module
 from dataprep.cli import MANUAL_MISSING, main
+from dataprep.engine import downloads
 from dataprep.engine.downloads import fetch_all
 from dataprep.engine.runner import InProcessRunner
+from dataprep.fetch import fetch
 from dataprep.recipe.load import load_recipe
 
 from helpers.loopback_http import Fault, Site, serve
@@ -160,8 +162,8 @@ def test_faults_during_a_first_fetch_still_end_with_the_right_bytes(tmp_path, mo
     """A dropped connection, 429 with Retry-After, a 500, a short body and a stall, on five files of
     the first fetch (in this process, with fetch's patience shortened)."""
     published = publish(tmp_path / "published")
-    monkeypatch.setattr(fetch_module, "BACKOFF", 0.05)
-    monkeypatch.setattr(fetch_module, "STALL", 0.5)
+    stall = 0.5  # fetch's STALL and BACKOFF, shortened for the jobs fetch_all makes in this process
+    monkeypatch.setattr(downloads, "fetch", partial(fetch, backoff=0.05, stall=stall))
     coco = "/images.cocodataset.org/zips/train2017.zip"
     chartqa = served_path("hf://datasets/ahmed-masry/ChartQA@main/ChartQA Dataset.zip")
     docvqa = "/datasets.cvc.uab.es/rrc/DocVQA/train.tar.gz"
@@ -189,6 +191,8 @@ def test_faults_during_a_first_fetch_still_end_with_the_right_bytes(tmp_path, mo
     ] * 5  # one retry each
     times = [t for (p, _), t in zip(site.requests, site.times, strict=True) if p == chartqa]
     assert times[1] - times[0] >= 1.0  # Retry-After, not the shortened backoff
+    stalled = [t for (p, _), t in zip(site.requests, site.times, strict=True) if p == cap100k]
+    assert stalled[1] - stalled[0] < 3.0 - stall  # the client gave up on the silence, not the server
 
 
 def test_the_converted_release_builds_from_its_own_mirror_and_differs_from_the_raw_route(

@@ -7,14 +7,16 @@ import io
 import json
 import zipfile
 from collections import Counter
+from functools import partial
 
 import pytest
 
+from dataprep.engine import downloads
 from dataprep.engine.build import build
 from dataprep.engine.downloads import fetch_all, recipe_upstreams
 from dataprep.engine.runner import BuildError, InProcessRunner
 from dataprep.engine.settings import BuildSettings
-from dataprep.fetch import download_key
+from dataprep.fetch import download_key, fetch
 from dataprep.fixtures import chartqa
 from dataprep.recipe.load import load_recipe
 from dataprep.recipe.lock import locked_file, write_lock
@@ -248,3 +250,25 @@ def test_an_upstream_placed_by_hand_is_not_downloaded(tmp_path):
         recipe = _upstream_recipe(tmp_path, manifests, {"mine": "[coco_train2017]"})
         assert fetch_all(recipe, InProcessRunner()) == {"mine": []}
     assert site.requests == []
+
+
+def test_the_drivers_hf_endpoint_travels_with_each_fetch_job(tmp_path, monkeypatch):
+    """A Ray worker does not share the driver's environment: each job carries its HF_ENDPOINT."""
+
+    class Worker:  # runs each job as a worker would, with an environment of its own
+        def run(self, stage, jobs, total):
+            monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # not the hub the driver named
+            return [job.run() for _, job in jobs]
+
+    monkeypatch.setattr(downloads, "fetch", partial(fetch, retries=0))  # the wrong hub fails at once
+    site = Site(files={"/datasets/openbmb/llava_zh/resolve/main/llava_instruct_150k_zh.json": b"[]"})
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"name: r\ndata_root: {tmp_path / 'data'}\noutput: {{dir: {tmp_path / 'out'}}}\n"
+        "sources:\n  - {source: llava_zh, path: llava_zh, upstreams: [llava_zh]}\n"
+    )
+    with serve(site):
+        monkeypatch.setenv("HF_ENDPOINT", site.url)
+        (report,) = fetch_all(load_recipe(recipe), Worker())["llava_zh"]
+    assert report.url == "hf://datasets/openbmb/llava_zh@main/llava_instruct_150k_zh.json"
+    assert (tmp_path / "data/llava_zh/llava_instruct_150k_zh.json").read_bytes() == b"[]"
