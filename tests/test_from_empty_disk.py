@@ -60,7 +60,8 @@ def _landed(published: Published, data: Path) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def empty_disk(ray_cluster, tmp_path_factory):
     """Publish the upstreams, serve them, and run the two commands from an empty folder (fetch, place
-    the manual upstreams, fetch again, build), recording each command's status and output."""
+    the manual upstreams, fetch again, build), recording each command's status and output; the site
+    keeps serving, with HF_ENDPOINT set to it, until the module's tests end."""
     work = tmp_path_factory.mktemp("empty_disk")
     published = publish(work / "published")
     site = Site(files=dict(published.files))
@@ -142,15 +143,15 @@ def test_a_lock_refuses_a_file_the_mirror_changed(empty_disk, tmp_path):
     recipe = tmp_path / "internvl_chat_v1_2.yaml"
     shutil.copy(REFERENCE, recipe)
     changed = served_path("hf://datasets/openbmb/llava_zh@main/llava_instruct_150k_zh.json")
-    with pytest.MonkeyPatch.context() as patch, serve(site):
-        patch.setenv("HF_ENDPOINT", site.url)
-        where = ["--mirror", site.url, "--data-root", str(data)]
-        assert _run("fetch", str(recipe), *where, "--lock")[0] == 0
-        lock = json.loads((tmp_path / "internvl_chat_v1_2.lock.json").read_text())
-        site.files[changed] = b"[]"
+    where = ["--mirror", site.url, "--data-root", str(data)]  # the module's mirror, still serving
+    assert _run("fetch", str(recipe), *where, "--lock")[0] == 0
+    lock = json.loads((tmp_path / "internvl_chat_v1_2.lock.json").read_text())
+    site.files[changed] = b"[]"
+    try:
         status, _, refused = _run(
             "fetch", str(recipe), "--mirror", site.url, "--data-root", str(tmp_path / "d")
         )
+    finally:
         site.files[changed] = published.files[changed]
     assert len(lock["files"]) == len([p for p in published.files if not p.startswith("/api/")])
     assert status == 1
