@@ -79,9 +79,8 @@ def test_manifests_and_recipes_validate_against_the_published_schemas(ray_cluste
     }
     jsonschema.validate(manifest, schemas["manifest"])
     jsonschema.validate(yaml.safe_load(recipe.read_text()), schemas["recipe"])
-    jsonschema.validate(
-        yaml.safe_load((REPO / "recipes" / "internvl_chat_v1_2.yaml").read_text()), schemas["recipe"]
-    )
+    for reference in ("internvl_chat_v1_2.yaml", "internvl_chat_v1_2_converted.yaml"):
+        jsonschema.validate(yaml.safe_load((REPO / "recipes" / reference).read_text()), schemas["recipe"])
     manifest["totals"]["samples"] = "many"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(manifest, schemas["manifest"])

@@ -11,7 +11,17 @@ from typing import ClassVar
 from dataprep.contract.manifest import DownloadReport
 from dataprep.engine.runner import BuildError, Job, Runner
 from dataprep.engine.settings import BuildSettings
-from dataprep.fetch import STATE_DIR, Fetched, FetchError, download_key, fetch, mirror_of, target, transferred
+from dataprep.fetch import (
+    HF_ENDPOINT,
+    STATE_DIR,
+    Fetched,
+    FetchError,
+    download_key,
+    fetch,
+    mirror_of,
+    target,
+    transferred,
+)
 from dataprep.recipe.load import recipe_manifests
 from dataprep.recipe.lock import LockedFile, LockError, read_lock
 from dataprep.recipe.model import Download, Recipe
@@ -25,8 +35,10 @@ class FetchJob(Job):
     download: Download
     mirror: str | None = None
     pinned_by: str | None = None  # the lock file that pins it
+    hub: str = HF_ENDPOINT  # the driver's HF_ENDPOINT: a worker's environment is not the driver's
 
     def run(self) -> Fetched:
+        os.environ["HF_ENDPOINT"] = self.hub
         try:
             return fetch(Path(self.root), self.download, mirror=self.mirror)
         except FetchError as error:
@@ -77,9 +89,10 @@ def fetch_all(
 ) -> dict[str, list[DownloadReport]]:
     """Every entry's downloads (completed ones are skipped), in parallel, by entry label; the same
     download into the same folder is fetched once, with the pin any entry (or the `lock`) gives it.
-    http(s) URLs come from `mirror` when given (default: `DATAPREP_MIRROR`, read here: workers may not
-    have it). Report paths are relative to the entry's folder."""
+    http(s) URLs come from `mirror` when given (default: `DATAPREP_MIRROR`), hf:// ones from this
+    process's `HF_ENDPOINT`: both read here, as workers may not have them. Report paths are relative to the entry's folder."""
     mirror = mirror_of(mirror)
+    hub = os.environ.get("HF_ENDPOINT", HF_ENDPOINT)
     lock = lock or {}
     specs: dict[tuple[str, str], Download] = {}
     wanted: dict[str, list[tuple[str, str]]] = {}
@@ -96,7 +109,7 @@ def fetch_all(
             keys.append(key)
     _refuse_shared_targets(specs)
     jobs = [
-        (download.url, FetchJob(root, download, mirror, lock_name if download.url in lock else None))
+        (download.url, FetchJob(root, download, mirror, lock_name if download.url in lock else None, hub))
         for (root, _), download in specs.items()
     ]
     results = runner.run("fetch", jobs, len(jobs), measure=lambda: _transferred(specs))

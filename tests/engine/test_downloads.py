@@ -7,14 +7,16 @@ import io
 import json
 import zipfile
 from collections import Counter
+from functools import partial
 
 import pytest
 
+from dataprep.engine import downloads
 from dataprep.engine.build import build
 from dataprep.engine.downloads import fetch_all, recipe_upstreams
 from dataprep.engine.runner import BuildError, InProcessRunner
 from dataprep.engine.settings import BuildSettings
-from dataprep.fetch import download_key
+from dataprep.fetch import download_key, fetch
 from dataprep.fixtures import chartqa
 from dataprep.progress import human_bytes
 from dataprep.recipe.load import load_recipe
@@ -269,3 +271,25 @@ def test_the_fetch_stage_reports_bytes_of_the_whole_and_logs_them_off_a_terminal
     size = human_bytes(len(train2017))
     assert lines[0].startswith(f"[fetch] 1/1 units  {size} of {size}  ") and "B/s  ETA" in lines[0]
     assert lines[-1].startswith(f"[fetch] 1/1 units  {size} of {size}") and "done in" in lines[-1]
+
+
+def test_the_drivers_hf_endpoint_travels_with_each_fetch_job(tmp_path, monkeypatch):
+    """A Ray worker does not share the driver's environment: each job carries its HF_ENDPOINT."""
+
+    class Worker:  # runs each job as a worker would, with an environment of its own
+        def run(self, stage, jobs, total, measure=None):
+            monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # not the hub the driver named
+            return [job.run() for _, job in jobs]
+
+    monkeypatch.setattr(downloads, "fetch", partial(fetch, retries=0))  # the wrong hub fails at once
+    site = Site(files={"/datasets/openbmb/llava_zh/resolve/main/llava_instruct_150k_zh.json": b"[]"})
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"name: r\ndata_root: {tmp_path / 'data'}\noutput: {{dir: {tmp_path / 'out'}}}\n"
+        "sources:\n  - {source: llava_zh, path: llava_zh, upstreams: [llava_zh]}\n"
+    )
+    with serve(site):
+        monkeypatch.setenv("HF_ENDPOINT", site.url)
+        (report,) = fetch_all(load_recipe(recipe), Worker())["llava_zh"]
+    assert report.url == "hf://datasets/openbmb/llava_zh@main/llava_instruct_150k_zh.json"
+    assert (tmp_path / "data/llava_zh/llava_instruct_150k_zh.json").read_bytes() == b"[]"
