@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from dataprep.contract.cli import at_least
 from dataprep.contract.manifest import Manifest, ManifestError, load_manifest
 from dataprep.contract.shards import iter_samples
 from dataprep.engine.build import build
@@ -42,24 +43,18 @@ from dataprep.report import (
 )
 from dataprep.sources import registry
 
+POSITIVE = at_least(1)
 SCHEMAS: dict[str, type[BaseModel]] = {"manifest": Manifest, "recipe": Recipe, "upstream": Upstream}
 MANUAL_MISSING = 3  # `fetch`: every public file is in place, but manual upstreams are missing
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", type=Path, help="recipe YAML file")
     parser.add_argument("--out", type=Path, help="output folder (overrides output.dir)")
     parser.add_argument("--data-root", help="base folder of relative source paths (overrides data_root)")
-    parser.add_argument("--workers", type=_positive, help="at most this many work units at once")
+    parser.add_argument("--workers", type=POSITIVE, help="at most this many work units at once")
     parser.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else embedded)")
-    parser.add_argument("--limit", type=_positive, help="read at most N records per source (quick trials)")
+    parser.add_argument("--limit", type=POSITIVE, help="read at most N records per source (quick trials)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     _mirror_argument(parser)
 
@@ -112,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         "--data-root", help="base folder of the sources' paths (default: working directory)"
     )
     reproduce.add_argument("--tokenizer", help="tokenizer.json for a build that counted tokens")
-    reproduce.add_argument("--workers", type=_positive, help="at most this many work units at once")
+    reproduce.add_argument("--workers", type=POSITIVE, help="at most this many work units at once")
     reproduce.add_argument(
         "--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else embedded)"
     )
@@ -134,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("manifest", type=Path)
     inspect.add_argument("--source", help="only samples of this source (its recipe name)")
     inspect.add_argument("--key", help="only the sample with this key")
-    inspect.add_argument("-n", type=_positive, default=3, help="how many samples (default: %(default)s)")
+    inspect.add_argument("-n", type=POSITIVE, default=3, help="how many samples (default: %(default)s)")
     inspect.add_argument("--images", type=Path, help="also write each shown sample's images here")
     commands.add_parser("sources", help="list the source adapters")
     schema = commands.add_parser("schema", help="print the JSON schema of recipes or manifests")

@@ -6,30 +6,17 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import MISSING, fields
 from pathlib import Path
 from types import NoneType
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+from dataprep.contract.cli import at_least
 from dataprep.contract.manifest import ManifestError
 from train_bridge.config import TrainConfig
 from train_bridge.errors import BridgeError
 
 DEFAULTS_NOTE = "defaults are the InternVL-Chat-V1-2 hyper-parameters"
-
-
-def _at_least(low: int) -> Callable[[str], int]:
-    """An argparse type: an integer of at least `low`."""
-
-    def check(text: str) -> int:
-        value = int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
-        return value
-
-    check.__name__ = "int"  # argparse names the type in its "invalid int value" message
-    return check
 
 
 def _add_flags(parser: argparse.ArgumentParser, config: type) -> None:
@@ -52,7 +39,7 @@ def _add_flags(parser: argparse.ArgumentParser, config: type) -> None:
             kind = next(arg for arg in get_args(kind) or (kind,) if arg is not NoneType)
             low = spec.metadata["low"]
             if low is not None:
-                kwargs["type"] = _at_least(low)
+                kwargs["type"] = at_least(low)
             elif kind is not str:
                 kwargs["type"] = kind
         parser.add_argument(flag, **kwargs)
