@@ -218,7 +218,9 @@ def _fetch(args: argparse.Namespace) -> int:
     print(download_table(recipe, [downloads[entry.label] for entry in recipe.sources]))
     if args.lock and settings.lock:
         files = {
-            r.url: locked_file(r.url, r.bytes, r.sha256) for reports in downloads.values() for r in reports
+            r.url: locked_file(r.url, r.bytes, r.sha256, r.revision)
+            for reports in downloads.values()
+            for r in reports
         }
         write_lock(settings.lock, files.values())
         print(f"\nlocked {len(files)} files in {settings.lock}")

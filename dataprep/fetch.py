@@ -94,6 +94,7 @@ class Fetched:
     sha256: str
     pinned: bool
     unpacked: list[str]
+    revision: str | None = None  # the commit the hub served an hf:// file from (its X-Repo-Commit)
 
 
 def mirror_of(mirror: str | None) -> str | None:
@@ -115,6 +116,14 @@ def http_url(url: str, mirror: str | None = None) -> str:
     endpoint = os.environ.get("HF_ENDPOINT", HF_ENDPOINT).rstrip("/")
     prefix = "" if kind == "models" else f"/{kind}"
     return f"{endpoint}{prefix}/{owner}/{name}/resolve/{quote(revision, safe='')}/{quote(file)}"
+
+
+def at_revision(url: str, revision: str | None) -> str:
+    """An hf:// URL at `revision` instead of the one it names; any other URL (or no revision) unchanged."""
+    if revision is None or not url.startswith("hf://"):
+        return url
+    kind, owner, name, _, file = hub_parts(url)
+    return f"hf://{kind}/{owner}/{name}@{revision}/{file}"
 
 
 def hub_file(url: str) -> str:
@@ -150,10 +159,12 @@ def fetch(
     retries: int = RETRIES,
     backoff: float = BACKOFF,
     stall: float = STALL,
+    revision: str | None = None,
 ) -> Fetched:
     """Make `download` present under `root`; skip it when its completion marker says it is done.
     `mirror` (default `DATAPREP_MIRROR`) serves its http(s) URL; `size`, when known beforehand, is
-    checked against the free disk space before the first request."""
+    checked against the free disk space before the first request; `revision` (a lock's hub commit)
+    fetches an hf:// file from that revision instead of the one its URL names."""
     root = Path(os.path.realpath(root))
     state = root / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
@@ -162,9 +173,9 @@ def fetch(
     done = _done(root, marker, download)  # without the lock: a fetched folder may be read-only
     if done is not None:
         return done
-    source = hub_file(download.url)
+    source = hub_file(at_revision(download.url, revision))
     named = download
-    if source != download.url:  # a glob's file lands in the folder `to`, under the name it was listed by
+    if GLOB.search(download.file_name):  # a glob's file lands in the folder `to`, under its listed name
         real_name = PurePosixPath(hub_parts(source)[4]).name
         named = download.model_copy(update={"url": source, "to": os.path.join(download.to or ".", real_name)})
     destination = (
@@ -193,9 +204,9 @@ def _fetch_locked(root: Path, download: Download, marker: Path, destination: Pat
     if done is not None:
         return done
     earlier = _fetched_from_other_urls(root, marker, destination)
-    digest = None if earlier else _present(destination, download.sha256)
+    digest, revision = (None if earlier else _present(destination, download.sha256)), None
     if digest is None:
-        digest = _download(download, destination, how)
+        digest, revision = _download(download, destination, how)
     for other in earlier:  # their file is replaced now
         other.unlink()
     unpacked = (
@@ -208,6 +219,7 @@ def _fetch_locked(root: Path, download: Download, marker: Path, destination: Pat
         sha256=digest,
         pinned=download.sha256 is not None,
         unpacked=unpacked,
+        revision=revision,
     )
     write_atomic(marker, canonical_json({**asdict(result), "stat": FileStamp.read(destination).to_json()}))
     return result
@@ -293,10 +305,10 @@ def _present(path: Path, sha256: str | None) -> str | None:
     return digest if sha256 in (None, digest) else None
 
 
-def _download(download: Download, destination: Path, how: _How) -> str:
+def _download(download: Download, destination: Path, how: _How) -> tuple[str, str | None]:
     """Stream the URL to `destination` through a `.partial` file, resumed across attempts while the
     server's validator (ETag / Last-Modified) and size stay the same; verify it before renaming it
-    into place; return its sha256."""
+    into place; return its sha256 and the hub commit it came from (when the server named one)."""
     url = how.url
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(destination.name + PARTIAL_SUFFIX)
@@ -320,9 +332,10 @@ def _download(download: Download, destination: Path, how: _How) -> str:
     if download.sha256 and digest != download.sha256:
         _discard(partial)
         raise FetchError(f"{download.url}: sha256 {digest} does not match the pinned {download.sha256}")
+    info = json.loads(_resume_info(partial).read_bytes()) if _resume_info(partial).exists() else {}
     os.replace(partial, destination)
     _resume_info(partial).unlink(missing_ok=True)
-    return digest
+    return digest, info.get("commit")
 
 
 def _attempt(url: str, partial: Path, stall: float) -> bool:
@@ -367,7 +380,10 @@ def _attempt(url: str, partial: Path, stall: float) -> bool:
             validator = response.headers.get("ETag", "")
             if not validator or validator.startswith("W/"):  # If-Range needs a strong validator
                 validator = response.headers.get("Last-Modified", "")
-            write_atomic(info_path, canonical_json({"validator": validator, "total": total}))
+            started = {"validator": validator, "total": total}
+            if commit := response.headers.get("X-Repo-Commit"):  # the hub names the commit it serves
+                started["commit"] = commit
+            write_atomic(info_path, canonical_json(started))
         try:
             with partial.open("ab" if resumed else "wb") as out:
                 for chunk in response.iter_content(CHUNK):

@@ -36,6 +36,7 @@ class DownloadReport(Strict):
     sha256: str
     pinned: bool = Field(description="the recipe pinned this sha256 (else it is the one seen)")
     unpacked_files: int = 0
+    revision: str | None = Field(None, description="the hub commit an hf:// file came from, when known")
 
 
 class SourceReport(Strict):

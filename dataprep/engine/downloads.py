@@ -36,11 +36,12 @@ class FetchJob(Job):
     mirror: str | None = None
     pinned_by: str | None = None  # the lock file that pins it
     hub: str = HF_ENDPOINT  # the driver's HF_ENDPOINT: a worker's environment is not the driver's
+    revision: str | None = None  # the hub commit its lock names: fetched from there, not from the URL's
 
     def run(self) -> Fetched:
         os.environ["HF_ENDPOINT"] = self.hub
         try:
-            return fetch(Path(self.root), self.download, mirror=self.mirror)
+            return fetch(Path(self.root), self.download, mirror=self.mirror, revision=self.revision)
         except FetchError as error:
             if self.pinned_by is None:
                 raise
@@ -109,7 +110,7 @@ def fetch_all(
             keys.append(key)
     _refuse_shared_targets(specs)
     jobs = [
-        (download.url, FetchJob(root, download, mirror, lock_name if download.url in lock else None, hub))
+        (download.url, _fetch_job(root, download, mirror, hub, lock.get(download.url), lock_name))
         for (root, _), download in specs.items()
     ]
     results = runner.run("fetch", jobs, len(jobs), measure=lambda: _transferred(specs))
@@ -125,6 +126,7 @@ def fetch_all(
                 sha256=done[key].sha256,
                 pinned=done[key].pinned,
                 unpacked_files=len(done[key].unpacked),
+                revision=done[key].revision,
             )
             for key in wanted[entry.label]
         ]
@@ -146,6 +148,15 @@ def locked_files(settings: BuildSettings) -> tuple[dict[str, LockedFile], str]:
         return read_lock(settings.lock), str(settings.lock)
     except LockError as error:
         raise BuildError(str(error)) from None
+
+
+def _fetch_job(
+    root: str, download: Download, mirror: str | None, hub: str, locked: LockedFile | None, lock_name: str
+) -> FetchJob:
+    """A download's job; a locked one names its lock and is fetched from the hub commit the lock records."""
+    if locked is None:
+        return FetchJob(root, download, mirror=mirror, hub=hub)
+    return FetchJob(root, download, mirror=mirror, pinned_by=lock_name, hub=hub, revision=locked.commit)
 
 
 def _locked(download: Download, locked: LockedFile | None, lock_name: str) -> Download:

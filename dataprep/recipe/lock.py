@@ -4,6 +4,7 @@ file a fetch put in place. While it exists, every download of those URLs is pinn
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from pydantic import Field, ValidationError
 from dataprep.files import write_atomic
 from dataprep.recipe.model import Strict, hub_parts
 
+COMMIT = re.compile(r"[0-9a-f]{40}")
+
 
 class LockError(Exception):
     """A lock file that cannot be read."""
@@ -19,9 +22,16 @@ class LockError(Exception):
 
 class LockedFile(Strict):
     url: str
-    revision: str | None = Field(description="the hub revision the URL names (hf:// only)")
+    revision: str | None = Field(
+        description="hf:// only: the commit the hub served the file from, else the revision the URL names"
+    )
     size: int
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @property
+    def commit(self) -> str | None:
+        """The hub commit to fetch this file from again (None: the URL's own revision, or not hf://)."""
+        return self.revision if self.revision and COMMIT.fullmatch(self.revision) else None
 
 
 class Lock(Strict):
@@ -33,8 +43,9 @@ def lock_path(recipe_file: Path) -> Path:
     return Path(recipe_file).with_suffix(".lock.json")
 
 
-def locked_file(url: str, size: int, sha256: str) -> LockedFile:
-    revision = hub_parts(url)[3] if url.startswith("hf://") else None
+def locked_file(url: str, size: int, sha256: str, commit: str | None = None) -> LockedFile:
+    """A fetched file's lock entry; for hf://, the commit the hub served it from when it said."""
+    revision = (commit or hub_parts(url)[3]) if url.startswith("hf://") else None
     return LockedFile(url=url, revision=revision, size=size, sha256=sha256)
 
 

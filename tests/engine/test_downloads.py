@@ -293,3 +293,32 @@ def test_the_drivers_hf_endpoint_travels_with_each_fetch_job(tmp_path, monkeypat
         (report,) = fetch_all(load_recipe(recipe), Worker())["llava_zh"]
     assert report.url == "hf://datasets/openbmb/llava_zh@main/llava_instruct_150k_zh.json"
     assert (tmp_path / "data/llava_zh/llava_instruct_150k_zh.json").read_bytes() == b"[]"
+
+
+def test_a_lock_records_the_hub_commit_and_fetches_from_it_after_the_branch_moved(tmp_path, monkeypatch):
+    """`main` served from commit A; the lock records A. Once `main` moves on (other bytes, commit B), a
+    fetch under the lock still gets A's file, from A, instead of refusing it."""
+    a, b = "a" * 40, "b" * 40
+    resolve = "/datasets/openbmb/llava_zh/resolve/{}/llava_instruct_150k_zh.json"
+    site = Site(
+        files={resolve.format("main"): b'[{"id": "1"}]'},
+        headers={resolve.format("main"): {"X-Repo-Commit": a}},
+    )
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    served_manifests(manifests, "http://unused", ["llava_zh"])
+    recipe = _upstream_recipe(tmp_path, manifests, {"mine": "[llava_zh]"})
+    with serve(site):
+        monkeypatch.setenv("HF_ENDPOINT", site.url)
+        (first,) = fetch_all(recipe, InProcessRunner())["mine"]
+        lock = {first.url: locked_file(first.url, first.bytes, first.sha256, first.revision)}
+        site.files[resolve.format(a)] = site.files[resolve.format("main")]
+        site.headers[resolve.format(a)] = {"X-Repo-Commit": a}
+        site.files[resolve.format("main")] = b'[{"id": "2"}]'
+        site.headers[resolve.format("main")] = {"X-Repo-Commit": b}
+        fresh = load_recipe(recipe_path := tmp_path / "recipe.yaml", {"data_root": str(tmp_path / "fresh")})
+        (again,) = fetch_all(fresh, InProcessRunner(), None, lock, str(recipe_path))["mine"]
+    assert first.revision == a and lock[first.url].revision == a and lock[first.url].commit == a
+    assert again.sha256 == first.sha256 and again.revision == a
+    assert (tmp_path / "fresh/llava_zh/llava_instruct_150k_zh.json").read_bytes() == b'[{"id": "1"}]'
+    assert [path for path, _ in site.requests] == [resolve.format("main"), resolve.format(a)]

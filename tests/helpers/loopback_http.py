@@ -40,6 +40,7 @@ class Site:
     etags: bool = True  # send a strong ETag and honour If-Range (a changed file is sent whole)
     range_cap: int | None = None  # answer a Range request with at most this many bytes
     pause: float = 0.0  # seconds to wait before sending a body
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)  # path → extra headers of its answers
     url: str = ""
 
 
@@ -90,6 +91,8 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                 self.send_response(200)
             if site.etags:
                 self.send_header("ETag", etag)
+            for name, value in site.headers.get(path, {}).items():
+                self.send_header(name, value)
             body = data[start:end]
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
