@@ -1,4 +1,4 @@
-"""Progress of a stage: one line redrawn in place on a terminal; plain log lines at a steady interval
+"""Progress of a stage: lines redrawn in place on a terminal; plain log lines at a steady interval
 elsewhere (a Ray job's log, Slurm, CI), then a summary line; nothing when turned off (`--quiet`)."""
 
 from __future__ import annotations
@@ -11,15 +11,19 @@ from typing import TextIO
 
 LOG_INTERVAL = 30.0  # seconds between plain log lines when not on a terminal
 
-Measure = Callable[[], tuple[int, int | None]]
-"""Bytes a stage has moved so far and, when known, all it will move (downloads)."""
+Transfer = tuple[int, int | None]
+"""Bytes moved so far and, when known, all that will be moved."""
+
+Measure = Callable[[], dict[str, Transfer]]
+"""Bytes a stage has moved, per part (for downloads: per upstream)."""
 
 
 class Progress:
-    """Stage, units done, records/s (or bytes and bytes/s, given a `measure`) and ETA.
+    """Stage, units done, records/s and ETA; given a `measure`, bytes of the whole, their rate and
+    ETA, for the stage and for each part still moving.
 
     `enabled`: True draws on the stream as on a terminal, False draws nothing, None (the default)
-    draws in place on a terminal and logs a plain line every `interval` seconds elsewhere."""
+    draws in place on a terminal and logs plain lines every `interval` seconds elsewhere."""
 
     def __init__(
         self,
@@ -41,7 +45,8 @@ class Progress:
         self.interval = LOG_INTERVAL if interval is None else interval
         self.started = time.monotonic()
         self.logged = self.started
-        self.bytes_at_start = measure()[0] if measure and self.mode != "off" else 0
+        self.drawn = 0  # lines the live view takes on the terminal
+        self.at_start = measure() if measure and self.mode != "off" else {}
         if self.mode == "live":
             self._draw()
 
@@ -52,42 +57,69 @@ class Progress:
         self.tick()
 
     def tick(self) -> None:
-        """Redraw (on a terminal) or log a line when the interval has passed (elsewhere)."""
+        """Redraw (on a terminal) or log the lines when the interval has passed (elsewhere)."""
         if self.mode == "live":
             self._draw()
         elif self.mode == "log" and time.monotonic() - self.logged >= self.interval:
             self.logged = time.monotonic()
-            self._write(self.line() + "\n")
+            self._write("".join(line + "\n" for line in self.lines()))
 
     def close(self) -> None:
-        """End the live line, or log the stage's summary."""
+        """End the live lines, or log the stage's summary."""
         if self.mode == "live":
+            self._draw()
             self._write("\n")
         elif self.mode == "log":
             elapsed = time.monotonic() - self.started
-            self._write(f"{self.line()}  done in {elapsed:,.0f} s\n")
+            self._write(f"{self.lines()[0]}  done in {elapsed:,.0f} s\n")
 
-    def line(self) -> str:
-        """`[stage] done/total units  <records or bytes>  <rate>  ETA mm:ss`."""
+    def lines(self) -> list[str]:
+        """`[stage] done/total units  <records or bytes>  <rate>  ETA mm:ss`, then one line per part
+        still moving bytes."""
         elapsed = max(time.monotonic() - self.started, 1e-6)
         if self.measure is None:
             amount, rate = f"{self.records:,} records", f"{self.records / elapsed:,.0f}/s"
             eta = elapsed / self.done * (self.total - self.done) if self.done else math.nan
-        else:
-            moved, whole = self.measure()
-            speed = (moved - self.bytes_at_start) / elapsed
-            amount = human_bytes(moved) + (f" of {human_bytes(whole)}" if whole else "")
-            rate = f"{human_bytes(speed)}/s"
-            eta = (whole - moved) / speed if whole and speed > 0 else math.nan
-        eta_text = "--:--" if math.isnan(eta) else f"{int(eta // 60):02d}:{int(eta % 60):02d}"
-        return f"[{self.stage}] {self.done}/{self.total} units  {amount}  {rate}  ETA {eta_text}"
+            return [f"[{self.stage}] {self.done}/{self.total} units  {amount}  {rate}  ETA {_clock(eta)}"]
+        parts = self.measure()
+        wholes = [whole for _, whole in parts.values()]
+        overall = (
+            sum(moved for moved, _ in parts.values()),
+            None if None in wholes else sum(whole or 0 for whole in wholes),
+        )
+        start = sum(moved for moved, _ in self.at_start.values())
+        head = f"[{self.stage}] {self.done}/{self.total} units  {_bytes_line(overall, start, elapsed)}"
+        moving = [
+            f"  {name}  {_bytes_line(transfer, self.at_start.get(name, (0, None))[0], elapsed)}"
+            for name, transfer in parts.items()
+            if transfer[1] is None or transfer[0] < transfer[1]
+        ]
+        return [head, *moving]
 
     def _draw(self) -> None:
-        self._write("\r" + self.line() + "   ")
+        """Redraw the view in place: back to its first line, each line cleared and rewritten."""
+        lines = self.lines()
+        lines += [""] * (self.drawn - len(lines))  # parts that finished leave blank lines, not stale ones
+        up = f"\x1b[{self.drawn - 1}F" if self.drawn > 1 else ""
+        self._write(up + "\r" + "\n".join(f"\x1b[2K{line}" for line in lines))
+        self.drawn = len(lines)
 
     def _write(self, text: str) -> None:
         self.stream.write(text)
         self.stream.flush()
+
+
+def _bytes_line(transfer: Transfer, at_start: int, elapsed: float) -> str:
+    """`1.2 GB of 18.0 GB  35.0 MB/s  ETA mm:ss` (the rate of this run: bytes moved since it began)."""
+    moved, whole = transfer
+    speed = (moved - at_start) / elapsed
+    eta = (whole - moved) / speed if whole and speed > 0 else math.nan
+    amount = human_bytes(moved) + (f" of {human_bytes(whole)}" if whole else "")
+    return f"{amount}  {human_bytes(speed)}/s  ETA {_clock(eta)}"
+
+
+def _clock(seconds: float) -> str:
+    return "--:--" if math.isnan(seconds) else f"{int(seconds // 60):02d}:{int(seconds % 60):02d}"
 
 
 def human_bytes(count: float) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 
@@ -14,6 +15,22 @@ class FakeTerminal(io.StringIO):
     def isatty(self) -> bool:
         return True
 
+    def screen(self) -> list[str]:
+        """What a terminal shows: the control sequences Progress writes (cursor up N lines, clear a
+        line, carriage return), carried out."""
+        rows, row = [""], 0
+        for token in re.split(r"(\x1b\[\d*F|\x1b\[2K|\r|\n)", self.getvalue()):
+            if match := re.fullmatch(r"\x1b\[(\d*)F", token):
+                row -= int(match.group(1) or 1)
+            elif token in ("\x1b[2K", "\r"):
+                rows[row] = ""
+            elif token == "\n":
+                row += 1
+                rows += [""] * (row + 1 - len(rows))
+            else:
+                rows[row] += token
+        return rows
+
 
 def test_progress_redraws_stage_rate_and_eta_on_a_terminal():
     stream = FakeTerminal()
@@ -21,9 +38,9 @@ def test_progress_redraws_stage_rate_and_eta_on_a_terminal():
     progress.advance(records=100)
     progress.advance(records=50)
     progress.close()
-    last = stream.getvalue().rstrip("\n").split("\r")[-1]
-    assert last.startswith("[normalize] 2/4 units  150 records")
-    assert "/s" in last and "ETA 00:" in last
+    (line, end) = stream.screen()
+    assert line.startswith("[normalize] 2/4 units  150 records") and end == ""
+    assert "/s" in line and "ETA 00:" in line
 
 
 def test_off_a_terminal_progress_is_plain_lines_at_the_interval_and_a_summary(monkeypatch):
@@ -51,15 +68,37 @@ def test_turned_off_or_with_nothing_to_do_it_draws_nothing():
         assert stream.getvalue() == ""
 
 
-def test_with_a_measure_the_line_counts_bytes_of_the_whole_and_their_rate():
-    moved = [0]
+def test_with_a_measure_lines_count_bytes_of_the_whole_and_of_each_part_still_moving():
+    parts = {"coco": (0, 3_000_000), "ai2d": (0, 1_000_000)}
     stream = FakeTerminal()
-    progress = Progress("fetch", 2, stream=stream, measure=lambda: (moved[0], 4_000_000))
-    moved[0] = 1_500_000
+    progress = Progress("fetch", 2, stream=stream, measure=lambda: dict(parts))
+    parts.update(coco=(500_000, 3_000_000), ai2d=(1_000_000, 1_000_000))
     progress.advance()
-    line = stream.getvalue().split("\r")[-1]
-    assert line.startswith("[fetch] 1/2 units  1.5 MB of 4.0 MB  ") and "B/s  ETA " in line
-    assert "--:--" not in line  # bytes moved and a known whole: an ETA
+    head, coco, finished = stream.screen()  # ai2d's line, drawn first, is cleared
+    assert finished == "" and head.startswith("[fetch] 1/2 units  1.5 MB of 4.0 MB  ") and "B/s  ETA " in head
+    assert "--:--" not in head  # bytes moved and a known whole: an ETA
+    assert coco.startswith("  coco  500.0 KB of 3.0 MB  ")  # ai2d is complete: no line of its own
+    parts.update(coco=(3_000_000, 3_000_000))
+    progress.advance()
+    progress.close()
+    assert stream.screen()[0].startswith("[fetch] 2/2 units  4.0 MB of 4.0 MB") and stream.screen()[1:] == [
+        "",
+        "",
+        "",
+    ]
+
+
+def test_off_a_terminal_each_part_still_moving_gets_a_line_under_the_stage(monkeypatch):
+    monkeypatch.setattr(progress_module, "LOG_INTERVAL", 0.0)
+    stream = io.StringIO()
+    progress = Progress("fetch", 1, stream=stream, measure=lambda: {"coco": (1_000, None)})
+    progress.tick()
+    assert stream.getvalue().splitlines() == [
+        line for line in stream.getvalue().splitlines() if "\x1b" not in line
+    ]
+    head, coco = stream.getvalue().splitlines()
+    assert head.startswith("[fetch] 0/1 units  1.0 KB  ") and coco.startswith("  coco  1.0 KB  ")
+    assert head.endswith("ETA --:--")  # a whole not known: no ETA
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from dataprep.fetch import (
     target,
     transferred,
 )
+from dataprep.progress import Transfer
 from dataprep.recipe.load import recipe_manifests
 from dataprep.recipe.lock import LockedFile, LockError, read_lock
 from dataprep.recipe.model import Download, Recipe
@@ -97,6 +98,10 @@ def fetch_all(
     lock = lock or {}
     specs: dict[tuple[str, str], Download] = {}
     wanted: dict[str, list[tuple[str, str]]] = {}
+    upstream_of = {
+        file.url: upstream.name for upstream in recipe_upstreams(recipe) for file in upstream.files
+    }
+    part: dict[tuple[str, str], str] = {}  # what the progress lines call each download: its upstream or entry
     for label, downloads in entry_downloads(recipe).items():
         keys = wanted[label] = []
         for root, download in downloads:
@@ -107,13 +112,14 @@ def fetch_all(
                 raise BuildError(f"{label}: {download.url} is pinned to two different sha256 values")
             if seen.sha256 is None:
                 specs[key] = download
+            part.setdefault(key, upstream_of.get(download.url, label))
             keys.append(key)
     _refuse_shared_targets(specs)
     jobs = [
         (download.url, _fetch_job(root, download, mirror, hub, lock.get(download.url), lock_name))
         for (root, _), download in specs.items()
     ]
-    results = runner.run("fetch", jobs, len(jobs), measure=lambda: _transferred(specs))
+    results = runner.run("fetch", jobs, len(jobs), measure=lambda: _transferred(specs, part))
     done: dict[tuple[str, str], Fetched] = dict(zip(specs, results, strict=True))
     reports = {}
     for entry in recipe.sources:
@@ -133,11 +139,20 @@ def fetch_all(
     return reports
 
 
-def _transferred(specs: dict[tuple[str, str], Download]) -> tuple[int, int | None]:
-    """Bytes of every download on disk so far, and their whole size when every one is known."""
-    sizes = [transferred(Path(root), download) for (root, _), download in specs.items()]
-    known = [whole for _, whole in sizes if whole is not None]
-    return sum(moved for moved, _ in sizes), sum(known) if len(known) == len(sizes) else None
+def _transferred(
+    specs: dict[tuple[str, str], Download], part: dict[tuple[str, str], str]
+) -> dict[str, Transfer]:
+    """Per upstream (or entry, for its own `fetch` files): bytes on disk so far, and the whole size
+    when every file's is known."""
+    moved: dict[str, int] = {}
+    wholes: dict[str, int | None] = {}
+    for key, download in specs.items():
+        name = part[key]
+        done, whole = transferred(Path(key[0]), download)
+        moved[name] = moved.get(name, 0) + done
+        known = wholes.get(name, 0)
+        wholes[name] = None if known is None or whole is None else known + whole
+    return {name: (moved[name], wholes[name]) for name in moved}
 
 
 def locked_files(settings: BuildSettings) -> tuple[dict[str, LockedFile], str]:

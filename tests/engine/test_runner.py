@@ -67,7 +67,7 @@ def test_progress_counts_records_read_and_samples_written(ray_cluster, upstream,
     manifest = build(load_recipe(recipe_file), BuildSettings(out=tmp_path / "out", progress=True))
     lines = {
         line.split("]")[0] + "]": line
-        for line in capsys.readouterr().err.replace("\n", "\r").split("\r")
+        for line in capsys.readouterr().err.replace("\x1b[2K", "").replace("\n", "\r").split("\r")
         if line
     }
     assert f" {manifest.totals.read} records" in lines["[normalize]"]
