@@ -88,17 +88,24 @@ def test_downloads_that_would_overwrite_each_other_are_refused(
     assert site.requests == []
 
 
+def _recipe(tmp_path, sources: str, manifests=None) -> Recipe:
+    """`tmp_path/recipe.yaml` with these `sources` lines, data under `tmp_path/data` (and the manifests
+    of `manifests`, else the project's)."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"name: r\ndata_root: {tmp_path / 'data'}\n"
+        + (f"manifests: {manifests}\n" if manifests else "")
+        + f"output: {{dir: {tmp_path / 'out'}}}\nsources:\n{sources}"
+    )
+    return load_recipe(recipe)
+
+
 def _upstream_recipe(tmp_path, manifests, upstreams_by_entry: dict[str, str]) -> Recipe:
     entries = "".join(
         f"  - {{source: conversations, name: {label}, path: {label}, file: a.jsonl, upstreams: {names}}}\n"
         for label, names in upstreams_by_entry.items()
     )
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(
-        f"name: r\ndata_root: {tmp_path / 'data'}\nmanifests: {manifests}\n"
-        f"output: {{dir: {tmp_path / 'out'}}}\nsources:\n{entries}"
-    )
-    return load_recipe(recipe)
+    return _recipe(tmp_path, entries, manifests)
 
 
 def test_an_image_set_named_by_two_entries_is_fetched_once_into_its_own_folder(tmp_path):
@@ -134,16 +141,10 @@ def test_a_hub_upstream_is_fetched_from_hf_endpoint_and_built(tmp_path, monkeypa
         str(path.relative_to(published)): path.read_bytes() for path in published.rglob("*") if path.is_file()
     }
     site = Site(files={"/datasets/ahmed-masry/ChartQA/resolve/main/ChartQA%20Dataset.zip": zip_bytes(files)})
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(
-        f"name: r\ndata_root: {tmp_path / 'data'}\noutput: {{dir: {tmp_path / 'out'}}}\n"
-        "sources:\n  - {source: chartqa, path: chartqa, split: train, upstreams: [chartqa]}\n"
-    )
+    recipe = _recipe(tmp_path, "  - {source: chartqa, path: chartqa, split: train, upstreams: [chartqa]}\n")
     with serve(site):
         monkeypatch.setenv("HF_ENDPOINT", site.url)
-        manifest = build(
-            load_recipe(recipe), BuildSettings(out=tmp_path / "out", progress=False), InProcessRunner()
-        )
+        manifest = build(recipe, BuildSettings(out=tmp_path / "out", progress=False), InProcessRunner())
     assert (tmp_path / "data/chartqa/ChartQA Dataset/train/train_human.json").exists()
     (source,) = manifest.sources
     assert source.kept == facts["expected_samples"]
@@ -283,14 +284,10 @@ def test_the_drivers_hf_endpoint_travels_with_each_fetch_job(tmp_path, monkeypat
 
     monkeypatch.setattr(downloads, "fetch", partial(fetch, retries=0))  # the wrong hub fails at once
     site = Site(files={"/datasets/openbmb/llava_zh/resolve/main/llava_instruct_150k_zh.json": b"[]"})
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(
-        f"name: r\ndata_root: {tmp_path / 'data'}\noutput: {{dir: {tmp_path / 'out'}}}\n"
-        "sources:\n  - {source: llava_zh, path: llava_zh, upstreams: [llava_zh]}\n"
-    )
+    recipe = _recipe(tmp_path, "  - {source: llava_zh, path: llava_zh, upstreams: [llava_zh]}\n")
     with serve(site):
         monkeypatch.setenv("HF_ENDPOINT", site.url)
-        (report,) = fetch_all(load_recipe(recipe), Worker())["llava_zh"]
+        (report,) = fetch_all(recipe, Worker())["llava_zh"]
     assert report.url == "hf://datasets/openbmb/llava_zh@main/llava_instruct_150k_zh.json"
     assert (tmp_path / "data/llava_zh/llava_instruct_150k_zh.json").read_bytes() == b"[]"
 
