@@ -58,23 +58,22 @@ def recipe_upstreams(recipe: Recipe) -> list[Upstream]:
     return [catalogue[name] for name in names]
 
 
-def entry_downloads(recipe: Recipe) -> dict[str, list[tuple[str, Download]]]:
-    """Per entry label, its downloads as (folder, download): its `fetch` files into its folder, then
-    each named upstream's files into that upstream's folder under the data root. An upstream already
-    in place (every `present` path exists) that was not fetched there is taken as placed by hand:
-    nothing of it is downloaded."""
-    names = {name for entry in recipe.sources for name in entry.upstreams}
-    catalogue = load_catalogue(recipe_manifests(recipe)) if names else {}
+def entry_downloads(recipe: Recipe) -> dict[str, list[tuple[str, Download, str]]]:
+    """Per entry label, its downloads as (folder, download, what it belongs to): its `fetch` files into
+    its folder (the entry's label), then each named upstream's files into that upstream's folder under
+    the data root (the upstream's name). An upstream already in place (every `present` path exists)
+    that was not fetched there is taken as placed by hand: nothing of it is downloaded."""
+    catalogue = {upstream.name: upstream for upstream in recipe_upstreams(recipe)}
     downloads = {}
     for entry in recipe.sources:
         root = os.path.realpath(recipe.source_root(entry))
-        downloads[entry.label] = [(root, download) for download in entry.fetch]
+        downloads[entry.label] = [(root, download, entry.label) for download in entry.fetch]
         for name in entry.upstreams:
             upstream = catalogue[name]
             folder = os.path.realpath(upstream.root(recipe.root))
             placed_by_hand = not upstream.missing(recipe.root)  # unless this folder fetched it
             downloads[entry.label] += [
-                (folder, download)
+                (folder, download, name)
                 for download in upstream.downloads()
                 if not placed_by_hand
                 or (Path(folder) / STATE_DIR / f"{download_key(download)}.json").exists()
@@ -98,13 +97,10 @@ def fetch_all(
     lock = lock or {}
     specs: dict[tuple[str, str], Download] = {}
     wanted: dict[str, list[tuple[str, str]]] = {}
-    upstream_of = {
-        file.url: upstream.name for upstream in recipe_upstreams(recipe) for file in upstream.files
-    }
     part: dict[tuple[str, str], str] = {}  # what the progress lines call each download: its upstream or entry
     for label, downloads in entry_downloads(recipe).items():
         keys = wanted[label] = []
-        for root, download in downloads:
+        for root, download, belongs_to in downloads:
             download = _locked(download, lock.get(download.url), lock_name)
             key = (root, download_key(download))
             seen = specs.setdefault(key, download)
@@ -112,7 +108,7 @@ def fetch_all(
                 raise BuildError(f"{label}: {download.url} is pinned to two different sha256 values")
             if seen.sha256 is None:
                 specs[key] = download
-            part.setdefault(key, upstream_of.get(download.url, label))
+            part.setdefault(key, belongs_to)
             keys.append(key)
     _refuse_shared_targets(specs)
     jobs = [
