@@ -71,6 +71,10 @@ class FetchError(Exception):
     """A download that cannot complete: permanent HTTP status, checksum mismatch, retries exhausted."""
 
 
+class ChecksumMismatch(FetchError):
+    """A downloaded file whose sha256 is not the one it is pinned to: the published file changed."""
+
+
 class UnsafeArchive(FetchError):
     """An archive member would land outside the folder (absolute, `..`, link out, device file)."""
 
@@ -102,9 +106,14 @@ def mirror_of(mirror: str | None) -> str | None:
     return mirror or os.environ.get(MIRROR_ENV) or None
 
 
-def http_url(url: str, mirror: str | None = None) -> str:
-    """`hf://datasets/<owner>/<name>[@<revision>]/<file>` → the hub's resolve URL (HF_ENDPOINT
-    overrides the host); http(s) URLs unchanged, or `<mirror>/<host>/<path>[?<query>]` with a mirror."""
+def hub_of(hub: str | None) -> str:
+    """The hub given, else `HF_ENDPOINT`'s, else huggingface.co."""
+    return hub or os.environ.get("HF_ENDPOINT", HF_ENDPOINT)
+
+
+def http_url(url: str, mirror: str | None = None, hub: str | None = None) -> str:
+    """`hf://datasets/<owner>/<name>[@<revision>]/<file>` → the hub's resolve URL (`hub`, default
+    HF_ENDPOINT); http(s) URLs unchanged, or `<mirror>/<host>/<path>[?<query>]` with a mirror."""
     if not url.startswith("hf://"):
         if mirror is None:
             return url
@@ -113,7 +122,7 @@ def http_url(url: str, mirror: str | None = None) -> str:
         query = f"?{parts.query}" if parts.query else ""
         return f"{mirror.rstrip('/')}/{host}{parts.path or '/'}{query}"
     kind, owner, name, revision, file = hub_parts(url)
-    endpoint = os.environ.get("HF_ENDPOINT", HF_ENDPOINT).rstrip("/")
+    endpoint = hub_of(hub).rstrip("/")
     prefix = "" if kind == "models" else f"/{kind}"
     return f"{endpoint}{prefix}/{owner}/{name}/resolve/{quote(revision, safe='')}/{quote(file)}"
 
@@ -126,17 +135,17 @@ def at_revision(url: str, revision: str | None) -> str:
     return f"hf://{kind}/{owner}/{name}@{revision}/{file}"
 
 
-def hub_file(url: str) -> str:
+def hub_file(url: str, hub: str | None = None) -> str:
     """An `hf://` URL whose file is a glob (SynthDoG's hashed shard names:
     `hf://datasets/naver-clova-ix/synthdog-en@<rev>/data/train-00000-of-00084-*.parquet`) → the URL of
     the one file of the repo, at that revision, it matches, listed by `huggingface_hub` from
-    `HF_ENDPOINT`; any other URL unchanged."""
+    `hub` (default `HF_ENDPOINT`); any other URL unchanged."""
     if not url.startswith("hf://"):
         return url
     kind, owner, name, revision, pattern = hub_parts(url)
     if not GLOB.search(pattern):
         return url
-    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT", HF_ENDPOINT))
+    api = HfApi(endpoint=hub_of(hub))
     try:
         files = api.list_repo_files(f"{owner}/{name}", revision=revision, repo_type=kind.removesuffix("s"))
     except Exception as error:  # HTTP statuses, and transport errors whose classes vary by hub version
@@ -160,11 +169,13 @@ def fetch(
     backoff: float = BACKOFF,
     stall: float = STALL,
     revision: str | None = None,
+    hub: str | None = None,
 ) -> Fetched:
     """Make `download` present under `root`; skip it when its completion marker says it is done.
     `mirror` (default `DATAPREP_MIRROR`) serves its http(s) URL; `size`, when known beforehand, is
     checked against the free disk space before the first request; `revision` (a lock's hub commit)
-    fetches an hf:// file from that revision instead of the one its URL names."""
+    fetches an hf:// file from that revision instead of the one its URL names; `hub` (default
+    `HF_ENDPOINT`) serves hf:// files."""
     root = Path(os.path.realpath(root))
     state = root / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
@@ -173,7 +184,8 @@ def fetch(
     done = _done(root, marker, download)  # without the lock: a fetched folder may be read-only
     if done is not None:
         return done
-    source = hub_file(at_revision(download.url, revision))
+    hub = hub_of(hub)
+    source = hub_file(at_revision(download.url, revision), hub)
     named = download
     if GLOB.search(download.file_name):  # a glob's file lands in the folder `to`, under its listed name
         real_name = PurePosixPath(hub_parts(source)[4]).name
@@ -183,7 +195,7 @@ def fetch(
         if download.unpack
         else _inside(root, target(named))
     )
-    how = _How(http_url(source, mirror_of(mirror)), size, retries, backoff, stall)
+    how = _How(http_url(source, mirror_of(mirror), hub), size, retries, backoff, stall, hub)
     with _exclusive(state, destination.relative_to(root)):  # another build may be fetching it
         return _fetch_locked(root, download, marker, destination, how)
 
@@ -197,6 +209,7 @@ class _How:
     retries: int
     backoff: float
     stall: float
+    hub: str  # the hub's base URL: only requests to it carry HF_TOKEN
 
 
 def _fetch_locked(root: Path, download: Download, marker: Path, destination: Path, how: _How) -> Fetched:
@@ -318,7 +331,7 @@ def _download(download: Download, destination: Path, how: _How) -> tuple[str, st
     while True:
         have = _size(partial)
         try:
-            if _attempt(url, partial, how.stall):
+            if _attempt(url, partial, how.stall, how.hub):
                 break
             if _size(partial) <= have:
                 raise _Transient("the server sent no data")
@@ -331,14 +344,14 @@ def _download(download: Download, destination: Path, how: _How) -> tuple[str, st
     digest = sha256_file(partial)
     if download.sha256 and digest != download.sha256:
         _discard(partial)
-        raise FetchError(f"{download.url}: sha256 {digest} does not match the pinned {download.sha256}")
+        raise ChecksumMismatch(f"{download.url}: sha256 {digest} does not match the pinned {download.sha256}")
     info = json.loads(_resume_info(partial).read_bytes()) if _resume_info(partial).exists() else {}
     os.replace(partial, destination)
     _resume_info(partial).unlink(missing_ok=True)
     return digest, info.get("commit")
 
 
-def _attempt(url: str, partial: Path, stall: float) -> bool:
+def _attempt(url: str, partial: Path, stall: float, hub: str) -> bool:
     """One request for the rest of `partial`; True when the file is complete."""
     have = _size(partial)
     info_path = _resume_info(partial)
@@ -348,8 +361,7 @@ def _attempt(url: str, partial: Path, stall: float) -> bool:
         headers["Range"] = f"bytes={have}-"
         if info.get("validator"):
             headers["If-Range"] = info["validator"]  # a changed file comes back whole (200)
-    hub = urlsplit(os.environ.get("HF_ENDPOINT", HF_ENDPOINT)).netloc
-    if (token := os.environ.get("HF_TOKEN")) and urlsplit(url).netloc == hub:
+    if (token := os.environ.get("HF_TOKEN")) and urlsplit(url).netloc == urlsplit(hub).netloc:
         headers["Authorization"] = f"Bearer {token}"  # gated datasets; sent to the hub only
     with requests.get(url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT, stall)) as response:
         if response.status_code == 416 and have:  # nothing left to send: whole, or longer than the file

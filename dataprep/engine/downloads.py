@@ -14,6 +14,7 @@ from dataprep.engine.settings import BuildSettings
 from dataprep.fetch import (
     HF_ENDPOINT,
     STATE_DIR,
+    ChecksumMismatch,
     Fetched,
     FetchError,
     download_key,
@@ -40,13 +41,14 @@ class FetchJob(Job):
     revision: str | None = None  # the hub commit its lock names: fetched from there, not from the URL's
 
     def run(self) -> Fetched:
-        os.environ["HF_ENDPOINT"] = self.hub
         try:
-            return fetch(Path(self.root), self.download, mirror=self.mirror, revision=self.revision)
-        except FetchError as error:
+            return fetch(
+                Path(self.root), self.download, mirror=self.mirror, revision=self.revision, hub=self.hub
+            )
+        except ChecksumMismatch as error:
             if self.pinned_by is None:
                 raise
-            raise FetchError(
+            raise ChecksumMismatch(
                 f"{error} (pinned by {self.pinned_by}: the published file changed; delete the lock to accept it)"
             ) from None
 

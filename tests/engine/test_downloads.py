@@ -167,6 +167,10 @@ def test_a_build_with_a_lock_refuses_a_file_that_differs_from_it(tmp_path):
         settings = BuildSettings(out=tmp_path / "out", progress=False, lock=lock)
         with pytest.raises(BuildError, match=f"does not match the pinned 0{{64}} \\(pinned by {lock}"):
             build(recipe, settings, InProcessRunner())
+        del site.files["/images.cocodataset.org/zips/train2017.zip"]  # now a 404: not a changed file
+        with pytest.raises(BuildError, match="HTTP 404") as gone:
+            build(recipe, settings, InProcessRunner())
+    assert "pinned by" not in str(gone.value) and "delete the lock" not in str(gone.value)
     assert not (tmp_path / "data/coco/train2017").exists()
 
 
