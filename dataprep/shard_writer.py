@@ -101,7 +101,7 @@ class ShardStats:
 
 
 class TokenTally:
-    """Tokens per sample, summarized per source (a sample's `source` is its recipe entry's name);
+    """Tokens per sample, summarized per source (a sample's `source` is its recipe entry's label);
     samples are gathered and tokenized in one batch by `per_source()`."""
 
     def __init__(self, counter: TokenCounter) -> None:

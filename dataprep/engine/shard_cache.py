@@ -125,15 +125,14 @@ class ShardJob(Job):
             return None
         fields = json.loads(self.marker.read_bytes())
         done = ShardMarker.from_json(fields)
+        stamp = FileStamp.read(self.path)
         if (
             done is None
             or done.copies_sha256 != self.copies_sha256
-            or (done.stat != FileStamp.read(self.path) and sha256_file(self.path) != done.sha256)
+            or (done.stat != stamp and sha256_file(self.path) != done.sha256)
         ):
             return None
-        kept = replace(
-            done, stat=FileStamp.read(self.path), index_sha256=_index_sha256(self.path, done.index_sha256)
-        )
+        kept = replace(done, stat=stamp, index_sha256=_index_sha256(self.path, done.index_sha256))
         if (done.tokens.key if done.tokens else None) != _tokens_key(self.tokens):
             counted = shard_tokens(self.path, TokenCounter(self.tokens)) if self.tokens else None
             kept = replace(kept, tokens=_counts(self.tokens, counted))
