@@ -8,7 +8,6 @@ import io
 import os
 import shutil
 import subprocess
-import tarfile
 import zipfile
 from collections import namedtuple
 from collections.abc import Iterator
@@ -21,25 +20,22 @@ from dataprep.fetch import FetchError, UnsafeArchive, fetch, unpack
 from dataprep.recipe.model import Download
 
 from helpers.loopback_http import Fault, Site, serve
+from helpers.served_upstreams import tar_gz_bytes
 
 DATA = os.urandom(300_000)
 SHA = hashlib.sha256(DATA).hexdigest()
 Usage = namedtuple("Usage", "total used free")
 
 
+def tar_gz(path: Path, members: dict[str, bytes]) -> Path:
+    path.write_bytes(tar_gz_bytes(members))
+    return path
+
+
 def zip_file(path: Path, members: dict[str, bytes]) -> Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bundle:
         for name, data in members.items():
             bundle.writestr(name, data)
-    return path
-
-
-def tar_gz(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as bundle:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            bundle.addfile(info, io.BytesIO(data))
     return path
 
 

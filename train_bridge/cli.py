@@ -21,7 +21,7 @@ DEFAULTS_NOTE = "defaults are the InternVL-Chat-V1-2 hyper-parameters"
 
 def _add_flags(parser: argparse.ArgumentParser, config: type) -> None:
     """One flag per field of the dataclass `config`, from its type, default and metadata (see
-    `train_bridge.config.option`): `--no-` too for a bool that defaults to true; choices from a Literal."""
+    `train_bridge.config.flag`): `--no-` too for a bool that defaults to true; choices from a Literal."""
     types = get_type_hints(config)
     for spec in fields(config):
         kind = types[spec.name]

@@ -15,6 +15,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from train_bridge.config import Attention, Parallel
 from train_bridge.errors import BridgeError
+from train_bridge.model import transformer_layers
 
 ATTENTION_BACKENDS = {
     "cudnn": SDPBackend.CUDNN_ATTENTION,
@@ -106,8 +107,7 @@ def wrap(module: nn.Module, parallel: Parallel, world: int, device: torch.device
             MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else None
         )
         kwargs = {"mp_policy": policy} if policy else {}
-        inner = module.model.model
-        for layer in [*inner.vision_tower.encoder.layer, *inner.language_model.layers]:
+        for layer in transformer_layers(module.model):
             fully_shard(layer, **kwargs)
         return fully_shard(module, **kwargs)
     return module

@@ -138,6 +138,13 @@ def load_model(
     return model
 
 
+def transformer_layers(model: InternVLForConditionalGeneration) -> list[torch.nn.Module]:
+    """The vision tower's and the language model's transformer layers: what `--compile` compiles and
+    FSDP shards one by one."""
+    inner = model.model
+    return [*inner.vision_tower.encoder.layer, *inner.language_model.layers]
+
+
 def image_geometry(model: InternVLForConditionalGeneration) -> tuple[int, int]:
     """(input image size, image tokens per image) of a model."""
     vision = model.config.vision_config

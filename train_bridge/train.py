@@ -37,7 +37,7 @@ from train_bridge.errors import BridgeError
 from train_bridge.flops import FlopCounter, peak_flops
 from train_bridge.loss import SFTModule
 from train_bridge.metrics import StepCounts, digest, open_metrics, step_record
-from train_bridge.model import add_special_tokens, image_geometry, load_model
+from train_bridge.model import add_special_tokens, image_geometry, load_model, transformer_layers
 from train_bridge.profiling import step_profiler
 
 
@@ -47,7 +47,6 @@ class Run:
 
     config: TrainConfig
     place: Placement
-    model: nn.Module  # the InternVL model
     wrapped: nn.Module  # SFTModule(model), under DDP or FSDP when parallel
     optimizer: torch.optim.Optimizer
     scheduler: Any
@@ -63,7 +62,7 @@ class Run:
 
 
 def train(config: TrainConfig) -> list[dict[str, Any]]:
-    """Run (or resume) the SFT job; return the metrics records written by rank 0."""
+    """Run (or resume) the SFT job; return the metrics records (every rank's copy: rank 0 writes them)."""
     with process_group(config.parallel) as place:
         run = _prepare(config, place)
         first, totals = _resume(run)
@@ -111,7 +110,6 @@ def _prepare(config: TrainConfig, place: Placement) -> Run:
     return Run(
         config=config,
         place=place,
-        model=model,
         wrapped=wrapped,
         optimizer=optimizer,
         scheduler=get_cosine_schedule_with_warmup(
@@ -168,7 +166,7 @@ def _wrapped(config: TrainConfig, place: Placement, model: nn.Module, image_size
     """The model's loss module, its layers compiled with `--compile`, under DDP or FSDP when parallel."""
     module = SFTModule(model, image_size)
     if config.compile:
-        for layer in [*model.model.vision_tower.encoder.layer, *model.model.language_model.layers]:
+        for layer in transformer_layers(model):
             layer.compile(dynamic=True)
     return wrap(module, config.parallel, place.world, place.device, config.bf16 and place.cuda)
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import zipfile
 from collections import Counter
 from functools import partial
 
@@ -35,12 +33,14 @@ REPO = MANIFESTS.parent
 def test_sources_are_fetched_over_http_before_they_are_read(ray_cluster, tmp_path):
     published = tmp_path / "published"
     facts = write_conversations(published / "mine")
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w") as bundle:
-        for image in sorted((published / "mine/images").iterdir()):
-            bundle.write(image, f"images/{image.name}")
+    archive = zip_bytes(
+        {
+            f"images/{image.name}": image.read_bytes()
+            for image in sorted((published / "mine/images").iterdir())
+        }
+    )
     annotations = (published / "mine/train.jsonl").read_bytes()
-    site = Site(files={"/mine/train.jsonl": annotations, "/mine/images.zip": archive.getvalue()})
+    site = Site(files={"/mine/train.jsonl": annotations, "/mine/images.zip": archive})
     with serve(site):
         fetch = f"""    fetch:
       - {{url: "{site.url}/mine/train.jsonl", sha256: {hashlib.sha256(annotations).hexdigest()}}}
