@@ -180,7 +180,7 @@ def fetch(
     state = root / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
     key = download_key(download)
-    marker = state / f"{key}.json"
+    marker = _marker(root, key)
     done = _done(root, marker, download)  # without the lock: a fetched folder may be read-only
     if done is not None:
         return done
@@ -190,11 +190,7 @@ def fetch(
     if GLOB.search(download.file_name):  # a glob's file lands in the folder `to`, under its listed name
         real_name = PurePosixPath(hub_parts(source)[4]).name
         named = download.model_copy(update={"url": source, "to": os.path.join(download.to or ".", real_name)})
-    destination = (
-        state / f"{key}-{named.file_name}"  # kept per download: two archives of one name are two files
-        if download.unpack
-        else _inside(root, target(named))
-    )
+    destination = _destination(root, key, named)
     how = _How(http_url(source, mirror_of(mirror), hub), size, retries, backoff, stall, hub)
     with _exclusive(state, destination.relative_to(root)):  # another build may be fetching it
         return _fetch_locked(root, download, marker, destination, how)
@@ -433,6 +429,26 @@ def _ensure_room(folder: Path, needed: int, what: str) -> None:
         )
 
 
+def fetched_here(root: Path, download: Download) -> bool:
+    """Whether this folder has a completion marker of `download` (it fetched it, or is fetching it anew)."""
+    return _marker(Path(os.path.realpath(root)), download_key(download)).exists()
+
+
+def _marker(root: Path, key: str) -> Path:
+    """A download's completion marker, named by its key."""
+    return root / STATE_DIR / f"{key}.json"
+
+
+def _destination(root: Path, key: str, download: Download) -> Path:
+    """Where a download's file lands: an archive under `.fetch/` (kept per download: two archives of one
+    name are two files), any other file at its target."""
+    return (
+        root / STATE_DIR / f"{key}-{download.file_name}"
+        if download.unpack
+        else _inside(root, target(download))
+    )
+
+
 def transferred(root: Path, download: Download) -> tuple[int, int | None]:
     """Bytes of `download` under `root` so far and its whole size when known, for a progress line:
     a completed download's recorded size, else its partial file's and the size the server gave.
@@ -440,18 +456,14 @@ def transferred(root: Path, download: Download) -> tuple[int, int | None]:
     root = Path(os.path.realpath(root))
     key = download_key(download)
     try:
-        done = json.loads((root / STATE_DIR / f"{key}.json").read_bytes())
+        done = json.loads(_marker(root, key).read_bytes())
         return done["bytes"], done["bytes"]
     except (OSError, ValueError, KeyError):  # not done yet (or its marker is being replaced)
         pass
     if GLOB.search(download.file_name):
         return 0, None
     try:
-        destination = (
-            root / STATE_DIR / f"{key}-{download.file_name}"
-            if download.unpack
-            else _inside(root, target(download))
-        )
+        destination = _destination(root, key, download)
         partial = destination.with_name(destination.name + PARTIAL_SUFFIX)
         info = json.loads(_resume_info(partial).read_bytes()) if _resume_info(partial).exists() else {}
         return _size(partial), info.get("total")

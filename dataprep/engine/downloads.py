@@ -13,12 +13,12 @@ from dataprep.engine.runner import BuildError, Job, Runner
 from dataprep.engine.settings import BuildSettings
 from dataprep.fetch import (
     HF_ENDPOINT,
-    STATE_DIR,
     ChecksumMismatch,
     Fetched,
     FetchError,
     download_key,
     fetch,
+    fetched_here,
     mirror_of,
     target,
     transferred,
@@ -77,8 +77,7 @@ def entry_downloads(recipe: Recipe) -> dict[str, list[tuple[str, Download, str]]
             downloads[entry.label] += [
                 (folder, download, name)
                 for download in upstream.downloads()
-                if not placed_by_hand
-                or (Path(folder) / STATE_DIR / f"{download_key(download)}.json").exists()
+                if not placed_by_hand or fetched_here(Path(folder), download)
             ]
     return downloads
 
