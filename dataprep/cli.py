@@ -259,7 +259,8 @@ def _load(args: argparse.Namespace) -> Recipe:
 
 
 def _validate(path: Path) -> int:
-    """Re-hash every shard, its sidecar index and the rejects file; check the manifest's own hash."""
+    """Re-hash every shard, its sidecar index, the rejects file and the reader files (dataset card,
+    wids index); check the manifest's own hash."""
     manifest = load_manifest(path)
     bad_shards = []
     for shard, shard_path in zip(manifest.shards, manifest.shard_paths(path), strict=True):
@@ -272,6 +273,11 @@ def _validate(path: Path) -> int:
     problems = [*bad_shards, *_unlisted_files(manifest, path)]
     if not _file_matches(path.parent / manifest.rejects_file, manifest.rejects_sha256):
         problems.append(f"{manifest.rejects_file}: missing, or its sha256 differs from the manifest")
+    problems += [
+        f"{file.path}: missing, or its sha256 differs from the manifest"
+        for file in manifest.reader_files
+        if not _file_matches(path.parent / file.path, file.sha256)
+    ]
     if manifest.compute_content_sha256() != manifest.content_sha256:
         problems.append("manifest content hash does not match its content")
     for line in problems:

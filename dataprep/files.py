@@ -39,6 +39,13 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(partial, path)
 
 
+def write_unless_same(path: Path, data: bytes) -> None:
+    """`write_atomic`, unless the file already holds exactly `data` (a re-run rewrites nothing)."""
+    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return
+    write_atomic(path, data)
+
+
 @dataclass(frozen=True, order=True)
 class FileStamp:
     """A file as it was when read: a later run treats it as changed when its size or mtime differ."""

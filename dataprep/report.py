@@ -282,6 +282,12 @@ def manifest_diff(old: Manifest, new: Manifest) -> list[str]:
         lines.append(
             f"token statistics: {_tokens_label(old.stats.tokens)} → {_tokens_label(new.stats.tokens)}"
         )
+    old_files, new_files = (
+        {f.path: f.sha256 for f in old.reader_files},
+        {f.path: f.sha256 for f in new.reader_files},
+    )
+    if changed_files := sorted(p for p in {*old_files, *new_files} if old_files.get(p) != new_files.get(p)):
+        lines.append(f"reader files changed: {', '.join(changed_files)}")
     same = {(s.path, s.sha256) for s in old.shards} & {(s.path, s.sha256) for s in new.shards}
     lines.append(f"shards: {len(old.shards)} → {len(new.shards)}, {len(same)} identical")
     return lines

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from dataprep.files import canonical_json
 
-FORMAT_VERSION = 2  # 2: download provenance left out of the content hash
+FORMAT_VERSION = 3  # 2: download provenance left out of the content hash; 3: reader files, citations
 TIMESTAMP_FIELDS = {"build"}
 
 
@@ -58,26 +58,39 @@ class SourceReport(Strict):
     share: float
     artifacts: list[Artifact]
     downloads: list[DownloadReport] = []
+    citation: str | None = Field(None, description="how the publishers ask to be cited, when known")
+
+
+def _inside_the_build(value: str) -> str:
+    """Readers join these paths to the manifest's folder: they must not lead out of it."""
+    if not value or Path(value).is_absolute() or ".." in Path(value).parts:
+        raise ValueError(f"{value!r} is not a path inside the manifest's folder")
+    return value
+
+
+BuildPath = Annotated[str, AfterValidator(_inside_the_build)]
+"""A path relative to the manifest's folder, inside it."""
 
 
 class ShardReport(Strict):
-    path: str = Field(description="relative to the manifest's folder")
+    path: BuildPath = Field(description="relative to the manifest's folder")
     samples: int
     bytes: int
     sha256: str
     per_source: dict[str, int]
-    index: str | None = Field(
+    index: BuildPath | None = Field(
         None, description="sidecar index (member offsets), relative to the manifest's folder"
     )
     index_sha256: str | None = None
 
-    @field_validator("path", "index")
-    @classmethod
-    def _inside_the_build(cls, value: str | None) -> str | None:
-        """Readers join these to the manifest's folder: they must not lead out of it."""
-        if value is not None and (not value or Path(value).is_absolute() or ".." in Path(value).parts):
-            raise ValueError(f"{value!r} is not a path inside the manifest's folder")
-        return value
+
+class ReaderFile(Strict):
+    """A file written for the ecosystem's readers (the dataset card, the wids index), derived from the
+    build; `path` is relative to the manifest's folder."""
+
+    path: BuildPath
+    bytes: int
+    sha256: str
 
 
 class Totals(Strict):
@@ -137,6 +150,7 @@ class Manifest(Strict):
     strictest_terms: str
     rejects_file: str = "rejects.jsonl"
     rejects_sha256: str
+    reader_files: list[ReaderFile] = []
     content_sha256: str = ""
     build: BuildTimes | None = None
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+from dataprep.card import write_reader_files
 from dataprep.contract.manifest import BuildTimes, Manifest
 from dataprep.engine.downloads import fetch_all, locked_files
 from dataprep.engine.entry import Entry, require_inputs
@@ -76,6 +77,8 @@ def _build_locked(recipe: Recipe, settings: BuildSettings, runner: Runner | None
         rejects,
         settings.limit,
     )
+    manifest.reader_files = write_reader_files(out, manifest)  # the dataset card, the wids index
+    manifest.content_sha256 = manifest.compute_content_sha256()
     manifest.build = BuildTimes(
         started_at=started.isoformat(timespec="seconds"),
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -49,7 +49,8 @@ def make_manifest(
     rejects: bytes,
     limit: int | None,
 ) -> Manifest:
-    """The manifest of the shards `shard_names` (samples per entry label, markers: one per shard)."""
+    """The manifest of the shards `shard_names` (samples per entry label, markers: one per shard),
+    without its reader files and content hash (`build` adds them)."""
     in_mixture = {entry.label: sum(counts[entry.label] for counts in per_label) for entry in entries}
     total = sum(in_mixture.values())
     stats = ShardStats()
@@ -73,6 +74,7 @@ def make_manifest(
             share=round(in_mixture[entry.label] / total, 6) if total else 0.0,
             artifacts=entry.artifacts,
             downloads=entry.downloads,
+            citation=entry.adapter.citation,
         )
         for entry in entries
     ]
@@ -89,7 +91,7 @@ def make_manifest(
         for name, marker, counts in zip(shard_names, markers, per_label, strict=True)
     ]
     licences = {source.name: source.licence for source in sources}
-    manifest = Manifest(
+    return Manifest(
         tool_version=__version__,
         name=recipe.name,
         seed=recipe.seed,
@@ -115,5 +117,3 @@ def make_manifest(
         ),
         rejects_sha256=hashlib.sha256(rejects).hexdigest(),
     )
-    manifest.content_sha256 = manifest.compute_content_sha256()
-    return manifest

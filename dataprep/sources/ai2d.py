@@ -70,6 +70,9 @@ def _image_id(name: str) -> str:
 class Ai2d(Source):
     name = "ai2d"
     licence = "non-commercial, no redistribution"
+    citation = (
+        "Kembhavi, Salvato, Kolve, Seo, Hajishirzi, Farhadi. A Diagram Is Worth a Dozen Images. ECCV 2016."
+    )
     version = "3"
     Options = Ai2dOptions
     options: Ai2dOptions

@@ -25,10 +25,12 @@ class SourceOptions(BaseModel):
 
 
 class Source(ABC):
-    """Base class of source adapters. Subclasses set `name`, `licence`, `Options`."""
+    """Base class of source adapters. Subclasses set `name`, `licence`, `Options` (and `citation`,
+    how the publishers ask to be cited, where they do)."""
 
     name: ClassVar[str]
     licence: ClassVar[str]
+    citation: ClassVar[str | None] = None
     version: ClassVar[str] = "1"
     Options: ClassVar[type[SourceOptions]] = SourceOptions
 

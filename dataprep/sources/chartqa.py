@@ -45,6 +45,7 @@ class ChartQA(GroupedVQASource):
 
     name = "chartqa"
     licence = "GPL-3.0"
+    citation = "Masry, Long, Tan, Joty, Hoque. ChartQA: A Benchmark for Question Answering about Charts with Visual and Logical Reasoning. Findings of ACL 2022."
     version = "2"
     Options = ChartQAOptions
     options: ChartQAOptions

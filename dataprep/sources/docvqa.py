@@ -37,6 +37,7 @@ class DocVQA(GroupedVQASource):
 
     name = "docvqa"
     licence = "registration; terms of the UCSF Industry Documents Library"
+    citation = "Mathew, Karatzas, Jawahar. DocVQA: A Dataset for VQA on Document Images. WACV 2021."
     version = "2"
     Options = DocVQAOptions
     options: DocVQAOptions

@@ -37,6 +37,7 @@ class DVQA(GroupedVQASource):
 
     name = "dvqa"
     licence = "CC BY-NC 4.0"
+    citation = "Kafle, Price, Cohen, Kanan. DVQA: Understanding Data Visualizations via Question Answering. CVPR 2018."
     version = "2"
     Options = DVQAOptions
     options: DVQAOptions

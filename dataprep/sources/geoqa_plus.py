@@ -135,6 +135,7 @@ def _record_problem(record: object) -> str | None:
 class GeoQaPlus(Source):
     name = "geoqa_plus"
     licence = "none stated"
+    citation = "Cao, Xiao. An Augmented Benchmark Dataset for Geometric Question Answering through Dual Parallel Text Encoding. COLING 2022."
     version = "1"
     Options = GeoQaPlusOptions
     options: GeoQaPlusOptions

@@ -37,6 +37,7 @@ class LlavaZh(ImageRootSource):
 
     name = "llava_zh"
     licence = "none stated"
+    citation = "Liu, Li, Wu, Lee. Visual Instruction Tuning. NeurIPS 2023 (LLaVA-Instruct-150K, here in the Chinese translation openbmb/llava_zh)."
     version = "2"
     Options = LlavaZhOptions
     options: LlavaZhOptions

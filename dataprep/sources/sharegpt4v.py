@@ -45,6 +45,7 @@ class ShareGPT4V(ConversationFileSource):
 
     name = "sharegpt4v"
     licence = "CC BY-NC 4.0 (+ the terms of its image sets)"
+    citation = "Chen, Li, Dong, Zhang, He, Wang, Zhao, Lin. ShareGPT4V: Improving Large Multi-Modal Models with Better Captions. arXiv:2311.12793, 2023."
     version = "2"
     Options = ShareGPT4VOptions
     options: ShareGPT4VOptions

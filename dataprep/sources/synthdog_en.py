@@ -100,6 +100,7 @@ def text_sequence(ground_truth: object) -> str:
 class SynthdogEn(Source):
     name = "synthdog_en"
     licence = "none stated (generator MIT)"
+    citation = "Kim, Hong, Yim, Nam, Park, Yim, Hwang, Yun, Han, Park. OCR-free Document Understanding Transformer (Donut, SynthDoG). ECCV 2022."
     version = "1"
     Options = SynthdogEnOptions
     options: SynthdogEnOptions
