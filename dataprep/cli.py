@@ -1,4 +1,5 @@
-"""`dataprep build | fetch | plan | reproduce | manifest show/diff/validate | inspect | sources | schema | fixtures`."""
+"""`dataprep build | fetch | plan | reproduce | manifest show/diff/validate | inspect | export parquet | sources |
+schema | fixtures`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from dataprep.card import CARD
 from dataprep.contract.cli import at_least
 from dataprep.contract.manifest import Manifest, ManifestError, load_manifest
 from dataprep.contract.shards import iter_samples
@@ -24,6 +26,7 @@ from dataprep.engine.plan import components_of, plan_mixture
 from dataprep.engine.runner import BuildError
 from dataprep.engine.session import ray_session
 from dataprep.engine.settings import BuildSettings
+from dataprep.export.parquet import ExportError, export_parquet
 from dataprep.files import sha256_file
 from dataprep.fixtures import generate_all
 from dataprep.fixtures.tokenizer import demo_tokenizer
@@ -131,6 +134,15 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--key", help="only the sample with this key")
     inspect.add_argument("-n", type=POSITIVE, default=3, help="how many samples (default: %(default)s)")
     inspect.add_argument("--images", type=Path, help="also write each shown sample's images here")
+    export = commands.add_parser("export", help="write a build in another layout")
+    export_commands = export.add_subparsers(dest="export_command", required=True)
+    parquet = export_commands.add_parser(
+        "parquet", help="Hub-ready Parquet files (images as image features) with the dataset card"
+    )
+    parquet.add_argument("manifest", type=Path, help="manifest.json of the build")
+    parquet.add_argument(
+        "--out", type=Path, required=True, help="a new or empty folder, or an earlier export's"
+    )
     commands.add_parser("sources", help="list the source adapters")
     schema = commands.add_parser("schema", help="print the JSON schema of recipes or manifests")
     schema.add_argument("kind", choices=sorted(SCHEMAS))
@@ -344,6 +356,22 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_parquet(manifest: Path, out: Path) -> int:
+    try:
+        files = export_parquet(manifest, out)
+    except ExportError as error:
+        print(f"export failed: {error}", file=sys.stderr)
+        return 2
+    except (tarfile.TarError, ValueError) as error:
+        print(
+            f"export failed: a shard is not readable ({error}); `dataprep manifest validate` checks them all",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"exported {len(files) - 1} Parquet files and {CARD} into {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -364,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
             return _validate(args.manifest)
         if args.command == "inspect":
             return _inspect(args)
+        if args.command == "export":
+            return _export_parquet(args.manifest, args.out)
         if args.command == "schema":
             print(json.dumps(SCHEMAS[args.kind].model_json_schema(), indent=2, ensure_ascii=False))
             return 0

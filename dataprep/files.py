@@ -46,6 +46,19 @@ def write_unless_same(path: Path, data: bytes) -> None:
     write_atomic(path, data)
 
 
+def replace_unless_same(partial: Path, path: Path) -> None:
+    """Rename the finished `partial` over `path`, unless `path` already holds the same bytes (then
+    `partial` goes and `path` is left untouched)."""
+    if (
+        path.is_file()
+        and path.stat().st_size == partial.stat().st_size
+        and sha256_file(path) == sha256_file(partial)
+    ):
+        partial.unlink()
+    else:
+        os.replace(partial, path)
+
+
 @dataclass(frozen=True, order=True)
 class FileStamp:
     """A file as it was when read: a later run treats it as changed when its size or mtime differ."""

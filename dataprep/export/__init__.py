@@ -1,0 +1,1 @@
+"""A build written again in the layouts other tools read (`dataprep export ...`)."""
