@@ -1,7 +1,7 @@
 """`dataprep export parquet`: a build as Hub-ready Parquet files with its dataset card.
 
-One file per shard (`data/<shard name>.parquet`) in row groups of `ROW_GROUP_ROWS` samples (what
-`datasets` writes for image datasets: the Hub's viewer reads a row group at a time). Columns: `key`,
+One file per shard (`data/<shard name>.parquet`) in row groups of `ROW_GROUP_ROWS` samples (`datasets`'
+batch for images; the Hub's viewer reads a row group at a time). Columns: `key`,
 `source`, `id`, `images` (a list of images), `image_sizes`, `conversations` (`[{from, value}]`) and
 `meta` (JSON); the schema carries these `datasets` features, so `load_dataset("parquet", ...)` needs
 nothing else, and the card (`README.md`) names `data/*.parquet` for `load_dataset(<folder>)`.
