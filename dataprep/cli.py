@@ -26,7 +26,7 @@ from dataprep.engine.plan import components_of, plan_mixture
 from dataprep.engine.runner import BuildError
 from dataprep.engine.session import ray_session
 from dataprep.engine.settings import BuildSettings
-from dataprep.export.parquet import ExportError, export_parquet
+from dataprep.export.parquet import ExportError, UnreadableShard, export_parquet
 from dataprep.files import sha256_file
 from dataprep.fixtures import generate_all
 from dataprep.fixtures.tokenizer import demo_tokenizer
@@ -362,11 +362,8 @@ def _export_parquet(manifest: Path, out: Path) -> int:
     except ExportError as error:
         print(f"export failed: {error}", file=sys.stderr)
         return 2
-    except (tarfile.TarError, ValueError) as error:
-        print(
-            f"export failed: a shard is not readable ({error}); `dataprep manifest validate` checks them all",
-            file=sys.stderr,
-        )
+    except UnreadableShard as error:
+        print(f"export failed: {error}; `dataprep manifest validate` checks them all", file=sys.stderr)
         return 1
     print(f"exported {len(files) - 1} Parquet files and {CARD} into {out}")
     return 0

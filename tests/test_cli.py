@@ -207,6 +207,7 @@ def test_inspect_and_diff_two_builds(ray_cluster, tmp_path, capsys):
         "source mine: expect None → 5" in changes and "source mine: image_placement None → front" in changes
     )
     assert "0 identical" in changes
+    assert "reader files changed: README.md, wids.json" in changes  # the card counts 5, wids its shards
 
     assert main(["inspect", a, "-n", "2", "--images", str(tmp_path / "seen")]) == 0
     shown = capsys.readouterr().out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 
 from dataprep.card import CARD, IMAGE, JSON, SIZES, STRING, TURNS, dataset_card
 from dataprep.contract.manifest import Manifest, load_manifest
+from dataprep.contract.sample import ShardSample
 from dataprep.contract.shards import iter_samples
 from dataprep.files import PARTIAL_SUFFIX, canonical_json, replace_unless_same, write_unless_same
 
@@ -51,6 +53,10 @@ ds = datasets.load_dataset("parquet", data_files=f"{out}/data/*.parquet", split=
 
 class ExportError(Exception):
     """An export refused before anything is written (a bad `--out`); the message says why."""
+
+
+class UnreadableShard(Exception):
+    """A shard of the build that cannot be read as the contract has it; the message names it."""
 
 
 def arrow_schema() -> pa.Schema:
@@ -103,7 +109,7 @@ def _record(out: Path, manifest: Manifest, files: list[str]) -> None:
 def _tables(shard: Path, schema: pa.Schema) -> Iterator[pa.Table]:
     """The shard's samples as tables of at most ROW_GROUP_ROWS rows, in stored order."""
     columns: dict[str, list[Any]] = {name: [] for name in schema.names}
-    for key, sample, images in iter_samples(shard):
+    for key, sample, images in _samples(shard):
         columns["key"].append(key)
         columns["source"].append(sample.source)
         columns["id"].append(sample.id)
@@ -116,6 +122,14 @@ def _tables(shard: Path, schema: pa.Schema) -> Iterator[pa.Table]:
             columns = {name: [] for name in schema.names}
     if columns["key"]:
         yield pa.table([pa.array(columns[f.name], f.type) for f in schema], schema=schema)
+
+
+def _samples(shard: Path) -> Iterator[tuple[str, ShardSample, dict[str, bytes]]]:
+    """The shard's samples; a broken tar or sample is an UnreadableShard naming the shard."""
+    try:
+        yield from iter_samples(shard)
+    except (tarfile.TarError, ValueError) as error:  # SampleError, a bad json or member set
+        raise UnreadableShard(f"{shard}: not a readable shard ({error})") from None
 
 
 def write_parquet(shard: Path, path: Path) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
+from dataprep.card import CARD, WIDS_INDEX
 from dataprep.engine.build import build
 from dataprep.engine.output import output_lock
 from dataprep.engine.runner import BuildError
@@ -46,3 +48,19 @@ def test_a_build_that_fails_before_writing_shards_keeps_the_previous_manifest(
     assert json.loads((out / "manifest.json").read_text())["content_sha256"] == first.content_sha256
     with output_lock(out), pytest.raises(BuildError, match="another build is writing to"):
         build_into(tmp_path, data_root, out)
+
+
+def test_a_build_is_known_with_its_card_and_a_card_alone_is_no_build(ray_cluster, upstream, tmp_path):
+    data_root, _ = upstream
+    out = tmp_path / "out"
+    build_into(tmp_path, data_root, out)
+    card = (out / CARD).read_bytes()
+    shutil.rmtree(out / ".work")  # known by its manifest: the card it wrote is no foreign file
+    build_into(tmp_path, data_root, out)
+    assert (out / CARD).read_bytes() == card
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("manifest.json", ".work"))
+    with pytest.raises(BuildError, match="not empty and holds no dataprep build"):
+        build_into(tmp_path, data_root, copy)
+    assert (copy / CARD).read_bytes() == card and (copy / WIDS_INDEX).exists()
+    assert not (copy / ".work").exists()

@@ -4,6 +4,7 @@ equal to what the shards hold; deterministic; a reused folder is replaced, a for
 from __future__ import annotations
 
 import os
+import shutil
 
 import datasets
 import pyarrow.parquet as pq
@@ -136,3 +137,17 @@ def test_a_bad_out_is_refused_in_one_line_writing_nothing(build, tmp_path, capsy
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"export failed: --out {out}")
     assert sorted((p.as_posix(), p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file()) == before
+
+
+def test_an_unreadable_shard_fails_naming_it_and_leaves_no_partial_file(build, tmp_path, capsys):
+    build_out, _ = build
+    broken = tmp_path / "broken"
+    shutil.copytree(build_out, broken, ignore=shutil.ignore_patterns(".work"))
+    shard = sorted((broken / "shards").glob("*.tar"))[1]
+    shard.write_bytes(shard.read_bytes()[:700])  # cut inside the first member's data
+    out = tmp_path / "export"
+    assert _export(broken, out) == 1
+    assert f"export failed: {shard}: not a readable shard" in capsys.readouterr().err
+    assert not list(out.rglob("*.partial"))
+    shutil.copy(build_out / "shards" / shard.name, shard)
+    assert _export(broken, out) == 0  # the record it left lets the export run again
