@@ -1,4 +1,4 @@
-"""`dataprep build | fetch | plan | reproduce | manifest show/diff/validate | inspect | sources | schema | fixtures`."""
+"""`dataprep build | fetch | plan | reproduce | manifest show/diff/validate | inspect | report | sources | schema | fixtures`."""
 
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ from dataprep.engine.plan import components_of, plan_mixture
 from dataprep.engine.runner import BuildError
 from dataprep.engine.session import ray_session
 from dataprep.engine.settings import BuildSettings
-from dataprep.files import sha256_file
+from dataprep.files import sha256_file, write_atomic
 from dataprep.fixtures import generate_all
 from dataprep.fixtures.tokenizer import demo_tokenizer
+from dataprep.html_report import GRID, render_report
 from dataprep.paths import resolve_inside
 from dataprep.recipe.load import RecipeError, load_recipe, recipe_from_data
 from dataprep.recipe.lock import lock_path, locked_file, write_lock
@@ -131,6 +132,15 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--key", help="only the sample with this key")
     inspect.add_argument("-n", type=POSITIVE, default=3, help="how many samples (default: %(default)s)")
     inspect.add_argument("--images", type=Path, help="also write each shown sample's images here")
+    report = commands.add_parser("report", help="write one self-contained HTML page of a build")
+    report.add_argument("manifest", type=Path, help="the build's manifest.json")
+    report.add_argument("--out", type=Path, required=True, help="the HTML file to write")
+    report.add_argument(
+        "--diff", type=Path, metavar="OLD_MANIFEST", help="also show what changed since this build"
+    )
+    report.add_argument(
+        "--grid", type=POSITIVE, default=GRID, help="samples shown per source (default: %(default)s)"
+    )
     commands.add_parser("sources", help="list the source adapters")
     schema = commands.add_parser("schema", help="print the JSON schema of recipes or manifests")
     schema.add_argument("kind", choices=sorted(SCHEMAS))
@@ -358,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
             return _validate(args.manifest)
         if args.command == "inspect":
             return _inspect(args)
+        if args.command == "report":
+            write_atomic(args.out, render_report(args.manifest, args.diff, args.grid).encode("utf-8"))
+            print(f"wrote {args.out}")
+            return 0
         if args.command == "schema":
             print(json.dumps(SCHEMAS[args.kind].model_json_schema(), indent=2, ensure_ascii=False))
             return 0
