@@ -37,6 +37,7 @@ from dataprep.report import (
     download_table,
     manifest_diff,
     manual_checklist,
+    mixture_warnings,
     plan_table,
     sample_view,
     summary,
@@ -47,6 +48,7 @@ from dataprep.sources import registry
 POSITIVE = at_least(1)
 SCHEMAS: dict[str, type[BaseModel]] = {"manifest": Manifest, "recipe": Recipe, "upstream": Upstream}
 MANUAL_MISSING = 3  # `fetch`: every public file is in place, but manual upstreams are missing
+STRICT_WARNINGS = 4  # `build --strict`: built, with warnings
 
 
 def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="delete the normalized parts (.work/parts, as large as the shards) after a complete build; "
         "a later build re-normalizes",
+    )
+    build_parser.add_argument(
+        "--strict",
+        action="store_true",
+        help=f"exit {STRICT_WARNINGS} when the build has warnings (a source kept nothing, missed its "
+        "`expect`, or rejected much), for pipelines",
     )
     fetch = commands.add_parser(
         "fetch",
@@ -176,6 +184,9 @@ def _build(args: argparse.Namespace) -> int:
     print(summary(manifest))
     print(f"\nmanifest: {out / 'manifest.json'}")
     _checklist(recipe)
+    if args.strict and (warnings := mixture_warnings(manifest)):
+        print(f"--strict: {len(warnings)} warnings (listed above)", file=sys.stderr)
+        return STRICT_WARNINGS
     return 0
 
 
