@@ -1,11 +1,11 @@
 # `make demo`: set up, generate miniature upstreams, build the demo mixture on embedded Ray.
-# `make test`: set up, lint, run the whole test suite.
+# `make test`: set up (and Debian's Chromium, for the HTML report's test), lint, run the whole test suite.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# the HTML report's test opens it in Debian's Chromium (root on Debian: installed here when missing)
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+test: lint chromium
 	$(BIN)/pytest -q
 
 clean:

@@ -1,5 +1,5 @@
-"""`dataprep build | fetch | plan | reproduce | manifest show/diff/validate | inspect | export parquet | sources |
-schema | fixtures`."""
+"""`dataprep build | fetch | plan | reproduce | manifest show/diff/validate | inspect | report | export parquet |
+sources | schema | fixtures`."""
 
 from __future__ import annotations
 
@@ -27,9 +27,10 @@ from dataprep.engine.runner import BuildError
 from dataprep.engine.session import ray_session
 from dataprep.engine.settings import BuildSettings
 from dataprep.export.parquet import ExportError, UnreadableShard, export_parquet
-from dataprep.files import sha256_file
+from dataprep.files import sha256_file, write_atomic
 from dataprep.fixtures import generate_all
 from dataprep.fixtures.tokenizer import demo_tokenizer
+from dataprep.html_report import GRID, render_report
 from dataprep.paths import resolve_inside
 from dataprep.recipe.load import RecipeError, load_recipe, recipe_from_data
 from dataprep.recipe.lock import lock_path, locked_file, write_lock
@@ -39,6 +40,7 @@ from dataprep.report import (
     download_table,
     manifest_diff,
     manual_checklist,
+    mixture_warnings,
     plan_table,
     sample_view,
     summary,
@@ -49,6 +51,7 @@ from dataprep.sources import registry
 POSITIVE = at_least(1)
 SCHEMAS: dict[str, type[BaseModel]] = {"manifest": Manifest, "recipe": Recipe, "upstream": Upstream}
 MANUAL_MISSING = 3  # `fetch`: every public file is in place, but manual upstreams are missing
+STRICT_WARNINGS = 4  # `build --strict`: built, with warnings
 
 
 def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="delete the normalized parts (.work/parts, as large as the shards) after a complete build; "
         "a later build re-normalizes",
+    )
+    build_parser.add_argument(
+        "--strict",
+        action="store_true",
+        help=f"exit {STRICT_WARNINGS} when the build has warnings (a source kept nothing, missed its "
+        "`expect`, or rejected much), for pipelines",
     )
     fetch = commands.add_parser(
         "fetch",
@@ -143,6 +152,15 @@ def _parser() -> argparse.ArgumentParser:
     parquet.add_argument(
         "--out", type=Path, required=True, help="a new or empty folder, or an earlier export's"
     )
+    report = commands.add_parser("report", help="write one self-contained HTML page of a build")
+    report.add_argument("manifest", type=Path, help="the build's manifest.json")
+    report.add_argument("--out", type=Path, required=True, help="the HTML file to write")
+    report.add_argument(
+        "--diff", type=Path, metavar="OLD_MANIFEST", help="also show what changed since this build"
+    )
+    report.add_argument(
+        "--grid", type=POSITIVE, default=GRID, help="samples shown per source (default: %(default)s)"
+    )
     commands.add_parser("sources", help="list the source adapters")
     schema = commands.add_parser("schema", help="print the JSON schema of recipes or manifests")
     schema.add_argument("kind", choices=sorted(SCHEMAS))
@@ -178,6 +196,9 @@ def _build(args: argparse.Namespace) -> int:
     print(summary(manifest))
     print(f"\nmanifest: {out / 'manifest.json'}")
     _checklist(recipe)
+    if args.strict and (warnings := mixture_warnings(manifest)):
+        print(f"--strict: {len(warnings)} warnings (listed above)", file=sys.stderr)
+        return STRICT_WARNINGS
     return 0
 
 
@@ -391,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:
             return _inspect(args)
         if args.command == "export":
             return _export_parquet(args.manifest, args.out)
+        if args.command == "report":
+            write_atomic(args.out, render_report(args.manifest, args.diff, args.grid).encode("utf-8"))
+            print(f"wrote {args.out}")
+            return 0
         if args.command == "schema":
             print(json.dumps(SCHEMAS[args.kind].model_json_schema(), indent=2, ensure_ascii=False))
             return 0

@@ -27,7 +27,7 @@ from dataprep.recipe.model import ImagePolicy
 from dataprep.sample import ImageFile, Reject, Sample
 from dataprep.sources.base import Source
 
-PART_FORMAT = 5  # parts written by other normalization code (layout, image handling) are not reused
+PART_FORMAT = 6  # parts written by other normalization code (layout, image handling) are not reused
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ def normalize_unit(
                 record = _unwritable(record) or record
             if isinstance(record, Sample) and (problem := conversation_problem(record)):
                 record = Reject(record.id, "bad_conversation", problem)
+            if isinstance(record, Sample):
+                record = _empty_reply(record) or record
             if isinstance(record, Reject):
                 records.append(_reject_entry(seq, record))
                 continue
@@ -102,6 +104,15 @@ def _require_utf8_file_names() -> None:
             f"this Python encodes file names as {encoding}, not UTF-8: run it with PYTHONUTF8=1 "
             "or a UTF-8 locale (LANG=C.UTF-8)"
         )
+
+
+def _empty_reply(sample: Sample) -> Reject | None:
+    """The reject of a sample with an empty or whitespace-only gpt turn (it would train an empty
+    target), else None."""
+    for index, turn in enumerate(sample.conversations):
+        if turn.role == "gpt" and not turn.value.strip():
+            return Reject(sample.id, "empty_reply", f"turn {index} (gpt) is empty or whitespace")
+    return None
 
 
 def _unwritable(sample: Sample) -> Reject | None:

@@ -79,7 +79,34 @@ def summary(manifest: Manifest) -> str:
         lines += ["", expectations(manifest)]
     if manifest.stats.tokens is not None:
         lines += ["", token_table(manifest.stats.tokens)]
+    if warnings := mixture_warnings(manifest):
+        lines += ["", f"warnings ({len(warnings)}):", *(f"  {warning}" for warning in warnings)]
     return "\n".join(lines)
+
+
+REJECT_RATE_WARNING = 0.2
+"""A source that rejects more than this share of the records it reads is named in the warnings."""
+
+
+def mixture_warnings(manifest: Manifest) -> list[str]:
+    """What a person should look at before training: a source that kept nothing, one whose count in
+    the mixture is not its `expect`, one that rejected more than `REJECT_RATE_WARNING` of its records."""
+    warnings = []
+    for source in manifest.sources:
+        rejected = sum(source.rejected.values())
+        if source.kept == 0:
+            warnings.append(f"{source.name}: kept 0 of {source.read:,} records read")
+        if source.expected is not None and source.in_mixture != source.expected:
+            warnings.append(
+                f"{source.name}: {source.in_mixture:,} samples in the mixture, {source.expected:,} expected"
+            )
+        if source.read and source.kept and rejected / source.read > REJECT_RATE_WARNING:
+            reason, count = min(source.rejected.items(), key=lambda item: (-item[1], item[0]))
+            warnings.append(
+                f"{source.name}: {rejected / source.read:.0%} of {source.read:,} records rejected "
+                f"(most: {reason} {count:,})"
+            )
+    return warnings
 
 
 def token_table(tokens: TokenStats) -> str:

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
-from dataprep.cli import MANUAL_MISSING, main
+from dataprep.cli import MANUAL_MISSING, STRICT_WARNINGS, main
 from dataprep.fixtures.tokenizer import write_tokenizer
 
 from helpers.loopback_http import Site, serve
@@ -43,6 +43,9 @@ def test_build_show_and_validate(ray_cluster, tmp_path, capsys):
     shown = capsys.readouterr().out
     assert "image_missing 1" in shown and "100.00%" in shown and "mine" in shown
     assert "expected counts: 1 not met\n  mine: 13 +8 against 5 expected" in shown
+    assert "warnings (2):\n  mine: 13 samples in the mixture, 5 expected\n  mine: 32% of 19" in shown
+    assert main(["build", str(recipe), "--quiet", "--strict"]) == STRICT_WARNINGS  # a re-run: nothing rebuilt
+    assert "--strict: 2 warnings" in capsys.readouterr().err
     assert main(["manifest", "validate", str(manifest)]) == 0
     shard = next(Path(tmp_path / "out" / "shards").glob("*.tar"))
     shard.write_bytes(shard.read_bytes()[:-512] + b"\0" * 511 + b"\1")

@@ -97,6 +97,34 @@ def test_json_array_records_with_lone_surrogates_or_huge_numbers_are_rejected(tm
     assert documents[1]["conversations"][0]["value"] == "Hi \U0001f600"
 
 
+def test_an_empty_or_blank_reply_is_rejected_not_trained_as_an_empty_target(tmp_path: Path) -> None:
+    def reply(text: str) -> list[dict[str, str]]:
+        return [*chat("Hi"), {"from": "human", "value": "More?"}, {"from": "gpt", "value": text}]
+
+    lines = [
+        json.dumps({"id": "ok", "conversations": reply("Yes.")}),
+        json.dumps({"id": "empty", "conversations": reply("")}),
+        json.dumps({"id": "blank", "conversations": reply(" \n\t")}),
+        json.dumps({"id": "no_turns_field"}),
+        json.dumps(
+            {"id": "blank_question", "conversations": [{"from": "human", "value": " "}, *chat("x")[1:]]}
+        ),
+    ]
+    (tmp_path / "a.jsonl").write_text("\n".join(lines))
+    part = tmp_path / "part.tar"
+    records = normalize(Conversations(tmp_path, Conversations.Options(file="a.jsonl")), part)
+    assert outcomes(records) == [
+        ("ok", "kept"),
+        ("empty", "empty_reply"),
+        ("blank", "empty_reply"),
+        ("no_turns_field", "bad_record"),
+        ("blank_question", "kept"),
+    ]
+    assert "turn 3 (gpt) is empty" in records[1]["detail"]
+    assert "no `conversations` field" in records[3]["detail"]
+    assert [document["id"] for document in kept_documents(part)] == ["ok", "blank_question"]
+
+
 def test_a_geoqa_plus_record_with_a_lone_surrogate_is_bad_text(tmp_path: Path) -> None:
     def record(subject: str) -> dict[str, Any]:
         figure = np.zeros((8, 8), np.uint8)

@@ -16,6 +16,7 @@ from dataprep.recipe.upstreams import MANIFESTS, UpstreamError, load_catalogue
 from dataprep.recipe.yaml_file import (
     FileProblems,
     Problem,
+    did_you_mean,
     parse_mapping,
     problem_at,
     read_text,
@@ -57,7 +58,7 @@ def recipe_from_data(
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as error:
-        raise RecipeError(path, validation_problems(error, tree)) from None
+        raise RecipeError(path, validation_problems(error, tree, model=Recipe)) from None
     problems = _check_sources(recipe, tree) + _check_upstreams(recipe, tree) + _check_tokenizer(recipe, tree)
     if problems:
         raise RecipeError(path, problems)
@@ -78,14 +79,16 @@ def _check_sources(recipe: Recipe, tree: yaml.Node | None) -> list[Problem]:
         adapter = adapters.get(entry.source)
         if adapter is None:
             known = ", ".join(adapters)
+            guess = did_you_mean(entry.source, adapters)
             problems.append(
-                problem_at((*loc, "source"), f"unknown source {entry.source!r} (known: {known})", tree)
+                problem_at((*loc, "source"), f"unknown source {entry.source!r}{guess} (known: {known})", tree)
             )
             continue
         try:
             adapter.Options.model_validate(entry.options)
         except ValidationError as error:
-            problems.extend(validation_problems(error, tree, prefix=loc))
+            entry_keys = SourceEntry.model_fields
+            problems.extend(validation_problems(error, tree, loc, adapter.Options, also_known=entry_keys))
         root = recipe.source_root(entry)
         if not root.exists() and not entry.fetch and not entry.upstreams:
             problems.append(problem_at((*loc, "path"), f"{root} does not exist", tree))

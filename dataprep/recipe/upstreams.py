@@ -141,7 +141,7 @@ def load_upstream(path: Path) -> Upstream:
     try:
         upstream = Upstream.model_validate(data)
     except ValidationError as error:
-        raise UpstreamError(path, validation_problems(error, tree)) from None
+        raise UpstreamError(path, validation_problems(error, tree, model=Upstream)) from None
     if upstream.name != path.stem:
         raise UpstreamError(path, [problem_at(("name",), f"must be the file's name, {path.stem!r}", tree)])
     return upstream

@@ -3,14 +3,16 @@ turned into problems that name the field and its line."""
 
 from __future__ import annotations
 
+import difflib
 import io
-from collections.abc import Iterator
+import typing
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 
 @dataclass(frozen=True)
@@ -69,13 +71,54 @@ def _named(text: str, path: Path) -> io.StringIO:
 
 
 def validation_problems(
-    error: ValidationError, tree: yaml.Node | None, prefix: tuple[Any, ...] = ()
+    error: ValidationError,
+    tree: yaml.Node | None,
+    prefix: tuple[Any, ...] = (),
+    model: type[BaseModel] | None = None,
+    also_known: Iterable[str] = (),
 ) -> list[Problem]:
+    """Pydantic's errors as problems at their fields; an unknown key of `model` (or of a model
+    nested in it) says which known key it may be a misspelling of (`also_known` adds keys that are
+    valid at the top level besides the model's own)."""
     problems = []
     for item in error.errors():
-        loc = (*prefix, *(part for part in item["loc"] if not _is_union_tag(part)))
-        problems.append(problem_at(loc, item["msg"], tree))
+        parts = tuple(part for part in item["loc"] if not _is_union_tag(part))
+        message = item["msg"]
+        if item["type"] == "extra_forbidden" and model is not None:
+            known = _known_keys(model, parts[:-1]) + (list(also_known) if len(parts) == 1 else [])
+            message += did_you_mean(str(parts[-1]), known)
+        problems.append(problem_at((*prefix, *parts), message, tree))
     return problems
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`" (did you mean 'x'?)"` for the closest of `known` to a misspelt `name`, else ""."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the model found by following `loc` (field names; list indexes skipped)
+    from `model`; none when `loc` leads elsewhere."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if current is None:
+            return []
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(str(part))
+        current = _model_in(field.annotation) if field else None
+    return list(current.model_fields) if current else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The first pydantic model inside a field's type (through Optional, lists, tuples, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        if found := _model_in(argument):
+            return found
+    return None
 
 
 def _is_union_tag(part: Any) -> bool:

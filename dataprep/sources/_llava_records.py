@@ -133,7 +133,9 @@ def image_names(raw: dict[str, Any]) -> list[str]:
 
 def turns_of(raw: dict[str, Any]) -> list[tuple[str, str]]:
     """The (role, text) pairs of the record, checked to alternate human/gpt from human."""
-    conversations = raw.get("conversations")
+    if "conversations" not in raw:
+        raise BadRecord("bad_record", "the record has no `conversations` field")
+    conversations = raw["conversations"]
     if not isinstance(conversations, list):
         raise BadRecord("bad_record", "conversations must be a list of turns")
     pairs = []

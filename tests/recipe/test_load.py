@@ -79,6 +79,28 @@ def test_unknown_adapter_option(tmp_path, source_dir):
     assert [(p.field, p.line) for p in error.problems] == [("sources.0.flavour", 10)]
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "field", "guess"),
+    [
+        ("source: conversations", "source: conversation", "sources.0.source", "'conversations'"),
+        ("seed: 3", "sede: 3", "sede", "'seed'"),
+        ("shard_size: 10", "shard_sise: 10", "output.shard_sise", "'shard_size'"),
+        ("file: a.jsonl", "fiel: a.jsonl", "sources.0.fiel", "'file'"),
+        ("file: a.jsonl", "file: a.jsonl\n    repaet: 2", "sources.0.repaet", "'repeat'"),
+    ],
+)
+def test_a_misspelt_key_or_source_says_what_it_may_mean(tmp_path, source_dir, old, new, field, guess):
+    error = _error(tmp_path, VALID.format(path=source_dir).replace(old, new))
+    [message] = [problem.message for problem in error.problems if problem.field == field]
+    assert message.endswith(f"(did you mean {guess}?)") or f"(did you mean {guess}?) (known:" in message
+
+
+def test_a_key_like_nothing_known_gets_no_guess(tmp_path, source_dir):
+    error = _error(tmp_path, VALID.format(path=source_dir).replace("seed: 3", "seed: 3\nzzzz: 1"))
+    [problem] = error.problems
+    assert problem.field == "zzzz" and "did you mean" not in problem.message
+
+
 def test_missing_required_key(tmp_path, source_dir):
     error = _error(tmp_path, VALID.format(path=source_dir).replace("name: demo\n", ""))
     assert [p.field for p in error.problems] == ["name"]
