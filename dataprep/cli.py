@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from dataprep.contract.cli import at_least
-from dataprep.contract.manifest import Manifest, ManifestError, load_manifest
+from dataprep.contract.manifest import Manifest, ManifestError, ShardReport, load_manifest
 from dataprep.contract.shards import iter_samples
 from dataprep.engine.build import build
 from dataprep.engine.downloads import fetch_all, locked_files, recipe_upstreams
@@ -259,17 +259,10 @@ def _load(args: argparse.Namespace) -> Recipe:
 
 
 def _validate(path: Path) -> int:
-    """Re-hash every shard, its sidecar index and the rejects file; check the manifest's own hash."""
+    """Re-hash every shard, its sidecars and the rejects file; check the manifest's own hash."""
     manifest = load_manifest(path)
-    bad_shards = []
-    for shard, shard_path in zip(manifest.shards, manifest.shard_paths(path), strict=True):
-        if not shard_path.exists():
-            bad_shards.append(f"{shard.path}: missing")
-        elif shard_path.stat().st_size != shard.bytes or sha256_file(shard_path) != shard.sha256:
-            bad_shards.append(f"{shard.path}: size or sha256 differs from the manifest")
-        elif shard.index and not _file_matches(path.parent / shard.index, shard.index_sha256):
-            bad_shards.append(f"{shard.index}: missing, or its sha256 differs from the manifest")
-    problems = [*bad_shards, *_unlisted_files(manifest, path)]
+    shard_problems = [_shard_problems(shard, path) for shard in manifest.shards]
+    problems = [line for lines in shard_problems for line in lines] + _unlisted_files(manifest, path)
     if not _file_matches(path.parent / manifest.rejects_file, manifest.rejects_sha256):
         problems.append(f"{manifest.rejects_file}: missing, or its sha256 differs from the manifest")
     if manifest.compute_content_sha256() != manifest.content_sha256:
@@ -278,17 +271,36 @@ def _validate(path: Path) -> int:
         print(line, file=sys.stderr)
     shards = len(manifest.shards)
     print(
-        f"{shards - len(bad_shards)} of {shards} shards verified; "
+        f"{sum(not lines for lines in shard_problems)} of {shards} shards verified; "
         + ("problems found" if problems else "all good")
     )
     return 1 if problems else 0
+
+
+def _shard_problems(shard: ShardReport, manifest_path: Path) -> list[str]:
+    """What differs between a shard (with its sidecar index and token counts) and the manifest."""
+    shard_path = manifest_path.parent / shard.path
+    if not shard_path.exists():
+        return [f"{shard.path}: missing"]
+    if shard_path.stat().st_size != shard.bytes or sha256_file(shard_path) != shard.sha256:
+        return [f"{shard.path}: size or sha256 differs from the manifest"]
+    return [
+        f"{sidecar}: missing, or its sha256 differs from the manifest"
+        for sidecar, sha256 in ((shard.index, shard.index_sha256), (shard.tokens, shard.tokens_sha256))
+        if sidecar and not _file_matches(manifest_path.parent / sidecar, sha256)
+    ]
 
 
 def _unlisted_files(manifest: Manifest, path: Path) -> list[str]:
     """Files beside the shards that the manifest does not list (a reader globbing `*.tar` would
     take them for part of the mixture)."""
     listed = {path.parent / shard.path for shard in manifest.shards}
-    listed |= {path.parent / shard.index for shard in manifest.shards if shard.index}
+    listed |= {
+        path.parent / sidecar
+        for shard in manifest.shards
+        for sidecar in (shard.index, shard.tokens)
+        if sidecar
+    }
     folders = {file.parent for file in listed}
     return [
         f"{file.relative_to(path.parent)}: not in the manifest"

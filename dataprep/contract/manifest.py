@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dataprep.files import canonical_json
 
-FORMAT_VERSION = 2  # 2: download provenance left out of the content hash
+FORMAT_VERSION = 3  # 2: download provenance left out of the content hash; 3: per-shard token sidecars
 TIMESTAMP_FIELDS = {"build"}
 
 
@@ -70,8 +70,14 @@ class ShardReport(Strict):
         None, description="sidecar index (member offsets), relative to the manifest's folder"
     )
     index_sha256: str | None = None
+    tokens: str | None = Field(
+        None,
+        description="token sidecar (tokens per sample key, when the recipe names a tokenizer), "
+        "relative to the manifest's folder",
+    )
+    tokens_sha256: str | None = None
 
-    @field_validator("path", "index")
+    @field_validator("path", "index", "tokens")
     @classmethod
     def _inside_the_build(cls, value: str | None) -> str | None:
         """Readers join these to the manifest's folder: they must not lead out of it."""
