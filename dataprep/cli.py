@@ -1,4 +1,5 @@
-"""`dataprep build | fetch | plan | reproduce | manifest show/diff/validate | inspect | sources | schema | fixtures`."""
+"""`dataprep build | fetch | plan | reproduce | manifest show/diff/validate | inspect | export | sources |
+schema | fixtures`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from dataprep.engine.plan import components_of, plan_mixture
 from dataprep.engine.runner import BuildError
 from dataprep.engine.session import ray_session
 from dataprep.engine.settings import BuildSettings
+from dataprep.export.cli import add_export_parsers, run_export_command
 from dataprep.files import sha256_file
 from dataprep.fixtures import generate_all
 from dataprep.fixtures.tokenizer import demo_tokenizer
@@ -131,6 +133,11 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--key", help="only the sample with this key")
     inspect.add_argument("-n", type=POSITIVE, default=3, help="how many samples (default: %(default)s)")
     inspect.add_argument("--images", type=Path, help="also write each shown sample's images here")
+    add_export_parsers(
+        commands.add_parser("export", help="write a build in a trainer's own layout").add_subparsers(
+            dest="export_command", required=True
+        )
+    )
     commands.add_parser("sources", help="list the source adapters")
     schema = commands.add_parser("schema", help="print the JSON schema of recipes or manifests")
     schema.add_argument("kind", choices=sorted(SCHEMAS))
@@ -370,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
             return _validate(args.manifest)
         if args.command == "inspect":
             return _inspect(args)
+        if args.command == "export":
+            return run_export_command(args)
         if args.command == "schema":
             print(json.dumps(SCHEMAS[args.kind].model_json_schema(), indent=2, ensure_ascii=False))
             return 0

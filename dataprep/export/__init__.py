@@ -1,0 +1,4 @@
+"""A build in the layouts trainers read: InternVL's meta JSON + jsonl (`internvl.py`), LLaVA's JSON
+array (`llava.py`), LLaMA-Factory's sharegpt + `dataset_info.json` (`llamafactory.py`) and ms-swift's
+messages jsonl (`swift.py`). They read the shards through `dataprep.contract` alone (`samples.py`)
+and write into a folder only they own (`folder.py`); no torch."""
