@@ -17,6 +17,7 @@ from dataprep.export.internvl import internvl_line
 from dataprep.export.samples import ExportSample
 from dataprep.fixtures.tokenizer import write_tokenizer
 
+from helpers.bridge_shards import build_shards
 from helpers.export_build import LATER, LATER_AS_INTERNVL, Original
 from helpers.trainer_loaders import LoaderError, Seen, internvl_read
 
@@ -144,3 +145,11 @@ def test_a_single_image_placeholder_moves_to_the_first_turn_as_the_trainer_expec
     assert line["image"] == ["k.jpg", "k.1.jpg"] and line["conversations"][2]["value"].startswith(
         "<image>\n<image>"
     )
+
+
+def test_a_build_without_token_counts_and_no_tokenizer_gives_lines_without_length(tmp_path, capsys):
+    manifest_path = build_shards(tmp_path / "build", samples=4, per_shard=4)
+    summary = _export(manifest_path, tmp_path / "out", capsys)
+    assert "lengths" not in summary and summary["samples"] == 4
+    read = internvl_read(tmp_path / "out" / "meta.json", tmp_path / "out")
+    assert all(seen.length is None for samples in read.values() for seen in samples)
