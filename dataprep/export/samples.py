@@ -57,26 +57,22 @@ class Lengths:
         from_build: bool = True,
     ) -> None:
         self._folder = manifest_path.parent
-        built = manifest.stats.tokens
-        has_sidecars = from_build and built is not None and all(shard.tokens for shard in manifest.shards)
-        sha256 = None
-        if tokenizer is not None:
-            file = tokenizer_file(tokenizer)
-            if not file.is_file():
-                raise ExportError(f"--tokenizer {tokenizer}: no tokenizer.json there")
-            sha256 = sha256_file(file)
-        self.from_sidecars = has_sidecars and (
-            sha256 is None or (built is not None and sha256 == built.tokenizer_sha256)
+        built = manifest.stats.tokens if from_build else None
+        file = None if tokenizer is None else tokenizer_file(tokenizer)
+        if file is not None and not file.is_file():
+            raise ExportError(f"--tokenizer {tokenizer}: no tokenizer.json there")
+        sha256 = None if file is None else sha256_file(file)
+        self.from_sidecars = (
+            built is not None
+            and all(shard.tokens for shard in manifest.shards)
+            and sha256 in (None, built.tokenizer_sha256)
         )
-        if self.from_sidecars and built is not None:
-            self.image_tokens = built.image_tokens if image_tokens is None else image_tokens
-            self.tokenizer_sha256: str | None = built.tokenizer_sha256
-        else:
-            self.image_tokens = DEFAULT_IMAGE_TOKENS if image_tokens is None else image_tokens
-            self.tokenizer_sha256 = sha256
+        self.tokenizer_sha256 = built.tokenizer_sha256 if self.from_sidecars and built else sha256
+        default = built.image_tokens if self.from_sidecars and built else DEFAULT_IMAGE_TOKENS
+        self.image_tokens = default if image_tokens is None else image_tokens
         self._counter = (
-            TokenCounter(TokenSettings(str(tokenizer_file(tokenizer)), sha256, self.image_tokens))
-            if tokenizer is not None and sha256 is not None and not self.from_sidecars
+            TokenCounter(TokenSettings(str(file), sha256, self.image_tokens))
+            if file is not None and sha256 is not None and not self.from_sidecars
             else None
         )
 
@@ -86,7 +82,7 @@ class Lengths:
 
     def describe(self) -> dict[str, object]:
         """How the lengths were made, for the export's summary."""
-        how = "build's token sidecars" if self.from_sidecars else "tokenized" if self._counter else "none"
+        how = "build's token sidecars" if self.from_sidecars else "tokenized"
         return {"from": how, "tokenizer_sha256": self.tokenizer_sha256, "image_tokens": self.image_tokens}
 
     def of_shard(self, shard: ShardReport, samples: list[tuple[str, ShardSample]]) -> list[int | None]:
