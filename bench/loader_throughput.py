@@ -4,7 +4,7 @@
   shardstream  train_bridge.data.ShardStream/Encoder/make_loader (seeks samples in the shards,
                windowed shuffle, deterministic resumable batches)
   webdataset   wds.WebDataset(urls, shardshuffle=False).decode("pil"), in order (the baseline)
-  loose        the official InternVL layout (`train-bridge export-internvl`: jsonl + image files),
+  loose        the official InternVL layout (`dataprep export internvl`: jsonl + image files),
                a map-style Dataset opening each file with PIL
 
 Every pipeline does the same per-sample work: tokenize with train_bridge.template.encode (Hermes-2,
@@ -48,9 +48,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from dataprep.contract.manifest import load_manifest
+from dataprep.export.internvl import InternVLLayout
+from dataprep.export.run import open_build, run_export
 from dataprep.fixtures.tokenizer import write_chat_tokenizer
 from train_bridge.data import Encoder, ShardStream, collate, make_loader
-from train_bridge.export_internvl import export
 from train_bridge.images import preprocess_pil
 from train_bridge.model import add_special_tokens
 from train_bridge.template import DEFAULT_SYSTEM, IM_END, SPECIAL_TOKENS
@@ -76,7 +77,7 @@ class WdsEncode:
 
 
 class LooseFiles(Dataset):
-    """The InternVL layout written by export-internvl: one jsonl + image folder per source."""
+    """The InternVL layout written by `dataprep export internvl`: one jsonl + image folder per source."""
 
     def __init__(self, meta: dict[str, dict[str, Any]], encoder: Encoder) -> None:
         self.encoder = encoder
@@ -108,7 +109,11 @@ def prepare(work: Path, samples: int, shard_size: int) -> tuple[Path, dict[str, 
     manifest = work / "out" / "manifest.json"
     command = [str(BIN / "dataprep"), "build", str(recipe_path), "--out", str(manifest.parent), "--quiet"]
     subprocess.run(command, check=True, env={**os.environ, **RAY_ENV}, stdout=subprocess.DEVNULL)
-    meta = export(manifest, work / "internvl")
+    build, lengths = open_build(manifest)
+    folder = (work / "internvl").absolute()
+    meta = run_export(InternVLLayout.for_build(build, base=str(folder)), build, manifest, folder, lengths)[
+        "meta"
+    ]
     rng = random.Random(0)
     tokenizer = write_chat_tokenizer(
         work / "tokenizer", (sentence(rng, 5, 30) for _ in range(3000)), SPECIAL_TOKENS, IM_END

@@ -1,4 +1,4 @@
-"""`dataprep build | fetch | plan | reproduce | manifest show/diff/validate | inspect | report | export parquet |
+"""`dataprep build | fetch | plan | reproduce | manifest show/diff/validate | inspect | report | export |
 sources | schema | fixtures`."""
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from dataprep.card import CARD
 from dataprep.contract.cli import at_least
-from dataprep.contract.manifest import Manifest, ManifestError, load_manifest
+from dataprep.contract.manifest import Manifest, ManifestError, ShardReport, load_manifest
 from dataprep.contract.shards import iter_samples
 from dataprep.engine.build import build
 from dataprep.engine.downloads import fetch_all, locked_files, recipe_upstreams
@@ -26,7 +25,7 @@ from dataprep.engine.plan import components_of, plan_mixture
 from dataprep.engine.runner import BuildError
 from dataprep.engine.session import ray_session
 from dataprep.engine.settings import BuildSettings
-from dataprep.export.parquet import ExportError, UnreadableShard, export_parquet
+from dataprep.export.cli import add_export_parsers, run_export_command
 from dataprep.files import sha256_file, write_atomic
 from dataprep.fixtures import generate_all
 from dataprep.fixtures.tokenizer import demo_tokenizer
@@ -143,14 +142,10 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--key", help="only the sample with this key")
     inspect.add_argument("-n", type=POSITIVE, default=3, help="how many samples (default: %(default)s)")
     inspect.add_argument("--images", type=Path, help="also write each shown sample's images here")
-    export = commands.add_parser("export", help="write a build in another layout")
-    export_commands = export.add_subparsers(dest="export_command", required=True)
-    parquet = export_commands.add_parser(
-        "parquet", help="Hub-ready Parquet files (images as image features) with the dataset card"
-    )
-    parquet.add_argument("manifest", type=Path, help="manifest.json of the build")
-    parquet.add_argument(
-        "--out", type=Path, required=True, help="a new or empty folder, or an earlier export's"
+    add_export_parsers(
+        commands.add_parser("export", help="write a build in a trainer's own layout").add_subparsers(
+            dest="export_command", required=True
+        )
     )
     report = commands.add_parser("report", help="write one self-contained HTML page of a build")
     report.add_argument("manifest", type=Path, help="the build's manifest.json")
@@ -295,15 +290,8 @@ def _validate(path: Path) -> int:
     """Re-hash every shard, its sidecar index, the rejects file and the reader files (dataset card,
     wids index); check the manifest's own hash."""
     manifest = load_manifest(path)
-    bad_shards = []
-    for shard, shard_path in zip(manifest.shards, manifest.shard_paths(path), strict=True):
-        if not shard_path.exists():
-            bad_shards.append(f"{shard.path}: missing")
-        elif shard_path.stat().st_size != shard.bytes or sha256_file(shard_path) != shard.sha256:
-            bad_shards.append(f"{shard.path}: size or sha256 differs from the manifest")
-        elif shard.index and not _file_matches(path.parent / shard.index, shard.index_sha256):
-            bad_shards.append(f"{shard.index}: missing, or its sha256 differs from the manifest")
-    problems = [*bad_shards, *_unlisted_files(manifest, path)]
+    shard_problems = [_shard_problems(shard, path) for shard in manifest.shards]
+    problems = [line for lines in shard_problems for line in lines] + _unlisted_files(manifest, path)
     if not _file_matches(path.parent / manifest.rejects_file, manifest.rejects_sha256):
         problems.append(f"{manifest.rejects_file}: missing, or its sha256 differs from the manifest")
     problems += [
@@ -317,17 +305,36 @@ def _validate(path: Path) -> int:
         print(line, file=sys.stderr)
     shards = len(manifest.shards)
     print(
-        f"{shards - len(bad_shards)} of {shards} shards verified; "
+        f"{sum(not lines for lines in shard_problems)} of {shards} shards verified; "
         + ("problems found" if problems else "all good")
     )
     return 1 if problems else 0
+
+
+def _shard_problems(shard: ShardReport, manifest_path: Path) -> list[str]:
+    """What differs between a shard (with its sidecar index and token counts) and the manifest."""
+    shard_path = manifest_path.parent / shard.path
+    if not shard_path.exists():
+        return [f"{shard.path}: missing"]
+    if shard_path.stat().st_size != shard.bytes or sha256_file(shard_path) != shard.sha256:
+        return [f"{shard.path}: size or sha256 differs from the manifest"]
+    return [
+        f"{sidecar}: missing, or its sha256 differs from the manifest"
+        for sidecar, sha256 in ((shard.index, shard.index_sha256), (shard.tokens, shard.tokens_sha256))
+        if sidecar and not _file_matches(manifest_path.parent / sidecar, sha256)
+    ]
 
 
 def _unlisted_files(manifest: Manifest, path: Path) -> list[str]:
     """Files beside the shards that the manifest does not list (a reader globbing `*.tar` would
     take them for part of the mixture)."""
     listed = {path.parent / shard.path for shard in manifest.shards}
-    listed |= {path.parent / shard.index for shard in manifest.shards if shard.index}
+    listed |= {
+        path.parent / sidecar
+        for shard in manifest.shards
+        for sidecar in (shard.index, shard.tokens)
+        if sidecar
+    }
     folders = {file.parent for file in listed}
     return [
         f"{file.relative_to(path.parent)}: not in the manifest"
@@ -377,19 +384,6 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_parquet(manifest: Path, out: Path) -> int:
-    try:
-        files = export_parquet(manifest, out)
-    except ExportError as error:
-        print(f"export failed: {error}", file=sys.stderr)
-        return 2
-    except UnreadableShard as error:
-        print(f"export failed: {error}; `dataprep manifest validate` checks them all", file=sys.stderr)
-        return 1
-    print(f"exported {len(files) - 1} Parquet files and {CARD} into {out}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -411,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "inspect":
             return _inspect(args)
         if args.command == "export":
-            return _export_parquet(args.manifest, args.out)
+            return run_export_command(args)
         if args.command == "report":
             write_atomic(args.out, render_report(args.manifest, args.diff, args.grid).encode("utf-8"))
             print(f"wrote {args.out}")

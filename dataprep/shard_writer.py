@@ -100,22 +100,33 @@ class ShardStats:
         return cls(**{name: Summary(**values) for name, values in fields.items()})
 
 
+@dataclass(frozen=True)
+class TokenCount:
+    """A shard's tokens: summaries per source, and each sample's count by key (the token sidecar)."""
+
+    per_source: dict[str, Summary]
+    per_key: dict[str, int]
+
+
 class TokenTally:
     """Tokens per sample, summarized per source (a sample's `source` is its recipe entry's label);
-    samples are gathered and tokenized in one batch by `per_source()`."""
+    samples are gathered and tokenized in one batch by `count()`."""
 
     def __init__(self, counter: TokenCounter) -> None:
         self._counter = counter
+        self._keys: list[str] = []
         self._documents: list[dict[str, Any]] = []
 
-    def add(self, document: dict[str, Any]) -> None:
-        self._documents.append({key: document[key] for key in ("source", "conversations", "images")})
+    def add(self, key: str, document: dict[str, Any]) -> None:
+        self._keys.append(key)
+        self._documents.append({name: document[name] for name in ("source", "conversations", "images")})
 
-    def per_source(self) -> dict[str, Summary]:
+    def count(self) -> TokenCount:
         summaries: dict[str, Summary] = defaultdict(Summary)
-        for document, count in zip(self._documents, self._counter.count_all(self._documents), strict=True):
+        counts = self._counter.count_all(self._documents)
+        for document, count in zip(self._documents, counts, strict=True):
             summaries[document["source"]].add(count)
-        return dict(summaries)
+        return TokenCount(dict(summaries), dict(zip(self._keys, counts, strict=True)))
 
 
 @dataclass(frozen=True)
@@ -124,7 +135,7 @@ class ShardResult:
     bytes: int
     samples: int
     stats: ShardStats
-    tokens: dict[str, Summary] | None
+    tokens: TokenCount | None
     index_sha256: str
 
 
@@ -145,18 +156,19 @@ def write_shard(
                     document = json.loads(data)
                     stats.add(document)
                     if tally:
-                        tally.add(document)
+                        tally.add(copy.key, document)
                 yield f"{copy.key}.{suffix}", data
 
     index = write_shard_index(path, write_tar(path, members()))
-    tokens = tally.per_source() if tally else None
+    tokens = tally.count() if tally else None
     return ShardResult(sha256_file(path), path.stat().st_size, len(copies), stats, tokens, sha256_file(index))
 
 
-def shard_tokens(path: Path, counter: TokenCounter) -> dict[str, Summary]:
-    """Token summaries per source of a shard already written (reads its json members only)."""
+def shard_tokens(path: Path, counter: TokenCounter) -> TokenCount:
+    """The tokens of a shard already written (reads its json members only)."""
     tally = TokenTally(counter)
     for location in member_locations(path):
-        if split_member_name(location.name)[1] == "json":
-            tally.add(json.loads(read_at(path, location)))
-    return tally.per_source()
+        key, suffix = split_member_name(location.name)
+        if suffix == "json":
+            tally.add(key, json.loads(read_at(path, location)))
+    return tally.count()

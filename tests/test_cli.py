@@ -246,6 +246,14 @@ def test_show_and_diff_token_statistics(ray_cluster, tmp_path, capsys):
     assert "token statistics: none → " in changes and "tokenizer " in changes
     assert "shards: 4 → 4, 4 identical" in changes  # the same shards, only counted
     assert "recipe keys changed: tokens" in changes
+    assert main(["manifest", "validate", b]) == 0  # the token sidecars are the manifest's own
+    sidecar = sorted((tmp_path / "b" / "shards").glob("*.tokens.json"))[0]
+    sidecar.write_bytes(sidecar.read_bytes().replace(b"}}", b',"x":1}}'))
+    capsys.readouterr()
+    assert main(["manifest", "validate", b]) == 1
+    result = capsys.readouterr()
+    assert f"shards/{sidecar.name}: missing, or its sha256 differs" in result.err
+    assert "3 of 4 shards verified" in result.out
 
 
 def test_validate_counts_shards_and_checks_rejects_and_bad_files_exit_cleanly(ray_cluster, tmp_path, capsys):

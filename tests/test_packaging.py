@@ -116,3 +116,16 @@ def test_sources_know_nothing_of_ray_or_shards_and_the_engine_nothing_of_any_sou
         if name.startswith("dataprep.sources.") and name.split(".")[2] in adapters
     ]
     assert not problems, problems
+
+
+def test_exports_read_builds_through_the_contract_alone():
+    """Exports know no engine, source or shard writer: a build is read as any reader reads it (token
+    lengths counted, when asked, with the recipe's tokenizer counter; the dataset card, itself made
+    from the manifest and shards alone)."""
+    allowed = ("dataprep.contract", "dataprep.export", "dataprep.files", "dataprep.tokens", "dataprep.card")
+    problems = [
+        f"{file}:{line} imports {name}"
+        for file, line, name in _imports("dataprep/export")
+        if name.split(".")[0] == "dataprep" and name != "dataprep" and not name.startswith(allowed)
+    ]
+    assert not problems, problems

@@ -1,4 +1,4 @@
-"""`train-bridge sft` and `train-bridge export-internvl`."""
+"""`train-bridge sft` (the trainers' own layouts: `dataprep export`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import os
 import sys
 from dataclasses import MISSING, fields
-from pathlib import Path
 from types import NoneType
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
@@ -52,9 +51,6 @@ def make_parser() -> argparse.ArgumentParser:
         "sft", help="supervised fine-tuning on the manifest's shards", description=DEFAULTS_NOTE
     )
     _add_flags(sft, TrainConfig)
-    export = sub.add_parser("export-internvl", help="write the official InternVL meta/jsonl/images layout")
-    export.add_argument("--manifest", type=Path, required=True)
-    export.add_argument("--out", type=Path, required=True)
     return parser
 
 
@@ -68,11 +64,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.command == "export-internvl":
-        from train_bridge.export_internvl import export
-
-        print(json.dumps(export(args.manifest, args.out), indent=2))
-        return 0
     from train_bridge.train import train
 
     records = train(TrainConfig(**{spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)}))

@@ -11,7 +11,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from dataprep.files import canonical_json
 
-FORMAT_VERSION = 3  # 2: download provenance left out of the content hash; 3: reader files, citations
+FORMAT_VERSION = (
+    3  # 2: download provenance left out of the content hash; 3: reader files, citations, token sidecars
+)
 TIMESTAMP_FIELDS = {"build"}
 
 
@@ -82,6 +84,12 @@ class ShardReport(Strict):
         None, description="sidecar index (member offsets), relative to the manifest's folder"
     )
     index_sha256: str | None = None
+    tokens: BuildPath | None = Field(
+        None,
+        description="token sidecar (tokens per sample key, when the recipe names a tokenizer), "
+        "relative to the manifest's folder",
+    )
+    tokens_sha256: str | None = None
 
 
 class ReaderFile(Strict):

@@ -9,6 +9,7 @@ from pathlib import Path
 from dataprep import __version__
 from dataprep.contract.manifest import Manifest, ShardReport, SourceReport, Stats, TokenStats, Totals
 from dataprep.contract.shards import shard_index_path
+from dataprep.contract.token_counts import token_sidecar_path
 from dataprep.engine.entry import Entry
 from dataprep.engine.shard_cache import ShardMarker
 from dataprep.licences import strictest_terms
@@ -37,6 +38,14 @@ def token_stats(
         per_sample=overall.report(with_total=True),
         per_source={label: summary.report(with_total=True) for label, summary in per_label.items()},
     )
+
+
+def _token_sidecar(name: str, marker: ShardMarker) -> dict[str, str]:
+    """The shard report's `tokens` and `tokens_sha256`, when the shard has a token sidecar."""
+    sha256 = marker.tokens.sidecar_sha256 if marker.tokens else None
+    if sha256 is None:
+        return {}
+    return {"tokens": f"shards/{token_sidecar_path(Path(name)).name}", "tokens_sha256": sha256}
 
 
 def make_manifest(
@@ -87,6 +96,7 @@ def make_manifest(
             per_source=counts,
             index=f"shards/{shard_index_path(Path(name)).name}",
             index_sha256=marker.index_sha256,
+            **_token_sidecar(name, marker),
         )
         for name, marker, counts in zip(shard_names, markers, per_label, strict=True)
     ]

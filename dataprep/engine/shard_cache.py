@@ -1,6 +1,7 @@
 """Output shards written or reused by their markers (`.work/shards/<shard>.json`), and the shards of
 earlier plans removed. A marker records the hash of the shard's sample copies (JSON key `plan`), the
-shard's sha256, size, samples, statistics, index hash, token counts, and its file's size and mtime."""
+shard's sha256, size, samples, statistics, index hash, token counts and their sidecar's hash, and its
+file's size and mtime."""
 
 from __future__ import annotations
 
@@ -11,21 +12,29 @@ from pathlib import Path
 from typing import Any
 
 from dataprep.contract.shards import shard_index_path, tar_locations, write_shard_index
+from dataprep.contract.token_counts import (
+    SIDECAR_SUFFIX,
+    TokenSidecar,
+    token_sidecar_path,
+    write_token_sidecar,
+)
 from dataprep.engine.runner import Job
 from dataprep.engine.settings import WORK_DIR
 from dataprep.files import PARTIAL_SUFFIX, FileStamp, canonical_json, sha256_file, write_atomic
 from dataprep.recipe.model import Recipe
-from dataprep.shard_writer import SampleCopy, ShardStats, Summary, shard_tokens, write_shard
+from dataprep.shard_writer import SampleCopy, ShardStats, Summary, TokenCount, shard_tokens, write_shard
 from dataprep.tokens import TokenCounter, TokenSettings, tokenizer_file
 
 
 @dataclass(frozen=True)
 class TokenCounts:
-    """A shard's token summaries per entry label, and the key of the settings that counted them
-    (`None`, `None`: counted without a tokenizer)."""
+    """A shard's token summaries per entry label, the key of the settings that counted them and the
+    sha256 of its token sidecar (`None`, `None`, `None`: counted without a tokenizer; a sidecar hash
+    of `None` with a key: counted before sidecars were written)."""
 
     key: str | None
     per_label: dict[str, Summary] | None
+    sidecar_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,7 @@ class ShardMarker:
                 None
                 if per_label is None
                 else {name: Summary(**values) for name, values in per_label.items()},
+                fields.get("tokens_sidecar_sha256"),
             )
         stat = fields.get("stat")
         return cls(
@@ -85,6 +95,8 @@ class ShardMarker:
                 if per_label is None
                 else {name: summary.to_json() for name, summary in per_label.items()}
             )
+            if self.tokens.sidecar_sha256 is not None:
+                fields["tokens_sidecar_sha256"] = self.tokens.sidecar_sha256
         if self.stat is not None:
             fields["stat"] = self.stat.to_json()
         return fields
@@ -132,10 +144,12 @@ class ShardJob(Job):
             or (done.stat != stamp and sha256_file(self.path) != done.sha256)
         ):
             return None
-        kept = replace(done, stat=stamp, index_sha256=_index_sha256(self.path, done.index_sha256))
-        if (done.tokens.key if done.tokens else None) != _tokens_key(self.tokens):
-            counted = shard_tokens(self.path, TokenCounter(self.tokens)) if self.tokens else None
-            kept = replace(kept, tokens=_counts(self.tokens, counted))
+        kept = replace(
+            done,
+            stat=stamp,
+            index_sha256=_index_sha256(self.path, done.index_sha256),
+            tokens=self._kept_tokens(done.tokens),
+        )
         if kept.to_json() != fields:
             write_atomic(self.marker, canonical_json(kept.to_json()))
         return kept
@@ -151,19 +165,38 @@ class ShardJob(Job):
             samples=result.samples,
             stats=result.stats,
             index_sha256=result.index_sha256,
-            tokens=_counts(self.tokens, result.tokens),
+            tokens=_with_sidecar(self.path, self.tokens, result.tokens),
             stat=FileStamp.read(self.path),
         )
         write_atomic(self.marker, canonical_json(done.to_json()))
         return done
 
+    def _kept_tokens(self, recorded: TokenCounts | None) -> TokenCounts | None:
+        """A kept shard's token counts: the recorded ones while made with these settings and their
+        sidecar is intact, else counted again; without a tokenizer none (and no sidecar)."""
+        if self.tokens is None:
+            token_sidecar_path(self.path).unlink(missing_ok=True)
+            return None if recorded is None else TokenCounts(None, None)
+        sidecar = token_sidecar_path(self.path)
+        if (
+            recorded is not None
+            and recorded.key == self.tokens.key
+            and recorded.sidecar_sha256 is not None
+            and sidecar.exists()
+            and sha256_file(sidecar) == recorded.sidecar_sha256
+        ):
+            return recorded
+        return _with_sidecar(self.path, self.tokens, shard_tokens(self.path, TokenCounter(self.tokens)))
 
-def _tokens_key(tokens: TokenSettings | None) -> str | None:
-    return tokens.key if tokens else None
 
-
-def _counts(tokens: TokenSettings | None, per_label: dict[str, Summary] | None) -> TokenCounts:
-    return TokenCounts(_tokens_key(tokens), per_label)
+def _with_sidecar(shard: Path, tokens: TokenSettings | None, count: TokenCount | None) -> TokenCounts:
+    """The shard's token counts as its marker records them, its token sidecar written first."""
+    if tokens is None or count is None:
+        return TokenCounts(None, None)
+    sidecar = TokenSidecar(
+        tokenizer_sha256=tokens.sha256, image_tokens=tokens.image_tokens, tokens=count.per_key
+    )
+    return TokenCounts(tokens.key, count.per_source, sha256_file(write_token_sidecar(shard, sidecar)))
 
 
 def _index_sha256(shard: Path, recorded: str | None) -> str:
@@ -184,7 +217,7 @@ def token_settings(recipe: Recipe) -> TokenSettings | None:
 
 def remove_stale_shards(out: Path, keep: set[str], listed: set[str]) -> None:
     """Drop the shards earlier builds wrote (those with a marker, or in their manifest: any recipe
-    name) that the current plan does not keep, with their indexes, and unfinished `.partial` files.
+    name) that the current plan does not keep, with their sidecars, and unfinished `.partial` files.
     Nothing else: a file a build did not write stays (`manifest validate` names it)."""
     folder, markers = out / "shards", out / WORK_DIR / "shards"
     written = set(listed)
@@ -196,7 +229,10 @@ def remove_stale_shards(out: Path, keep: set[str], listed: set[str]) -> None:
     for shard in written - keep:
         (folder / shard).unlink(missing_ok=True)
         shard_index_path(folder / shard).unlink(missing_ok=True)
+        token_sidecar_path(folder / shard).unlink(missing_ok=True)
     if folder.exists():
         for path in folder.iterdir():
-            if path.name.endswith((".tar" + PARTIAL_SUFFIX, ".idx.json" + PARTIAL_SUFFIX)):
+            if path.name.endswith(
+                tuple(suffix + PARTIAL_SUFFIX for suffix in (".tar", ".idx.json", SIDECAR_SUFFIX))
+            ):
                 path.unlink()

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
+from dataprep.contract.manifest import Manifest
+from dataprep.contract.token_counts import read_token_sidecar
 from dataprep.engine.runner import InProcessRunner
 from dataprep.files import sha256_file
 from dataprep.fixtures.tokenizer import write_tokenizer
@@ -70,10 +72,14 @@ def test_token_statistics_match_the_shards_and_follow_the_tokenizer_settings(ray
     out, plain = build_recipe(tmp_path, data_root, extra=tokens)
     stats = plain.stats.tokens
     assert stats is not None and stats.tokenizer_sha256 == sha256_file(tokenizer)
-    expected = _token_totals_read_back(out, tokenizer, 0)
-    assert {name: summary["total"] for name, summary in stats.per_source.items()} == dict(expected)
+    expected = _tokens_read_back(out, tokenizer, 0)
+    per_source = Counter()
+    for (source, _key), count in expected.items():
+        per_source[source] += count
+    assert {name: summary["total"] for name, summary in stats.per_source.items()} == dict(per_source)
     assert stats.per_sample["total"] == sum(expected.values())
     assert stats.per_sample["count"] == plain.totals.samples
+    assert _sidecar_counts(out, plain, tokenizer, 0) == {key: count for (_, key), count in expected.items()}
 
     shards = sorted((out / "shards").glob("*.tar"))
     before = [(path.stat().st_ino, path.stat().st_mtime_ns) for path in shards]
@@ -86,28 +92,61 @@ def test_token_statistics_match_the_shards_and_follow_the_tokenizer_settings(ray
     images = sum(len(json.loads(sample["json"])["images"]) for sample in read_back)
     assert counted.stats.tokens.per_sample["total"] == stats.per_sample["total"] + 256 * images
     assert images > 0
+    with_images = {key: count for (_, key), count in _tokens_read_back(out, tokenizer, 256).items()}
+    assert _sidecar_counts(out, counted, tokenizer, 256) == with_images
 
     _, without = build_recipe(tmp_path, data_root)
     assert without.stats.tokens is None
     assert [shard.sha256 for shard in without.shards] == [shard.sha256 for shard in plain.shards]
+    assert all(shard.tokens is None and shard.tokens_sha256 is None for shard in without.shards)
+    assert not list((out / "shards").glob("*.tokens.json"))
 
 
-def _token_totals_read_back(out: Path, tokenizer: Path, image_tokens: int) -> Counter:
-    """Tokens per source, counted independently over the shards read with webdataset."""
+def test_a_token_sidecar_deleted_or_edited_after_the_build_is_counted_again(ray_cluster, upstream, tmp_path):
+    data_root, _ = upstream
+    texts = (data_root / "mine" / "train.jsonl").read_text().splitlines()
+    tokenizer = write_tokenizer(tmp_path / "tokenizer.json", texts)
+    tokens = f"tokens: {{tokenizer: {tokenizer}, image_tokens: 8}}"
+    out, first = build_recipe(tmp_path, data_root, extra=tokens)
+    sidecars = [out / shard.tokens for shard in first.shards]
+    written = [path.read_bytes() for path in sidecars]
+    sidecars[0].unlink()
+    sidecars[1].write_bytes(b"{}")
+    _, second = build_recipe(tmp_path, data_root, extra=tokens)
+    assert [path.read_bytes() for path in sidecars] == written
+    assert second.content_sha256 == first.content_sha256
+
+
+def _sidecar_counts(out: Path, manifest: Manifest, tokenizer: Path, image_tokens: int) -> dict[str, int]:
+    """Every shard's token sidecar, checked against the manifest and the tokenizer, merged by key."""
+    counts: dict[str, int] = {}
+    for shard in manifest.shards:
+        assert shard.tokens == shard.path.removesuffix(".tar") + ".tokens.json"
+        assert sha256_file(out / shard.tokens) == shard.tokens_sha256
+        sidecar = read_token_sidecar(out / shard.tokens)
+        assert (sidecar.tokenizer_sha256, sidecar.image_tokens) == (sha256_file(tokenizer), image_tokens)
+        assert len(sidecar.tokens) == shard.samples
+        counts.update(sidecar.tokens)
+    return counts
+
+
+def _tokens_read_back(out: Path, tokenizer: Path, image_tokens: int) -> dict[tuple[str, str], int]:
+    """Tokens per (source, sample key), counted independently over the shards read with webdataset."""
     from tokenizers import Tokenizer
 
     encoder = Tokenizer.from_file(str(tokenizer))
-    totals: Counter = Counter()
+    counts: dict[tuple[str, str], int] = {}
     dataset = wds.WebDataset(
         [str(path) for path in sorted((out / "shards").glob("*.tar"))], shardshuffle=False
     )
     for sample in dataset:
         record = json.loads(sample["json"])
-        for turn in record["conversations"]:
-            text = turn["value"].replace("<image>", "")
-            totals[record["source"]] += len(encoder.encode(text, add_special_tokens=False).ids)
-        totals[record["source"]] += image_tokens * len(record["images"])
-    return totals
+        text = sum(
+            len(encoder.encode(turn["value"].replace("<image>", ""), add_special_tokens=False).ids)
+            for turn in record["conversations"]
+        )
+        counts[record["source"], sample["__key__"]] = text + image_tokens * len(record["images"])
+    return counts
 
 
 def test_a_recipe_naming_a_missing_tokenizer_is_refused_with_its_field(upstream, tmp_path):

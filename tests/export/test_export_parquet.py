@@ -135,7 +135,7 @@ def test_a_bad_out_is_refused_in_one_line_writing_nothing(build, tmp_path, capsy
     capsys.readouterr()
     assert _export(build_out, out) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"export failed: --out {out}")
+    assert err.count("\n") == 1 and err.startswith(f"dataprep export parquet: error: --out {out}")
     assert sorted((p.as_posix(), p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file()) == before
 
 

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import random
+import shutil
 from pathlib import Path
 
 from PIL import Image
@@ -190,3 +191,16 @@ def build_shards(out: Path, samples: int = 22, per_shard: int = 5, seed: int = 3
     path = out / "manifest.json"
     path.write_text(json.dumps(manifest.model_dump(mode="json"), indent=2))
     return path
+
+
+def manifest_leading_out(tmp_path: Path, where: str) -> Path:
+    """Shards under `tmp_path/mix` whose manifest names its first shard outside its folder (`where`:
+    a relative path with `..`, or "absolute"); return the manifest's path."""
+    manifest_path = build_shards(tmp_path / "mix", samples=4, per_shard=4)
+    outside = tmp_path / "outside" / "mix-000000.tar"
+    outside.parent.mkdir()
+    shutil.copy(tmp_path / "mix" / "shards" / "mix-000000.tar", outside)
+    manifest = json.loads(manifest_path.read_text())
+    manifest["shards"][0]["path"] = str(outside) if where == "absolute" else where
+    manifest_path.write_text(json.dumps(manifest))
+    return manifest_path

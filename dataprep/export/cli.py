@@ -1,0 +1,104 @@
+"""`dataprep export internvl|llava|llamafactory|swift|parquet MANIFEST --out DIR`: the command lines and
+what they run; the summary is printed as JSON (and kept in `DIR/export.json`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from dataprep.card import CARD
+from dataprep.contract.cli import at_least
+from dataprep.export.folder import ExportError
+from dataprep.export.internvl import TRAINERS, InternVLLayout
+from dataprep.export.llamafactory import LlamaFactoryLayout
+from dataprep.export.llava import LlavaLayout
+from dataprep.export.parquet import ExportError as ParquetExportError
+from dataprep.export.parquet import UnreadableShard, export_parquet
+from dataprep.export.run import Layout, open_build, run_export
+from dataprep.export.swift import SwiftLayout
+
+BASE_HELP = (
+    "prefix of the paths written (how the trainer, from its working directory, reaches DIR); "
+    "default: relative to DIR"
+)
+
+
+def add_export_parsers(exports: argparse._SubParsersAction) -> None:
+    """One subcommand per trainer, under `dataprep export`."""
+    internvl = _export_parser(
+        exports, "internvl", "InternVL's meta.json + one jsonl per source (with `length`) + images"
+    )
+    internvl.add_argument(
+        "--trainer",
+        choices=TRAINERS,
+        default="current",
+        help="v1_2: leave out multi-image samples (the V1-2 release reads one image per line), counted",
+    )
+    internvl.add_argument("--base", default="", help=BASE_HELP)
+    internvl.add_argument(
+        "--tokenizer",
+        type=Path,
+        help="tokenizer.json (or its folder) for each line's `length`; default: the build's token "
+        "counts, if it has them (a tokenizer with the build's sha256 uses them too)",
+    )
+    internvl.add_argument(
+        "--image-tokens",
+        type=at_least(0),
+        help="tokens per image in `length` (default: the build's, else 256)",
+    )
+    _export_parser(exports, "llava", "LLaVA's train.py: one JSON array + one image folder")
+    _export_parser(exports, "llamafactory", "LLaMA-Factory: sharegpt jsonl + dataset_info.json + images")
+    _export_parser(exports, "swift", "ms-swift: messages + images jsonl").add_argument(
+        "--base", default="", help=BASE_HELP
+    )
+    _export_parser(
+        exports, "parquet", "Hub-ready Parquet files (images as image features) + the dataset card"
+    )
+
+
+def _export_parser(exports: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser = exports.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument("manifest", type=Path, help="manifest.json of a build")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="export folder (new, empty, or an earlier export)"
+    )
+    return parser
+
+
+def run_export_command(args: argparse.Namespace) -> int:
+    """Run `dataprep export <layout>`; exit 2 with one line for an export that cannot be made."""
+    if args.export_command == "parquet":
+        return _export_parquet(args.manifest, args.out)
+    try:
+        if args.export_command == "internvl":
+            manifest, lengths = open_build(args.manifest, args.tokenizer, args.image_tokens)
+        else:
+            manifest, lengths = open_build(args.manifest, lengths=False)
+        layouts: dict[str, Callable[[], Layout]] = {
+            "internvl": lambda: InternVLLayout.for_build(manifest, args.trainer, args.base),
+            "llava": LlavaLayout,
+            "llamafactory": lambda: LlamaFactoryLayout(manifest.name),
+            "swift": lambda: SwiftLayout(args.base),
+        }
+        summary = run_export(layouts[args.export_command](), manifest, args.manifest, args.out, lengths)
+    except ExportError as error:
+        print(f"dataprep export {args.export_command}: error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _export_parquet(manifest: Path, out: Path) -> int:
+    try:
+        files = export_parquet(manifest, out)
+    except ParquetExportError as error:
+        print(f"dataprep export parquet: error: {error}", file=sys.stderr)
+        return 2
+    except UnreadableShard as error:
+        print(f"export failed: {error}; `dataprep manifest validate` checks them all", file=sys.stderr)
+        return 1
+    print(f"exported {len(files) - 1} Parquet files and {CARD} into {out}")
+    return 0
