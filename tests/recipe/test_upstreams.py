@@ -91,6 +91,11 @@ present: [images]
         (GOOD.replace("name: mine", "name: other"), ":1: name: must be the file's name"),
         (GOOD + "files: []\n", ":13: files: key given twice"),
         (GOOD.split("files:")[0] + "present: [images]\n", ":1: <manifest>: Value error, give `files`"),
+        (
+            GOOD.replace("https://example.org/mine.zip", "gdrive://1FxB2Nw-vWUcTUSI_dBpPIykb-uGYoEqV"),
+            ":9: files.0",
+        ),
+        (GOOD.replace("https://example.org/mine.zip", "gdrive://short/mine.zip"), ":9: files.0"),
     ],
 )
 def test_a_bad_manifest_names_file_line_and_field(tmp_path, text, where):
