@@ -30,6 +30,7 @@ from helpers.published import CONVERTED, REFERENCE, Published, publish, publish_
 CONVERTED_RECIPE = REFERENCE.with_name("internvl_chat_v1_2_converted.yaml")
 
 MANUAL = ["sam", "ocr_vqa", "geoqa_plus"]
+TOKEN = "hf_emptyDiskToken0123456789"  # set for the driver only: the Ray workers started without it
 
 
 def _run(*argv: str) -> tuple[int, str, str]:
@@ -61,8 +62,9 @@ def _landed(published: Published, data: Path) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def empty_disk(ray_cluster, tmp_path_factory):
     """Publish the upstreams, serve them, and run the two commands from an empty folder (fetch, place
-    the manual upstreams, fetch again, build), recording each command's status and output; the site
-    keeps serving, with HF_ENDPOINT set to it, until the module's tests end."""
+    the manual upstreams, fetch again, build) with HF_TOKEN set for this process only, recording each
+    command's status and output; the site keeps serving, with HF_ENDPOINT set to it, until the
+    module's tests end."""
     work = tmp_path_factory.mktemp("empty_disk")
     published = publish(work / "published")
     site = published.served.site()
@@ -70,6 +72,7 @@ def empty_disk(ray_cluster, tmp_path_factory):
     runs = {}
     with pytest.MonkeyPatch.context() as patch, serve(site):
         patch.setenv("HF_ENDPOINT", site.url)
+        patch.setenv("HF_TOKEN", TOKEN)
         patch.delenv("DATAPREP_MIRROR", raising=False)
         where = ["--mirror", site.url, "--data-root", str(data)]
         runs["first"] = _run("fetch", str(REFERENCE), *where)
@@ -93,6 +96,21 @@ def test_fetch_gets_every_public_upstream_once_and_lists_the_manual_ones(empty_d
         upstream = published.catalogue[name]
         assert f"[ ] {name}: missing {', '.join(upstream.present)} in {data / upstream.folder}" in listed
         assert upstream.manual.steps.strip().splitlines()[0] in listed
+
+
+def test_the_drivers_token_reaches_the_hub_from_every_worker_and_is_written_nowhere(empty_disk):
+    site, runs = empty_disk.site, empty_disk.runs
+    hub = {auth for path, auth in site.authorizations if "/resolve/" in path or path.startswith("/api/")}
+    mirror = {
+        auth for path, auth in site.authorizations if "/resolve/" not in path and not path.startswith("/api/")
+    }
+    assert hub == {f"Bearer {TOKEN}"} and mirror == {None}
+    assert not [
+        name for name, run in runs.items() if isinstance(run, tuple) and TOKEN in "".join(map(str, run))
+    ]
+    for folder in (empty_disk.data, empty_disk.out):
+        leaked = [p for p in folder.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+        assert leaked == []
 
 
 def test_manual_upstreams_placed_by_hand_are_verified_and_nothing_is_transferred_again(empty_disk):

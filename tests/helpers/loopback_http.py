@@ -38,7 +38,9 @@ class Site:
     faults: dict[str, list[Fault]] = field(default_factory=dict)  # path → faults of its next requests
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # GETs: (path, Range header)
     heads: list[str] = field(default_factory=list)  # paths of HEAD requests
-    authorizations: list[str | None] = field(default_factory=list)  # Authorization of every request
+    authorizations: list[tuple[str, str | None]] = field(
+        default_factory=list
+    )  # every request's (path, Authorization)
     times: list[float] = field(default_factory=list)  # time.monotonic() of each request
     etags: bool = True  # send a strong ETag and honour If-Range (a changed file is sent whole)
     range_cap: int | None = None  # answer a Range request with at most this many bytes
@@ -63,7 +65,7 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self, head: bool) -> None:
             path = self.path if self.path in site.files else self.path.split("?")[0]
-            site.authorizations.append(self.headers.get("Authorization"))
+            site.authorizations.append((path, self.headers.get("Authorization")))
             if head:
                 site.heads.append(path)
             else:
