@@ -120,7 +120,7 @@ class Fetched:
     sha256: str
     pinned: bool
     unpacked: list[str]
-    revision: str | None = None  # the commit the hub served an hf:// file from (its X-Repo-Commit)
+    revision: str | None = None  # the hub commit an hf:// file came from (get_hf_file_metadata's)
 
 
 @dataclass(frozen=True)
@@ -468,10 +468,8 @@ def _attempt(url: str, partial: Path, how: _How) -> bool:
     have = _size(partial)
     info_path = _resume_info(partial)
     info = json.loads(info_path.read_bytes()) if have and info_path.exists() else {}
-    headers = {
-        **how.headers,
-        "Accept-Encoding": "identity",
-    }  # byte ranges of the file, not of a compressed body
+    # byte ranges of the file itself, not of a compressed body
+    headers = {**how.headers, "Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"
         if info.get("validator"):
