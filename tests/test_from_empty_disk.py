@@ -78,6 +78,7 @@ def empty_disk(ray_cluster, tmp_path_factory):
         runs["first"] = _run("fetch", str(REFERENCE), *where)
         runs["first_transfers"] = _transfers(site)
         runs["first_requests"] = len(site.requests)
+        runs["first_heads"] = len(site.heads)
         published.place_manual(data)
         runs["placed"] = _run("fetch", str(REFERENCE), *where)
         runs["build"] = _run("build", str(REFERENCE), *where, "--out", str(out))
@@ -120,6 +121,7 @@ def test_manual_upstreams_placed_by_hand_are_verified_and_nothing_is_transferred
     for name in MANUAL:
         assert f"[x] {name}: present in " in listed
     assert site.requests[runs["first_requests"] :] == []  # nor does the build's own fetch
+    assert site.heads[runs["first_heads"] :] == []  # nor is the hub asked again
 
 
 def test_the_build_uses_every_upstream_file_and_every_entry_keeps_samples(empty_disk):
