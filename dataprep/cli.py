@@ -67,8 +67,8 @@ def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
 def _mirror_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mirror",
-        help="fetch every http(s) URL from MIRROR/<host>/<path> instead (default: DATAPREP_MIRROR; "
-        "hf:// URLs follow HF_ENDPOINT)",
+        help="fetch every http(s) and Google Drive URL from MIRROR/<host>/<path>[?query] instead "
+        "(default: DATAPREP_MIRROR; hf:// URLs follow HF_ENDPOINT)",
     )
 
 

@@ -1,10 +1,20 @@
-"""Downloads into a source's folder: HTTP(S) and Hugging Face hub URLs, resumed with Range requests,
-retried on transient failures, verified against a pinned sha256, and archives unpacked only after
-every member is checked to stay inside the folder. Knows nothing of Ray or of any source.
+"""Downloads into a source's folder: HTTP(S), Hugging Face hub and Google Drive files, resumed with
+Range requests, retried on transient failures, verified against a pinned sha256 (and an hf:// file
+against the hub's own), and archives unpacked only after every member is checked to stay inside the
+folder. Knows nothing of Ray or of any source.
 
-An `hf://` file name may be a glob, resolved to the one file of the repo it matches (`hub_file`).
-A mirror (`mirror=` or `DATAPREP_MIRROR`) serves every http(s) URL from `<mirror>/<host>/<path>`;
-the original URL stays the download's identity (marker, manifest, pins). Failed attempts are retried
+Everything hub-specific goes through `huggingface_hub`: the file's URL (`hf_hub_url`), the endpoint
+(its `HF_ENDPOINT`), the auth headers (`build_hf_headers`: HF_TOKEN or the login cache), the revision's
+commit, size and, for an LFS file, sha256 (`get_hf_file_metadata`), and the repo listing that resolves
+an `hf://` glob to the one file it matches (`hub_file`). A Google Drive file (`gdrive://<id>/<name>`)
+is requested as `gdown` does, and Drive's "can't scan this file for viruses" page for a large file is
+read by gdown's own parser for the confirmed URL. The bytes of all three come through the one transfer
+below (Retry-After, stall → Range resume, disk-space check, `.partial` resume, lock), which the
+libraries' own downloaders do not all give.
+
+Where downloads come from is fixed once, by the process that starts them (`Access`): a mirror serves
+every http(s) and Drive URL from `<mirror>/<host>/<path>[?<query>]`; the original URL stays the
+download's identity (marker, manifest, pins). Failed attempts are retried
 `RETRIES` times in a row (an attempt that brought bytes starts the count anew), after `Retry-After`
 when the server sends one (up to `RETRY_AFTER_CAP` s), else after a backoff doubling from `BACKOFF`
 up to `BACKOFF_CAP` s; a connection silent for `STALL` s is dropped and resumed. A download whose
@@ -32,21 +42,25 @@ import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path, PurePosixPath
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import requests
-from huggingface_hub import HfApi
+from gdown.download import get_url_from_gdrive_confirmation
+from gdown.exceptions import FileURLRetrievalError
+from huggingface_hub import HfApi, constants, get_hf_file_metadata, get_token, hf_hub_url
+from huggingface_hub.utils import build_hf_headers
 
 from dataprep.files import PARTIAL_SUFFIX, FileStamp, canonical_json, sha256_file, write_atomic
 from dataprep.paths import UnsafePath, resolve_inside
-from dataprep.recipe.model import Download, hub_parts
+from dataprep.recipe.model import Download, drive_parts, hub_parts
 
 STATE_DIR = ".fetch"
-HF_ENDPOINT = "https://huggingface.co"
+DRIVE_DOWNLOAD = "https://drive.google.com/uc?id={}&export=download"  # as gdown asks for a file
+SHA256 = re.compile(r"[0-9a-f]{64}")
 MARKER_NAME = re.compile(r"[0-9a-f]{16}\.json")
 GLOB = re.compile(r"[*?\[]")
 CHUNK = 1 << 16  # a dropped connection loses at most one chunk of the partial file
@@ -79,6 +93,14 @@ class UnsafeArchive(FetchError):
     """An archive member would land outside the folder (absolute, `..`, link out, device file)."""
 
 
+class _Confirmed(Exception):
+    """Drive answered with its large-file warning page; `url` is the confirmed download it links to."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
 class _Transient(Exception):
     """A failure worth retrying (connection lost, 5xx, 429, a file changed mid-download), after
     `wait` seconds when the server said how long (Retry-After)."""
@@ -98,33 +120,52 @@ class Fetched:
     sha256: str
     pinned: bool
     unpacked: list[str]
-    revision: str | None = None  # the commit the hub served an hf:// file from (its X-Repo-Commit)
+    revision: str | None = None  # the hub commit an hf:// file came from (get_hf_file_metadata's)
 
 
-def mirror_of(mirror: str | None) -> str | None:
-    """The mirror given, else `DATAPREP_MIRROR`'s, else None (no mirror)."""
-    return mirror or os.environ.get(MIRROR_ENV) or None
+@dataclass(frozen=True)
+class Access:
+    """Where downloads come from and as whom, fixed by the process that starts them and carried to
+    every worker (whose own environment may differ): the mirror of http(s) and Drive URLs, the hub of
+    hf:// files (`HF_ENDPOINT`) and the hub token (`HF_TOKEN` or the login cache), which no repr,
+    marker, lock, manifest or message shows."""
 
+    mirror: str | None = None
+    hub: str = constants.ENDPOINT
+    token: str | None = field(default=None, repr=False)
 
-def hub_of(hub: str | None) -> str:
-    """The hub given, else `HF_ENDPOINT`'s, else huggingface.co."""
-    return hub or os.environ.get("HF_ENDPOINT", HF_ENDPOINT)
+    @classmethod
+    def here(cls, mirror: str | None = None) -> Access:
+        """This process's: `mirror`, else `DATAPREP_MIRROR`; `HF_ENDPOINT` (read now: huggingface_hub
+        reads it once, on import), else huggingface_hub's endpoint; huggingface_hub's token."""
+        hub = os.environ.get("HF_ENDPOINT", constants.ENDPOINT).rstrip("/")
+        return cls(mirror or os.environ.get(MIRROR_ENV) or None, hub, get_token())
 
-
-def http_url(url: str, mirror: str | None = None, hub: str | None = None) -> str:
-    """`hf://datasets/<owner>/<name>[@<revision>]/<file>` → the hub's resolve URL (`hub`, default
-    HF_ENDPOINT); http(s) URLs unchanged, or `<mirror>/<host>/<path>[?<query>]` with a mirror."""
-    if not url.startswith("hf://"):
-        if mirror is None:
+    def mirrored(self, url: str) -> str:
+        """An http(s) URL unchanged, or `<mirror>/<host>/<path>[?<query>]` with a mirror."""
+        if self.mirror is None:
             return url
         parts = urlsplit(url)
         host = parts.netloc.rpartition("@")[2]  # never credentials into the mirror's path
         query = f"?{parts.query}" if parts.query else ""
-        return f"{mirror.rstrip('/')}/{host}{parts.path or '/'}{query}"
-    kind, owner, name, revision, file = hub_parts(url)
-    endpoint = hub_of(hub).rstrip("/")
-    prefix = "" if kind == "models" else f"/{kind}"
-    return f"{endpoint}{prefix}/{owner}/{name}/resolve/{quote(revision, safe='')}/{quote(file)}"
+        return f"{self.mirror.rstrip('/')}/{host}{parts.path or '/'}{query}"
+
+    def hub_headers(self) -> dict[str, str]:
+        """huggingface_hub's request headers, with this access's token (none without one)."""
+        return build_hf_headers(token=self.token or False)
+
+
+def http_url(url: str, access: Access) -> str:
+    """The URL requested for `url`: an hf:// file's resolve URL on the access's hub (`hf_hub_url`), a
+    Drive file's download URL, an http(s) URL as is; the last two from the mirror when there is one."""
+    if url.startswith("hf://"):
+        kind, owner, name, revision, file = hub_parts(url)
+        return hf_hub_url(
+            f"{owner}/{name}", file, repo_type=kind.removesuffix("s"), revision=revision, endpoint=access.hub
+        )
+    if url.startswith("gdrive://"):
+        url = DRIVE_DOWNLOAD.format(drive_parts(url)[0])
+    return access.mirrored(url)
 
 
 def at_revision(url: str, revision: str | None) -> str:
@@ -135,21 +176,21 @@ def at_revision(url: str, revision: str | None) -> str:
     return f"hf://{kind}/{owner}/{name}@{revision}/{file}"
 
 
-def hub_file(url: str, hub: str | None = None) -> str:
+def hub_file(url: str, access: Access) -> str:
     """An `hf://` URL whose file is a glob (SynthDoG's hashed shard names:
     `hf://datasets/naver-clova-ix/synthdog-en@<rev>/data/train-00000-of-00084-*.parquet`) → the URL of
-    the one file of the repo, at that revision, it matches, listed by `huggingface_hub` from
-    `hub` (default `HF_ENDPOINT`); any other URL unchanged."""
+    the one file of the repo, at that revision, it matches, listed by `huggingface_hub` from the
+    access's hub; any other URL unchanged."""
     if not url.startswith("hf://"):
         return url
     kind, owner, name, revision, pattern = hub_parts(url)
     if not GLOB.search(pattern):
         return url
-    api = HfApi(endpoint=hub_of(hub))
+    api = HfApi(endpoint=access.hub, token=access.token or False)
     try:
         files = api.list_repo_files(f"{owner}/{name}", revision=revision, repo_type=kind.removesuffix("s"))
     except Exception as error:  # HTTP statuses, and transport errors whose classes vary by hub version
-        raise FetchError(f"{url}: listing the repo failed: {error}") from None
+        raise FetchError(f"{url}: listing the repo failed: {_hub_error(error)}") from None
     matches = [file for file in files if fnmatch.fnmatchcase(file, pattern)]
     if len(matches) != 1:
         raise FetchError(
@@ -159,23 +200,58 @@ def hub_file(url: str, hub: str | None = None) -> str:
     return f"hf://{kind}/{owner}/{name}@{revision}/{matches[0]}"
 
 
+@dataclass(frozen=True)
+class HubFile:
+    """What the hub says of one file at a revision (`get_hf_file_metadata`): the commit it resolves
+    to, its size, and its sha256 when it is an LFS file (the hub's linked ETag)."""
+
+    commit: str | None
+    size: int | None
+    sha256: str | None
+
+
+def hub_metadata(url: str, access: Access) -> HubFile:
+    """The hub's metadata of an hf:// file (one HEAD request to its resolve URL, with the token)."""
+    try:
+        meta = get_hf_file_metadata(
+            http_url(url, access),
+            token=access.token or False,
+            endpoint=access.hub,
+            retry_on_errors=True,
+        )
+    except Exception as error:  # HTTP statuses, and transport errors whose classes vary by hub version
+        raise FetchError(f"{url}: the hub's metadata: {_hub_error(error)}") from None
+    sha256 = meta.etag if meta.etag and SHA256.fullmatch(meta.etag) else None
+    return HubFile(meta.commit_hash, meta.size, sha256)
+
+
+def _hub_error(error: Exception) -> str:
+    """A hub failure in words; a refused one (401/403) says where a token comes from."""
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    hint = (
+        " (a gated or private repo: accept its terms on the hub and set HF_TOKEN, or log in with "
+        "`hf auth login`, where the command runs)"
+        if status in (401, 403)
+        else ""
+    )
+    return f"{str(error).splitlines()[0] if str(error) else type(error).__name__}{hint}"
+
+
 def fetch(
     root: Path,
     download: Download,
     *,
-    mirror: str | None = None,
+    access: Access | None = None,
     size: int | None = None,
     retries: int = RETRIES,
     backoff: float = BACKOFF,
     stall: float = STALL,
     revision: str | None = None,
-    hub: str | None = None,
 ) -> Fetched:
     """Make `download` present under `root`; skip it when its completion marker says it is done.
-    `mirror` (default `DATAPREP_MIRROR`) serves its http(s) URL; `size`, when known beforehand, is
-    checked against the free disk space before the first request; `revision` (a lock's hub commit)
-    fetches an hf:// file from that revision instead of the one its URL names; `hub` (default
-    `HF_ENDPOINT`) serves hf:// files."""
+    `access` (default: this process's, `Access.here()`) says where from and as whom; `size`, when known
+    beforehand, is checked against the free disk space before the first request; `revision` (a lock's
+    hub commit) fetches an hf:// file from that revision instead of the one its URL names."""
     root = Path(os.path.realpath(root))
     state = root / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
@@ -184,28 +260,57 @@ def fetch(
     done = _done(root, marker, download)  # without the lock: a fetched folder may be read-only
     if done is not None:
         return done
-    hub = hub_of(hub)
-    source = hub_file(at_revision(download.url, revision), hub)
+    access = access or Access.here()
+    source = hub_file(at_revision(download.url, revision), access)
     named = download
     if GLOB.search(download.file_name):  # a glob's file lands in the folder `to`, under its listed name
         real_name = PurePosixPath(hub_parts(source)[4]).name
         named = download.model_copy(update={"url": source, "to": os.path.join(download.to or ".", real_name)})
     destination = _destination(root, key, named)
-    how = _How(http_url(source, mirror_of(mirror), hub), size, retries, backoff, stall, hub)
+    how = _How(
+        http_url(source, access), size, retries, backoff, stall, access, source.startswith("gdrive://")
+    )
+    if source.startswith("hf://"):
+        how = _from_hub(download, source, how)
     with _exclusive(state, destination.relative_to(root)):  # another build may be fetching it
         return _fetch_locked(root, download, marker, destination, how)
 
 
 @dataclass(frozen=True)
 class _How:
-    """Where from (the URL requested) and how patiently one download is made (see `fetch`)."""
+    """Where from (the URL requested) and how patiently one download is made (see `fetch`); for an
+    hf:// file, the hub's request headers, commit and sha256."""
 
     url: str
     size: int | None
     retries: int
     backoff: float
     stall: float
-    hub: str  # the hub's base URL: only requests to it carry HF_TOKEN
+    access: Access
+    drive: bool = False  # a Google Drive file: an HTML answer is Drive's warning page, not the file
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    commit: str | None = None
+    hub_sha256: str | None = None
+
+
+def _from_hub(download: Download, source: str, how: _How) -> _How:
+    """Ask the hub for the file's commit, size and sha256: its bytes come from that commit (a branch
+    that moves meanwhile changes nothing), with the hub's headers; a pin the hub contradicts is refused
+    before any byte is transferred."""
+    meta = hub_metadata(source, how.access)
+    if download.sha256 and meta.sha256 and meta.sha256 != download.sha256:
+        raise ChecksumMismatch(
+            f"{download.url}: sha256 {meta.sha256} does not match the pinned {download.sha256}"
+        )
+    url = http_url(at_revision(source, meta.commit), how.access)
+    return replace(
+        how,
+        url=url,
+        size=how.size or meta.size,
+        headers=how.access.hub_headers(),
+        commit=meta.commit,
+        hub_sha256=meta.sha256,
+    )
 
 
 def _fetch_locked(root: Path, download: Download, marker: Path, destination: Path, how: _How) -> Fetched:
@@ -213,9 +318,9 @@ def _fetch_locked(root: Path, download: Download, marker: Path, destination: Pat
     if done is not None:
         return done
     earlier = _fetched_from_other_urls(root, marker, destination)
-    digest, revision = (None if earlier else _present(destination, download.sha256)), None
+    digest = None if earlier else _present(destination, download.sha256 or how.hub_sha256)
     if digest is None:
-        digest, revision = _download(download, destination, how)
+        digest = _download(download, destination, how)
     for other in earlier:  # their file is replaced now
         other.unlink()
     unpacked = (
@@ -228,7 +333,7 @@ def _fetch_locked(root: Path, download: Download, marker: Path, destination: Pat
         sha256=digest,
         pinned=download.sha256 is not None,
         unpacked=unpacked,
-        revision=revision,
+        revision=how.commit,
     )
     write_atomic(marker, canonical_json({**asdict(result), "stat": FileStamp.read(destination).to_json()}))
     return result
@@ -314,10 +419,10 @@ def _present(path: Path, sha256: str | None) -> str | None:
     return digest if sha256 in (None, digest) else None
 
 
-def _download(download: Download, destination: Path, how: _How) -> tuple[str, str | None]:
+def _download(download: Download, destination: Path, how: _How) -> str:
     """Stream the URL to `destination` through a `.partial` file, resumed across attempts while the
-    server's validator (ETag / Last-Modified) and size stay the same; verify it before renaming it
-    into place; return its sha256 and the hub commit it came from (when the server named one)."""
+    server's validator (ETag / Last-Modified) and size stay the same; verify it (against its pin, and
+    the hub's sha256) before renaming it into place; return its sha256."""
     url = how.url
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(destination.name + PARTIAL_SUFFIX)
@@ -327,10 +432,16 @@ def _download(download: Download, destination: Path, how: _How) -> tuple[str, st
     while True:
         have = _size(partial)
         try:
-            if _attempt(url, partial, how.stall, how.hub):
+            if _attempt(url, partial, how):
                 break
             if _size(partial) <= have:
                 raise _Transient("the server sent no data")
+        except _Confirmed as confirmed:
+            if url != how.url:  # the confirmed URL answered with the warning page again
+                raise FetchError(
+                    f"{download.url}: Google Drive does not serve the file it confirmed"
+                ) from None
+            url = how.access.mirrored(confirmed.url)
         except (_Transient, requests.ConnectionError, requests.Timeout) as error:
             failures = 1 if _size(partial) > have else failures + 1  # progress starts the count anew
             if failures > how.retries:
@@ -341,25 +452,30 @@ def _download(download: Download, destination: Path, how: _How) -> tuple[str, st
     if download.sha256 and digest != download.sha256:
         _discard(partial)
         raise ChecksumMismatch(f"{download.url}: sha256 {digest} does not match the pinned {download.sha256}")
-    info = json.loads(_resume_info(partial).read_bytes()) if _resume_info(partial).exists() else {}
+    if how.hub_sha256 and digest != how.hub_sha256:
+        _discard(partial)
+        raise FetchError(
+            f"{download.url}: sha256 {digest} is not the {how.hub_sha256} the hub gives for it "
+            "(the transfer was corrupted); run again"
+        )
     os.replace(partial, destination)
     _resume_info(partial).unlink(missing_ok=True)
-    return digest, info.get("commit")
+    return digest
 
 
-def _attempt(url: str, partial: Path, stall: float, hub: str) -> bool:
+def _attempt(url: str, partial: Path, how: _How) -> bool:
     """One request for the rest of `partial`; True when the file is complete."""
     have = _size(partial)
     info_path = _resume_info(partial)
     info = json.loads(info_path.read_bytes()) if have and info_path.exists() else {}
-    headers = {"Accept-Encoding": "identity"}  # byte ranges of the file itself, not of a compressed body
+    # byte ranges of the file itself, not of a compressed body
+    headers = {**how.headers, "Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"
         if info.get("validator"):
             headers["If-Range"] = info["validator"]  # a changed file comes back whole (200)
-    if (token := os.environ.get("HF_TOKEN")) and urlsplit(url).netloc == urlsplit(hub).netloc:
-        headers["Authorization"] = f"Bearer {token}"  # gated datasets; sent to the hub only
-    with requests.get(url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT, stall)) as response:
+    # the hub's Authorization goes to the hub only: requests drops it on a redirect to another host
+    with requests.get(url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT, how.stall)) as response:
         if response.status_code == 416 and have:  # nothing left to send: whole, or longer than the file
             if _content_range(response)[1] == have == info.get("total", have):
                 return True
@@ -369,6 +485,8 @@ def _attempt(url: str, partial: Path, stall: float, hub: str) -> bool:
             raise _Transient(f"HTTP {response.status_code}", _retry_after(response))
         if response.status_code not in (200, 206):
             raise FetchError(f"{url}: HTTP {response.status_code} {response.reason}")
+        if how.drive and response.headers.get("Content-Type", "").startswith("text/html"):
+            raise _Confirmed(_confirmed_url(url, response.text))
         resumed = response.status_code == 206
         if resumed:
             start, total = _content_range(response)
@@ -389,8 +507,6 @@ def _attempt(url: str, partial: Path, stall: float, hub: str) -> bool:
             if not validator or validator.startswith("W/"):  # If-Range needs a strong validator
                 validator = response.headers.get("Last-Modified", "")
             started = {"validator": validator, "total": total}
-            if commit := response.headers.get("X-Repo-Commit"):  # the hub names the commit it serves
-                started["commit"] = commit
             write_atomic(info_path, canonical_json(started))
         try:
             with partial.open("ab" if resumed else "wb") as out:
@@ -403,6 +519,15 @@ def _attempt(url: str, partial: Path, stall: float, hub: str) -> bool:
         _discard(partial)
         raise _Transient(f"received {size} bytes of a {total}-byte file; starting over")
     return total is None or size == total
+
+
+def _confirmed_url(url: str, page: str) -> str:
+    """The download that Drive's "can't scan this file for viruses" page (served for a large file)
+    confirms, as gdown reads it; Drive's own error (quota exceeded, no access) as a FetchError."""
+    try:
+        return get_url_from_gdrive_confirmation(page)
+    except FileURLRetrievalError as error:
+        raise FetchError(f"{url}: Google Drive served a page instead of the file: {error}") from None
 
 
 def _retry_after(response: requests.Response) -> float | None:

@@ -244,9 +244,8 @@ def manual_checklist(upstreams: list[Upstream], data_root: Path) -> tuple[str, i
         lines.append(f"    why: {manual.why}")
         lines.append(f"    page: {manual.page}")
         for file in manual.files:
-            drive = f" (Google Drive id {file.google_drive_id})" if file.google_drive_id else ""
             moved = "".join(f"; unpack {src}/ → {dst}/" for src, dst in file.members.items())
-            lines.append(f"    file: {file.name}{drive}{moved}")
+            lines.append(f"    file: {file.name}{moved}")
         lines.extend(f"    {line}" for line in manual.steps.strip().splitlines())
     if not lines:
         return "", 0

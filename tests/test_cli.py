@@ -104,14 +104,14 @@ def test_fetch_downloads_and_reports_each_file(ray_cluster, tmp_path, capsys):
     assert "HTTP 404" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
-def _coco_and_wikiart(tmp_path: Path, site: Site, train2017: bytes) -> Path:
-    """A recipe naming the project's COCO manifest (its URL on `site`) and its manual wikiart one."""
+def _coco_and_sam(tmp_path: Path, site: Site, train2017: bytes) -> Path:
+    """A recipe naming the project's COCO manifest (its URL on `site`) and its manual sam one."""
     site.files["/images.cocodataset.org/zips/train2017.zip"] = train2017
-    manifests = served_manifests(tmp_path / "manifests", site.url, ["coco_train2017", "wikiart"])
+    manifests = served_manifests(tmp_path / "manifests", site.url, ["coco_train2017", "sam"])
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
         f"name: r\ndata_root: {tmp_path / 'data'}\nmanifests: {manifests}\noutput: {{dir: {tmp_path / 'out'}}}\n"
-        "sources:\n  - {source: conversations, path: mine, file: a.jsonl, upstreams: [coco_train2017, wikiart]}\n"
+        "sources:\n  - {source: conversations, path: mine, file: a.jsonl, upstreams: [coco_train2017, sam]}\n"
     )
     return recipe
 
@@ -120,7 +120,7 @@ def test_fetch_ends_with_the_manual_checklist_and_exits_3_until_they_are_placed(
     ray_cluster, tmp_path, capsys
 ):
     with serve(Site()) as site:
-        recipe = _coco_and_wikiart(tmp_path, site, zip_bytes({"train2017/1.jpg": b"one"}))
+        recipe = _coco_and_sam(tmp_path, site, zip_bytes({"train2017/1.jpg": b"one"}))
         assert main(["plan", str(recipe), "--no-fetch"]) == 0  # nothing downloaded
         table = capsys.readouterr().out
         assert site.requests == []
@@ -128,8 +128,8 @@ def test_fetch_ends_with_the_manual_checklist_and_exits_3_until_they_are_placed(
         missing = capsys.readouterr().out
         assert main(["plan", str(recipe), "--quiet"]) == 1  # fetches, then stops: mine/a.jsonl is missing
         planned = capsys.readouterr()
-        (tmp_path / "data/wikiart/images").mkdir(parents=True)
-        (tmp_path / "data/wikiart/images/a.jpg").write_bytes(b"art")
+        (tmp_path / "data/sam/images").mkdir(parents=True)
+        (tmp_path / "data/sam/images/a.jpg").write_bytes(b"art")
         assert main(["fetch", str(recipe), "--quiet"]) == 0
         present = capsys.readouterr().out
     assert site.requests == [("/images.cocodataset.org/zips/train2017.zip", None)]
@@ -138,24 +138,21 @@ def test_fetch_ends_with_the_manual_checklist_and_exits_3_until_they_are_placed(
         rows["coco_train2017"][1:4] == ["images", "public", "~18.0"]
         and rows["coco_train2017"][-1] == "missing"
     )
-    assert rows["wikiart"][2] == "manual" and "1 public upstreams (~18.0 GB stated), 1 manual" in table
+    assert rows["sam"][2] == "manual" and "1 public upstreams (~18.0 GB stated), 1 manual" in table
     assert (tmp_path / "data/coco/train2017/1.jpg").read_bytes() == b"one"
     assert "manual upstreams: 1 of 1 missing" in missing
-    assert f"[ ] wikiart: missing images in {tmp_path / 'data/wikiart'}" in missing
-    assert (
-        "file: wikiart.zip (Google Drive id 1FxB2Nw-vWUcTUSI_dBpPIykb-uGYoEqV); unpack data/wikiart/images/ → images/"
-        in missing
-    )
-    assert "required inputs are missing" in planned.err and "[ ] wikiart: missing images" in planned.out
-    assert f"[x] wikiart: present in {tmp_path / 'data/wikiart'}" in present and "0 of 1 missing" in present
+    assert f"[ ] sam: missing images in {tmp_path / 'data/sam'}" in missing
+    assert "file: sa_000000.tar … sa_000050.tar" in missing
+    assert "required inputs are missing" in planned.err and "[ ] sam: missing images" in planned.out
+    assert f"[x] sam: present in {tmp_path / 'data/sam'}" in present and "0 of 1 missing" in present
 
 
 def test_a_lock_pins_every_download_and_refuses_a_changed_file(ray_cluster, tmp_path, capsys):
-    (tmp_path / "data/wikiart/images").mkdir(parents=True)
-    (tmp_path / "data/wikiart/images/a.jpg").write_bytes(b"art")
+    (tmp_path / "data/sam/images").mkdir(parents=True)
+    (tmp_path / "data/sam/images/a.jpg").write_bytes(b"art")
     first = zip_bytes({"train2017/1.jpg": b"one"})
     with serve(Site()) as site:
-        recipe = _coco_and_wikiart(tmp_path, site, first)
+        recipe = _coco_and_sam(tmp_path, site, first)
         assert main(["fetch", str(recipe), "--quiet", "--lock"]) == 0
         lock = json.loads((tmp_path / "r.lock.json").read_text())
         assert main(["fetch", str(recipe), "--quiet"]) == 0  # unchanged: nothing transferred
@@ -178,7 +175,7 @@ def test_a_lock_pins_every_download_and_refuses_a_changed_file(ray_cluster, tmp_
     assert f"{site.url}/images.cocodataset.org/zips/train2017.zip: sha256" in refused
     assert f"does not match the pinned {hashlib.sha256(first).hexdigest()}" in refused
     assert f"pinned by {tmp_path / 'r.lock.json'}" in refused
-    assert f"[ ] wikiart: missing images in {tmp_path / 'fresh/wikiart'}" in checklist  # still listed
+    assert f"[ ] sam: missing images in {tmp_path / 'fresh/sam'}" in checklist  # still listed
     assert not (tmp_path / "fresh/coco/train2017").exists()
     assert (tmp_path / "data/coco/train2017/1.jpg").read_bytes() == b"one"
 

@@ -91,6 +91,7 @@ def test_demo_recipe_builds_every_source_faithfully(ray_cluster, fixtures, tmp_p
 def _playground(fixture_root: Path, data: Path) -> None:
     """Arrange fixture upstreams in the conventional InternVL `playground/data` layout."""
     shutil.copytree(fixture_root / "sharegpt4v", data)
+    (data / "data" / "web-celebrity").rename(data / "web-celebrity")  # where its upstream's fetch puts it
     (data / "sharegpt4v").mkdir()
     for annotation in data.glob("*.json"):
         annotation.rename(data / "sharegpt4v" / annotation.name)
@@ -127,6 +128,6 @@ def test_reference_recipe_plans_on_the_conventional_layout(ray_cluster, fixtures
     assert not (tmp_path / "out" / "shards").exists()
     assert not (tmp_path / "out" / "manifest.json").exists()
 
-    (data / "dvqa" / "train_qa.json").unlink()
+    (data / "dvqa" / "train_qa.json").write_text("not json")  # in place (nothing fetched), unreadable
     assert main(args) == 1
     assert "dvqa" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Downloads from a real loopback HTTP server: resume, retries, checksums, hub URLs, safe unpacking."""
+"""Downloads from a real loopback HTTP server: resume, retries, checksums, safe unpacking."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from dataprep.fetch import (
     UnsafeArchive,
     download_key,
     fetch,
-    http_url,
     unpack,
 )
 from dataprep.recipe.model import Download
@@ -99,23 +98,6 @@ def test_a_checksum_mismatch_keeps_nothing(tmp_path: Path) -> None:
     with serve(site), pytest.raises(FetchError, match=f"does not match the pinned {'0' * 64}"):
         fetch(tmp_path, download(f"{site.url}/a.json", sha256="0" * 64))
     assert not (tmp_path / "a.json").exists() and not list(tmp_path.rglob("*.partial"))
-
-
-def test_hub_urls_resolve_against_hf_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = "/datasets/Lin-Chen/ShareGPT4V/resolve/main/sharegpt4v_instruct_gpt4-vision_cap100k.json"
-    with serve(Site(files={path: DATA})) as site:
-        monkeypatch.setenv("HF_ENDPOINT", site.url)
-        url = "hf://datasets/Lin-Chen/ShareGPT4V/sharegpt4v_instruct_gpt4-vision_cap100k.json"
-        done = fetch(tmp_path, download(url, sha256=SHA))
-    assert site.requests == [(path, None)]
-    assert done.path == "sharegpt4v_instruct_gpt4-vision_cap100k.json"
-    assert (
-        download("hf://datasets/ahmed-masry/ChartQA/ChartQA Dataset.zip").file_name == "ChartQA Dataset.zip"
-    )
-    monkeypatch.setenv("HF_ENDPOINT", "https://hub.example")
-    assert http_url("hf://datasets/o/n@v1.0/data/x 1.parquet") == (
-        "https://hub.example/datasets/o/n/resolve/v1.0/data/x%201.parquet"
-    )
 
 
 def test_archives_unpack_into_the_folder_and_are_restored(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dataprep.cli import main
-from dataprep.fetch import STATE_DIR, FetchError, download_key, fetch, http_url
+from dataprep.fetch import STATE_DIR, Access, FetchError, download_key, fetch, http_url
 from dataprep.recipe.model import Download
 
 from helpers.loopback_http import Site, serve
@@ -23,15 +23,20 @@ DATA = os.urandom(50_000)
 SHA = hashlib.sha256(DATA).hexdigest()
 
 
-def test_mirror_urls_keep_host_path_and_query_and_leave_hub_urls_to_hf_endpoint(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("HF_ENDPOINT", "https://hub.example")
-    assert http_url(COCO, "http://m:8/base/") == "http://m:8/base/images.cocodataset.org/zips/x.zip"
-    assert http_url("https://u:p@h.org:444/a%20b?x=1&y=2", "http://m") == "http://m/h.org:444/a%20b?x=1&y=2"
-    assert http_url("https://h.org/a", None) == "https://h.org/a"
-    assert http_url("hf://datasets/o/n@v1/f.json", "http://m") == (
-        "https://hub.example/datasets/o/n/resolve/v1/f.json"
+def test_mirror_urls_keep_host_path_and_query_and_leave_hub_urls_to_hf_endpoint() -> None:
+    mirror = Access(mirror="http://m", hub="https://hub.example")
+    assert (
+        http_url(COCO, Access(mirror="http://m:8/base/"))
+        == "http://m:8/base/images.cocodataset.org/zips/x.zip"
+    )
+    assert http_url("https://u:p@h.org:444/a%20b?x=1&y=2", mirror) == "http://m/h.org:444/a%20b?x=1&y=2"
+    assert http_url("https://h.org/a", Access()) == "https://h.org/a"
+    assert http_url("hf://datasets/o/n@v1/data/f 1.json", mirror) == (
+        "https://hub.example/datasets/o/n/resolve/v1/data/f%201.json"
+    )
+    assert http_url("hf://models/o/n/f.json", mirror) == "https://hub.example/o/n/resolve/main/f.json"
+    assert http_url("gdrive://1FxB2Nw-vWUcTUSI_dBpPIykb-uGYoEqV/wikiart.zip", mirror) == (
+        "http://m/drive.google.com/uc?id=1FxB2Nw-vWUcTUSI_dBpPIykb-uGYoEqV&export=download"
     )
 
 
@@ -41,7 +46,7 @@ def test_an_unreachable_host_is_fetched_from_the_mirror_under_its_original_url(t
     site = Site(files={"/images.cocodataset.org/zips/x.zip": archive})
     wanted = Download(url=COCO, sha256=pinned, unpack=True, to="coco")
     with serve(site):
-        done = fetch(tmp_path, wanted, mirror=site.url)
+        done = fetch(tmp_path, wanted, access=Access(mirror=site.url))
     assert site.requests == [("/images.cocodataset.org/zips/x.zip", None)]
     assert (tmp_path / "coco/train2017/b.jpg").read_bytes() == b"b"
     assert done.url == COCO and done.sha256 == pinned and done.pinned
@@ -106,7 +111,8 @@ SHARD = "data/train-00000-of-00084-5e6bc79a.parquet"
 
 
 def hub_site(revision: str) -> Site:
-    """The hub's tree listing (as huggingface_hub asks for it) and resolve URLs of a miniature repo."""
+    """The hub's tree listing (as huggingface_hub asks for it) and resolve URLs of a miniature repo
+    (no X-Repo-Commit: the file is fetched from the revision its URL names)."""
     listing = [
         {"type": "directory", "path": "data", "oid": "0" * 40},
         {"type": "file", "path": "README.md", "size": 5, "oid": "1" * 40},

@@ -1,6 +1,7 @@
 """The issue's "Done when", on loopback: the whole reference recipe fetched and built from an empty
-folder through `--mirror` (hub files through HF_ENDPOINT), every upstream served as its publisher
-packs it (tests/helpers/published.py). Refusing a zip bomb and an escaping member is tested in
+folder through `--mirror` (hub files through HF_ENDPOINT, Drive files through the mirror, large ones
+behind Drive's warning page), every upstream served as its publisher packs it
+(tests/helpers/published.py). Refusing a zip bomb and an escaping member is tested in
 tests/test_fetch_limits.py and tests/test_fetch.py."""
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from helpers.published import CONVERTED, REFERENCE, Published, publish, publish_
 
 CONVERTED_RECIPE = REFERENCE.with_name("internvl_chat_v1_2_converted.yaml")
 
-MANUAL = ["sam", "ocr_vqa", "share_textvqa", "web_celebrity", "web_landmark", "wikiart", "dvqa", "geoqa_plus"]
+MANUAL = ["sam", "ocr_vqa", "geoqa_plus"]
+TOKEN = "hf_emptyDiskToken0123456789"  # set for the driver only: the Ray workers started without it
 
 
 def _run(*argv: str) -> tuple[int, str, str]:
@@ -40,7 +42,7 @@ def _run(*argv: str) -> tuple[int, str, str]:
 
 
 def _transfers(site: Site) -> list[str]:
-    """Paths requested, but the hub's tree listings (asked for once per glob)."""
+    """Paths GET, but the hub's tree listings (asked for once per glob)."""
     return sorted(path for path, _ in site.requests if not path.startswith("/api/"))
 
 
@@ -60,20 +62,23 @@ def _landed(published: Published, data: Path) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def empty_disk(ray_cluster, tmp_path_factory):
     """Publish the upstreams, serve them, and run the two commands from an empty folder (fetch, place
-    the manual upstreams, fetch again, build), recording each command's status and output; the site
-    keeps serving, with HF_ENDPOINT set to it, until the module's tests end."""
+    the manual upstreams, fetch again, build) with HF_TOKEN set for this process only, recording each
+    command's status and output; the site keeps serving, with HF_ENDPOINT set to it, until the
+    module's tests end."""
     work = tmp_path_factory.mktemp("empty_disk")
     published = publish(work / "published")
-    site = Site(files=dict(published.files))
+    site = published.served.site()
     data, out = work / "data", work / "out"
     runs = {}
     with pytest.MonkeyPatch.context() as patch, serve(site):
         patch.setenv("HF_ENDPOINT", site.url)
+        patch.setenv("HF_TOKEN", TOKEN)
         patch.delenv("DATAPREP_MIRROR", raising=False)
         where = ["--mirror", site.url, "--data-root", str(data)]
         runs["first"] = _run("fetch", str(REFERENCE), *where)
         runs["first_transfers"] = _transfers(site)
         runs["first_requests"] = len(site.requests)
+        runs["first_heads"] = len(site.heads)
         published.place_manual(data)
         runs["placed"] = _run("fetch", str(REFERENCE), *where)
         runs["build"] = _run("build", str(REFERENCE), *where, "--out", str(out))
@@ -84,22 +89,39 @@ def test_fetch_gets_every_public_upstream_once_and_lists_the_manual_ones(empty_d
     published, data, runs = empty_disk.published, empty_disk.data, empty_disk.runs
     status, listed, _ = runs["first"]
     assert status == MANUAL_MISSING
-    assert runs["first_transfers"] == sorted(p for p in published.files if not p.startswith("/api/"))
+    assert runs["first_transfers"] == sorted(published.served.transfers)
+    assert any("drive.usercontent.google.com" in path for path in runs["first_transfers"])  # confirmed
     assert _landed(published, data) == {name: [] for name in published.layouts}
-    assert "manual upstreams: 8 of 8 missing" in listed
+    assert "manual upstreams: 3 of 3 missing" in listed
     for name in MANUAL:
         upstream = published.catalogue[name]
         assert f"[ ] {name}: missing {', '.join(upstream.present)} in {data / upstream.folder}" in listed
         assert upstream.manual.steps.strip().splitlines()[0] in listed
 
 
+def test_the_drivers_token_reaches_the_hub_from_every_worker_and_is_written_nowhere(empty_disk):
+    site, runs = empty_disk.site, empty_disk.runs
+    hub = {auth for path, auth in site.authorizations if "/resolve/" in path or path.startswith("/api/")}
+    mirror = {
+        auth for path, auth in site.authorizations if "/resolve/" not in path and not path.startswith("/api/")
+    }
+    assert hub == {f"Bearer {TOKEN}"} and mirror == {None}
+    assert not [
+        name for name, run in runs.items() if isinstance(run, tuple) and TOKEN in "".join(map(str, run))
+    ]
+    for folder in (empty_disk.data, empty_disk.out):
+        leaked = [p for p in folder.rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+        assert leaked == []
+
+
 def test_manual_upstreams_placed_by_hand_are_verified_and_nothing_is_transferred_again(empty_disk):
     site, runs = empty_disk.site, empty_disk.runs
     status, listed, _ = runs["placed"]
-    assert status == 0 and "manual upstreams: 0 of 8 missing" in listed
+    assert status == 0 and "manual upstreams: 0 of 3 missing" in listed
     for name in MANUAL:
         assert f"[x] {name}: present in " in listed
     assert site.requests[runs["first_requests"] :] == []  # nor does the build's own fetch
+    assert site.heads[runs["first_heads"] :] == []  # nor is the hub asked again
 
 
 def test_the_build_uses_every_upstream_file_and_every_entry_keeps_samples(empty_disk):
@@ -123,11 +145,13 @@ def test_the_build_uses_every_upstream_file_and_every_entry_keeps_samples(empty_
     public = [u for u in published.catalogue.values() if u.public and u.name in published.layouts]
     urls = {d.url for upstream in public for d in upstream.downloads()}
     assert set(used) >= {url for url in urls if "*" not in url}
-    served = published.files
+    assert {url for url in used if url.startswith("gdrive://")} == {
+        u for u in urls if u.startswith("gdrive://")
+    }
     for url, download in used.items():
         if "*" in url:
             continue
-        assert download["sha256"] == hashlib.sha256(served[served_path(url)]).hexdigest(), url
+        assert download["sha256"] == hashlib.sha256(published.urls[url]).hexdigest(), url
     synthdog = sources["synthdog_en"]["downloads"]
     assert [d["path"] for d in synthdog] == [
         f"data/{name}" for name in sorted(p.rsplit("/", 1)[1] for p in published.layouts["synthdog_en"])
@@ -142,42 +166,44 @@ def test_a_lock_refuses_a_file_the_mirror_changed(empty_disk, tmp_path):
     published, site, data = empty_disk.published, empty_disk.site, empty_disk.data
     recipe = tmp_path / "internvl_chat_v1_2.yaml"
     shutil.copy(REFERENCE, recipe)
-    changed = served_path("hf://datasets/openbmb/llava_zh@main/llava_instruct_150k_zh.json")
+    changed = served_path("https://s3-us-east-2.amazonaws.com/prior-datasets/ai2d_test_ids.csv")
     where = ["--mirror", site.url, "--data-root", str(data)]  # the module's mirror, still serving
     assert _run("fetch", str(recipe), *where, "--lock")[0] == 0
     lock = json.loads((tmp_path / "internvl_chat_v1_2.lock.json").read_text())
-    site.files[changed] = b"[]"
+    site.files[changed] = b"1\n2\n"
     try:
         status, _, refused = _run(
             "fetch", str(recipe), "--mirror", site.url, "--data-root", str(tmp_path / "d")
         )
     finally:
-        site.files[changed] = published.files[changed]
-    assert len(lock["files"]) == len([p for p in published.files if not p.startswith("/api/")])
+        site.files[changed] = published.served.files[changed]
+    assert len(lock["files"]) == len(published.urls)
     assert status == 1
-    assert "llava_instruct_150k_zh.json: sha256" in refused
+    assert "ai2d_test_ids.csv: sha256" in refused
     assert f"pinned by {tmp_path / 'internvl_chat_v1_2.lock.json'}" in refused
 
 
 def test_faults_during_a_first_fetch_still_end_with_the_right_bytes(tmp_path, monkeypatch):
     """A dropped connection, 429 with Retry-After, a 500, a short body and a stall, on five files of
-    the first fetch (in this process, with fetch's patience shortened)."""
+    the first fetch, and a drop on a Drive file after its warning page (in this process, with fetch's
+    patience shortened)."""
     published = publish(tmp_path / "published")
     stall = 0.5  # fetch's STALL and BACKOFF, shortened for the jobs fetch_all makes in this process
     monkeypatch.setattr(downloads, "fetch", partial(fetch, backoff=0.05, stall=stall))
     coco = "/images.cocodataset.org/zips/train2017.zip"
     chartqa = served_path("hf://datasets/ahmed-masry/ChartQA@main/ChartQA Dataset.zip")
     docvqa = "/datasets.cvc.uab.es/rrc/DocVQA/train.tar.gz"
-    shard = next(p for p in published.files if "/train-00000-of-00084-" in p)
-    cap100k = next(p for p in published.files if p.endswith("_cap100k.json"))
-    site = Site(
-        files=dict(published.files),
+    shard = next(p for p in published.served.transfers if "/train-00000-of-00084-" in p)
+    cap100k = next(p for p in published.served.transfers if p.endswith("_cap100k.json"))
+    dvqa = served_path("gdrive://1iKH2lTi1-QxtNUVRxTUWFvUvRHq6HAsZ/images.tar.gz")
+    site = published.served.site(
         faults={
             coco: [Fault(after=1000, kind="drop")],
             chartqa: [Fault(status=429, headers={"Retry-After": "1"})],
             docvqa: [Fault(status=500)],
             shard: [Fault(after=2000, kind="short")],
             cap100k: [Fault(after=100, kind="stall", seconds=3.0)],
+            dvqa: [Fault(after=3000, kind="drop")],
         },
     )
     data = tmp_path / "data"
@@ -187,9 +213,10 @@ def test_faults_during_a_first_fetch_still_end_with_the_right_bytes(tmp_path, mo
         fetch_all(recipe, InProcessRunner(), site.url)
     assert _landed(published, data) == {name: [] for name in published.layouts}
     asked = [path for path, _ in site.requests]
-    assert [asked.count(path) for path in (coco, chartqa, docvqa, shard, cap100k)] == [
+    assert [asked.count(path) for path in (coco, chartqa, docvqa, shard, cap100k, dvqa)] == [
         2
-    ] * 5  # one retry each
+    ] * 6  # a retry each
+    assert dvqa.startswith("/drive.usercontent.google.com/")
     times = [t for (p, _), t in zip(site.requests, site.times, strict=True) if p == chartqa]
     assert times[1] - times[0] >= 1.0  # Retry-After, not the shortened backoff
     stalled = [t for (p, _), t in zip(site.requests, site.times, strict=True) if p == cap100k]
@@ -202,7 +229,7 @@ def test_the_converted_release_builds_from_its_own_mirror_and_differs_from_the_r
     """InternVL's converted route (recipes/internvl_chat_v1_2_converted.yaml), from an empty folder:
     its mirror serves the nine jsonl files and InternVL's image zips beside the raw image archives."""
     published = empty_disk.published
-    site = Site(files=published.files | publish_converted(published))
+    site = (published.served | publish_converted(published)).site()
     data, out = tmp_path / "data", tmp_path / "out"
     with pytest.MonkeyPatch.context() as patch, serve(site):
         patch.setenv("HF_ENDPOINT", site.url)
@@ -210,7 +237,7 @@ def test_the_converted_release_builds_from_its_own_mirror_and_differs_from_the_r
         status, listed, _ = _run("fetch", str(CONVERTED_RECIPE), *where)
         published.place_manual(data)
         built = _run("build", str(CONVERTED_RECIPE), *where, "--out", str(out))
-    assert status == MANUAL_MISSING and "manual upstreams: 7 of 7 missing" in listed
+    assert status == MANUAL_MISSING and "manual upstreams: 2 of 2 missing" in listed
     assert built[0] == 0, built[2]
     assert sorted((data / "opensource").glob("*.jsonl")) == sorted(
         data / "opensource" / name for name in CONVERTED

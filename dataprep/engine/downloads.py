@@ -12,14 +12,13 @@ from dataprep.contract.manifest import DownloadReport
 from dataprep.engine.runner import BuildError, Job, Runner
 from dataprep.engine.settings import BuildSettings
 from dataprep.fetch import (
-    HF_ENDPOINT,
+    Access,
     ChecksumMismatch,
     Fetched,
     FetchError,
     download_key,
     fetch,
     fetched_here,
-    mirror_of,
     target,
     transferred,
 )
@@ -35,16 +34,13 @@ class FetchJob(Job):
     retries: ClassVar[int] = 0  # fetch retries transient failures itself, resuming the partial file
     root: str
     download: Download
-    mirror: str | None = None
+    access: Access  # the driver's mirror, hub and token: a worker's environment is not the driver's
     pinned_by: str | None = None  # the lock file that pins it
-    hub: str = HF_ENDPOINT  # the driver's HF_ENDPOINT: a worker's environment is not the driver's
     revision: str | None = None  # the hub commit its lock names: fetched from there, not from the URL's
 
     def run(self) -> Fetched:
         try:
-            return fetch(
-                Path(self.root), self.download, mirror=self.mirror, revision=self.revision, hub=self.hub
-            )
+            return fetch(Path(self.root), self.download, access=self.access, revision=self.revision)
         except ChecksumMismatch as error:
             if self.pinned_by is None:
                 raise
@@ -91,10 +87,10 @@ def fetch_all(
 ) -> dict[str, list[DownloadReport]]:
     """Every entry's downloads (completed ones are skipped), in parallel, by entry label; the same
     download into the same folder is fetched once, with the pin any entry (or the `lock`) gives it.
-    http(s) URLs come from `mirror` when given (default: `DATAPREP_MIRROR`), hf:// ones from this
-    process's `HF_ENDPOINT`: both read here, as workers may not have them. Report paths are relative to the entry's folder."""
-    mirror = mirror_of(mirror)
-    hub = os.environ.get("HF_ENDPOINT", HF_ENDPOINT)
+    http(s) and Drive URLs come from `mirror` when given (default: `DATAPREP_MIRROR`), hf:// ones from
+    this process's `HF_ENDPOINT` with its hub token: all read here and carried by every job, as
+    workers may not have them. Report paths are relative to the entry's folder."""
+    access = Access.here(mirror)
     lock = lock or {}
     specs: dict[tuple[str, str], Download] = {}
     wanted: dict[str, list[tuple[str, str]]] = {}
@@ -113,7 +109,7 @@ def fetch_all(
             keys.append(key)
     _refuse_shared_targets(specs)
     jobs = [
-        (download.url, _fetch_job(root, download, mirror, hub, lock.get(download.url), lock_name))
+        (download.url, _fetch_job(root, download, access, lock.get(download.url), lock_name))
         for (root, _), download in specs.items()
     ]
     results = runner.run("fetch", jobs, len(jobs), measure=lambda: _transferred(specs, part))
@@ -163,12 +159,12 @@ def locked_files(settings: BuildSettings) -> tuple[dict[str, LockedFile], str]:
 
 
 def _fetch_job(
-    root: str, download: Download, mirror: str | None, hub: str, locked: LockedFile | None, lock_name: str
+    root: str, download: Download, access: Access, locked: LockedFile | None, lock_name: str
 ) -> FetchJob:
     """A download's job; a locked one names its lock and is fetched from the hub commit the lock records."""
     if locked is None:
-        return FetchJob(root, download, mirror=mirror, hub=hub)
-    return FetchJob(root, download, mirror=mirror, pinned_by=lock_name, hub=hub, revision=locked.commit)
+        return FetchJob(root, download, access)
+    return FetchJob(root, download, access, pinned_by=lock_name, revision=locked.commit)
 
 
 def _locked(download: Download, locked: LockedFile | None, lock_name: str) -> Download:

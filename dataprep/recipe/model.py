@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -70,11 +71,25 @@ def hub_parts(url: str) -> tuple[str, str, str, str, str]:
     return kind, owner, name, revision or "main", file
 
 
+DRIVE_URL = re.compile(r"gdrive://([-\w]{10,})/([^/]+)")
+
+
+def drive_parts(url: str) -> tuple[str, str]:
+    """(file id, file name) of `gdrive://<id>/<name>`: a public Google Drive file and the name Drive
+    gives it."""
+    match = DRIVE_URL.fullmatch(url)
+    if match is None:
+        raise ValueError("expected gdrive://<file id>/<file name>")
+    return match[1], match[2]
+
+
 class Download(Strict):
     """One upstream file to fetch into the source's folder before it is read."""
 
     url: str = Field(
-        pattern=r"^(https?|hf)://", description="http(s):// or hf://datasets/<owner>/<name>/<file>"
+        pattern=r"^(https?|hf|gdrive)://",
+        description="http(s)://, hf://datasets/<owner>/<name>[@<revision>]/<file> (a Hugging Face hub file), "
+        "or gdrive://<file id>/<file name> (a public Google Drive file)",
     )
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
         None, description="pinned checksum; without one, the checksum seen is recorded in the manifest"
@@ -108,6 +123,8 @@ class Download(Strict):
             raise ValueError("`members` maps an archive's folders: it needs `unpack: true`")
         if self.url.startswith("hf://"):
             hub_parts(self.url)
+        if self.url.startswith("gdrive://"):
+            drive_parts(self.url)
         try:
             self.file_name  # noqa: B018 (raises when the URL names no file)
         except ValueError:
@@ -122,6 +139,8 @@ class Download(Strict):
         """The URL's last path segment (decoded): the file's name unless `to` gives another."""
         if self.url.startswith("hf://"):
             name = PurePosixPath(hub_parts(self.url)[4]).name
+        elif self.url.startswith("gdrive://"):
+            name = drive_parts(self.url)[1]
         else:
             name = unquote(PurePosixPath(urlsplit(self.url).path).name)
         if not name or name in (".", "..") or "/" in name or "\\" in name:

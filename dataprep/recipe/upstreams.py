@@ -54,7 +54,6 @@ class ManualFile(Strict):
     """One file a person downloads by hand."""
 
     name: str
-    google_drive_id: str | None = None
     size: Size | None = None
     unpack: bool = False
     members: dict[str, str] = Field(

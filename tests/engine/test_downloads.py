@@ -24,7 +24,7 @@ from dataprep.recipe.upstreams import MANIFESTS, load_upstream
 
 from helpers.builds import build_recipe
 from helpers.loopback_http import Site, serve
-from helpers.served_upstreams import served_manifests, tar_gz_bytes, zip_bytes
+from helpers.served_upstreams import Served, hub_served, served_manifests, tar_gz_bytes, zip_bytes
 from helpers.upstream import write_conversations
 
 REPO = MANIFESTS.parent
@@ -175,12 +175,24 @@ def test_a_build_with_a_lock_refuses_a_file_that_differs_from_it(tmp_path):
 
 
 def test_every_public_upstream_of_the_reference_recipe_lands_where_its_manifest_says(tmp_path, monkeypatch):
-    """The project's manifests, their https hosts served as `<loopback>/<host>/<path>` and hf:// through
-    HF_ENDPOINT, with miniature archives named and laid out as published: after one fetch every public
-    upstream is present and every manual one is missing."""
+    """The project's manifests through a loopback mirror (`<loopback>/<host>/<path>`, Drive's download
+    URL among them) and hf:// through HF_ENDPOINT, with miniature archives named and laid out as
+    published: after one fetch every public upstream is present and every manual one is missing."""
     hub = "/datasets/{}/resolve/main/{}"
+    drive = "/drive.google.com/uc?id={}&export=download"
+    web = {  # ShareGPT4V's web zips: Drive id → the folder inside
+        "1f4v_3e1OJtyYqam1CEp6RenCNTU5_mG2": "share_textvqa",
+        "1-SB71C3j1mVg0kDDXwj2IWGEoBoRUD-J": "web-celebrity",
+        "1JpJkN7ZMA50xAhMx9O-rVb5yLhfGm3_o": "web-landmark",
+        "1FxB2Nw-vWUcTUSI_dBpPIykb-uGYoEqV": "wikiart",
+    }
     site = Site(
         files={
+            **{drive.format(i): zip_bytes({f"data/{name}/images/1.jpg": b"jpg"}) for i, name in web.items()},
+            drive.format("1iKH2lTi1-QxtNUVRxTUWFvUvRHq6HAsZ"): tar_gz_bytes(
+                {"images/bar_train_0.png": b"png"}
+            ),
+            drive.format("1VKYd3kaiCFziSsSv4SgQJ2T5m7jxuh5u"): tar_gz_bytes({"train_qa.json": b"[]"}),
             hub.format("Lin-Chen/ShareGPT4V", "sharegpt4v_instruct_gpt4-vision_cap100k.json"): b"[]",
             hub.format(
                 "Lin-Chen/ShareGPT4V", "sharegpt4v_mix665k_cap23k_coco-ap9k_lcs3k_sam9k_div2k.json"
@@ -225,14 +237,10 @@ def test_every_public_upstream_of_the_reference_recipe_lands_where_its_manifest_
         }
     )
     with serve(site):
-        manifests = served_manifests(tmp_path / "manifests", site.url)
         monkeypatch.setenv("HF_ENDPOINT", site.url)
         data = tmp_path / "data"
-        recipe = load_recipe(
-            REPO / "recipes/internvl_chat_v1_2.yaml",
-            {"data_root": str(data), "manifests": str(manifests)},
-        )
-        fetch_all(recipe, InProcessRunner())
+        recipe = load_recipe(REPO / "recipes/internvl_chat_v1_2.yaml", {"data_root": str(data)})
+        fetch_all(recipe, InProcessRunner(), site.url)
     upstreams = recipe_upstreams(recipe)
     listing = "/api/datasets/naver-clova-ix/synthdog-en/tree/main"
     fetched = sorted(path for path, _ in site.requests if path != listing)
@@ -244,6 +252,7 @@ def test_every_public_upstream_of_the_reference_recipe_lands_where_its_manifest_
     assert (data / "ai2d/images/0.png").exists() and (
         data / "llava/llava_pretrain/images/00000/000000010.jpg"
     ).exists()
+    assert (data / "web-celebrity/images/1.jpg").exists() and (data / "dvqa/images/bar_train_0.png").exists()
 
 
 def test_an_upstream_placed_by_hand_is_not_downloaded(tmp_path):
@@ -278,32 +287,55 @@ def test_the_fetch_stage_reports_bytes_of_the_whole_and_logs_them_off_a_terminal
     assert lines[-1].startswith(f"[fetch] 1/1 units  {size} of {size}") and "done in" in lines[-1]
 
 
-def test_the_drivers_hf_endpoint_travels_with_each_fetch_job(tmp_path, monkeypatch):
-    """A Ray worker does not share the driver's environment: each job carries its HF_ENDPOINT."""
+def test_the_drivers_hub_mirror_and_token_travel_with_each_fetch_job(tmp_path, monkeypatch):
+    """A Ray worker does not share the driver's environment: each job carries the driver's
+    HF_ENDPOINT, mirror and HF_TOKEN, never the worker's own; the token is written nowhere."""
+    token = "hf_driversToken0123456789"
 
     class Worker:  # runs each job as a worker would, with an environment of its own
         def run(self, stage, jobs, total, measure=None):
             monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # not the hub the driver named
+            monkeypatch.setenv("DATAPREP_MIRROR", "http://127.0.0.1:9")  # nor its mirror
+            monkeypatch.setenv("HF_TOKEN", "hf_workersOwnToken")
             return [job.run() for _, job in jobs]
 
-    monkeypatch.setattr(downloads, "fetch", partial(fetch, retries=0))  # the wrong hub fails at once
-    site = Site(files={"/datasets/openbmb/llava_zh/resolve/main/llava_instruct_150k_zh.json": b"[]"})
-    recipe = _recipe(tmp_path, "  - {source: llava_zh, path: llava_zh, upstreams: [llava_zh]}\n")
-    with serve(site):
+    monkeypatch.setattr(downloads, "fetch", partial(fetch, retries=0))  # a wrong address fails at once
+    hub_file = "hf://datasets/openbmb/llava_zh@main/llava_instruct_150k_zh.json"
+    served = hub_served(hub_file, b"[]") | Served(
+        {"/images.cocodataset.org/zips/train2017.zip": zip_bytes({"train2017/1.jpg": b"jpg"})}
+    )
+    recipe = _recipe(
+        tmp_path, "  - {source: llava_zh, path: llava_zh, upstreams: [llava_zh, coco_train2017]}\n"
+    )
+    with serve(served.site()) as site:
         monkeypatch.setenv("HF_ENDPOINT", site.url)
-        (report,) = fetch_all(recipe, Worker())["llava_zh"]
-    assert report.url == "hf://datasets/openbmb/llava_zh@main/llava_instruct_150k_zh.json"
+        monkeypatch.setenv("HF_TOKEN", token)
+        reports = fetch_all(recipe, Worker(), site.url)["llava_zh"]
+    assert [report.url for report in reports] == [
+        hub_file,
+        "http://images.cocodataset.org/zips/train2017.zip",
+    ]
     assert (tmp_path / "data/llava_zh/llava_instruct_150k_zh.json").read_bytes() == b"[]"
+    assert (tmp_path / "data/coco/train2017/1.jpg").read_bytes() == b"jpg"
+    assert (
+        sorted(auth for path, auth in site.authorizations if "/resolve/" in path) == [f"Bearer {token}"] * 2
+    )
+    assert [auth for path, auth in site.authorizations if "/resolve/" not in path] == [None]  # the mirror
+    written = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
+    assert written and not [p for p in written if token.encode() in p.read_bytes()]
+    assert token not in repr(reports) and token not in repr(
+        downloads.FetchJob("r", Download(url=hub_file), downloads.Access.here())
+    )
 
 
 def test_a_lock_records_the_hub_commit_and_fetches_from_it_after_the_branch_moved(tmp_path, monkeypatch):
-    """`main` served from commit A; the lock records A. Once `main` moves on (other bytes, commit B), a
+    """`main` resolves to commit A; the lock records A. Once `main` moves on (other bytes, commit B), a
     fetch under the lock still gets A's file, from A, instead of refusing it."""
     a, b = "a" * 40, "b" * 40
     resolve = "/datasets/openbmb/llava_zh/resolve/{}/llava_instruct_150k_zh.json"
     site = Site(
-        files={resolve.format("main"): b'[{"id": "1"}]'},
-        headers={resolve.format("main"): {"X-Repo-Commit": a}},
+        files={resolve.format("main"): b'[{"id": "1"}]', resolve.format(a): b'[{"id": "1"}]'},
+        headers={resolve.format("main"): {"X-Repo-Commit": a}, resolve.format(a): {"X-Repo-Commit": a}},
     )
     manifests = tmp_path / "manifests"
     manifests.mkdir()
@@ -313,13 +345,12 @@ def test_a_lock_records_the_hub_commit_and_fetches_from_it_after_the_branch_move
         monkeypatch.setenv("HF_ENDPOINT", site.url)
         (first,) = fetch_all(recipe, InProcessRunner())["mine"]
         lock = {first.url: locked_file(first.url, first.bytes, first.sha256, first.revision)}
-        site.files[resolve.format(a)] = site.files[resolve.format("main")]
-        site.headers[resolve.format(a)] = {"X-Repo-Commit": a}
-        site.files[resolve.format("main")] = b'[{"id": "2"}]'
-        site.headers[resolve.format("main")] = {"X-Repo-Commit": b}
+        site.files[resolve.format("main")] = site.files[resolve.format(b)] = b'[{"id": "2"}]'
+        site.headers[resolve.format("main")] = site.headers[resolve.format(b)] = {"X-Repo-Commit": b}
         fresh = load_recipe(recipe_path := tmp_path / "recipe.yaml", {"data_root": str(tmp_path / "fresh")})
         (again,) = fetch_all(fresh, InProcessRunner(), None, lock, str(recipe_path))["mine"]
     assert first.revision == a and lock[first.url].revision == a and lock[first.url].commit == a
     assert again.sha256 == first.sha256 and again.revision == a
     assert (tmp_path / "fresh/llava_zh/llava_instruct_150k_zh.json").read_bytes() == b'[{"id": "1"}]'
-    assert [path for path, _ in site.requests] == [resolve.format("main"), resolve.format(a)]
+    assert site.heads == [resolve.format("main"), resolve.format(a)]  # the hub asked at the branch, then A
+    assert [path for path, _ in site.requests] == [resolve.format(a)] * 2  # the bytes: from A each time

@@ -1,5 +1,6 @@
-"""A real HTTP server on 127.0.0.1 for download tests: serves files from a dict, honours Range and
-If-Range requests, logs every request (with its time), and can drop a connection part-way through a
+"""A real HTTP server on 127.0.0.1 for download tests: serves files from a dict (by path, or by path
+and query when a file is keyed so), answers HEAD as GET without the body, honours Range and If-Range
+requests, logs every request (with its time and Authorization header), and can drop a connection part-way through a
 body, answer errors (with headers such as Retry-After), end a body short of its Content-Length, stall
 mid-body, send short ranges or pause before a body (slow downloads that overlap)."""
 
@@ -35,12 +36,17 @@ class Site:
     cut_after: dict[str, int] = field(default_factory=dict)  # path → bytes sent before dropping (once)
     status: dict[str, list[int]] = field(default_factory=dict)  # path → statuses to answer first
     faults: dict[str, list[Fault]] = field(default_factory=dict)  # path → faults of its next requests
-    requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
+    requests: list[tuple[str, str | None]] = field(default_factory=list)  # GETs: (path, Range header)
+    heads: list[str] = field(default_factory=list)  # paths of HEAD requests
+    authorizations: list[tuple[str, str | None]] = field(
+        default_factory=list
+    )  # every request's (path, Authorization)
     times: list[float] = field(default_factory=list)  # time.monotonic() of each request
     etags: bool = True  # send a strong ETag and honour If-Range (a changed file is sent whole)
     range_cap: int | None = None  # answer a Range request with at most this many bytes
     pause: float = 0.0  # seconds to wait before sending a body
     headers: dict[str, dict[str, str]] = field(default_factory=dict)  # path → extra headers of its answers
+    pages: set[str] = field(default_factory=set)  # paths sent whole whatever the Range, as dynamic pages are
     url: str = ""
 
 
@@ -51,11 +57,21 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: object) -> None:
             pass
 
+        def do_HEAD(self) -> None:
+            self._answer(head=True)
+
         def do_GET(self) -> None:
-            path = self.path.split("?")[0]
-            site.requests.append((path, self.headers.get("Range")))
-            site.times.append(time.monotonic())
-            fault = site.faults[path].pop(0) if site.faults.get(path) else None
+            self._answer(head=False)
+
+        def _answer(self, head: bool) -> None:
+            path = self.path if self.path in site.files else self.path.split("?")[0]
+            site.authorizations.append((path, self.headers.get("Authorization")))
+            if head:
+                site.heads.append(path)
+            else:
+                site.requests.append((path, self.headers.get("Range")))
+                site.times.append(time.monotonic())
+            fault = site.faults[path].pop(0) if site.faults.get(path) and not head else None
             if fault is not None and fault.status is not None:
                 self.send_response(fault.status)
                 for name, value in fault.headers.items():
@@ -72,7 +88,7 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
             data = site.files[path]
             etag = f'"{hashlib.sha256(data).hexdigest()[:16]}"'
             start = 0
-            ranged = self.headers.get("Range")
+            ranged = None if path in site.pages else self.headers.get("Range")
             if site.etags and self.headers.get("If-Range") not in (None, etag):
                 ranged = None
             if ranged:
@@ -96,6 +112,8 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
             body = data[start:end]
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            if head:
+                return
             time.sleep(site.pause)
             if fault is not None:
                 self._fail(fault, body)

@@ -1,11 +1,13 @@
 """The reference recipe's upstreams as their publishers ship them, made from the miniature fixtures:
 every public file packed as its manifest says it is published (archive names, inner layouts, hub
-paths, SynthDoG's hashed shard names behind the hub's tree listing), served by a loopback site acting
-as the mirror (`/<host>/<path>`) and as HF_ENDPOINT; the manual upstreams as folders to place by hand.
+paths, SynthDoG's hashed shard names behind the hub's tree listing, Drive files behind Drive's
+download URL and, for large ones, its virus scan warning page), served by a loopback site acting as
+the mirror (`/<host>/<path>`) and as HF_ENDPOINT; the manual upstreams as folders to place by hand.
 
 The packing is derived from the manifests (URL → served path, `to` / `members` inverted into archive
 member names); the only per-upstream knowledge is which fixture files make each upstream's
-conventional folder (`_layouts`) and which of VG's two zips holds which folder (`ARCHIVE_HOLDS`).
+conventional folder (`_layouts`), which of an upstream's archives holds which top-level paths
+(`ARCHIVE_HOLDS`: VG's two zips, DVQA's two tars) and which Drive files are large (`DRIVE_WARNS`).
 `publish_converted` adds InternVL's converted release (the second route) over the same images."""
 
 from __future__ import annotations
@@ -17,21 +19,38 @@ import pickle
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from urllib.parse import quote, urlsplit
 
 import PIL.Image
 import pyarrow.parquet as pq
 
 from dataprep.fixtures import generate_all
-from dataprep.recipe.model import hub_parts
+from dataprep.recipe.model import drive_parts, hub_parts
 from dataprep.recipe.upstreams import MANIFESTS, Upstream, load_catalogue
 
-from helpers.served_upstreams import tar_gz_bytes, zip_bytes
+from helpers.served_upstreams import (
+    Served,
+    drive_served,
+    hub_commit,
+    hub_served,
+    mirror_path,
+    tar_gz_bytes,
+    zip_bytes,
+)
 
 REFERENCE = Path(__file__).resolve().parents[2] / "recipes" / "internvl_chat_v1_2.yaml"
 ARCHIVE_HOLDS = {  # an upstream with several archives: the folders each holds (its manifest's comments)
     "https://cs.stanford.edu/people/rak248/VG_100K_2/images.zip": ("VG_100K",),
     "https://cs.stanford.edu/people/rak248/VG_100K_2/images2.zip": ("VG_100K_2",),
+    "gdrive://1iKH2lTi1-QxtNUVRxTUWFvUvRHq6HAsZ/images.tar.gz": ("images",),
+    "gdrive://1VKYd3kaiCFziSsSv4SgQJ2T5m7jxuh5u/qa.tar.gz": (
+        "train_qa.json",
+        "val_easy_qa.json",
+        "val_hard_qa.json",
+    ),
+}
+DRIVE_WARNS = {  # Drive files served behind the large-file warning page (the others come at once)
+    "1iKH2lTi1-QxtNUVRxTUWFvUvRHq6HAsZ",  # DVQA's images.tar.gz
+    "1FxB2Nw-vWUcTUSI_dBpPIykb-uGYoEqV",  # wikiart.zip
 }
 SYNTHDOG_SHARDS = (  # the fixture writes train shards 0 and 1; 2-4 repeat shard 1 under their own names
     "train-00002-of-00084-7d1e4b9a0c3f5e28.parquet",
@@ -42,11 +61,13 @@ SYNTHDOG_SHARDS = (  # the fixture writes train shards 0 and 1; 2-4 repeat shard
 
 @dataclass
 class Published:
-    """`files`: served path → bytes (mirror and hub); `manual`: upstream name → its conventional
-    folder, to copy into `<data_root>/<folder>`; `layouts` (public) and `manual_layouts`: upstream
-    name → {path under its folder: bytes}, what a fetch (or a person) leaves there."""
+    """`served`: what the mirror and hub answer; `urls`: every published file's URL → its bytes;
+    `manual`: upstream name → its conventional folder, to copy into `<data_root>/<folder>`; `layouts`
+    (public) and `manual_layouts`: upstream name → {path under its folder: bytes}, what a fetch (or a
+    person) leaves there."""
 
-    files: dict[str, bytes] = field(default_factory=dict)
+    served: Served = field(default_factory=Served)
+    urls: dict[str, bytes] = field(default_factory=dict)
     manual: dict[str, Path] = field(default_factory=dict)
     layouts: dict[str, dict[str, bytes]] = field(default_factory=dict)
     manual_layouts: dict[str, dict[str, bytes]] = field(default_factory=dict)
@@ -61,13 +82,13 @@ class Published:
 
 
 def served_path(url: str) -> str:
-    """The path a loopback site serves `url` at, as a mirror (`/<host>/<path>`) or as HF_ENDPOINT."""
-    if not url.startswith("hf://"):
-        parts = urlsplit(url)
-        return f"/{parts.netloc}{parts.path}"
-    kind, owner, name, revision, file = hub_parts(url)
-    prefix = "" if kind == "models" else f"/{kind}"
-    return f"{prefix}/{owner}/{name}/resolve/{quote(revision, safe='')}/{quote(file)}"
+    """The path a fetch GETs `url`'s bytes from: as a mirror (`/<host>/<path>`), as Drive (its download
+    URL, or the confirmed one of a large file) or as HF_ENDPOINT (resolved at the revision's commit)."""
+    if url.startswith("hf://"):
+        return hub_served(url, b"").transfers[0]
+    if url.startswith("gdrive://"):
+        return drive_served(url, b"", drive_parts(url)[0] in DRIVE_WARNS).transfers[-1]
+    return mirror_path(url)
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -96,6 +117,15 @@ def _layouts(fixtures: Path) -> tuple[dict[str, dict[str, bytes]], dict[str, dic
         "chartqa": _tree(fixtures / "chartqa"),
         "ai2d": ai2d,
         "docvqa": {p: d for p, d in _tree(fixtures / "docvqa").items() if p.startswith("train/")},
+        "share_textvqa": _under(share, "share_textvqa/"),
+        "web_celebrity": _under(share, "data/web-celebrity/"),
+        "web_landmark": _under(share, "web-landmark/"),
+        "wikiart": _under(share, "wikiart/"),
+        "dvqa": {
+            p: d
+            for p, d in _tree(fixtures / "dvqa").items()
+            if p.startswith("images/") or p.endswith("_qa.json")
+        },
         "synthdog_en": {
             **{p: d for p, d in synthdog.items() if "/train-" in p},
             **{f"data/{name}": shard_1 for name in SYNTHDOG_SHARDS},
@@ -104,11 +134,6 @@ def _layouts(fixtures: Path) -> tuple[dict[str, dict[str, bytes]], dict[str, dic
     manual = {
         "sam": _under(share, "sam/"),
         "ocr_vqa": _under(share, "ocr_vqa/"),
-        "share_textvqa": _under(share, "share_textvqa/"),
-        "web_celebrity": _under(share, "data/web-celebrity/"),
-        "web_landmark": _under(share, "web-landmark/"),
-        "wikiart": _under(share, "wikiart/"),
-        "dvqa": _tree(fixtures / "dvqa"),
         "geoqa_plus": _tree(fixtures / "geoqa_plus"),
     }
     return public, manual
@@ -138,7 +163,7 @@ def _pack(upstream: Upstream, layout: dict[str, bytes]) -> dict[str, bytes]:
     for download in upstream.downloads():
         if download.unpack:
             continue
-        name = PurePosixPath(hub_parts(download.url)[4] if download.url.startswith("hf://") else download.url)
+        name = PurePosixPath(download.url)
         folder = PurePosixPath(download.to or ".")
         matched = [p for p in layout if fnmatch.fnmatchcase(p, (folder / name.name).as_posix())]
         assert len(matched) == 1, (upstream.name, download.url, matched)
@@ -157,23 +182,30 @@ def _pack(upstream: Upstream, layout: dict[str, bytes]) -> dict[str, bytes]:
             if member is not None:
                 members[member] = data
         assert members, (upstream.name, download.url)
-        pack = tar_gz_bytes if download.url.endswith((".tar.gz", ".tgz")) else zip_bytes
+        pack = tar_gz_bytes if download.file_name.endswith((".tar.gz", ".tgz")) else zip_bytes
         published[download.url] = pack(members)
     return published
 
 
-def serve_files(published: dict[str, bytes]) -> dict[str, bytes]:
-    """Files by URL → by the path a loopback site serves them at, with the hub's tree listing
-    (`/api/<kind>/<owner>/<name>/tree/<rev>`, as huggingface_hub asks for it) of every hub repo."""
-    files = {served_path(url): data for url, data in published.items()}
+def serve_files(published: dict[str, bytes]) -> Served:
+    """Files by URL → what a loopback site answers for them as the mirror, as Drive and as the hub,
+    with the hub's tree listing (`/api/<kind>/<owner>/<name>/tree/<rev>`, as huggingface_hub asks for
+    it) of every hub repo."""
+    served = Served()
     listings: dict[str, list[dict]] = {}
     for url, data in sorted(published.items()):
         if url.startswith("hf://"):
+            served |= hub_served(url, data)
             kind, owner, name, revision, path = hub_parts(url)
             listings.setdefault(f"/api/{kind}/{owner}/{name}/tree/{revision}", []).append(
-                {"type": "file", "path": path, "size": len(data), "oid": "0" * 40}
+                {"type": "file", "path": path, "size": len(data), "oid": hub_commit(url)}
             )
-    return files | {path: json.dumps(listing).encode() for path, listing in listings.items()}
+        elif url.startswith("gdrive://"):
+            served |= drive_served(url, data, drive_parts(url)[0] in DRIVE_WARNS)
+        else:
+            served |= Served({mirror_path(url): data}, {}, [mirror_path(url)])
+    listed = {path: json.dumps(listing).encode() for path, listing in listings.items()}
+    return served | Served(listed)
 
 
 def publish(work: Path) -> Published:
@@ -185,11 +217,10 @@ def publish(work: Path) -> Published:
     published = Published(
         layouts=public, manual_layouts=manual, catalogue=catalogue, fixtures=work / "fixtures", facts=facts
     )
-    urls = {}
     for name, layout in public.items():
         assert catalogue[name].public, name
-        urls |= _pack(catalogue[name], layout)
-    published.files = serve_files(urls)
+        published.urls |= _pack(catalogue[name], layout)
+    published.served = serve_files(published.urls)
     for name, layout in manual.items():
         assert not catalogue[name].public, name
         folder = published.manual[name] = work / "manual" / name
@@ -239,10 +270,10 @@ def _converted_images(fixtures: Path) -> dict[str, dict[str, bytes]]:
     return {"internvl_geoqa_plus_images": geoqa, "internvl_synthdog_en_images": synthdog}
 
 
-def publish_converted(published: Published) -> dict[str, bytes]:
+def publish_converted(published: Published) -> Served:
     """InternVL's converted release over the same fixture images: the nine jsonl files (one line in
     InternVL's format per image, paths relative to the data root) and its GeoQA+ and SynthDoG-EN
-    image zips, as served paths → bytes (the raw upstreams' archives hold the other images)."""
+    image zips, as served (the raw upstreams' archives hold the other images)."""
     catalogue = published.catalogue
     images = {**published.layouts, **published.manual_layouts, **_converted_images(published.fixtures)}
     jsonl = {}

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from dataprep.recipe.load import RecipeError, load_recipe
+from dataprep.recipe.model import drive_parts
 from dataprep.recipe.upstreams import MANIFESTS, UpstreamError, load_catalogue, load_upstream
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,8 +28,15 @@ V1_2_UPSTREAMS = {
     "coco_train2017", "llava_pretrain", "gqa", "textvqa", "vg", "ocr_vqa", "sam", "share_textvqa",
     "web_celebrity", "web_landmark", "wikiart",
 }  # fmt: skip
-MANUAL = {"dvqa", "geoqa_plus", "ocr_vqa", "sam", "share_textvqa", "web_celebrity", "web_landmark",
-          "wikiart"}  # fmt: skip
+MANUAL = {"geoqa_plus", "ocr_vqa", "sam"}
+DRIVE = {  # public Google Drive files: (folder, id, archive folder moved to `images`), ids from the publishers
+    ("share_textvqa", "1f4v_3e1OJtyYqam1CEp6RenCNTU5_mG2", "data/share_textvqa/images"),
+    ("web-celebrity", "1-SB71C3j1mVg0kDDXwj2IWGEoBoRUD-J", "data/web-celebrity/images"),
+    ("web-landmark", "1JpJkN7ZMA50xAhMx9O-rVb5yLhfGm3_o", "data/web-landmark/images"),
+    ("wikiart", "1FxB2Nw-vWUcTUSI_dBpPIykb-uGYoEqV", "data/wikiart/images"),
+    ("dvqa", "1iKH2lTi1-QxtNUVRxTUWFvUvRHq6HAsZ", None),
+    ("dvqa", "1VKYd3kaiCFziSsSv4SgQJ2T5m7jxuh5u", None),
+}
 
 
 def test_every_manifest_loads_and_names_only_published_hosts():
@@ -36,17 +44,16 @@ def test_every_manifest_loads_and_names_only_published_hosts():
     assert MANIFESTS == REPO / "manifests" and len(catalogue) == len(list(MANIFESTS.glob("*.yaml")))
     assert V1_2_UPSTREAMS | {"internvl_chat_v1_2_sft_data", "internvl_geoqa_plus_images"} <= set(catalogue)
     assert {name for name, upstream in catalogue.items() if not upstream.public} == MANUAL
+    drive = set()
     for upstream in catalogue.values():
         for file in upstream.files:
+            if file.url.startswith("gdrive://"):
+                moved = next(iter(file.members), None)
+                drive.add((upstream.folder, drive_parts(file.url)[0], moved))
+                assert file.unpack and moved in (None, f"data/{upstream.folder}/images")
+                continue
             assert file.url.startswith("hf://") or urlsplit(file.url).hostname in PUBLISHED_HOSTS, file.url
-    assert {(u.folder, u.manual.files[0].google_drive_id) for u in catalogue.values() if u.kind == "images"
-            and u.manual and u.manual.files[0].google_drive_id} == {
-        ("share_textvqa", "1f4v_3e1OJtyYqam1CEp6RenCNTU5_mG2"),
-        ("web-celebrity", "1-SB71C3j1mVg0kDDXwj2IWGEoBoRUD-J"),
-        ("web-landmark", "1JpJkN7ZMA50xAhMx9O-rVb5yLhfGm3_o"),
-        ("wikiart", "1FxB2Nw-vWUcTUSI_dBpPIykb-uGYoEqV"),
-    }  # fmt: skip
-    assert catalogue["wikiart"].manual.files[0].members == {"data/wikiart/images": "images"}
+    assert drive == DRIVE
 
 
 def test_the_reference_recipe_names_every_upstream_of_the_mixture(tmp_path):
@@ -84,6 +91,11 @@ present: [images]
         (GOOD.replace("name: mine", "name: other"), ":1: name: must be the file's name"),
         (GOOD + "files: []\n", ":13: files: key given twice"),
         (GOOD.split("files:")[0] + "present: [images]\n", ":1: <manifest>: Value error, give `files`"),
+        (
+            GOOD.replace("https://example.org/mine.zip", "gdrive://1FxB2Nw-vWUcTUSI_dBpPIykb-uGYoEqV"),
+            ":9: files.0",
+        ),
+        (GOOD.replace("https://example.org/mine.zip", "gdrive://short/mine.zip"), ":9: files.0"),
     ],
 )
 def test_a_bad_manifest_names_file_line_and_field(tmp_path, text, where):
