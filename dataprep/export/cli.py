@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dataprep.contract.cli import at_least
+from dataprep.contract.manifest import ManifestError
 from dataprep.export.folder import ExportError
 from dataprep.export.internvl import TRAINERS, InternVLLayout
 from dataprep.export.llamafactory import LlamaFactoryLayout
@@ -85,7 +86,7 @@ def run_export_command(args: argparse.Namespace) -> int:
             "parquet": lambda: ParquetLayout(manifest),
         }
         summary = run_export(layouts[args.export_command](), manifest, args.manifest, args.out, lengths)
-    except ExportError as error:
+    except (ExportError, ManifestError) as error:
         print(f"dataprep export {args.export_command}: error: {error}", file=sys.stderr)
         return 1 if isinstance(error, UnreadableBuild) else 2
     print(json.dumps(summary, indent=2, ensure_ascii=False))
