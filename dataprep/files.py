@@ -39,24 +39,25 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(partial, path)
 
 
+def holds(path: Path, data: bytes) -> bool:
+    """Whether the file at `path` holds exactly `data`."""
+    return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
+
+
+def same_file(path: Path, other: Path) -> bool:
+    """Whether the files at `path` and `other` both exist with the same bytes."""
+    return (
+        path.is_file()
+        and other.is_file()
+        and path.stat().st_size == other.stat().st_size
+        and sha256_file(path) == sha256_file(other)
+    )
+
+
 def write_unless_same(path: Path, data: bytes) -> None:
     """`write_atomic`, unless the file already holds exactly `data` (a re-run rewrites nothing)."""
-    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
-        return
-    write_atomic(path, data)
-
-
-def replace_unless_same(partial: Path, path: Path) -> None:
-    """Rename the finished `partial` over `path`, unless `path` already holds the same bytes (then
-    `partial` goes and `path` is left untouched)."""
-    if (
-        path.is_file()
-        and path.stat().st_size == partial.stat().st_size
-        and sha256_file(path) == sha256_file(partial)
-    ):
-        partial.unlink()
-    else:
-        os.replace(partial, path)
+    if not holds(path, data):
+        write_atomic(path, data)
 
 
 @dataclass(frozen=True, order=True)

@@ -1,5 +1,7 @@
 """`dataprep export internvl|llava|llamafactory|swift|parquet MANIFEST --out DIR`: the command lines and
-what they run; the summary is printed as JSON (and kept in `DIR/export.json`)."""
+what they run; the summary is printed as JSON (and kept in `DIR/export.json`). An export that cannot
+be made ends in one line: exit 2 for a refused argument (`--out`, `--tokenizer`, the manifest), 1 for
+a build whose files do not read as its manifest says."""
 
 from __future__ import annotations
 
@@ -9,15 +11,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from dataprep.card import CARD
 from dataprep.contract.cli import at_least
+from dataprep.contract.manifest import ManifestError
 from dataprep.export.folder import ExportError
 from dataprep.export.internvl import TRAINERS, InternVLLayout
 from dataprep.export.llamafactory import LlamaFactoryLayout
 from dataprep.export.llava import LlavaLayout
-from dataprep.export.parquet import ExportError as ParquetExportError
-from dataprep.export.parquet import UnreadableShard, export_parquet
+from dataprep.export.parquet import ParquetLayout
 from dataprep.export.run import Layout, open_build, run_export
+from dataprep.export.samples import UnreadableBuild
 from dataprep.export.swift import SwiftLayout
 
 BASE_HELP = (
@@ -69,9 +71,8 @@ def _export_parser(exports: argparse._SubParsersAction, name: str, help_text: st
 
 
 def run_export_command(args: argparse.Namespace) -> int:
-    """Run `dataprep export <layout>`; exit 2 with one line for an export that cannot be made."""
-    if args.export_command == "parquet":
-        return _export_parquet(args.manifest, args.out)
+    """Run `dataprep export <layout>`; one line and exit 1 for a build unlike its manifest, 2 for
+    another export that cannot be made."""
     try:
         if args.export_command == "internvl":
             manifest, lengths = open_build(args.manifest, args.tokenizer, args.image_tokens)
@@ -82,23 +83,11 @@ def run_export_command(args: argparse.Namespace) -> int:
             "llava": LlavaLayout,
             "llamafactory": lambda: LlamaFactoryLayout(manifest.name),
             "swift": lambda: SwiftLayout(args.base),
+            "parquet": lambda: ParquetLayout(manifest),
         }
         summary = run_export(layouts[args.export_command](), manifest, args.manifest, args.out, lengths)
-    except ExportError as error:
+    except (ExportError, ManifestError) as error:
         print(f"dataprep export {args.export_command}: error: {error}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(error, UnreadableBuild) else 2
     print(json.dumps(summary, indent=2, ensure_ascii=False))
-    return 0
-
-
-def _export_parquet(manifest: Path, out: Path) -> int:
-    try:
-        files = export_parquet(manifest, out)
-    except ParquetExportError as error:
-        print(f"dataprep export parquet: error: {error}", file=sys.stderr)
-        return 2
-    except UnreadableShard as error:
-        print(f"export failed: {error}; `dataprep manifest validate` checks them all", file=sys.stderr)
-        return 1
-    print(f"exported {len(files) - 1} Parquet files and {CARD} into {out}")
     return 0

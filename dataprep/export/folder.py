@@ -1,19 +1,23 @@
-"""An export's output folder: written only where no one else's files are, reused by later exports.
+"""An export's output folder: written only where no one else's files are, reused by later exports,
+and left untouched where an export would write the same bytes again.
 
-`export.json` records what the folder holds (the top-level names an export owns, the trainer, the
-manifest, counts). It is written before anything else (`complete: false`), so an export cut off
-half-way is still known as ours, and again at the end. A folder that is a file, or that holds a
-top-level name no export of ours recorded, is refused before anything is written; the files of an
-earlier export that this one does not write again are removed at the end."""
+`export.json` records what the folder holds (the top-level names an export owns, then its summary).
+Before the folder first changes (a file written with other bytes, a new name, a stale file removed),
+it is written with `complete: false`, so an export cut off half-way is still known as ours; at the
+end it is written with `complete: true` and the summary. A re-run that would write the same files
+changes none, `export.json` included. A folder that is a file, or that holds a top-level name no
+export of ours recorded, is refused before anything is written; the files of an earlier export that
+this one does not write again are removed at the end."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from dataprep.files import PARTIAL_SUFFIX, holds, same_file
 
 RECORD = "export.json"
 RECORD_FORMAT = "dataprep-export"
@@ -23,68 +27,119 @@ class ExportError(Exception):
     """An export that cannot be made; the message is one line naming the problem."""
 
 
-def safe_name(name: str, what: str) -> str:
-    """`name` when it can name one file inside a folder (not empty, no separator, no leading dot)."""
-    if not name or "/" in name or "\\" in name or name.startswith(".") or "\0" in name:
-        raise ExportError(f"{what} {name!r} cannot name a file or folder")
-    return name
-
-
 class ExportFolder:
-    """The folder `out`, checked and claimed; `path()` hands out the files the export writes."""
+    """The folder `out`, checked and claimed for the top-level names in `owns`."""
 
     def __init__(self, out: Path, owns: Iterable[str]) -> None:
         self.out = out
         self._owns = {RECORD, *owns}
         self._written: set[str] = set()
+        self._partial: dict[str, IO[str] | None] = {}
         if out.exists() and not out.is_dir():
             raise ExportError(f"--out {out} is a file, not a folder")
         earlier = _earlier_names(out)
         present = sorted(entry.name for entry in out.iterdir()) if out.exists() else []
-        foreign = [name for name in present if name not in earlier]
+        foreign = [name for name in present if name not in earlier and name not in _partials(earlier)]
         if foreign:
             more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
             raise ExportError(
                 f"--out {out} holds {foreign[0]!r}{more}, which no dataprep export wrote: "
                 "give an empty or new folder"
             )
-        self._earlier = earlier
-        self._record({"complete": False})
+        self._earlier = earlier | (_partials(earlier) & set(present))
+        self._changing = False
 
-    def path(self, relative: str) -> Path:
-        """Where the export writes `relative` (slash-separated, inside a name it owns): its folder is
-        made, and the file is kept when stale ones are removed."""
+    def write(self, relative: str, data: bytes) -> None:
+        """Write the file `relative` (slash-separated, inside a name the export owns), unless it holds `data`."""
+        path = self._claim(relative)
+        if not holds(path, data):
+            self._change()
+            path.write_bytes(data)
+
+    def write_json(self, relative: str, value: Any) -> None:
+        self.write(relative, (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+    def partial(self, relative: str) -> Path:
+        """Where to write the file `relative`: beside it (`.partial`), put in place by `close` (or
+        `finish`) unless the file there holds the same bytes, removed by `abandon`."""
+        self._partial[relative] = None
+        return _partial(self._claim(relative))
+
+    def open(self, relative: str) -> IO[str]:
+        """A text file to write `relative` through, as `partial` has it; `close` closes it."""
+        handle = open(self.partial(relative), "w", encoding="utf-8")  # noqa: SIM115
+        self._partial[relative] = handle
+        return handle
+
+    def close(self, relative: str) -> None:
+        """Put the file written at `partial(relative)` in place, unless the same bytes are there."""
+        handle = self._partial.pop(relative)
+        if handle is not None:
+            handle.close()
+        path = self.out / relative
+        if same_file(_partial(path), path):
+            _partial(path).unlink()
+        else:
+            self._change()
+            os.replace(_partial(path), path)
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Put the open files in place, remove what earlier exports wrote and this one did not, then
+        record the summary."""
+        for relative in list(self._partial):
+            self.close(relative)
+        earlier = sorted(self._earlier - {RECORD})
+        stale = [file for name in earlier for file in _stale(self.out / name, name, self._written)]
+        if stale:
+            self._change()
+        for file in stale:
+            file.unlink()
+        for name in earlier:
+            _remove_empty_folders(self.out / name)
+        owns = sorted(name for name in self._owns if (self.out / name).exists() or name == RECORD)
+        self._record({"owns": owns, "complete": True, **summary})
+
+    def abandon(self) -> None:
+        """Close the files being written and remove them (an export stopped half-way)."""
+        for relative, handle in self._partial.items():
+            if handle is not None:
+                handle.close()
+            _partial(self.out / relative).unlink(missing_ok=True)
+        self._partial.clear()
+
+    def _claim(self, relative: str) -> Path:
+        """The path of `relative`, its folder made; recorded as ours first when its name is new here."""
         top = relative.split("/", 1)[0]
         if top not in self._owns:
             raise AssertionError(f"{relative} is outside the names this export owns")
+        if top not in self._earlier:
+            self._change()
         self._written.add(relative)
         path = self.out / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def write(self, relative: str, data: bytes) -> None:
-        self.path(relative).write_bytes(data)
-
-    def write_json(self, relative: str, value: Any) -> None:
-        self.path(relative).write_text(
-            json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
-
-    def finish(self, summary: dict[str, Any]) -> None:
-        """Remove what earlier exports wrote and this one did not, then record the summary."""
-        for name in sorted(self._earlier - {RECORD}):
-            _remove_unwritten(self.out / name, name, self._written)
-        self._owns = {name for name in self._owns if (self.out / name).exists() or name == RECORD}
-        self._record({"complete": True, **summary})
+    def _change(self) -> None:
+        """Before the folder first changes: record it as ours (this export's names and the earlier
+        one's) and not complete."""
+        if not self._changing:
+            self._changing = True
+            self._record({"owns": sorted(self._owns | self._earlier), "complete": False})
 
     def _record(self, fields: dict[str, Any]) -> None:
-        """`export.json`: the names owned (with those of an earlier export not yet removed)."""
-        owns = sorted(self._owns | self._earlier) if not fields["complete"] else sorted(self._owns)
-        record = {"format": RECORD_FORMAT, "owns": owns, **fields}
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / RECORD).write_text(
-            json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
+        data = json.dumps({"format": RECORD_FORMAT, **fields}, indent=2, ensure_ascii=False) + "\n"
+        if not holds(self.out / RECORD, data.encode("utf-8")):
+            (self.out / RECORD).write_text(data, encoding="utf-8")
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def _partials(names: set[str]) -> set[str]:
+    """The names of the partial files an export cut off may have left beside `names`."""
+    return {name + PARTIAL_SUFFIX for name in names}
 
 
 def _earlier_names(out: Path) -> set[str]:
@@ -103,26 +158,23 @@ def _earlier_names(out: Path) -> set[str]:
     }
 
 
-def _remove_unwritten(path: Path, relative: str, written: set[str]) -> None:
-    """Remove the files under `path` (named `relative`) that are not in `written`, and folders left empty."""
+def _stale(path: Path, relative: str, written: set[str]) -> list[Path]:
+    """The files and links at or under `path` (the top-level name `relative`) not in `written`."""
     if path.is_symlink() or path.is_file():
-        if relative not in written:
-            path.unlink()
-        return
-    if not path.is_dir():
-        return
-    if not any(name == relative or name.startswith(relative + "/") for name in written):
-        shutil.rmtree(path)
-        return
-    for root, folders, files in os.walk(path, topdown=False):
-        base = Path(root)
-        for name in files:
-            file = base / name
+        return [] if relative in written else [path]
+    stale = []
+    for root, folders, files in os.walk(path):
+        for name in [*files, *(folder for folder in folders if (Path(root) / folder).is_symlink())]:
+            file = Path(root) / name
             if file.relative_to(path.parent).as_posix() not in written:
-                file.unlink()
-        for name in folders:
-            folder = base / name
-            if folder.is_symlink():
-                folder.unlink()
-            elif not any(folder.iterdir()):
-                folder.rmdir()
+                stale.append(file)
+    return stale
+
+
+def _remove_empty_folders(path: Path) -> None:
+    """Remove the folders under `path` left empty, and `path` itself when it is."""
+    if path.is_symlink() or not path.is_dir():
+        return
+    for root, _, _ in os.walk(path, topdown=False):
+        if not any(Path(root).iterdir()):
+            Path(root).rmdir()

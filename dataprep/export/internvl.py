@@ -17,8 +17,8 @@ from typing import IO, Any, Literal
 
 from dataprep.contract.manifest import Manifest
 from dataprep.contract.sample import IMAGE_PLACEHOLDER, placeholder_first
-from dataprep.export.folder import ExportError, ExportFolder
-from dataprep.export.samples import ExportSample
+from dataprep.export.folder import ExportFolder
+from dataprep.export.samples import ExportSample, UnreadableBuild, write_images
 
 Trainer = Literal["current", "v1_2"]
 TRAINERS: tuple[Trainer, ...] = ("current", "v1_2")
@@ -71,26 +71,23 @@ class InternVLLayout:
             return "multi_image"
         return None
 
-    def add(self, exported: ExportSample, images: list[str]) -> None:
+    def add(self, exported: ExportSample) -> None:
+        assert self._folder is not None
+        images = write_images(self._folder, exported)
         source = exported.sample.source
         self._samples[source] += 1
         if exported.copy % self._repeats.get(source, 1):
             return  # a repeat: the trainer makes it from `repeat_time`
         if source not in self._files:
-            assert self._folder is not None
-            self._files[source] = self._folder.path(f"annotations/{source}.jsonl").open("w", encoding="utf-8")
+            self._files[source] = self._folder.open(f"annotations/{source}.jsonl")
         self._files[source].write(json.dumps(internvl_line(exported, images), ensure_ascii=False) + "\n")
         self._lines[source] += 1
-
-    def close(self) -> None:
-        for handle in self._files.values():
-            handle.close()
 
     def finish(self) -> dict[str, Any]:
         for source, lines in self._lines.items():
             repeat = self._repeats.get(source, 1)
             if self._samples[source] != lines * repeat:
-                raise ExportError(
+                raise UnreadableBuild(
                     f"source {source}: {self._samples[source]} samples are not {repeat} copies of "
                     f"{lines} distinct ones, as its `repeat: {repeat}` makes them"
                 )

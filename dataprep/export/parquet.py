@@ -1,20 +1,15 @@
-"""`dataprep export parquet`: a build as Hub-ready Parquet files with its dataset card.
+"""Hub-ready Parquet: the build's samples with its dataset card, for `load_dataset` and the Hub's viewer.
 
 One file per shard (`data/<shard name>.parquet`) in row groups of `ROW_GROUP_ROWS` samples (`datasets`'
-batch for images; the Hub's viewer reads a row group at a time). Columns: `key`,
-`source`, `id`, `images` (a list of images), `image_sizes`, `conversations` (`[{from, value}]`) and
-`meta` (JSON); the schema carries these `datasets` features, so `load_dataset("parquet", ...)` needs
-nothing else, and the card (`README.md`) names `data/*.parquet` for `load_dataset(<folder>)`.
-`export.json` records the files an export wrote: a later export into the folder replaces them (and
-rewrites none that would come out the same), and refuses a folder holding anything else.
-"""
+batch for images; the Hub's viewer reads a row group at a time). Columns: `key`, `source`, `id`,
+`images` (a list of images, each with its bytes: a repeated sample's copies too), `image_sizes`,
+`conversations` (`[{from, value}]`) and `meta` (JSON); the schema carries these `datasets` features,
+so `load_dataset("parquet", ...)` needs nothing else, and the card (`README.md`) names
+`data/*.parquet` for `load_dataset(<folder>)`. No sample is left out."""
 
 from __future__ import annotations
 
 import json
-import os
-import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +17,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataprep.card import CARD, IMAGE, JSON, SIZES, STRING, TURNS, dataset_card
-from dataprep.contract.manifest import Manifest, load_manifest
-from dataprep.contract.sample import ShardSample
-from dataprep.contract.shards import iter_samples
-from dataprep.files import PARTIAL_SUFFIX, canonical_json, replace_unless_same, write_unless_same
+from dataprep.contract.manifest import Manifest
+from dataprep.export.folder import ExportFolder
+from dataprep.export.samples import ExportSample
+from dataprep.files import canonical_json
 
 ROW_GROUP_ROWS = 100
 DATA = "data"
-RECORD = "export.json"
+DATA_FILES = f"{DATA}/*.parquet"
 FEATURES = {
     "key": STRING,
     "source": STRING,
@@ -51,14 +46,6 @@ ds = datasets.load_dataset("parquet", data_files=f"{out}/data/*.parquet", split=
 """
 
 
-class ExportError(Exception):
-    """An export refused before anything is written (a bad `--out`); the message says why."""
-
-
-class UnreadableShard(Exception):
-    """A shard of the build that cannot be read as the contract has it; the message names it."""
-
-
 def arrow_schema() -> pa.Schema:
     """The files' schema, with the `datasets` features in its metadata."""
     image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
@@ -76,92 +63,74 @@ def arrow_schema() -> pa.Schema:
     return pa.schema(fields, metadata=metadata)
 
 
-def previous_export(out: Path) -> list[str]:
-    """The files an earlier export wrote in `out` (none for a new or empty folder); raises
-    ExportError for a file, or a folder holding anything else."""
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"--out {out} is a file, not a folder")
-    if not out.is_dir():
-        return []
-    present = sorted(path.relative_to(out).as_posix() for path in out.rglob("*") if not path.is_dir())
-    listed: list[str] = []
-    if RECORD in present:
-        try:
-            listed = json.loads((out / RECORD).read_bytes())["files"]
-        except (ValueError, KeyError, TypeError):
-            raise ExportError(f"--out {out}: {RECORD} is not a dataprep export record") from None
-    ours = {RECORD, *listed, *(name + PARTIAL_SUFFIX for name in listed)}
-    foreign = [name for name in present if name not in ours]
-    if foreign:
-        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-        raise ExportError(
-            f"--out {out} holds files that are not a dataprep export ({foreign[0]}{more}): "
-            "choose a new or empty folder"
-        )
-    return listed
+def parquet_row(exported: ExportSample) -> dict[str, Any]:
+    """One sample as a row of `arrow_schema()`."""
+    sample = exported.sample
+    return {
+        "key": exported.key,
+        "source": sample.source,
+        "id": sample.id,
+        "images": [{"bytes": exported.images[s], "path": f"{exported.key}.{s}"} for s in sample.images],
+        "image_sizes": sample.image_sizes,
+        "conversations": [turn.to_json() for turn in sample.conversations],
+        "meta": canonical_json(sample.meta).decode("utf-8"),
+    }
 
 
-def _record(out: Path, manifest: Manifest, files: list[str]) -> None:
-    record = {"kind": "parquet", "build": manifest.content_sha256, "files": sorted(set(files))}
-    write_unless_same(out / RECORD, canonical_json(record))
+class ParquetLayout:
+    name = "parquet"
+    owns = (DATA, CARD)
 
+    def __init__(self, manifest: Manifest) -> None:
+        self._manifest = manifest
+        self._schema = arrow_schema()
+        self._folder: ExportFolder | None = None
+        self._file: str | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._rows: list[dict[str, Any]] = []
+        self._files = 0
 
-def _tables(shard: Path, schema: pa.Schema) -> Iterator[pa.Table]:
-    """The shard's samples as tables of at most ROW_GROUP_ROWS rows, in stored order."""
-    columns: dict[str, list[Any]] = {name: [] for name in schema.names}
-    for key, sample, images in _samples(shard):
-        columns["key"].append(key)
-        columns["source"].append(sample.source)
-        columns["id"].append(sample.id)
-        columns["images"].append([{"bytes": images[s], "path": f"{key}.{s}"} for s in sample.images])
-        columns["image_sizes"].append(sample.image_sizes)
-        columns["conversations"].append([turn.to_json() for turn in sample.conversations])
-        columns["meta"].append(canonical_json(sample.meta).decode("utf-8"))
-        if len(columns["key"]) == ROW_GROUP_ROWS:
-            yield pa.table([pa.array(columns[f.name], f.type) for f in schema], schema=schema)
-            columns = {name: [] for name in schema.names}
-    if columns["key"]:
-        yield pa.table([pa.array(columns[f.name], f.type) for f in schema], schema=schema)
+    def start(self, folder: ExportFolder) -> None:
+        self._folder = folder
 
+    def left_out(self, exported: ExportSample) -> str | None:
+        return None
 
-def _samples(shard: Path) -> Iterator[tuple[str, ShardSample, dict[str, bytes]]]:
-    """The shard's samples; a broken tar or sample is an UnreadableShard naming the shard."""
-    try:
-        yield from iter_samples(shard)
-    except (tarfile.TarError, ValueError) as error:  # SampleError, a bad json or member set
-        raise UnreadableShard(f"{shard}: not a readable shard ({error})") from None
+    def add(self, exported: ExportSample) -> None:
+        file = f"{DATA}/{Path(exported.shard).stem}.parquet"
+        if file != self._file:
+            self._close_file()
+            assert self._folder is not None
+            self._file = file
+            self._writer = pq.ParquetWriter(self._folder.partial(file), self._schema)
+            self._files += 1
+        self._rows.append(parquet_row(exported))
+        if len(self._rows) == ROW_GROUP_ROWS:
+            self._write_rows()
 
+    def finish(self) -> dict[str, Any]:
+        self._close_file()
+        assert self._folder is not None
+        self._folder.write(CARD, dataset_card(self._manifest, DATA_FILES, FEATURES, READS))
+        return {
+            "files": self._files,
+            "data_files": DATA_FILES,
+            "row_group_rows": ROW_GROUP_ROWS,
+            "card": CARD,
+        }
 
-def write_parquet(shard: Path, path: Path) -> None:
-    """The shard's samples as one Parquet file at `path`, unless it already holds these bytes."""
-    schema = arrow_schema()
-    partial = path.with_name(path.name + PARTIAL_SUFFIX)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(partial, "wb") as handle:
-            with pq.ParquetWriter(handle, schema) as writer:
-                for table in _tables(shard, schema):
-                    writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    replace_unless_same(partial, path)
+    def _write_rows(self) -> None:
+        assert self._writer is not None
+        table = pa.Table.from_pylist(self._rows, schema=self._schema)
+        self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        self._rows = []
 
-
-def export_parquet(manifest_path: Path, out: Path) -> list[str]:
-    """Export the build of `manifest_path` into `out`; return the files written, card last."""
-    manifest = load_manifest(manifest_path, verified=True)
-    previous = previous_export(out)
-    names = [f"{DATA}/{Path(shard.path).stem}.parquet" for shard in manifest.shards]
-    files = [*names, CARD]
-    out.mkdir(parents=True, exist_ok=True)
-    _record(out, manifest, [*previous, *files])  # a kill from here on leaves only listed files
-    for name, shard in zip(names, manifest.shard_paths(manifest_path), strict=True):
-        write_parquet(shard, out / name)
-    write_unless_same(out / CARD, dataset_card(manifest, f"{DATA}/*.parquet", FEATURES, READS))
-    for stale in sorted(set(previous) - set(files)):
-        (out / stale).unlink(missing_ok=True)
-    _record(out, manifest, files)
-    return files
+    def _close_file(self) -> None:
+        """Write the last row group of the open file and put it in place."""
+        if self._writer is None or self._file is None or self._folder is None:
+            return
+        if self._rows:
+            self._write_rows()
+        self._writer.close()
+        self._folder.close(self._file)
+        self._writer = self._file = None

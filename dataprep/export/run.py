@@ -1,5 +1,6 @@
-"""One export: the build's samples, in shard order, handed to a trainer's layout, which keeps or
-leaves out each one (counted by reason and source); images written once per distinct sample."""
+"""One export: the build's samples, in shard order, handed to a layout, which keeps or leaves out
+each one (counted by reason and source), in a folder only exports own; the summary printed and kept
+in `export.json`. An export stopped half-way leaves no partial file."""
 
 from __future__ import annotations
 
@@ -14,29 +15,26 @@ from dataprep.export.samples import ExportSample, Lengths, check_shards, read_mi
 
 
 class Layout(Protocol):
-    """A trainer's layout: the top-level names it writes, and its files, sample by sample."""
+    """An export's layout: the top-level names it writes, and its files, sample by sample (files
+    it opens in the folder are put in place by the folder)."""
 
     name: str
     owns: tuple[str, ...]
 
     def start(self, folder: ExportFolder) -> None:
-        """Open its files in `folder`."""
+        """Begin writing into `folder`."""
         ...
 
     def left_out(self, exported: ExportSample) -> str | None:
         """Why the trainer cannot read this sample (the summary's reason), or None."""
         ...
 
-    def add(self, exported: ExportSample, images: list[str]) -> None:
-        """Take one kept sample whose images lie at `images` (paths inside the export)."""
-        ...
-
-    def close(self) -> None:
-        """Close its open files (also when the export stops half-way)."""
+    def add(self, exported: ExportSample) -> None:
+        """Write one kept sample."""
         ...
 
     def finish(self) -> dict[str, Any]:
-        """Write what remains (its files closed); what the summary says of the layout."""
+        """Write what remains; what the summary says of the layout."""
         ...
 
 
@@ -47,20 +45,21 @@ def run_export(
     `out/export.json`)."""
     paths = check_shards(manifest, manifest_path)  # before anything is written
     folder = ExportFolder(out, layout.owns)
-    layout.start(folder)
     kept = 0
     left_out: dict[str, Counter[str]] = defaultdict(Counter)
     try:
+        layout.start(folder)
         for exported in read_mixture(manifest, paths, lengths):
             reason = layout.left_out(exported)
             if reason:
                 left_out[reason][exported.sample.source] += 1
                 continue
-            layout.add(exported, write_images(folder, exported))
+            layout.add(exported)
             kept += 1
-    finally:
-        layout.close()
-    details = layout.finish()
+        details = layout.finish()
+    except BaseException:
+        folder.abandon()
+        raise
     summary = {
         "layout": layout.name,
         "manifest": str(manifest_path),
@@ -92,6 +91,7 @@ class OneFileLayout:
     array = False
 
     def __init__(self) -> None:
+        self._folder: ExportFolder | None = None
         self._handle: IO[str] | None = None
         self._records = 0
 
@@ -100,7 +100,8 @@ class OneFileLayout:
         return (self.file, "images")
 
     def start(self, folder: ExportFolder) -> None:
-        self._handle = folder.path(self.file).open("w", encoding="utf-8")
+        self._folder = folder
+        self._handle = folder.open(self.file)
         if self.array:
             self._handle.write("[")
 
@@ -110,20 +111,17 @@ class OneFileLayout:
     def record(self, exported: ExportSample, images: list[str]) -> dict[str, Any]:
         raise NotImplementedError
 
-    def add(self, exported: ExportSample, images: list[str]) -> None:
-        assert self._handle is not None
-        text = json.dumps(self.record(exported, images), ensure_ascii=False)
+    def add(self, exported: ExportSample) -> None:
+        assert self._folder is not None and self._handle is not None
+        text = json.dumps(self.record(exported, write_images(self._folder, exported)), ensure_ascii=False)
         if self.array:
             self._handle.write(("," if self._records else "") + "\n" + text)
         else:
             self._handle.write(text + "\n")
         self._records += 1
 
-    def close(self) -> None:
-        if self._handle is not None and not self._handle.closed:
-            if self.array:
-                self._handle.write("\n]\n")
-            self._handle.close()
-
     def finish(self) -> dict[str, Any]:
+        assert self._handle is not None
+        if self.array:
+            self._handle.write("\n]\n")
         return {"file": self.file, "records": self._records}

@@ -4,7 +4,11 @@ repeated copies marked and each sample's token length.
 A source the recipe repeats (`repeat: N`) holds every chosen sample N times under other keys; a
 later copy (same sample json and image bytes as an earlier one of its source) names the first one,
 whose image files it shares, so exports write images once and InternVL's writes a line once with
-`repeat_time`."""
+`repeat_time`.
+
+A build whose files do not read as its manifest says (a shard missing, of another size, short of
+samples or holding one outside the contract, a token sidecar unlike the manifest) is an
+`UnreadableBuild`, named in one line."""
 
 from __future__ import annotations
 
@@ -17,19 +21,25 @@ from dataprep.contract.manifest import Manifest, ShardReport
 from dataprep.contract.sample import ShardSample
 from dataprep.contract.shards import iter_samples
 from dataprep.contract.token_counts import TokenSidecar, read_token_sidecar
-from dataprep.export.folder import ExportError, ExportFolder, safe_name
+from dataprep.export.folder import ExportError, ExportFolder
 from dataprep.files import sha256_file
 from dataprep.tokens import TokenCounter, TokenSettings, tokenizer_file
 
 DEFAULT_IMAGE_TOKENS = 256  # InternVL-Chat-V1-2: (448 / 14)² × 0.5²
 
 
+class UnreadableBuild(ExportError):
+    """The build's files are not as its manifest says; the message names the file."""
+
+
 @dataclass(frozen=True)
 class ExportSample:
-    """One sample of the mixture. `copy` counts the earlier copies of the same content in its source
-    (0: the first); `images` holds the image bytes of a first copy only (later ones share the files
-    of `image_key`); `length` is its token length, None when no tokenizer is known."""
+    """One sample of the mixture, from the shard at `shard` (its path in the manifest). `copy`
+    counts the earlier copies of the same content in its source (0: the first; later ones share the
+    image files of `image_key`); `images` holds its image bytes by suffix; `length` is its token
+    length, None when no tokenizer is known."""
 
+    shard: str
     key: str
     sample: ShardSample
     images: dict[str, bytes]
@@ -90,7 +100,7 @@ class Lengths:
             sidecar = self._sidecar(shard)
             missing = [key for key, _ in samples if key not in sidecar.tokens]
             if missing:
-                raise ExportError(f"{shard.tokens}: no token count for sample {missing[0]}")
+                raise UnreadableBuild(f"{shard.tokens}: no token count for sample {missing[0]}")
             return [
                 sidecar.tokens[key] + (self.image_tokens - sidecar.image_tokens) * len(sample.images)
                 for key, sample in samples
@@ -103,11 +113,11 @@ class Lengths:
         assert shard.tokens is not None
         path = self._folder / shard.tokens
         if not path.exists() or sha256_file(path) != shard.tokens_sha256:
-            raise ExportError(f"{path}: missing, or its sha256 differs from the manifest")
+            raise UnreadableBuild(f"{path}: missing, or its sha256 differs from the manifest")
         try:
             return read_token_sidecar(path)
         except ValueError as error:
-            raise ExportError(str(error)) from None
+            raise UnreadableBuild(str(error)) from None
 
 
 def check_shards(manifest: Manifest, manifest_path: Path) -> list[Path]:
@@ -115,9 +125,9 @@ def check_shards(manifest: Manifest, manifest_path: Path) -> list[Path]:
     paths = manifest.shard_paths(manifest_path)
     for path, shard in zip(paths, manifest.shards, strict=True):
         if not path.exists():
-            raise ExportError(f"{path}: missing")
+            raise UnreadableBuild(f"{path}: missing")
         if path.stat().st_size != shard.bytes:
-            raise ExportError(f"{path}: {path.stat().st_size} bytes, manifest says {shard.bytes}")
+            raise UnreadableBuild(f"{path}: {path.stat().st_size} bytes, manifest says {shard.bytes}")
     return paths
 
 
@@ -133,32 +143,39 @@ def read_mixture(manifest: Manifest, paths: list[Path], lengths: Lengths) -> Ite
             samples, lengths.of_shard(shard, [(key, sample) for key, sample, _ in samples]), strict=True
         ):
             if sample.source not in repeats:
-                yield ExportSample(key, sample, images, key, 0, length)
+                yield ExportSample(shard.path, key, sample, images, key, 0, length)
                 continue
             digest = _content_digest(sample, images)
             first_key, copies = firsts.get(digest, (key, 0))
             firsts[digest] = (first_key, copies + 1)
-            yield ExportSample(key, sample, images if copies == 0 else {}, first_key, copies, length)
+            yield ExportSample(shard.path, key, sample, images, first_key, copies, length)
 
 
 def _shard_samples(path: Path, shard: ShardReport) -> Iterator[tuple[str, ShardSample, dict[str, bytes]]]:
     count = 0
     try:
         for key, sample, images in iter_samples(path):
-            safe_name(sample.source, f"{path.name}: source")
-            safe_name(key, f"{path.name}: sample key")
+            _safe_name(sample.source, f"{path.name}: source")
+            _safe_name(key, f"{path.name}: sample key")
             for suffix in images:
-                safe_name(suffix, f"{path.name}: image suffix")
+                _safe_name(suffix, f"{path.name}: image suffix")
             yield key, sample, images
             count += 1
-    except ExportError:
+    except UnreadableBuild:
         raise
     except Exception as error:  # a tar, sample json or member outside the shard contract
-        raise ExportError(
+        raise UnreadableBuild(
             f"{path}, sample {count} cannot be exported ({type(error).__name__}: {error})"
         ) from None
     if count != shard.samples:
-        raise ExportError(f"{path}: {count} samples, manifest says {shard.samples}")
+        raise UnreadableBuild(f"{path}: {count} samples, manifest says {shard.samples}")
+
+
+def _safe_name(name: str, what: str) -> str:
+    """`name` when it can name one file inside a folder (not empty, no separator, no leading dot)."""
+    if not name or "/" in name or "\\" in name or name.startswith(".") or "\0" in name:
+        raise UnreadableBuild(f"{what} {name!r} cannot name a file or folder")
+    return name
 
 
 def _content_digest(sample: ShardSample, images: dict[str, bytes]) -> bytes:

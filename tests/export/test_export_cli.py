@@ -1,4 +1,4 @@
-"""`dataprep export`: one subcommand per trainer; bad manifests end in one line, exit 2."""
+"""`dataprep export`: one subcommand per layout; bad manifests end in one line, exit 2."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def test_the_export_group_names_every_trainer(capsys):
         main(["export", "--help"])
     shown = capsys.readouterr().out
     assert stopped.value.code == 0 and all(
-        kind in shown for kind in ("internvl", "llava", "llamafactory", "swift")
+        kind in shown for kind in ("internvl", "llava", "llamafactory", "swift", "parquet")
     )
     with pytest.raises(SystemExit) as stopped:
         main(["export", "llava", "m.json"])
@@ -29,9 +29,9 @@ def test_a_manifest_cannot_lead_an_export_out_of_its_folder(tmp_path, capsys, wh
     manifest_path = manifest_leading_out(tmp_path, where)
     assert main(["export", "llamafactory", str(manifest_path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert (
-        err.count("\n") == 1 and "shards.0.path: Value error" in err and "inside the manifest's folder" in err
-    )
-    assert main(["export", "swift", str(tmp_path / "none.json"), "--out", str(tmp_path / "out")]) == 2
-    assert "cannot read manifest" in capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("dataprep export llamafactory: error: ")
+    assert "shards.0.path: Value error" in err and "inside the manifest's folder" in err
+    assert main(["export", "parquet", str(tmp_path / "none.json"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dataprep export parquet: error: cannot read manifest") and err.count("\n") == 1
     assert not (tmp_path / "out").exists()

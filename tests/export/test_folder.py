@@ -1,9 +1,11 @@
 """The export folder: a file or a folder with others' files is refused in one line before anything
-is written; an earlier export's folder (also one cut off half-way) is reused, its stale files gone."""
+is written; an earlier export's folder (also one cut off half-way) is reused, its stale files gone;
+a re-run that would write the same bytes rewrites no file."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -31,7 +33,10 @@ def _referenced_by_internvl(folder: Path) -> set[str]:
     return files
 
 
-@pytest.mark.parametrize("kind", ["internvl", "llava", "llamafactory", "swift"])
+KINDS = ["internvl", "llava", "llamafactory", "swift", "parquet"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_an_out_that_is_a_file_or_holds_other_files_is_refused_in_one_line(mixture, tmp_path, capsys, kind):
     manifest_path, _, _ = mixture
     file = tmp_path / "notes.txt"
@@ -83,12 +88,30 @@ def test_a_folder_an_export_was_cut_off_in_is_reused(mixture, tmp_path, capsys):
     ]
     rewrite_shard(copy, len(json.loads(original)["shards"]) - 1, members)
     out = tmp_path / "out"
-    assert main(["export", "internvl", str(copy), "--out", str(out)]) == 2
+    assert main(["export", "internvl", str(copy), "--out", str(out)]) == 1
     assert "sample 0 cannot be exported (JSONDecodeError" in capsys.readouterr().err
     assert json.loads((out / "export.json").read_text())["complete"] is False
     assert (out / "images").exists()  # cut off after the first shards
+    assert not list(out.rglob("*.partial"))  # the annotations being written are gone
     (build / last).write_bytes(saved)
     copy.write_bytes(original)
     assert main(["export", "internvl", str(copy), "--out", str(out)]) == 0
     assert json.loads((out / "export.json").read_text())["complete"] is True
     assert _files(out) == _referenced_by_internvl(out)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_rerun_rewrites_no_file_and_a_changed_file_is_put_back(mixture, tmp_path, capsys, kind):
+    manifest_path, _, _ = mixture
+    out = tmp_path / "out"
+    assert main(["export", kind, str(manifest_path), "--out", str(out)]) == 0
+    first = capsys.readouterr().out
+    stamps = {name: os.stat(out / name).st_mtime_ns for name in _files(out)}
+    contents = {name: (out / name).read_bytes() for name in stamps}
+    assert main(["export", kind, str(manifest_path), "--out", str(out)]) == 0
+    assert capsys.readouterr().out == first
+    assert {name: os.stat(out / name).st_mtime_ns for name in _files(out)} == stamps
+    changed = sorted(name for name in stamps if name != "export.json")[-1]
+    (out / changed).write_bytes(b"edited")
+    assert main(["export", kind, str(manifest_path), "--out", str(out)]) == 0
+    assert {name: (out / name).read_bytes() for name in _files(out)} == contents

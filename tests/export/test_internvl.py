@@ -130,7 +130,7 @@ def test_a_single_image_placeholder_moves_to_the_first_turn_as_the_trainer_expec
     def exported(images: list[str], texts: list[str]) -> ExportSample:
         turns = [Turn(("human", "gpt")[i % 2], text) for i, text in enumerate(texts)]
         sample = ShardSample("s", "x", images, [[4, 3]] * len(images), turns)
-        return ExportSample("k", sample, {}, "k", 0, None)
+        return ExportSample("shards/mix-000000.tar", "k", sample, {}, "k", 0, None)
 
     later = [turn["value"] for turn in LATER]
     line = internvl_line(exported(["jpg"], later), ["images/s/k.jpg"])
