@@ -21,6 +21,7 @@ CHUNKS = 4
 CHUNK_BITS = 16
 MAX_INDEXED_DISTANCE = CHUNKS * 2 - 1
 """The largest distance `near_pairs` is sure to find every pair within."""
+QUERY_BATCH = 1 << 16
 COMMON_GRAM_SHARE = 0.01
 COMMON_GRAM_FLOOR = 3
 """An n-gram held by more eval questions than both this share and this floor is boilerplate (a
@@ -34,33 +35,34 @@ def hash_array(hashes: Iterable[str]) -> np.ndarray:
 
 def near_pairs(queries: np.ndarray, index: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
     """(query positions, index positions) of every pair of hashes at most `max_distance`
-    (≤ `MAX_INDEXED_DISTANCE`) bits apart, sorted by query then index position."""
+    (≤ `MAX_INDEXED_DISTANCE`) bits apart, sorted by query then index position. Within 3 bits a
+    pair shares a whole chunk, so only equal chunks are looked up; beyond, their one-bit neighbours
+    too. Queries go `QUERY_BATCH` at a time: candidates are held for one batch and one probe."""
     if max_distance > MAX_INDEXED_DISTANCE:
         raise ValueError(f"the index finds pairs within {MAX_INDEXED_DISTANCE} bits, not {max_distance}")
-    found_queries, found_index = [], []
-    flips = np.array([0] + [1 << bit for bit in range(CHUNK_BITS)], dtype=np.uint64)
+    flips = np.array([0] + [1 << bit for bit in range(CHUNK_BITS)] * (max_distance >= CHUNKS), np.uint64)
     mask = np.uint64((1 << CHUNK_BITS) - 1)
-    for chunk in range(CHUNKS):
-        shift = np.uint64(chunk * CHUNK_BITS)
-        index_chunks = (index >> shift) & mask
-        order = np.argsort(index_chunks, kind="stable")
-        ordered = index_chunks[order]
-        query_chunks = (queries >> shift) & mask
-        for flip in flips:
-            keys = query_chunks ^ flip
-            low = np.searchsorted(ordered, keys, "left")
-            counts = np.searchsorted(ordered, keys, "right") - low
-            total = int(counts.sum())
-            if not total:
-                continue
-            starts = np.repeat(low - (np.cumsum(counts) - counts), counts)
-            found_queries.append(np.repeat(np.arange(len(queries)), counts))
-            found_index.append(order[np.arange(total) + starts])
-    if not found_queries:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    query_positions, index_positions = np.concatenate(found_queries), np.concatenate(found_index)
-    close = np.bitwise_count(queries[query_positions] ^ index[index_positions]) <= max_distance
-    pairs = np.unique(query_positions[close] * len(index) + index_positions[close])  # a pair once
+    shifts = [np.uint64(chunk * CHUNK_BITS) for chunk in range(CHUNKS)]
+    orders = [np.argsort((index >> shift) & mask, kind="stable") for shift in shifts]
+    ordered = [((index >> shift) & mask)[order] for shift, order in zip(shifts, orders, strict=True)]
+    found: list[np.ndarray] = []
+    for start in range(0, len(queries), QUERY_BATCH):
+        batch = queries[start : start + QUERY_BATCH]
+        for shift, order, chunks in zip(shifts, orders, ordered, strict=True):
+            for flip in flips:
+                keys = ((batch >> shift) & mask) ^ flip
+                low = np.searchsorted(chunks, keys, "left")
+                counts = np.searchsorted(chunks, keys, "right") - low
+                total = int(counts.sum())
+                if not total:
+                    continue
+                query_positions = np.repeat(np.arange(len(batch)), counts)
+                index_positions = order[
+                    np.arange(total) + np.repeat(low - (np.cumsum(counts) - counts), counts)
+                ]
+                close = np.bitwise_count(batch[query_positions] ^ index[index_positions]) <= max_distance
+                found.append((query_positions[close] + start) * len(index) + index_positions[close])
+    pairs = np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)  # each pair once
     return pairs // len(index), pairs % len(index)
 
 

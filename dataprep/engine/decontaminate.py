@@ -224,7 +224,7 @@ def decontaminate(
     for entry in entries:
         aligned: list[KeptPrint] = []
         dropping: dict[int, tuple[Found, str]] = {}
-        for unit, _ in zip(entry.units, entry.parts[: entry.used], strict=False):
+        for unit in entry.units[: entry.used]:
             kept, found = next(results)
             position = {print_.seq: len(aligned) + offset for offset, print_ in enumerate(kept)}
             aligned.extend(kept)
@@ -300,10 +300,10 @@ def _duplicates(
                 phashes.append(phash)
                 dhashes.append(dhash)
     p, d = hash_array(phashes), hash_array(dhashes)
-    for first, second in zip(*near_pairs(p, p, spec.image_distance), strict=True):
+    for first, second in zip(*near_pairs(p, p, spec.duplicate_distance), strict=True):
         if owners[first][0] >= owners[second][0]:  # each pair once, across sources only
             continue
-        if distances(d[first], d[second]) > spec.dhash_distance:
+        if distances(d[first], d[second]) > spec.duplicate_distance:
             continue
         labels = (entries[owners[first][0]].label, entries[owners[second][0]].label)
         bits = float(distances(p[first], p[second]))

@@ -198,6 +198,9 @@ class DecontaminateSpec(Strict):
     duplicates: bool = Field(
         True, description="also report near-duplicate images across sources and exact duplicate samples"
     )
+    duplicate_distance: Annotated[int, Field(ge=0, le=7)] = Field(
+        3, description="most pHash (and dHash) bits two images of the mixture may differ in to be duplicates"
+    )
 
     @field_validator("eval_sets")
     @classmethod
