@@ -37,18 +37,6 @@ from dataprep.fixtures import overlaps as planted
 from dataprep.overlaps import QuestionIndex, distances, hash_array, near_pairs
 from dataprep.recipe.load import load_recipe
 
-RECIPE = """name: planted
-seed: 1
-data_root: {root}
-output: {{dir: {out}, shard_size: 500}}
-sources:
-  - {{source: conversations, name: train, path: train, file: train.jsonl, image_root: images}}
-decontaminate:
-  mode: drop
-  eval_sets:
-    - {{source: vlmevalkit_tsv, name: planted, path: evals, file: {eval_file}}}
-"""
-
 
 def emit(kind: str, **fields: object) -> None:
     print(json.dumps({"kind": kind, **fields}), flush=True)
@@ -57,7 +45,7 @@ def emit(kind: str, **fields: object) -> None:
 def build_run(root: Path, facts: dict) -> None:
     """The real build: dropped ids against the planted ones."""
     recipe_file = root / "recipe.yaml"
-    recipe_file.write_text(RECIPE.format(root=root, out=root / "out", eval_file=planted.EVAL_FILE))
+    recipe_file.write_text(planted.recipe_yaml(root, root / "out", "drop", eval_set="planted"))
     manifest = build(
         load_recipe(recipe_file), BuildSettings(out=root / "out", progress=False), InProcessRunner()
     )

@@ -16,19 +16,6 @@ from dataprep.engine.settings import BuildSettings
 from dataprep.fixtures import overlaps as planted
 from dataprep.recipe.load import load_recipe
 
-RECIPE = """name: planted
-seed: 1
-data_root: {root}
-output: {{dir: {out}, shard_size: 40}}
-sources:
-  - {{source: conversations, name: train, path: train, file: train.jsonl, image_root: images}}
-  - {{source: conversations, name: again, path: train, file: train.jsonl, image_root: images, take: 3}}
-decontaminate:
-  mode: {mode}
-  eval_sets:
-    - {{source: vlmevalkit_tsv, name: bench, path: evals, file: planted.tsv}}
-"""
-
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
@@ -38,7 +25,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 def run(root: Path, out: Path, mode: str) -> Manifest:
     recipe = root / f"{out.name}.yaml"
-    recipe.write_text(RECIPE.format(root=root, out=out, mode=mode))
+    recipe.write_text(planted.recipe_yaml(root, out, mode, again=True))
     return build(load_recipe(recipe), BuildSettings(out=out, progress=False), InProcessRunner())
 
 
@@ -129,6 +116,6 @@ def test_a_build_on_ray_matches_the_in_process_one(data, builds, tmp_path: Path)
     root, _ = data
     _, in_process = builds["drop"]
     recipe = root / "ray.yaml"
-    recipe.write_text(RECIPE.format(root=root, out=tmp_path / "ray", mode="drop"))
+    recipe.write_text(planted.recipe_yaml(root, tmp_path / "ray", "drop", again=True))
     on_ray = build(load_recipe(recipe), BuildSettings(out=tmp_path / "ray", workers=2, progress=False))
     assert on_ray.content_sha256 == in_process.content_sha256
