@@ -149,7 +149,7 @@ def _load_eval_index(path: Path, mtime_ns: int) -> EvalIndex:
         return pickle.load(handle)
 
 
-def eval_index(evals: list[Entry], spec: DecontaminateSpec, work: Path) -> tuple[EvalIndex, dict[str, int]]:
+def eval_index(evals: list[Entry], spec: DecontaminateSpec) -> tuple[EvalIndex, dict[str, int]]:
     """The index of every kept eval sample's images and questions, and items read per eval set.
     A sample of several questions (a chart's) is one item per question, `<id>#<n>`, for text."""
     items: list[tuple[str, str]] = []
@@ -161,7 +161,7 @@ def eval_index(evals: list[Entry], spec: DecontaminateSpec, work: Path) -> tuple
     counts: dict[str, int] = {}
     for entry in evals:
         counts[entry.label] = 0
-        for part, record in _kept_records(entry, work):
+        for part, record in _kept_records(entry):
             sample = _sample_json(part, record)
             counts[entry.label] += 1
             pairs = _question_answers(sample)
@@ -186,7 +186,7 @@ def eval_index(evals: list[Entry], spec: DecontaminateSpec, work: Path) -> tuple
     return index, counts
 
 
-def _kept_records(entry: Entry, work: Path) -> list[tuple[Path, dict[str, Any]]]:
+def _kept_records(entry: Entry) -> list[tuple[Path, dict[str, Any]]]:
     """(part, index record) of each of the entry's kept samples, aligned with `entry.kept`."""
     found = []
     for part in entry.parts[: entry.used]:
@@ -207,7 +207,7 @@ def decontaminate(
     assert spec is not None
     work = settings.out / WORK_DIR
     evals = normalize_all(recipe.model_copy(update={"sources": list(spec.eval_sets)}), settings, runner)
-    index, counts = eval_index(evals, spec, work)
+    index, counts = eval_index(evals, spec)
     index_file = work / INDEX_FILE
     index_file.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(index_file, pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL))
@@ -219,7 +219,7 @@ def decontaminate(
     ]
     results = iter(runner.run("decontaminate", jobs, len(jobs)))
     prints: list[list[KeptPrint]] = []
-    overlaps: dict[tuple[str, str], dict[str, list[OverlapExample]]] = defaultdict(dict)
+    overlaps: dict[tuple[str, str], dict[int, list[OverlapExample]]] = defaultdict(dict)  # by kept position
     to_drop: list[dict[int, tuple[Found, str]]] = []
     for entry in entries:
         aligned: list[KeptPrint] = []
@@ -236,7 +236,7 @@ def decontaminate(
                 example = OverlapExample(
                     sample=aligned[at].id, eval_item=item, kind=one.kind, distance=one.distance
                 )
-                overlaps[(entry.label, eval_set)].setdefault(aligned[at].id, []).append(example)
+                overlaps[(entry.label, eval_set)].setdefault(at, []).append(example)
                 dropping.setdefault(at, (one, unit))
         prints.append(aligned[: len(entry.kept)])
         to_drop.append(dropping)
