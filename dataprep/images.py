@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import warnings
@@ -15,6 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dataprep.files import FileStamp
+from dataprep.fingerprints import ImageFingerprint, image_fingerprint
 from dataprep.paths import UnsafePath, not_a_file, resolve_inside
 from dataprep.recipe.model import ImagePolicy
 from dataprep.sample import ImageBytes, ImageFile, ImageInput
@@ -71,6 +73,7 @@ class EncodedImage:
     width: int
     height: int
     reencoded: bool
+    fingerprint: ImageFingerprint | None = None
 
 
 def file_limit(policy: ImagePolicy) -> int:
@@ -128,8 +131,9 @@ def _read_at_most(handle: BinaryIO, size: int, max_bytes: int) -> bytes:
     return data
 
 
-def apply_policy(data: bytes, policy: ImagePolicy) -> EncodedImage:
-    """Decode fully (catching truncation and decompression bombs), then keep or re-encode."""
+def apply_policy(data: bytes, policy: ImagePolicy, fingerprint: bool = False) -> EncodedImage:
+    """Decode fully (catching truncation and decompression bombs), then keep or re-encode; with
+    `fingerprint`, also fingerprint the pixels just decoded."""
     with warnings.catch_warnings(), _pillow_pixel_limit(policy.max_pixels):
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -159,8 +163,12 @@ def apply_policy(data: bytes, policy: ImagePolicy) -> EncodedImage:
             raise _decode_error(data, str(error) or "a frame ends early") from None
     too_big = policy.max_side is not None and max(width, height) > policy.max_side
     if image.format in EXTENSIONS and image.mode in EIGHT_BIT_MODES and not too_big:
-        return EncodedImage(data, EXTENSIONS[image.format], width, height, reencoded=False)
-    return _reencode(image, policy)
+        encoded = EncodedImage(data, EXTENSIONS[image.format], width, height, reencoded=False)
+    else:
+        encoded = _reencode(image, policy)
+    if fingerprint:
+        return dataclasses.replace(encoded, fingerprint=image_fingerprint(_eight_bit(image)))
+    return encoded
 
 
 def _decode_error(data: bytes, detail: str) -> ImageRejected:

@@ -27,6 +27,8 @@ from dataprep.recipe.model import ImagePolicy
 from dataprep.sample import ImageFile, Reject, Sample
 from dataprep.sources.base import Source
 
+FINGERPRINTS = "fingerprints"
+"""The meta (and index entry) key of a sample's image fingerprints, when the recipe asks for them."""
 PART_FORMAT = 6  # parts written by other normalization code (layout, image handling) are not reused
 
 
@@ -45,10 +47,18 @@ def inputs_path(part: Path) -> Path:
 
 
 def normalize_unit(
-    adapter: Source, unit: str, label: str, policy: ImagePolicy, part: Path, limit: int | None
+    adapter: Source,
+    unit: str,
+    label: str,
+    policy: ImagePolicy,
+    part: Path,
+    limit: int | None,
+    fingerprints: bool = False,
 ) -> UnitSummary:
     """Read one unit through the adapter and write its part file, inputs and index. Samples go
-    into the part as they are made: a worker holds one sample's images, not the unit's."""
+    into the part as they are made: a worker holds one sample's images, not the unit's. With
+    `fingerprints`, each image's fingerprints (from the pixels decoded to check it) go into the
+    sample's `meta.fingerprints` and its index entry."""
     _require_utf8_file_names()
     records: list[dict[str, Any]] = []
     stamps: dict[str, FileStamp] = {}
@@ -68,7 +78,9 @@ def normalize_unit(
                 continue
             stem = f"{seq:09d}"
             try:
-                sample_members, reencoded = _sample_members(record, stem, label, roots, policy, stamps)
+                sample_members, reencoded, prints = _sample_members(
+                    record, stem, label, roots, policy, stamps, fingerprints
+                )
             except ImageRejected as rejected:
                 records.append(_reject_entry(seq, Reject(record.id, rejected.reason, rejected.detail)))
                 if rejected.missing is not None:
@@ -81,6 +93,8 @@ def normalize_unit(
             records.append({"seq": seq, "id": record.id, "members": names, "digest": _digest(sample_members)})
             if reencoded:
                 records[-1]["reencoded"] = reencoded
+            if prints is not None:
+                records[-1][FINGERPRINTS] = prints
             yield from sample_members
 
     locations = {location.name: location for location in write_tar(part, members())}
@@ -137,30 +151,33 @@ def _sample_members(
     roots: list[Path],
     policy: ImagePolicy,
     stamps: dict[str, FileStamp],
-) -> tuple[list[tuple[str, bytes]], int]:
-    """The sample's tar members (`<stem>.json`, then its images) and how many images were
-    re-encoded; every image file read is stamped into `stamps`, also when it is then rejected."""
+    fingerprints: bool,
+) -> tuple[list[tuple[str, bytes]], int, list[dict[str, str]] | None]:
+    """The sample's tar members (`<stem>.json`, then its images), how many images were
+    re-encoded and, with `fingerprints`, each image's; every image file read is stamped into
+    `stamps`, also when it is then rejected."""
     encoded = []
     for image in sample.images:
         data, stamp = load_bytes(image, roots, file_limit(policy))
         if stamp is not None:
             path, file_stamp = stamp
             stamps[path] = file_stamp
-        encoded.append(apply_policy(data, policy))
+        encoded.append(apply_policy(data, policy, fingerprints))
     single = len(encoded) == 1
     suffixes = [
         image.extension if single else f"{index}.{image.extension}" for index, image in enumerate(encoded)
     ]
+    prints = [image.fingerprint.to_json() for image in encoded if image.fingerprint] if fingerprints else None
     shard_sample = ShardSample(
         source=label,
         id=sample.id,
         images=suffixes,
         image_sizes=[[image.width, image.height] for image in encoded],
         conversations=sample.conversations,
-        meta=sample.meta,
+        meta=sample.meta if prints is None else {**sample.meta, FINGERPRINTS: prints},
     )
     members = sample_members(stem, shard_sample, [image.data for image in encoded])
-    return members, sum(image.reencoded for image in encoded)
+    return members, sum(image.reencoded for image in encoded), prints
 
 
 def _digest(members: list[tuple[str, bytes]]) -> str:

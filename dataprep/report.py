@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from dataprep.contract.manifest import DownloadReport, Manifest, SourceReport, TokenStats
+from dataprep.contract.manifest import Decontamination, DownloadReport, Manifest, SourceReport, TokenStats
 from dataprep.contract.sample import ShardSample
 from dataprep.mixture import Slot
 
@@ -81,6 +81,8 @@ def summary(manifest: Manifest) -> str:
         lines += ["", token_table(manifest.stats.tokens)]
     if warnings := mixture_warnings(manifest):
         lines += ["", f"warnings ({len(warnings)}):", *(f"  {warning}" for warning in warnings)]
+    if manifest.decontamination is not None:
+        lines += ["", decontamination_table(manifest.decontamination)]
     return "\n".join(lines)
 
 
@@ -107,6 +109,32 @@ def mixture_warnings(manifest: Manifest) -> list[str]:
                 f"(most: {reason} {count:,})"
             )
     return warnings
+
+
+def decontamination_table(found: Decontamination) -> str:
+    """Overlaps per source × eval set (with a first example), then duplicates within the mixture."""
+    items = ", ".join(f"{name} {count:,}" for name, count in found.eval_items.items())
+    rows = [
+        [
+            report.source,
+            f"{report.samples:,}",
+            report.eval_set,
+            f"{report.examples[0].sample} ~ {report.examples[0].eval_item} "
+            f"({report.examples[0].kind} {report.examples[0].distance:g})",
+        ]
+        for report in found.overlaps
+    ]
+    rows += [
+        [" & ".join(report.sources), f"{report.pairs:,}", report.kind, " ~ ".join(report.examples[0][:2])]
+        for report in found.duplicates
+    ]
+    dropped = f", {found.dropped:,} samples dropped (eval_overlap)" if found.mode == "drop" else ""
+    heading = f"decontamination ({found.mode}{dropped}); eval items: {items}"
+    if not rows:
+        return f"{heading}\nno overlaps, no duplicates"
+    return f"{heading}\n" + table(
+        ["source", "samples / pairs", "eval set / duplicates", "example"], rows, text_tail=2
+    )
 
 
 def token_table(tokens: TokenStats) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dataprep import images as images_module
 from dataprep.contract.shards import iter_tar
 from dataprep.normalize import index_path, inputs_changed, load_index, normalize_unit
 from dataprep.recipe.model import ImagePolicy
@@ -223,3 +224,42 @@ def test_an_image_file_too_big_to_hold_is_rejected_unread_and_retried_once_repla
     assert not inputs_changed(part)
     os.truncate(tmp_path / "huge.png", 10)  # replaced: the next build reads it again
     assert inputs_changed(part)
+
+
+def test_with_fingerprints_each_image_is_fingerprinted_once_from_the_pixels_decoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    for index, colour in enumerate(["red", "blue", "green"]):
+        Image.new("RGB", (40, 30), colour).save(images / f"{index}.png")
+    records = [
+        {"id": "one", "image": "0.png", "conversations": chat("<image>\nHi")},
+        {"id": "two", "image": ["1.png", "2.png"], "conversations": chat("<image>\n<image>\nHi")},
+        {"id": "text", "conversations": chat("Hi")},
+    ]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    source = Conversations(tmp_path, Conversations.Options(file="a.jsonl", image_root="images"))
+    seen: list[tuple[int, int]] = []
+    real = images_module.image_fingerprint
+
+    def counted(image: Image.Image) -> Any:
+        seen.append(image.size)
+        return real(image)
+
+    monkeypatch.setattr(images_module, "image_fingerprint", counted)
+    [unit] = source.units()
+    normalize_unit(source, unit, "entry", ImagePolicy(), tmp_path / "part.tar", None, fingerprints=True)
+    assert len(seen) == 3  # one call per image, in the worker that decoded it
+    index = load_index(tmp_path / "part.tar")["records"]
+    documents = kept_documents(tmp_path / "part.tar")
+    for entry, document in zip(index, documents, strict=True):
+        assert entry["fingerprints"] == document["meta"]["fingerprints"]
+    assert [len(entry["fingerprints"]) for entry in index] == [1, 2, 0]
+    with Image.open(images / "0.png") as image:
+        assert index[0]["fingerprints"][0] == real(image.convert("RGB")).to_json()
+
+    normalize_unit(source, unit, "entry", ImagePolicy(), tmp_path / "plain.tar", None)
+    assert len(seen) == 3  # none without
+    assert all("fingerprints" not in document["meta"] for document in kept_documents(tmp_path / "plain.tar"))
+    assert all("fingerprints" not in entry for entry in load_index(tmp_path / "plain.tar")["records"])

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from dataprep.contract.manifest import Manifest, SourceReport, TokenStats
-from dataprep.report import mixture_warnings, token_table
+from dataprep.contract.manifest import (
+    Decontamination,
+    DuplicateReport,
+    Manifest,
+    OverlapExample,
+    OverlapReport,
+    SourceReport,
+    TokenStats,
+)
+from dataprep.report import decontamination_table, mixture_warnings, token_table
 
 
 def test_a_source_without_samples_shows_no_token_lengths():
@@ -43,3 +51,33 @@ def test_warnings_name_empty_sources_missed_expectations_and_high_reject_rates()
         "short: 9 samples in the mixture, 10 expected",
         "lossy: 21% of 100 records rejected (most: image_missing 20)",
     ]
+
+
+def test_decontamination_table_lists_overlaps_then_duplicates() -> None:
+    found = Decontamination(
+        mode="drop",
+        eval_items={"mmbench": 4329},
+        overlaps=[
+            OverlapReport(
+                source="chartqa",
+                eval_set="mmbench",
+                samples=3,
+                examples=[OverlapExample(sample="two_col_1.png", eval_item="12", kind="image", distance=2)],
+            )
+        ],
+        dropped=3,
+        duplicates=[
+            DuplicateReport(
+                kind="near_duplicate_image", sources=("chartqa", "dvqa"), pairs=7, examples=[("a", "b", 1.0)]
+            )
+        ],
+    )
+    lines = decontamination_table(found).splitlines()
+    assert lines[0] == "decontamination (drop, 3 samples dropped (eval_overlap)); eval items: mmbench 4,329"
+    assert lines[3].split() == ["chartqa", "3", "mmbench", "two_col_1.png", "~", "12", "(image", "2)"]
+    assert lines[4].split() == ["chartqa", "&", "dvqa", "7", "near_duplicate_image", "a", "~", "b"]
+    empty = found.model_copy(update={"overlaps": [], "duplicates": [], "mode": "report"})
+    assert (
+        decontamination_table(empty)
+        == "decontamination (report); eval items: mmbench 4,329\nno overlaps, no duplicates"
+    )

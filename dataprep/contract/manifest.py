@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -131,6 +131,47 @@ class Stats(Strict):
     tokens: TokenStats | None = None
 
 
+class OverlapExample(Strict):
+    """One of our samples (its entry's label and original id) found in an eval set (item id), by
+    `kind`: `image` (pHash bits apart, `distance`) or `text` (the eval question's n-gram share
+    found, `distance` = 1 - share, with the same answer)."""
+
+    sample: str
+    eval_item: str
+    kind: Literal["image", "text"]
+    distance: float
+
+
+class OverlapReport(Strict):
+    """The samples of one source found in one eval set: how many, and the first few."""
+
+    source: str
+    eval_set: str
+    samples: int
+    examples: list[OverlapExample]
+
+
+class DuplicateReport(Strict):
+    """Pairs of samples of two sources (or one) sharing a near-duplicate image (`distance`: pHash
+    bits) or being the same sample (same pixels and text): how many pairs, and the first few."""
+
+    kind: Literal["near_duplicate_image", "exact_duplicate_sample"]
+    sources: tuple[str, str]
+    pairs: int
+    examples: list[tuple[str, str, float]]
+
+
+class Decontamination(Strict):
+    """What `decontaminate:` found: eval items read per eval set, overlaps per source × eval set,
+    samples dropped (`mode: drop`), duplicates within the mixture."""
+
+    mode: Literal["report", "drop"]
+    eval_items: dict[str, int]
+    overlaps: list[OverlapReport]
+    dropped: int
+    duplicates: list[DuplicateReport]
+
+
 class BuildTimes(Strict):
     """Wall-clock facts of one run (kept out of the content hash). `stages`: seconds per stage."""
 
@@ -159,6 +200,7 @@ class Manifest(Strict):
     rejects_file: str = "rejects.jsonl"
     rejects_sha256: str
     reader_files: list[ReaderFile] = []
+    decontamination: Decontamination | None = None
     content_sha256: str = ""
     build: BuildTimes | None = None
 
@@ -168,6 +210,8 @@ class Manifest(Strict):
         exclude: dict[str, Any] = {name: True for name in (*TIMESTAMP_FIELDS, "content_sha256")}
         if self.format_version >= 2:
             exclude["sources"] = {"__all__": {"downloads"}}
+        if self.decontamination is None:  # the hash of a build without it is what it was before
+            exclude["decontamination"] = True
         content = self.model_dump(mode="json", exclude=exclude)
         return hashlib.sha256(canonical_json(content)).hexdigest()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dataprep.card import write_reader_files
 from dataprep.contract.manifest import BuildTimes, Manifest
+from dataprep.engine.decontaminate import decontaminate
 from dataprep.engine.downloads import fetch_all, locked_files
 from dataprep.engine.entry import Entry, require_inputs
 from dataprep.engine.make_manifest import make_manifest, token_stats
@@ -55,6 +56,9 @@ def _build_locked(recipe: Recipe, settings: BuildSettings, runner: Runner | None
         lap("fetch")
         entries = normalize_all(recipe, settings, tasks, downloads)
         lap("normalize")
+        if recipe.decontaminate:
+            decontamination = decontaminate(recipe, settings, tasks, entries)
+            lap("decontaminate")
         shard_plan = plan_mixture(components_of(entries), recipe)
         shard_names = [f"{recipe.name}-{index:06d}.tar" for index in range(len(shard_plan))]
         listed = listed_shards(out / "manifest.json")
@@ -77,6 +81,8 @@ def _build_locked(recipe: Recipe, settings: BuildSettings, runner: Runner | None
         rejects,
         settings.limit,
     )
+    if recipe.decontaminate:
+        manifest.decontamination = decontamination
     manifest.reader_files = write_reader_files(out, manifest)  # the dataset card, the wids index
     manifest.content_sha256 = manifest.compute_content_sha256()
     manifest.build = BuildTimes(

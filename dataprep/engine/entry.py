@@ -138,7 +138,8 @@ def list_units(entry: Entry) -> list[str]:
 
 
 def entry_key(adapter: Source, recipe: Recipe, limit: int | None) -> str:
-    """Normalized parts are reused while adapter, options, inputs, image policy and limit are unchanged."""
+    """Normalized parts are reused while adapter, options, inputs, image policy, limit and whether
+    images are fingerprinted are unchanged."""
     inputs = [[str(path), *FileStamp.read(path).to_json()] for path in sorted(adapter.inputs())]
     identity = {
         "part_format": PART_FORMAT,
@@ -149,6 +150,8 @@ def entry_key(adapter: Source, recipe: Recipe, limit: int | None) -> str:
         "image": recipe.image.model_dump(mode="json"),
         "limit": limit,
     }
+    if recipe.decontaminate:  # parts with fingerprints in their samples' meta
+        identity["fingerprints"] = True
     return hashlib.sha256(canonical_json(identity)).hexdigest()[:16]
 
 

@@ -41,12 +41,15 @@ class NormalizeJob(Job):
     policy: dict[str, Any]  # the recipe's image policy, as JSON
     part: Path
     limit: int | None
+    fingerprints: bool = False
 
     def run(self) -> UnitSummary:
         adapter_class = registry()[self.adapter]
         adapter = adapter_class(self.root, adapter_class.Options.model_validate(self.options))
         policy = ImagePolicy.model_validate(self.policy)
-        return normalize_unit(adapter, self.unit, self.label, policy, self.part, self.limit)
+        return normalize_unit(
+            adapter, self.unit, self.label, policy, self.part, self.limit, self.fingerprints
+        )
 
     def records(self, result: UnitSummary) -> int:
         return result.read
@@ -107,6 +110,7 @@ def _normalize_job(
         policy=recipe.image.model_dump(mode="json"),
         part=part,
         limit=settings.limit,
+        fingerprints=recipe.decontaminate is not None,
     )
 
 

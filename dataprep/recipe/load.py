@@ -66,15 +66,18 @@ def recipe_from_data(
 
 
 def _check_sources(recipe: Recipe, tree: yaml.Node | None) -> list[Problem]:
+    """The sources' and the eval sets' entries: distinct labels, known adapters, valid options, paths."""
     adapters = registry()
     problems = []
-    labels: dict[str, int] = {}
-    for index, entry in enumerate(recipe.sources):
-        loc: tuple[Any, ...] = ("sources", index)
-        if (first := labels.setdefault(entry.label, index)) != index:
-            message = (
-                f"sources {first} and {index} are both named {entry.label!r}: give each a distinct `name`"
-            )
+    labels: dict[str, str] = {}
+    listed = [(("sources", index), entry) for index, entry in enumerate(recipe.sources)]
+    if recipe.decontaminate:
+        evals = enumerate(recipe.decontaminate.eval_sets)
+        listed += [(("decontaminate", "eval_sets", index), entry) for index, entry in evals]
+    for loc, entry in listed:
+        where = " ".join(map(str, loc))
+        if (first := labels.setdefault(entry.label, where)) != where:
+            message = f"{first} and {where} are both named {entry.label!r}: give each a distinct `name`"
             problems.append(problem_at((*loc, "name" if entry.name else "source"), message, tree))
         adapter = adapters.get(entry.source)
         if adapter is None:

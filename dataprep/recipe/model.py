@@ -191,6 +191,48 @@ class SourceEntry(BaseModel):
         return dict(self.model_extra or {})
 
 
+class DecontaminateSpec(Strict):
+    """Check the mixture against evaluation sets (read by adapters, as sources are) and itself."""
+
+    mode: Literal["report", "drop"] = Field(
+        "report", description="report overlaps in the manifest, or also drop them as `eval_overlap` rejects"
+    )
+    eval_sets: Annotated[list[SourceEntry], Field(min_length=1)] = Field(
+        description="evaluation sets, as source entries (their labels distinct from the sources')"
+    )
+    image_distance: Annotated[int, Field(ge=0, le=7)] = Field(
+        6, description="most pHash bits two images may differ in to be compared (≤ 7: found by the index)"
+    )
+    dhash_distance: Annotated[int, Field(ge=0, le=64)] = Field(
+        16, description="most dHash bits a pHash candidate may differ in (the second, independent hash)"
+    )
+    picture_difference: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.2,
+        description="largest share of differing pixels in a block of an eval overlap's two pictures, aligned",
+    )
+    ngram: Annotated[int, Field(ge=1, le=50)] = Field(5, description="words per n-gram of question text")
+    question_overlap: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.8, description="share of an eval question's n-grams a training question holds to match it"
+    )
+    duplicates: bool = Field(
+        True, description="also report near-duplicate images across sources and exact duplicate samples"
+    )
+    duplicate_distance: Annotated[int, Field(ge=0, le=7)] = Field(
+        3, description="most pHash (and dHash) bits two images of the mixture may differ in to be duplicates"
+    )
+
+    @field_validator("eval_sets")
+    @classmethod
+    def _read_in_place(cls, eval_sets: list[SourceEntry]) -> list[SourceEntry]:
+        for entry in eval_sets:
+            if entry.fetch or entry.upstreams:
+                raise ValueError(
+                    f"eval set {entry.label!r}: eval sets are read where they are; `fetch` and "
+                    "`upstreams` are for sources (download it with `dataprep fetch` of a recipe, or by hand)"
+                )
+        return eval_sets
+
+
 class Recipe(Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     seed: Annotated[int, Field(strict=True)] = 0
@@ -203,6 +245,7 @@ class Recipe(Strict):
     image: ImagePolicy = ImagePolicy()
     tokens: TokenSpec | None = None
     sources: Annotated[list[SourceEntry], Field(min_length=1)]
+    decontaminate: DecontaminateSpec | None = None
 
     def source_root(self, entry: SourceEntry) -> Path:
         return (self.root / entry.path).absolute()
@@ -215,7 +258,8 @@ class Recipe(Strict):
     def content(self) -> dict[str, Any]:
         """The recipe without its locations (output folder, data root, download URLs): what the mixture
         depends on; the files themselves are recorded, with checksums, in the manifest."""
-        return self.model_dump(mode="json", exclude=LOCATION_FIELDS)
+        exclude = LOCATION_FIELDS if self.decontaminate else {**LOCATION_FIELDS, "decontaminate": True}
+        return self.model_dump(mode="json", exclude=exclude)
 
     def sha256(self) -> str:
         return hashlib.sha256(canonical_json(self.content())).hexdigest()

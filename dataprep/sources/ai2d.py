@@ -42,6 +42,9 @@ class Ai2dOptions(SourceOptions):
     """Test image ids file, relative to the root; None: `ai2d_test_ids.csv` when it exists."""
     exclude_test: bool = True
     """Reject (reason `test_split`) every question on an image listed in the test ids."""
+    only_test: bool = False
+    """Read the test split, as an eval set: keep the questions on images in the test ids and reject
+    (reason `train_split`) the others; `exclude_test` is then not applied."""
     files_per_unit: int = Field(500, gt=0)
     """Question files per work unit."""
     prompt: MultipleChoicePrompt = MultipleChoicePrompt()
@@ -135,8 +138,11 @@ class Ai2d(Source):
         for index, (question, entry) in enumerate(data["questions"].items()):
             record_id = entry.get("questionId") if isinstance(entry, dict) else None
             sample_id = str(record_id or f"{image_name}-{index}")
-            if in_test and self.options.exclude_test:
+            if in_test and self.options.exclude_test and not self.options.only_test:
                 yield Reject(sample_id, "test_split", f"image {image_name} is in the test ids")
+                continue
+            if self.options.only_test and not in_test:
+                yield Reject(sample_id, "train_split", f"image {image_name} is not in the test ids")
                 continue
             problem = _entry_problem(entry)
             if problem:

@@ -115,7 +115,35 @@ def test_bad_take_fraction_and_duplicate_names(tmp_path, source_dir):
     )
     error = _error(tmp_path, doubled)
     assert [(p.field, p.line) for p in error.problems] == [("sources.1.source", 10)]
-    assert "sources 0 and 1 are both named 'conversations'" in str(error)
+    assert "sources 0 and sources 1 are both named 'conversations'" in str(error)
+
+
+def test_eval_sets_are_checked_like_sources(tmp_path, source_dir):
+    evals = (
+        "decontaminate:\n  mode: drop\n  eval_sets:\n"
+        f"    - {{source: conversations, path: {source_dir}, file: b.jsonl}}\n"
+        f"    - {{source: nope, name: other, path: {source_dir}}}\n"
+        f"    - {{source: vlmevalkit_tsv, name: mmb, path: {source_dir}, file: x.tsv, rows: 3}}\n"
+    )
+    error = _error(tmp_path, VALID.format(path=source_dir) + evals)
+    fields = [(p.field, p.line) for p in error.problems]
+    assert fields == [
+        ("decontaminate.eval_sets.0.source", 13),
+        ("decontaminate.eval_sets.1.source", 14),
+        ("decontaminate.eval_sets.2.rows", 15),
+    ]
+    assert "sources 0 and decontaminate eval_sets 0 are both named 'conversations'" in str(error)
+    error = _error(tmp_path, VALID.format(path=source_dir) + "decontaminate: {mode: erase, eval_sets: []}\n")
+    assert {p.field for p in error.problems} == {"decontaminate.mode", "decontaminate.eval_sets"}
+
+
+def test_without_decontaminate_the_recipe_hash_is_what_it_was(tmp_path, source_dir):
+    _, recipe = _load(tmp_path, VALID.format(path=source_dir))
+    assert "decontaminate" not in recipe.content()
+    evals = f"decontaminate:\n  eval_sets: [{{source: conversations, name: e, path: {source_dir}, file: b.jsonl}}]\n"
+    _, checked = _load(tmp_path, VALID.format(path=source_dir) + evals)
+    assert checked.content()["decontaminate"]["mode"] == "report"
+    assert checked.sha256() != recipe.sha256()
 
 
 def test_a_recipe_that_is_not_utf8_is_a_recipe_error(tmp_path):
@@ -236,3 +264,13 @@ def test_a_fetched_source_may_not_exist_yet_and_its_urls_are_locations(tmp_path)
     _, recipe = _load(tmp_path, VALID.format(path=tmp_path / "absent") + fetch)
     _, mirrored = _load(tmp_path, VALID.format(path=tmp_path / "absent") + fetch.replace("example", "mirror"))
     assert recipe.sources[0].fetch[0].to_folder == "." and recipe.sha256() == mirrored.sha256()
+
+
+def test_an_eval_set_to_download_is_refused_not_ignored(tmp_path, source_dir):
+    evals = (
+        "decontaminate:\n  eval_sets:\n"
+        f"    - {{source: conversations, name: e, path: {source_dir}, file: b.jsonl, upstreams: [chartqa]}}\n"
+    )
+    error = _error(tmp_path, VALID.format(path=source_dir) + evals)
+    assert [p.field for p in error.problems] == ["decontaminate.eval_sets"]
+    assert "eval sets are read where they are" in str(error)

@@ -117,6 +117,17 @@ def test_test_split_is_rejected_or_kept(upstream: tuple[Path, dict]) -> None:
     assert kept["3.png-0"].conversations[1].value == "A"
 
 
+def test_only_test_reads_the_test_split_as_an_eval_set(upstream: tuple[Path, dict]) -> None:
+    root, _ = upstream
+    records = read_all(root, only_test=True)
+    samples = [record for record in records if isinstance(record, Sample)]
+    assert [sample.id for sample in samples] == ["3.png-0", "3.png-1"]
+    assert {sample.meta["split"] for sample in samples} == {"test"}
+    others = [record for record in records if isinstance(record, Reject)]
+    assert others and {record.reason for record in others} <= {"train_split", "bad_record", "bad_answer"}
+    assert "train_split" in {record.reason for record in others}
+
+
 def test_without_test_ids_nothing_is_excluded(upstream: tuple[Path, dict]) -> None:
     root, _ = upstream
     (root / "ai2d_test_ids.csv").unlink()

@@ -18,4 +18,4 @@ def test_a_subclass_inheriting_a_name_does_not_replace_the_adapter() -> None:
         registry.cache_clear()
     assert adapters["conversations"] is Conversations
     assert Instrumented not in adapters.values()
-    assert len(adapters) == 9
+    assert len(adapters) == 10

@@ -1,0 +1,314 @@
+"""The decontamination stage: the recipe's eval sets normalized like sources, an index of their
+images and questions, one match job per part of the mixture's entries (near-linear: hash and
+n-gram lookups, never all pairs), then the overlaps reported and, with `mode: drop`, made rejects;
+duplicates within the mixture are found from the fingerprints the jobs return."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from dataprep.contract.manifest import Decontamination, DuplicateReport, OverlapExample, OverlapReport
+from dataprep.contract.rejects import RejectLine
+from dataprep.contract.shards import MemberLocation, read_at
+from dataprep.engine.entry import Entry
+from dataprep.engine.normalize_all import normalize_all
+from dataprep.engine.runner import Job, Runner
+from dataprep.engine.settings import WORK_DIR, BuildSettings
+from dataprep.files import canonical_json, write_atomic
+from dataprep.fingerprints import picture_difference
+from dataprep.normalize import FINGERPRINTS, load_index
+from dataprep.overlaps import QuestionIndex, distances, hash_array, near_pairs
+from dataprep.recipe.model import DecontaminateSpec, Recipe
+
+EXAMPLES = 5
+"""Examples listed per source × eval set (and per duplicate kind × pair of sources)."""
+INDEX_FILE = "decontaminate/eval_index.pickle"
+
+Location = tuple[str, int, int]  # (part file, offset, size) of a member
+
+
+@dataclass
+class EvalIndex:
+    """What the match jobs look eval items up in: item names, image hashes, question n-grams."""
+
+    items: list[tuple[str, str]]  # (eval set label, item id)
+    image_items: list[int]  # per image: its item's position
+    phashes: np.ndarray
+    dhashes: np.ndarray
+    image_locations: list[Location]
+    questions: QuestionIndex
+
+
+@dataclass(frozen=True)
+class KeptPrint:
+    """A kept sample of a part as the driver needs it: position in the part, id, content digest
+    (pixels and text), its images' hashes."""
+
+    seq: int
+    id: str
+    content: str
+    phashes: tuple[str, ...]
+    dhashes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Found:
+    """An eval item a sample of a part overlaps."""
+
+    seq: int
+    item: int
+    kind: str
+    distance: float
+
+
+@dataclass(frozen=True)
+class MatchJob(Job):
+    """One part of an entry against the eval index."""
+
+    part: Path
+    index_file: Path
+    spec: dict[str, Any]  # the recipe's `decontaminate`, as JSON
+
+    def run(self) -> tuple[list[KeptPrint], list[Found]]:
+        spec = DecontaminateSpec.model_validate(self.spec)
+        index = _load_eval_index(self.index_file, self.index_file.stat().st_mtime_ns)
+        kept: list[KeptPrint] = []
+        found: list[Found] = []
+        images: list[tuple[int, Location]] = []
+        for record in load_index(self.part)["records"]:
+            if "members" not in record:
+                continue
+            sample = _sample_json(self.part, record)
+            prints = record[FINGERPRINTS]
+            conversation = [[turn["from"], turn["value"]] for turn in sample["conversations"]]
+            content = canonical_json([[image["pixels"] for image in prints], conversation])
+            kept.append(
+                KeptPrint(
+                    record["seq"],
+                    record["id"],
+                    hashlib.sha256(content).hexdigest()[:32],
+                    tuple(image["phash"] for image in prints),
+                    tuple(image["dhash"] for image in prints),
+                )
+            )
+            for question, answer in _question_answers(sample):
+                for item, share in index.questions.matches(question, answer, spec.question_overlap):
+                    found.append(Found(record["seq"], item, "text", round(1 - share, 3)))
+            for _, offset, size in record["members"][1:]:
+                images.append((record["seq"], (str(self.part), offset, size)))
+        phashes = hash_array(image for print_ in kept for image in print_.phashes)
+        dhashes = hash_array(image for print_ in kept for image in print_.dhashes)
+        for ours, theirs in zip(*near_pairs(phashes, index.phashes, spec.image_distance), strict=True):
+            if distances(dhashes[ours], index.dhashes[theirs]) > spec.dhash_distance:
+                continue
+            seq, location = images[ours]
+            difference = picture_difference(_image_at(location), _image_at(index.image_locations[theirs]))
+            if difference <= spec.picture_difference:
+                bits = int(distances(phashes[ours], index.phashes[theirs]))
+                found.append(Found(seq, index.image_items[theirs], "image", bits))
+        return kept, sorted(set(found), key=lambda one: (one.seq, one.item, one.kind))
+
+    def records(self, result: tuple[list[KeptPrint], list[Found]]) -> int:
+        return len(result[0])
+
+
+def _sample_json(part: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """The sample's json member, read from the part by its location in the index."""
+    _, offset, size = record["members"][0]
+    return json.loads(read_at(part, MemberLocation("json", offset, size)))
+
+
+def _image_at(location: Location) -> Image.Image:
+    path, offset, size = location
+    image = Image.open(io.BytesIO(read_at(Path(path), MemberLocation("image", offset, size))))
+    image.load()
+    return image
+
+
+def _question_answers(sample: dict[str, Any]) -> list[tuple[str, str]]:
+    """Each human turn with the gpt turn answering it."""
+    turns = sample["conversations"]
+    return [(turns[i]["value"], turns[i + 1]["value"]) for i in range(0, len(turns) - 1, 2)]
+
+
+@lru_cache(maxsize=1)
+def _load_eval_index(path: Path, mtime_ns: int) -> EvalIndex:
+    """The index a build wrote (our own file, in the build's `.work/`), loaded once per worker."""
+    with open(path, "rb") as handle:
+        return pickle.load(handle)
+
+
+def eval_index(evals: list[Entry], spec: DecontaminateSpec) -> tuple[EvalIndex, dict[str, int]]:
+    """The index of every kept eval sample's images and questions, and items read per eval set.
+    A sample of several questions (a chart's) is one item per question, `<id>#<n>`, for text."""
+    items: list[tuple[str, str]] = []
+    image_items: list[int] = []
+    phashes: list[str] = []
+    dhashes: list[str] = []
+    locations: list[Location] = []
+    questions: list[tuple[int, str, str]] = []
+    counts: dict[str, int] = {}
+    for entry in evals:
+        counts[entry.label] = 0
+        for part, record in _kept_records(entry):
+            sample = _sample_json(part, record)
+            counts[entry.label] += 1
+            pairs = _question_answers(sample)
+            items.append((entry.label, record["id"]))
+            for image, (_, offset, size) in zip(record[FINGERPRINTS], record["members"][1:], strict=True):
+                image_items.append(len(items) - 1)
+                phashes.append(image["phash"])
+                dhashes.append(image["dhash"])
+                locations.append((str(part), offset, size))
+            for number, (question, answer) in enumerate(pairs):
+                if len(pairs) > 1:
+                    items.append((entry.label, f"{record['id']}#{number}"))
+                questions.append((len(items) - 1, question, answer))
+    index = EvalIndex(
+        items,
+        image_items,
+        hash_array(phashes),
+        hash_array(dhashes),
+        locations,
+        QuestionIndex.of(questions, spec.ngram),
+    )
+    return index, counts
+
+
+def _kept_records(entry: Entry) -> list[tuple[Path, dict[str, Any]]]:
+    """(part, index record) of each of the entry's kept samples, aligned with `entry.kept`."""
+    found = []
+    for part in entry.parts[: entry.used]:
+        for record in load_index(part)["records"]:
+            if len(found) == len(entry.kept):
+                return found
+            if "members" in record:
+                found.append((part, record))
+    return found
+
+
+def decontaminate(
+    recipe: Recipe, settings: BuildSettings, runner: Runner, entries: list[Entry]
+) -> Decontamination:
+    """Normalize the eval sets, match every entry's parts against them, report (and with `drop`
+    reject) the overlaps, and report duplicates within the mixture."""
+    spec = recipe.decontaminate
+    assert spec is not None
+    work = settings.out / WORK_DIR
+    evals = normalize_all(recipe.model_copy(update={"sources": list(spec.eval_sets)}), settings, runner)
+    index, counts = eval_index(evals, spec)
+    index_file = work / INDEX_FILE
+    index_file.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(index_file, pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL))
+    spec_json = spec.model_dump(mode="json")
+    jobs = [
+        (f"{entry.label} {part.name}", MatchJob(part, index_file, spec_json))
+        for entry in entries
+        for part in entry.parts[: entry.used]
+    ]
+    results = iter(runner.run("decontaminate", jobs, len(jobs)))
+    prints: list[list[KeptPrint]] = []
+    overlaps: dict[tuple[str, str], dict[int, list[OverlapExample]]] = defaultdict(dict)  # by kept position
+    to_drop: list[dict[int, tuple[Found, str]]] = []
+    for entry in entries:
+        aligned: list[KeptPrint] = []
+        dropping: dict[int, tuple[Found, str]] = {}
+        for unit in entry.units[: entry.used]:
+            kept, found = next(results)
+            position = {print_.seq: len(aligned) + offset for offset, print_ in enumerate(kept)}
+            aligned.extend(kept)
+            for one in found:
+                at = position[one.seq]
+                if at >= len(entry.kept):  # past a `--limit`
+                    continue
+                eval_set, item = index.items[one.item]
+                example = OverlapExample(
+                    sample=aligned[at].id, eval_item=item, kind=one.kind, distance=one.distance
+                )
+                overlaps[(entry.label, eval_set)].setdefault(at, []).append(example)
+                dropping.setdefault(at, (one, unit))
+        prints.append(aligned[: len(entry.kept)])
+        to_drop.append(dropping)
+    dropped = 0
+    if spec.mode == "drop":
+        for entry, aligned, dropping in zip(entries, prints, to_drop, strict=True):
+            dropped += _drop(entry, aligned, dropping, index)
+    reports = [
+        OverlapReport(
+            source=source,
+            eval_set=eval_set,
+            samples=len(samples),
+            examples=[examples[0] for examples in list(samples.values())[:EXAMPLES]],
+        )
+        for (source, eval_set), samples in overlaps.items()
+    ]
+    duplicates = _duplicates(entries, prints, spec) if spec.duplicates else []
+    return Decontamination(
+        mode=spec.mode, eval_items=counts, overlaps=reports, dropped=dropped, duplicates=duplicates
+    )
+
+
+def _drop(
+    entry: Entry, aligned: list[KeptPrint], dropping: dict[int, tuple[Found, str]], index: EvalIndex
+) -> int:
+    """Turn the entry's overlapping samples into `eval_overlap` rejects, in their kept order."""
+    kept = []
+    for at, copy in enumerate(entry.kept):
+        if at not in dropping:
+            kept.append(copy)
+            continue
+        one, unit = dropping[at]
+        eval_set, item = index.items[one.item]
+        detail = f"{eval_set} item {item}: " + (
+            f"image, pHash {one.distance:g} bits apart"
+            if one.kind == "image"
+            else f"question ({1 - one.distance:.0%} of its n-grams) and answer"
+        )
+        entry.rejects.append(RejectLine(entry.label, aligned[at].id, "eval_overlap", detail, unit))
+    entry.kept = kept
+    return len(dropping)
+
+
+def _duplicates(
+    entries: list[Entry], prints: list[list[KeptPrint]], spec: DecontaminateSpec
+) -> list[DuplicateReport]:
+    """Near-duplicate images across sources and exact duplicate samples (any two), per pair of sources."""
+    pairs: dict[tuple[str, str, str], list[tuple[str, str, float]]] = defaultdict(list)
+    by_content: dict[str, tuple[str, str]] = {}
+    owners: list[tuple[int, str]] = []
+    phashes: list[str] = []
+    dhashes: list[str] = []
+    for number, (entry, aligned) in enumerate(zip(entries, prints, strict=True)):
+        for print_ in aligned:
+            first = by_content.setdefault(print_.content, (entry.label, print_.id))
+            if first != (entry.label, print_.id):
+                labels = (first[0], entry.label)
+                pairs[("exact_duplicate_sample", *labels)].append((first[1], print_.id, 0.0))
+            for phash, dhash in zip(print_.phashes, print_.dhashes, strict=True):
+                owners.append((number, print_.id))
+                phashes.append(phash)
+                dhashes.append(dhash)
+    p, d = hash_array(phashes), hash_array(dhashes)
+    for first, second in zip(*near_pairs(p, p, spec.duplicate_distance), strict=True):
+        if owners[first][0] >= owners[second][0]:  # each pair once, across sources only
+            continue
+        if distances(d[first], d[second]) > spec.duplicate_distance:
+            continue
+        labels = (entries[owners[first][0]].label, entries[owners[second][0]].label)
+        bits = float(distances(p[first], p[second]))
+        pairs[("near_duplicate_image", *labels)].append((owners[first][1], owners[second][1], bits))
+    return [
+        DuplicateReport(kind=kind, sources=(a, b), pairs=len(found), examples=found[:EXAMPLES])
+        for (kind, a, b), found in sorted(pairs.items())
+    ]
