@@ -13,6 +13,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from dataprep.contract.cli import at_least
 from dataprep.contract.manifest import ManifestError
+from dataprep.contract.store import LocationError
 from train_bridge.config import TrainConfig
 from train_bridge.errors import BridgeError
 
@@ -53,7 +54,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     _add_flags(sft, TrainConfig)
     export = sub.add_parser("export-internvl", help="write the official InternVL meta/jsonl/images layout")
-    export.add_argument("--manifest", type=Path, required=True)
+    export.add_argument("--manifest", required=True, help="manifest.json: a path, or a store URL")
     export.add_argument("--out", type=Path, required=True)
     return parser
 
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         return _run(args)
-    except (BridgeError, ManifestError) as error:
+    except (BridgeError, ManifestError, LocationError) as error:
         print(f"train-bridge {args.command}: error: {error}", file=sys.stderr)
         return 2
 

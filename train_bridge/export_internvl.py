@@ -14,6 +14,7 @@ from typing import Any
 from dataprep.contract.manifest import load_manifest
 from dataprep.contract.sample import IMAGE_PLACEHOLDER, placeholder_first
 from dataprep.contract.shards import iter_samples
+from dataprep.contract.store import location
 from train_bridge.data import check_shards
 from train_bridge.errors import BridgeError
 
@@ -37,11 +38,11 @@ def internvl_record(key: str, record: dict[str, Any]) -> dict[str, Any]:
     return line
 
 
-def export(manifest_path: Path, out: Path) -> dict[str, dict[str, Any]]:
+def export(manifest_path: str | Path, out: Path) -> dict[str, dict[str, Any]]:
     """Export every sample of the manifest's shards under `out`; return the meta written to
     `out/meta.json` (absolute roots and annotation paths, so the official trainer runs from anywhere)."""
     manifest = load_manifest(manifest_path)
-    paths = manifest.shard_paths(Path(manifest_path))
+    paths = manifest.shard_paths(location(manifest_path))
     check_shards(paths, [shard.bytes for shard in manifest.shards])
     out = out.resolve()
     (out / "annotations").mkdir(parents=True, exist_ok=True)

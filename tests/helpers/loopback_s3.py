@@ -1,0 +1,76 @@
+"""A loopback S3 server for tests: moto's server mode on 127.0.0.1 at a free port, a child of the test
+process, with its request log in a file (what a build uploaded is counted from it)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+WRITE = re.compile(r'"(PUT|POST|DELETE) (/\S*) HTTP')
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+    log: Path
+
+    def env(self) -> dict[str, str]:
+        """The standard AWS variables that point a client at this server."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+    def create_bucket(self, name: str) -> None:
+        request = urllib.request.Request(f"{self.endpoint}/{name}", method="PUT")
+        urllib.request.urlopen(request, timeout=10).close()
+
+    def writes(self) -> list[str]:
+        """Every request so far that wrote or deleted an object or bucket: `METHOD /path?query`."""
+        lines = self.log.read_text(errors="replace").splitlines()
+        return [f"{m[1]} {m[2]}" for line in lines if (m := WRITE.search(line)) and "/moto-api" not in m[2]]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def s3_server(folder: Path) -> Iterator[S3Server]:
+    """Start moto's S3 server; stop it on exit."""
+    port = _free_port()
+    log = folder / "s3-requests.log"
+    with open(log, "w") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto's S3 server did not start: {log.read_text()[-2000:]}") from None
+                time.sleep(0.1)
+        yield S3Server(endpoint, log)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
