@@ -32,9 +32,30 @@ class S3Server:
             "AWS_EC2_METADATA_DISABLED": "true",
         }
 
+    def client(self):
+        """A boto3 client of this server: another program than the one under test."""
+        import boto3
+
+        env = self.env()
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=env["AWS_DEFAULT_REGION"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+
     def create_bucket(self, name: str) -> None:
-        request = urllib.request.Request(f"{self.endpoint}/{name}", method="PUT")
-        urllib.request.urlopen(request, timeout=10).close()
+        self.client().create_bucket(Bucket=name)
+
+    def put(self, path: str, data: bytes) -> None:
+        """Write the object `bucket/key`."""
+        bucket, key = path.split("/", 1)
+        self.client().put_object(Bucket=bucket, Key=key, Body=data)
+
+    def delete(self, path: str) -> None:
+        bucket, key = path.split("/", 1)
+        self.client().delete_object(Bucket=bucket, Key=key)
 
     def writes(self) -> list[str]:
         """Every request so far that wrote or deleted an object or bucket: `METHOD /path?query`."""
