@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-WRITE = re.compile(r'"(PUT|POST|DELETE) (/\S*) HTTP')
+WRITE = re.compile(r'"(?:\x1b\[[0-9;]*m)*(PUT|POST|DELETE) (/\S*) HTTP')  # the log colours some lines
 
 
 @dataclass(frozen=True)
