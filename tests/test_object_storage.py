@@ -26,6 +26,8 @@ from dataprep.fixtures import generate_all
 from dataprep.fixtures.tokenizer import demo_tokenizer
 from dataprep.recipe.load import load_recipe
 
+from helpers.loopback_s3 import build_files, objects
+
 REPO = Path(__file__).resolve().parent.parent
 BUCKET = "mixtures"
 STORE = ObjectPath(f"s3://{BUCKET}/demo")
@@ -49,29 +51,6 @@ def _cli(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
         command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
     )
-
-
-def _objects(prefix: ObjectPath) -> dict[str, bytes]:
-    """Every object under `prefix`, by its name relative to it."""
-    found = {}
-    for child in prefix.iterdir():
-        if child.is_dir():
-            found |= {f"{child.name}/{name}": data for name, data in _objects(child).items()}
-        else:
-            found[child.name] = child.read_bytes()
-    return found
-
-
-def _files(folder: Path) -> dict[str, bytes]:
-    """The files a build leaves for readers (its `.work/` aside)."""
-    return {
-        str(path.relative_to(folder)): path.read_bytes()
-        for path in folder.rglob("*")
-        if path.is_file() and WORK not in path.relative_to(folder).parts
-    }
-
-
-WORK = ".work"
 
 
 @dataclass(frozen=True)
@@ -109,7 +88,7 @@ def demo(tmp_path_factory, s3, ray_cluster) -> Demo:
     assert process.poll() is None, "the build finished before it could be interrupted"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    at_kill = _objects(STORE)
+    at_kill = objects(STORE)
 
     before = len(s3.writes())
     rerun = _cli("build", str(recipe), "--work-dir", str(work), "--quiet")
@@ -120,7 +99,7 @@ def demo(tmp_path_factory, s3, ray_cluster) -> Demo:
 
 
 def test_a_killed_build_to_s3_resumes_to_the_local_build_byte_for_byte(demo):
-    at_kill, expected = demo.at_kill, _files(demo.reference)
+    at_kill, expected = demo.at_kill, build_files(demo.reference)
     shards = [name for name in expected if name.endswith(".tar")]
     assert "manifest.json" not in at_kill and "rejects.jsonl" not in at_kill
     killed_shards = [name for name in at_kill if name.endswith(".tar")]
@@ -129,7 +108,7 @@ def test_a_killed_build_to_s3_resumes_to_the_local_build_byte_for_byte(demo):
         assert data == expected[name], name
     assert not any(name in write for name in killed_shards for write in demo.resumed_writes)  # not again
 
-    published = _objects(STORE)
+    published = objects(STORE)
     assert sorted(published) == sorted(expected)
     for name, data in expected.items():
         if name != "manifest.json":
@@ -141,11 +120,11 @@ def test_a_killed_build_to_s3_resumes_to_the_local_build_byte_for_byte(demo):
 
 
 def test_a_rerun_uploads_nothing(demo, s3):
-    before, published = len(s3.writes()), _objects(STORE)
+    before, published = len(s3.writes()), objects(STORE)
     settings = BuildSettings(out=demo.work, store=STORE, progress=False)
     build(load_recipe(demo.recipe), settings, InProcessRunner())
     assert s3.writes()[before:] == []
-    assert _objects(STORE) == published
+    assert objects(STORE) == published
 
 
 def test_readers_take_the_manifest_by_url(demo, capsys, tmp_path):
@@ -195,10 +174,10 @@ def test_a_new_plan_removes_the_shards_a_build_wrote_and_nothing_else(demo, s3, 
     replanned = load_recipe(_recipe(tmp_path, demo.data_root, STORE.url, 3))
     settings = BuildSettings(out=demo.work, store=STORE, progress=False)
     manifest = build(replanned, settings, InProcessRunner())
-    objects = _objects(STORE)
-    assert objects.pop("shards/mine.txt") == b"kept"
-    assert objects == _files(demo.work)
-    assert len([name for name in objects if name.endswith(".tar")]) == len(manifest.shards)
+    published = objects(STORE)
+    assert published.pop("shards/mine.txt") == b"kept"
+    assert published == build_files(demo.work)
+    assert len([name for name in published if name.endswith(".tar")]) == len(manifest.shards)
 
 
 def test_a_prefix_of_foreign_objects_or_no_bucket_is_refused(demo, s3, tmp_path, capsys):

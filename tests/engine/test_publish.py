@@ -14,6 +14,7 @@ from dataprep.engine.runner import BuildError, InProcessRunner
 from dataprep.engine.settings import WORK_DIR, BuildSettings
 from dataprep.recipe.load import load_recipe
 
+from helpers.loopback_s3 import build_files, objects
 from helpers.upstream import recipe_yaml
 
 BUCKET = "engine"
@@ -51,7 +52,7 @@ def test_a_store_a_build_could_damage_is_refused(s3, tmp_path):
         check_store(mine, tmp_path / "another-work-folder")
 
 
-def test_publish_uploads_a_whole_file_and_unpublish_forgets_missing_objects(s3, tmp_path):
+def test_publish_uploads_a_whole_file_and_unpublish_forgets_missingobjects(s3, tmp_path):
     s3.create_bucket(BUCKET)
     local = tmp_path / "data.bin"
     local.write_bytes(bytes(range(256)) * 4000)
@@ -61,16 +62,6 @@ def test_publish_uploads_a_whole_file_and_unpublish_forgets_missing_objects(s3, 
     assert stamp.size == local.stat().st_size
     unpublish([target, target.with_name("never.bin")])
     assert object_stamp(target) is None
-
-
-def _objects(prefix: ObjectPath) -> dict[str, bytes]:
-    found = {}
-    for child in prefix.iterdir():
-        if child.is_dir():
-            found |= {f"{child.name}/{name}": data for name, data in _objects(child).items()}
-        else:
-            found[child.name] = child.read_bytes()
-    return found
 
 
 def test_a_rerun_uploads_again_exactly_the_objects_that_changed_or_went(s3, upstream, tmp_path):
@@ -92,9 +83,4 @@ def test_a_rerun_uploads_again_exactly_the_objects_that_changed_or_went(s3, upst
     changed = {path.removeprefix(prefix) for path in paths if not path.endswith("/")}  # folder markers aside
     assert changed == {first.path, first.index, second.path, second.index, "rejects.jsonl", "manifest.json"}
     assert f"DELETE /{BUCKET}/rerun/manifest.json" in s3.writes()[before:]  # first, before any upload
-    local = settings.out
-    assert _objects(store) == {
-        str(path.relative_to(local)): path.read_bytes()
-        for path in local.rglob("*")
-        if path.is_file() and WORK_DIR not in path.relative_to(local).parts
-    }
+    assert objects(store) == build_files(settings.out)

@@ -14,6 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from dataprep.contract.store import ObjectPath
+from dataprep.engine.settings import WORK_DIR
+
 WRITE = re.compile(r'"(?:\x1b\[[0-9;]*m)*(PUT|POST|DELETE) (/\S*) HTTP')  # the log colours some lines
 
 
@@ -61,6 +64,27 @@ class S3Server:
         """Every request so far that wrote or deleted an object or bucket: `METHOD /path?query`."""
         lines = self.log.read_text(errors="replace").splitlines()
         return [f"{m[1]} {m[2]}" for line in lines if (m := WRITE.search(line)) and "/moto-api" not in m[2]]
+
+
+def objects(prefix: ObjectPath) -> dict[str, bytes]:
+    """Every object under `prefix`, by its name relative to it."""
+    found = {}
+    for child in prefix.iterdir():
+        if child.is_dir():
+            found |= {f"{child.name}/{name}": data for name, data in objects(child).items()}
+        else:
+            found[child.name] = child.read_bytes()
+    return found
+
+
+def build_files(folder: Path) -> dict[str, bytes]:
+    """The files a local build leaves for readers (its `.work/` aside), by their names relative to it:
+    what a build into a store uploads."""
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in folder.rglob("*")
+        if path.is_file() and WORK_DIR not in path.relative_to(folder).parts
+    }
 
 
 def _free_port() -> int:
