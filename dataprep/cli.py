@@ -16,12 +16,14 @@ from pydantic import BaseModel
 from dataprep.contract.cli import at_least
 from dataprep.contract.manifest import Manifest, ManifestError, ShardReport, load_manifest
 from dataprep.contract.shards import iter_samples
+from dataprep.contract.store import Location, LocationError, ObjectPath, location
 from dataprep.engine.build import build
 from dataprep.engine.downloads import fetch_all, locked_files, recipe_upstreams
 from dataprep.engine.entry import missing_inputs
 from dataprep.engine.normalize_all import normalize_all
 from dataprep.engine.output import check_output, output_lock
 from dataprep.engine.plan import components_of, plan_mixture
+from dataprep.engine.publish import work_folder
 from dataprep.engine.runner import BuildError
 from dataprep.engine.session import ray_session
 from dataprep.engine.settings import BuildSettings
@@ -55,13 +57,22 @@ STRICT_WARNINGS = 4  # `build --strict`: built, with warnings
 
 def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", type=Path, help="recipe YAML file")
-    parser.add_argument("--out", type=Path, help="output folder (overrides output.dir)")
+    _output_arguments(parser, "output folder, or a store: s3://bucket/prefix (overrides output.dir)")
     parser.add_argument("--data-root", help="base folder of relative source paths (overrides data_root)")
     parser.add_argument("--workers", type=POSITIVE, help="at most this many work units at once")
     parser.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else embedded)")
     parser.add_argument("--limit", type=POSITIVE, help="read at most N records per source (quick trials)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     _mirror_argument(parser)
+
+
+def _output_arguments(parser: argparse.ArgumentParser, help: str, required: bool = False) -> None:
+    parser.add_argument("--out", required=required, help=help)
+    parser.add_argument(
+        "--work-dir",
+        help="for an output in a store: the local folder the build is made in, then uploaded from "
+        "(overrides output.work_dir; default: a cache folder keyed by the URL)",
+    )
 
 
 def _mirror_argument(parser: argparse.ArgumentParser) -> None:
@@ -112,8 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     reproduce = commands.add_parser(
         "reproduce", help="rebuild a manifest's mixture from its recipe and compare the content"
     )
-    reproduce.add_argument("manifest", type=Path, help="manifest.json of the build to reproduce")
-    reproduce.add_argument("--out", type=Path, required=True, help="output folder of the rebuild")
+    reproduce.add_argument("manifest", help="manifest.json of the build to reproduce (a path or a URL)")
+    _output_arguments(reproduce, "output folder (or store URL) of the rebuild", required=True)
     reproduce.add_argument(
         "--data-root", help="base folder of the sources' paths (default: working directory)"
     )
@@ -128,16 +139,16 @@ def _parser() -> argparse.ArgumentParser:
     manifest = commands.add_parser("manifest", help="inspect a manifest")
     manifest_commands = manifest.add_subparsers(dest="manifest_command", required=True)
     manifest_commands.add_parser("show", help="per-source table and totals").add_argument(
-        "manifest", type=Path
+        "manifest", help="manifest.json: a path, or a store URL (s3://bucket/prefix/manifest.json)"
     )
     manifest_commands.add_parser("validate", help="check every shard's size and sha256").add_argument(
-        "manifest", type=Path
+        "manifest", help="manifest.json: a path, or a store URL"
     )
     diff = manifest_commands.add_parser("diff", help="what differs between two builds (exit 1 if anything)")
-    diff.add_argument("old", type=Path)
-    diff.add_argument("new", type=Path)
+    diff.add_argument("old")
+    diff.add_argument("new")
     inspect = commands.add_parser("inspect", help="print samples of a build (and save their images)")
-    inspect.add_argument("manifest", type=Path)
+    inspect.add_argument("manifest", help="manifest.json: a path, or a store URL")
     inspect.add_argument("--source", help="only samples of this source (its recipe name)")
     inspect.add_argument("--key", help="only the sample with this key")
     inspect.add_argument("-n", type=POSITIVE, default=3, help="how many samples (default: %(default)s)")
@@ -166,8 +177,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace, recipe: Recipe) -> BuildSettings:
+    """The build's settings; an output in a store is built in its work folder (LocationError: an
+    unsupported scheme, or --work-dir with a local output)."""
+    out = location(args.out or recipe.output.dir)
+    store = out if isinstance(out, ObjectPath) else None
+    if store:
+        joined = bool(args.ray_address or os.environ.get("RAY_ADDRESS"))
+        out = work_folder(store, args.work_dir or recipe.output.work_dir, joined)
+    elif args.work_dir:
+        raise LocationError(f"--work-dir is for an output in a store; {out} is a local folder")
     return BuildSettings(
-        out=Path(args.out or recipe.output.dir),
+        out=out,
+        store=store,
         workers=args.workers,
         ray_address=args.ray_address,
         limit=args.limit,
@@ -181,7 +202,6 @@ def _settings(args: argparse.Namespace, recipe: Recipe) -> BuildSettings:
 def _build(args: argparse.Namespace) -> int:
     recipe = _load(args)
     settings = _settings(args, recipe)
-    out = settings.out
     try:
         manifest = build(recipe, settings)
     except BuildError as error:
@@ -189,12 +209,16 @@ def _build(args: argparse.Namespace) -> int:
         _checklist(recipe)
         return 1
     print(summary(manifest))
-    print(f"\nmanifest: {out / 'manifest.json'}")
+    print(f"\nmanifest: {_manifest_of(settings)}")
     _checklist(recipe)
     if args.strict and (warnings := mixture_warnings(manifest)):
         print(f"--strict: {len(warnings)} warnings (listed above)", file=sys.stderr)
         return STRICT_WARNINGS
     return 0
+
+
+def _manifest_of(settings: BuildSettings) -> Location:
+    return (settings.store or settings.out) / "manifest.json"
 
 
 def _checklist(recipe: Recipe) -> int:
@@ -209,7 +233,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     """Rebuild from the recipe recorded in a manifest (locations given anew); exit 0 only when the
     new build has the same content hash, else list what differs."""
     original = load_manifest(args.manifest, verified=True)
-    overrides: dict[str, Any] = {"output.dir": str(args.out)}
+    overrides: dict[str, Any] = {"output.dir": args.out}
     if args.data_root:
         overrides["data_root"] = args.data_root
     if original.recipe.get("tokens"):
@@ -219,8 +243,9 @@ def _reproduce(args: argparse.Namespace) -> int:
         overrides["tokens.tokenizer"] = args.tokenizer
     recipe = recipe_from_data(original.recipe, Path(f"{args.manifest} (its recipe)"), overrides)
     args.limit = original.limit  # a trial build is reproduced as the same trial
+    settings = _settings(args, recipe)
     try:
-        rebuilt = build(recipe, _settings(args, recipe))
+        rebuilt = build(recipe, settings)
     except BuildError as error:
         print(f"build failed: {error}", file=sys.stderr)
         return 1
@@ -228,7 +253,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     if changes:
         print("not reproduced:\n" + "\n".join(changes))
         return 1
-    print(f"reproduced: same content {rebuilt.content_sha256[:12]} in {args.out / 'manifest.json'}")
+    print(f"reproduced: same content {rebuilt.content_sha256[:12]} in {_manifest_of(settings)}")
     return 0
 
 
@@ -286,9 +311,9 @@ def _load(args: argparse.Namespace) -> Recipe:
     return load_recipe(args.recipe, overrides)
 
 
-def _validate(path: Path) -> int:
-    """Re-hash every shard, its sidecar index, the rejects file and the reader files (dataset card,
-    wids index); check the manifest's own hash."""
+def _validate(path: Location) -> int:
+    """Re-hash every shard, its sidecars, the rejects file and the reader files (dataset card, wids
+    index), streamed from a store for a URL; check the manifest's own hash."""
     manifest = load_manifest(path)
     shard_problems = [_shard_problems(shard, path) for shard in manifest.shards]
     problems = [line for lines in shard_problems for line in lines] + _unlisted_files(manifest, path)
@@ -311,7 +336,7 @@ def _validate(path: Path) -> int:
     return 1 if problems else 0
 
 
-def _shard_problems(shard: ShardReport, manifest_path: Path) -> list[str]:
+def _shard_problems(shard: ShardReport, manifest_path: Location) -> list[str]:
     """What differs between a shard (with its sidecar index and token counts) and the manifest."""
     shard_path = manifest_path.parent / shard.path
     if not shard_path.exists():
@@ -325,7 +350,7 @@ def _shard_problems(shard: ShardReport, manifest_path: Path) -> list[str]:
     ]
 
 
-def _unlisted_files(manifest: Manifest, path: Path) -> list[str]:
+def _unlisted_files(manifest: Manifest, path: Location) -> list[str]:
     """Files beside the shards that the manifest does not list (a reader globbing `*.tar` would
     take them for part of the mixture)."""
     listed = {path.parent / shard.path for shard in manifest.shards}
@@ -344,11 +369,11 @@ def _unlisted_files(manifest: Manifest, path: Path) -> list[str]:
     ]
 
 
-def _file_matches(path: Path, sha256: str | None) -> bool:
+def _file_matches(path: Location, sha256: str | None) -> bool:
     return path.exists() and sha256_file(path) == sha256
 
 
-def _diff(old: Path, new: Path) -> int:
+def _diff(old: str, new: str) -> int:
     before, after = load_manifest(old, verified=True), load_manifest(new, verified=True)
     changes = manifest_diff(before, after)
     print("\n".join(changes) if changes else f"same content ({after.content_sha256[:12]})")
@@ -356,9 +381,10 @@ def _diff(old: Path, new: Path) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    manifest = load_manifest(args.manifest)
+    manifest_path = location(args.manifest)
+    manifest = load_manifest(manifest_path)
     shown = 0
-    for path in manifest.shard_paths(args.manifest):
+    for path in manifest.shard_paths(manifest_path):
         try:
             for key, sample, images in iter_samples(path):
                 if shown == args.n:
@@ -401,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "manifest" and args.manifest_command == "diff":
             return _diff(args.old, args.new)
         if args.command == "manifest":
-            return _validate(args.manifest)
+            return _validate(location(args.manifest))
         if args.command == "inspect":
             return _inspect(args)
         if args.command == "export":
@@ -424,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(f"{'tokenizer':14} {demo_tokenizer(args.out)}  (miniature BPE, for token statistics)")
         return 0
-    except (RecipeError, UpstreamError, ManifestError) as error:
+    except (RecipeError, UpstreamError, ManifestError, LocationError) as error:
         print(error, file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head`: stop quietly, as other tools do

@@ -7,7 +7,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 PARTIAL_SUFFIX = ".partial"
 """A file being written lies beside its final name with this suffix until it is complete."""
@@ -20,9 +20,22 @@ def canonical_json(value: Any) -> bytes:
     return text.encode("utf-8")
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+class Readable(Protocol):
+    """A local `Path`, or an object of a store (`dataprep.contract.store.ObjectPath`)."""
+
+    def open(self, mode: str = "rb") -> BinaryIO: ...
+
+
+class Stat(Protocol):
+    """What a stamp reads of an `os.stat_result` (or of an object's `ObjectStat`)."""
+
+    st_size: int
+    st_mtime_ns: int
+
+
+def sha256_file(path: Readable, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with path.open("rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
@@ -68,7 +81,7 @@ class FileStamp:
     mtime_ns: int
 
     @classmethod
-    def of(cls, info: os.stat_result) -> FileStamp:
+    def of(cls, info: Stat) -> FileStamp:
         return cls(info.st_size, info.st_mtime_ns)
 
     @classmethod

@@ -67,6 +67,26 @@ def test_the_contract_imports_only_the_standard_library_pydantic_and_the_file_he
     assert "dataprep.contract.sample" in result.stdout.split() and not outside, sorted(outside)
 
 
+def test_the_contract_imports_pyarrow_only_where_it_opens_an_object_of_a_store():
+    """A reader of local builds needs no pyarrow: `contract/store.py` alone imports `pyarrow.fs`, inside
+    the functions that open an object (the test above proves nothing imports it on import)."""
+    lazy, problems = [], []
+    for path in sorted((REPO / "dataprep/contract").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        top_level = {id(node) for node in tree.body}
+        for node in ast.walk(tree):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if not any(name.split(".")[0] == "pyarrow" for name in names):
+                continue
+            if path.name == "store.py" and id(node) not in top_level:
+                lazy.append(node.lineno)
+            else:
+                problems.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert lazy and not problems, problems
+
+
 def _imports(folder: str) -> list[tuple[str, int, str]]:
     """(file, line, module) for every absolute import under `folder` (`from a import b` gives both `a`
     and `a.b`, since `b` may be a module)."""

@@ -12,6 +12,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from dataprep.contract.cli import at_least
 from dataprep.contract.manifest import ManifestError
+from dataprep.contract.store import LocationError
 from train_bridge.config import TrainConfig
 from train_bridge.errors import BridgeError
 
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         return _run(args)
-    except (BridgeError, ManifestError) as error:
+    except (BridgeError, ManifestError, LocationError) as error:
         print(f"train-bridge {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -24,7 +24,11 @@ class TrainConfig:
     """Everything a run needs; defaults are the InternVL-Chat-V1-2 hyper-parameters. A field without a
     default is a required flag; a bool that defaults to true also gets a `--no-` flag."""
 
-    manifest: Path = field(metadata=flag("manifest.json of a dataprep build"))
+    manifest: str = field(
+        metadata=flag(
+            "manifest.json of a dataprep build: a path, or a store URL (s3://bucket/prefix/manifest.json)"
+        )
+    )
     model: str = field(metadata=flag("local model folder, or preset: tiny | small | v1_2"))
     tokenizer: str = field(metadata=flag("local tokenizer folder or tokenizer.json"))
     out: Path = field(metadata=flag("metrics.jsonl and checkpoints/ go here"))

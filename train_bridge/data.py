@@ -13,7 +13,7 @@ micro-batch): a resumed run skips exactly the consumed batches, with any number 
 
 Samples are read by seeking to their members (each shard's sidecar index, or its tar headers when a
 shard has none), following the shard contract of `dataprep.contract.shards`; windows keep reads within a few
-shards.
+shards. A sample's members are read in one read (one ranged request of a shard in a store).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -39,12 +38,13 @@ from dataprep.contract.shards import (
     shard_index_path,
     split_member_name,
 )
+from dataprep.contract.store import Location, location
 from train_bridge import images
 from train_bridge.errors import BridgeError
 from train_bridge.template import IGNORE_INDEX, Overlong, encode
 
 
-def index_shard(path: Path) -> list[dict[str, MemberLocation]]:
+def index_shard(path: Location) -> list[dict[str, MemberLocation]]:
     """Member locations of each sample of a shard, in stored order (from its sidecar index, else
     from the tar headers)."""
     return [members for _, members in group_samples((loc.name, loc) for loc in member_locations(path))]
@@ -53,7 +53,7 @@ def index_shard(path: Path) -> list[dict[str, MemberLocation]]:
 class ShardReader:
     """Random access to samples by (shard, index), with small LRU caches of indexes and handles."""
 
-    def __init__(self, paths: Sequence[Path], cache: int = 32) -> None:
+    def __init__(self, paths: Sequence[Location], cache: int = 32) -> None:
         self.paths = list(paths)
         self.cache = cache
         self._indexes: OrderedDict[int, list[dict[str, MemberLocation]]] = OrderedDict()
@@ -73,13 +73,15 @@ class ShardReader:
     def read(self, shard: int, index: int) -> tuple[str, ShardSample, list[bytes]]:
         """(key, sample, image bytes in the sample's order), the sample checked against the contract."""
         members = self._lru(self._indexes, shard, lambda: index_shard(self.paths[shard]))[index]
-        handle = self._lru(self._handles, shard, lambda: open(self.paths[shard], "rb"))  # noqa: SIM115
+        handle = self._lru(self._handles, shard, lambda: self.paths[shard].open("rb", buffering=0))
+        start = min(member.offset for member in members.values())
+        handle.seek(start)
+        span = handle.read(max(member.offset + member.size for member in members.values()) - start)
 
-        def get(location: MemberLocation) -> bytes:
-            handle.seek(location.offset)
-            data = handle.read(location.size)
-            if len(data) != location.size:
-                raise OSError(f"member {location.name} ends past the end of the shard")
+        def get(member: MemberLocation) -> bytes:
+            data = span[member.offset - start : member.offset - start + member.size]
+            if len(data) != member.size:
+                raise OSError(f"member {member.name} ends past the end of the shard")
             return data
 
         key = split_member_name(members["json"].name)[0]
@@ -92,7 +94,7 @@ class ShardReader:
         self._handles.clear()
 
 
-def check_shards(paths: Sequence[Path], sizes: Sequence[int]) -> None:
+def check_shards(paths: Sequence[Location], sizes: Sequence[int]) -> None:
     """Fail before training, not hours into it, when a shard is missing or not the manifest's size
     (`dataprep manifest validate` re-hashes them all)."""
     problems = [
@@ -106,7 +108,9 @@ def check_shards(paths: Sequence[Path], sizes: Sequence[int]) -> None:
         raise BridgeError(f"{len(problems)} shard(s) do not match the manifest:\n" + "\n".join(problems))
 
 
-def estimated_lengths(paths: Sequence[Path], shards: Sequence[ShardReport], image_tokens: int) -> np.ndarray:
+def estimated_lengths(
+    paths: Sequence[Location], shards: Sequence[ShardReport], image_tokens: int
+) -> np.ndarray:
     """Per sample (shard-major numbering): json bytes / 4 + `image_tokens` per image member. Checks
     first that each shard's sidecar index is the manifest's and that its members make the manifest's
     samples, each with a json (else samples would be skipped, or read from another's bytes)."""
@@ -225,7 +229,7 @@ class ShardStream(IterableDataset):
 
     def __init__(
         self,
-        manifest_path: Path,
+        manifest_path: str | Location,
         encoder: Encoder,
         *,
         batch_size: int,
@@ -242,7 +246,7 @@ class ShardStream(IterableDataset):
             raise BridgeError(f"window must be at least 1 shard, not {window}")
         manifest = load_manifest(manifest_path)
         self.content_sha256 = manifest.content_sha256
-        self.paths = manifest.shard_paths(Path(manifest_path))
+        self.paths = manifest.shard_paths(location(manifest_path))
         check_shards(self.paths, [shard.bytes for shard in manifest.shards])
         self.counts = [shard.samples for shard in manifest.shards]
         self.sources = sorted({name for shard in manifest.shards for name in shard.per_source})

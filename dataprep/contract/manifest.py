@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from dataprep.contract.store import Location, location
 from dataprep.files import canonical_json
 
 FORMAT_VERSION = (
@@ -215,7 +216,7 @@ class Manifest(Strict):
         content = self.model_dump(mode="json", exclude=exclude)
         return hashlib.sha256(canonical_json(content)).hexdigest()
 
-    def shard_paths(self, manifest_path: Path) -> list[Path]:
+    def shard_paths(self, manifest_path: Location) -> list[Location]:
         return [manifest_path.parent / shard.path for shard in self.shards]
 
 
@@ -223,10 +224,11 @@ class ManifestError(Exception):
     """A file that cannot be read as a dataprep manifest."""
 
 
-def load_manifest(path: Path, *, verified: bool = False) -> Manifest:
-    """Read a manifest; with `verified`, refuse one whose content no longer matches its hash."""
+def load_manifest(path: str | Location, *, verified: bool = False) -> Manifest:
+    """Read a manifest (a local path, or a store URL: LocationError for an unsupported scheme); with
+    `verified`, refuse one whose content no longer matches its hash."""
     try:
-        data = Path(path).read_bytes()
+        data = location(path).read_bytes()
     except OSError as error:
         raise ManifestError(f"cannot read manifest {path}: {error.strerror or error}") from None
     _refuse_newer_format(path, data)
@@ -246,7 +248,7 @@ def load_manifest(path: Path, *, verified: bool = False) -> Manifest:
     return manifest
 
 
-def _refuse_newer_format(path: Path, data: bytes) -> None:
+def _refuse_newer_format(path: str | Location, data: bytes) -> None:
     """A manifest written by a newer dataprep is named as such, not as "not a manifest" (its new
     fields would fail validation) nor read as if its format were this one."""
     try:

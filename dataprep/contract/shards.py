@@ -4,6 +4,7 @@ Same members in ⇒ same bytes out: members are written in the order given (call
 sample), with fixed mtime/uid/gid/mode and no user names, in plain POSIX (ustar) format.
 Files appear under their final name only once complete (write to a temp name, fsync, rename).
 Each shard has a sidecar index (`<name>.idx.json`: member names, offsets and sizes) for random access.
+Shards are written locally; the readers take a `Location` (a local path or an object of a store).
 A sample is `<key>.json` and one `<key>.<suffix>` member per image (`write_samples` writes them).
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from dataprep.contract.sample import ShardSample, parse_sample
+from dataprep.contract.store import Location
 from dataprep.files import PARTIAL_SUFFIX, canonical_json, sha256_file, write_atomic
 
 T = TypeVar("T")
@@ -68,9 +70,9 @@ def write_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> list[MemberLo
     return locations
 
 
-def read_at(path: Path, location: MemberLocation) -> bytes:
-    """Read one member's bytes by its recorded location."""
-    with open(path, "rb") as handle:
+def read_at(path: Location, location: MemberLocation) -> bytes:
+    """Read one member's bytes by its recorded location (one read: one request of an object)."""
+    with path.open("rb", buffering=0) as handle:
         handle.seek(location.offset)
         data = handle.read(location.size)
     if len(data) != location.size:
@@ -78,9 +80,9 @@ def read_at(path: Path, location: MemberLocation) -> bytes:
     return data
 
 
-def iter_tar(path: Path) -> Iterator[tuple[str, bytes]]:
+def iter_tar(path: Location) -> Iterator[tuple[str, bytes]]:
     """Yield (member name, bytes) of a tar file in stored order."""
-    with tarfile.open(path, mode="r:") as archive:
+    with path.open("rb") as handle, tarfile.open(fileobj=handle, mode="r:") as archive:
         for info in archive:
             if info.isfile():
                 handle = archive.extractfile(info)
@@ -88,13 +90,13 @@ def iter_tar(path: Path) -> Iterator[tuple[str, bytes]]:
                 yield info.name, handle.read()
 
 
-def tar_locations(path: Path) -> list[MemberLocation]:
+def tar_locations(path: Location) -> list[MemberLocation]:
     """Where every file member's data lies, read from the tar headers alone."""
-    with tarfile.open(path, mode="r:") as archive:
+    with path.open("rb") as handle, tarfile.open(fileobj=handle, mode="r:") as archive:
         return [MemberLocation(info.name, info.offset_data, info.size) for info in archive if info.isfile()]
 
 
-def shard_index_path(shard: Path) -> Path:
+def shard_index_path(shard: Location) -> Location:
     """The sidecar index of `<name>.tar`: `<name>.idx.json`."""
     return shard.with_name(shard.name.removesuffix(".tar") + ".idx.json")
 
@@ -111,14 +113,14 @@ def write_shard_index(shard: Path, locations: list[MemberLocation]) -> Path:
     return path
 
 
-def index_differs(shard: Path, sha256: str | None) -> bool:
+def index_differs(shard: Location, sha256: str | None) -> bool:
     """Whether the shard's sidecar index exists and is not the one of this sha256 (a manifest's;
     None when it records none)."""
     index = shard_index_path(shard)
     return bool(sha256) and index.exists() and sha256_file(index) != sha256
 
 
-def member_locations(shard: Path) -> list[MemberLocation]:
+def member_locations(shard: Location) -> list[MemberLocation]:
     """Every member's location: from the sidecar index when it describes this file (same size),
     else from the tar headers."""
     index_file = shard_index_path(shard)
@@ -165,7 +167,7 @@ def read_sample(key: str, data: bytes, suffixes: Iterable[str]) -> ShardSample:
     return sample
 
 
-def iter_samples(path: Path) -> Iterator[tuple[str, ShardSample, dict[str, bytes]]]:
+def iter_samples(path: Location) -> Iterator[tuple[str, ShardSample, dict[str, bytes]]]:
     """Yield (key, sample, {image suffix: bytes}) for each sample of a shard, each checked."""
     for key, members in group_samples(iter_tar(path)):
         if "json" not in members:

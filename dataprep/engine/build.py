@@ -1,5 +1,6 @@
 """The whole build: fetch, normalize, plan, write or reuse shards, then rejects and the manifest, under
-the output folder's lock, timing each stage. Every stage skips work already completed."""
+the output folder's lock, timing each stage. Every stage skips work already completed. An output in
+a store is built in its local work folder and published from there, the manifest last."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from dataprep.card import write_reader_files
 from dataprep.contract.manifest import BuildTimes, Manifest
+from dataprep.contract.store import ObjectPath
 from dataprep.engine.decontaminate import decontaminate
 from dataprep.engine.downloads import fetch_all, locked_files
 from dataprep.engine.entry import Entry, require_inputs
@@ -19,6 +21,7 @@ from dataprep.engine.make_manifest import make_manifest, token_stats
 from dataprep.engine.normalize_all import normalize_all
 from dataprep.engine.output import check_output, discard, listed_shards, output_lock
 from dataprep.engine.plan import components_of, plan_mixture, shard_copies
+from dataprep.engine.publish import check_store, publish_results
 from dataprep.engine.runner import Labelled, Runner
 from dataprep.engine.session import ray_session
 from dataprep.engine.settings import WORK_DIR, BuildSettings
@@ -32,11 +35,13 @@ from dataprep.tokens import TokenSettings
 def build(recipe: Recipe, settings: BuildSettings, runner: Runner | None = None) -> Manifest:
     """The whole build, under a lock on the output folder, its tasks on Ray (or on `runner`). The
     previous manifest stays until shards start to change; the new one is written last, only after
-    every shard is complete."""
+    every shard is complete (and, for an output in a store, uploaded)."""
     check_output(recipe, settings.out)
     if not any(entry.fetch or entry.upstreams for entry in recipe.sources):
         require_inputs(recipe)  # before Ray starts
     with output_lock(settings.out):
+        if settings.store:
+            check_store(settings.store, settings.out)
         return _build_locked(recipe, settings, runner)
 
 
@@ -62,11 +67,13 @@ def _build_locked(recipe: Recipe, settings: BuildSettings, runner: Runner | None
         shard_plan = plan_mixture(components_of(entries), recipe)
         shard_names = [f"{recipe.name}-{index:06d}.tar" for index in range(len(shard_plan))]
         listed = listed_shards(out / "manifest.json")
+        if settings.store:
+            listed |= listed_shards(settings.store / "manifest.json")
         (out / "manifest.json").unlink(missing_ok=True)  # shards change from here on
-        remove_stale_shards(out, set(shard_names), listed)
+        remove_stale_shards(out, set(shard_names), listed, settings.store)
         tokens = token_settings(recipe)
         per_label = [_per_label(slots, entries) for slots in shard_plan]
-        jobs = _shard_jobs(out, shard_names, shard_plan, entries, tokens)
+        jobs = _shard_jobs(out, shard_names, shard_plan, entries, tokens, settings.store)
         markers = tasks.run("write", jobs, len(shard_plan))
         lap("plan_and_write")
     rejects = b"".join(reject.to_bytes() for entry in entries for reject in entry.rejects)
@@ -92,6 +99,8 @@ def _build_locked(recipe: Recipe, settings: BuildSettings, runner: Runner | None
         stages=stages,
     )
     write_atomic(out / "manifest.json", manifest.model_dump_json(indent=2).encode("utf-8") + b"\n")
+    if settings.store:
+        publish_results(out, settings.store, manifest)
     if settings.discard_parts:  # a copy of every kept sample; the next build re-normalizes
         discard(out / WORK_DIR / "parts")
     return manifest
@@ -109,6 +118,7 @@ def _shard_jobs(
     shard_plan: list[list[Slot]],
     entries: list[Entry],
     tokens: TokenSettings | None,
+    store: ObjectPath | None,
 ) -> Iterator[Labelled]:
     """One job per shard, made only as it is started: the driver holds the copies (and their hash)
     of the shards in flight, not those of every shard."""
@@ -116,5 +126,5 @@ def _shard_jobs(
     for shard_index, (name, slots) in enumerate(zip(shard_names, shard_plan, strict=True)):
         copies = shard_copies(shard_index, slots, entries)
         marker = work / "shards" / f"{name}.json"
-        job = ShardJob(out / "shards" / name, marker, copies_sha256(copies), work, copies, tokens)
+        job = ShardJob(out / "shards" / name, marker, copies_sha256(copies), work, copies, tokens, store)
         yield f"shard {name}", job

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dataprep.contract.manifest import ManifestError, load_manifest
+from dataprep.contract.store import Location
 from dataprep.engine.runner import BuildError
 from dataprep.engine.settings import WORK_DIR
 from dataprep.recipe.model import Recipe
@@ -55,7 +56,7 @@ def output_lock(out: Path) -> Iterator[None]:
         yield
 
 
-def listed_shards(manifest: Path) -> set[str]:
+def listed_shards(manifest: Location) -> set[str]:
     """The shard file names an earlier build's manifest lists (none when there is no such manifest)."""
     try:
         return {Path(shard.path).name for shard in load_manifest(manifest).shards}

@@ -1,16 +1,18 @@
-"""What one build is asked to do: where, with how many workers, on which Ray cluster, with a trial limit."""
+"""What one build is asked to do: where (a local folder, or a store and its local work folder), with how many workers, on which Ray cluster, with a trial limit."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from dataprep.contract.store import ObjectPath
+
 WORK_DIR = ".work"
 
 
 @dataclass(frozen=True)
 class BuildSettings:
-    out: Path
+    out: Path  # the local build folder: the output itself, or the work folder of `store`
     workers: int | None = None
     ray_address: str | None = None
     limit: int | None = None
@@ -18,6 +20,7 @@ class BuildSettings:
     discard_parts: bool = False
     mirror: str | None = None  # base URL serving every http(s) download as <mirror>/<host>/<path>
     lock: Path | None = None  # a recipe's lock file: while it exists, its files pin every download
+    store: ObjectPath | None = None  # the output in a store: `out`'s shards, rejects and manifest go there
 
     def __post_init__(self) -> None:  # workers of a joined cluster have their own working directory
         object.__setattr__(self, "out", Path(self.out).absolute())

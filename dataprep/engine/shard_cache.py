@@ -1,7 +1,8 @@
-"""Output shards written or reused by their markers (`.work/shards/<shard>.json`), and the shards of
-earlier plans removed. A marker records the hash of the shard's sample copies (JSON key `plan`), the
-shard's sha256, size, samples, statistics, index hash, token counts and their sidecar's hash, and its
-file's size and mtime."""
+"""Output shards written or reused by their markers (`.work/shards/<shard>.json`), published to the
+output's store when it has one, and the shards of earlier plans removed. A marker records the hash of
+the shard's sample copies (JSON key `plan`), the shard's sha256, size, samples, statistics, index
+hash, token counts and their sidecar's hash, its file's size and mtime, and what was uploaded where
+(`published`)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from dataprep.contract.shards import shard_index_path, tar_locations, write_shard_index
+from dataprep.contract.store import ObjectPath
 from dataprep.contract.token_counts import (
     SIDECAR_SUFFIX,
     TokenSidecar,
     token_sidecar_path,
     write_token_sidecar,
 )
+from dataprep.engine.publish import object_stamp, publish, unpublish
 from dataprep.engine.runner import Job
 from dataprep.engine.settings import WORK_DIR
 from dataprep.files import PARTIAL_SUFFIX, FileStamp, canonical_json, sha256_file, write_atomic
@@ -38,6 +41,37 @@ class TokenCounts:
 
 
 @dataclass(frozen=True)
+class Published:
+    """A shard and its index as uploaded: the shard object's URL, the sha256s uploaded, and both
+    objects' stamps (size, mtime) just after."""
+
+    url: str
+    sha256: str
+    index_sha256: str
+    shard: FileStamp
+    index: FileStamp
+
+    @classmethod
+    def from_json(cls, fields: dict[str, Any]) -> Published:
+        return cls(
+            fields["url"],
+            fields["sha256"],
+            fields["index_sha256"],
+            FileStamp.from_json(fields["shard"]),
+            FileStamp.from_json(fields["index"]),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "sha256": self.sha256,
+            "index_sha256": self.index_sha256,
+            "shard": self.shard.to_json(),
+            "index": self.index.to_json(),
+        }
+
+
+@dataclass(frozen=True)
 class ShardMarker:
     """A complete shard's marker. `tokens` is None in markers of versions before token counts."""
 
@@ -49,6 +83,7 @@ class ShardMarker:
     index_sha256: str | None
     tokens: TokenCounts | None
     stat: FileStamp | None  # the shard file's size and mtime when it was last checked
+    published: Published | None = None  # uploaded to the output's store
 
     @classmethod
     def from_json(cls, fields: dict[str, Any]) -> ShardMarker | None:
@@ -65,7 +100,7 @@ class ShardMarker:
                 else {name: Summary(**values) for name, values in per_label.items()},
                 fields.get("tokens_sidecar_sha256"),
             )
-        stat = fields.get("stat")
+        stat, published = fields.get("stat"), fields.get("published")
         return cls(
             copies_sha256=fields["plan"],
             sha256=fields["sha256"],
@@ -75,6 +110,7 @@ class ShardMarker:
             index_sha256=fields.get("index_sha256"),
             tokens=tokens,
             stat=None if stat is None else FileStamp.from_json(stat),
+            published=None if published is None else Published.from_json(published),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -99,6 +135,8 @@ class ShardMarker:
                 fields["tokens_sidecar_sha256"] = self.tokens.sidecar_sha256
         if self.stat is not None:
             fields["stat"] = self.stat.to_json()
+        if self.published is not None:
+            fields["published"] = self.published.to_json()
         return fields
 
 
@@ -116,7 +154,8 @@ class ShardJob(Job):
     differs is re-hashed. A kept shard whose token counts were made with other settings is
     re-counted, not rewritten. A marker naming only the copies' hash is written first: a shard cut
     off before its full marker is still known as a build's own (stale shards are removed by their
-    markers)."""
+    markers). With a `store`, the shard and its index are then uploaded under `shards/` there,
+    unless the marker says these bytes were and both objects are as they were left."""
 
     path: Path
     marker: Path
@@ -124,9 +163,11 @@ class ShardJob(Job):
     work_dir: Path
     copies: list[SampleCopy]
     tokens: TokenSettings | None
+    store: ObjectPath | None = None
 
     def run(self) -> ShardMarker:
-        return self._reuse() or self._write()
+        done = self._reuse() or self._write()
+        return self._publish(done, self.store) if self.store else done
 
     def records(self, result: ShardMarker) -> int:
         return result.samples
@@ -188,6 +229,32 @@ class ShardJob(Job):
             return recorded
         return _with_sidecar(self.path, self.tokens, shard_tokens(self.path, TokenCounter(self.tokens)))
 
+    def _publish(self, done: ShardMarker, store: ObjectPath) -> ShardMarker:
+        """Upload the index, then the shard (the store's manifest goes first: objects change from
+        here on); nothing when both objects are those the marker records."""
+        shard, index = store / "shards" / self.path.name, store / "shards" / shard_index_path(self.path).name
+        was = done.published
+        if (
+            was is not None
+            and (was.url, was.sha256, was.index_sha256) == (shard.url, done.sha256, done.index_sha256)
+            and was.shard == object_stamp(shard)
+            and was.index == object_stamp(index)
+        ):
+            return done
+        assert done.index_sha256 is not None  # brought up to date by `_reuse`, or just written
+        unpublish([store / "manifest.json"])
+        index_stamp = publish(shard_index_path(self.path), index)
+        published = Published(
+            shard.url, done.sha256, done.index_sha256, publish(self.path, shard), index_stamp
+        )
+        kept = replace(done, published=published)
+        write_atomic(self.marker, canonical_json(kept.to_json()))
+        return kept
+
+
+def _tokens_key(tokens: TokenSettings | None) -> str | None:
+    return tokens.key if tokens else None
+
 
 def _with_sidecar(shard: Path, tokens: TokenSettings | None, count: TokenCount | None) -> TokenCounts:
     """The shard's token counts as its marker records them, its token sidecar written first."""
@@ -215,18 +282,25 @@ def token_settings(recipe: Recipe) -> TokenSettings | None:
     return TokenSettings(str(file), sha256_file(file), recipe.tokens.image_tokens)
 
 
-def remove_stale_shards(out: Path, keep: set[str], listed: set[str]) -> None:
+def remove_stale_shards(out: Path, keep: set[str], listed: set[str], store: ObjectPath | None = None) -> None:
     """Drop the shards earlier builds wrote (those with a marker, or in their manifest: any recipe
-    name) that the current plan does not keep, with their sidecars, and unfinished `.partial` files.
-    Nothing else: a file a build did not write stays (`manifest validate` names it)."""
+    name) that the current plan does not keep, with their sidecars, and unfinished `.partial` files;
+    from the `store` too (first, with its manifest, while the markers still name them). Nothing
+    else: a file a build did not write stays (`manifest validate` names it)."""
     folder, markers = out / "shards", out / WORK_DIR / "shards"
-    written = set(listed)
-    if markers.exists():
-        for marker in markers.glob("*.tar.json"):
-            written.add(marker.name.removesuffix(".json"))
-            if marker.name.removesuffix(".json") not in keep:
-                marker.unlink()
-    for shard in written - keep:
+    marked = {marker.name.removesuffix(".json") for marker in markers.glob("*.tar.json")}
+    stale = (set(listed) | marked) - keep
+    if store and stale:
+        shards = store / "shards"
+        unpublish([store / "manifest.json"])
+        unpublish(
+            shards / path.name
+            for shard in sorted(stale)
+            for path in (Path(shard), shard_index_path(Path(shard)), token_sidecar_path(Path(shard)))
+        )
+    for shard in stale & marked:
+        (markers / f"{shard}.json").unlink()
+    for shard in stale:
         (folder / shard).unlink(missing_ok=True)
         shard_index_path(folder / shard).unlink(missing_ok=True)
         token_sidecar_path(folder / shard).unlink(missing_ok=True)

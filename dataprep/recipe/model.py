@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
+from dataprep.contract.store import location
 from dataprep.files import canonical_json
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
@@ -24,7 +25,7 @@ TAKE_SCHEMA = {
 LOCATION_FIELDS: dict[str, Any] = {
     "data_root": True,
     "manifests": True,
-    "output": {"dir"},
+    "output": {"dir", "work_dir"},
     "tokens": {"tokenizer"},
     "sources": {"__all__": {"fetch", "upstreams"}},
 }
@@ -37,8 +38,22 @@ class Strict(BaseModel):
 
 
 class OutputSpec(Strict):
-    dir: str = Field(description="output folder (relative to the working directory)")
+    dir: str = Field(
+        description="output folder (relative to the working directory), or a store: s3://bucket/prefix, "
+        "gs://bucket/prefix"
+    )
     shard_size: Annotated[int, Field(gt=0, strict=True)] = 1000
+    work_dir: str | None = Field(
+        None,
+        description="for an output in a store: the local folder the build is made in before it is uploaded "
+        "(default: a cache folder keyed by the URL; on a joined Ray cluster, required: a folder every node sees)",
+    )
+
+    @field_validator("dir")
+    @classmethod
+    def _local_or_a_store(cls, value: str) -> str:
+        location(value)  # LocationError (a ValueError) names an unsupported scheme
+        return value
 
 
 class ImagePolicy(Strict):

@@ -75,7 +75,7 @@ def test_sft_parses_into_the_config_and_its_defaults() -> None:
         ["sft", "--manifest", "m.json", "--model", "tiny", "--tokenizer", "t", "--out", "o", "--seed", "3"]
     )
     parsed = TrainConfig(**{spec.name: getattr(args, spec.name) for spec in fields(TrainConfig)})
-    assert parsed == TrainConfig(manifest=Path("m.json"), model="tiny", tokenizer="t", out=Path("o"), seed=3)
+    assert parsed == TrainConfig(manifest="m.json", model="tiny", tokenizer="t", out=Path("o"), seed=3)
     args = make_parser().parse_args(
         ["sft", "--manifest", "m", "--model", "m", "--tokenizer", "t", "--out", "o", "--no-bf16", "--compile"]
     )
@@ -155,3 +155,16 @@ def test_a_manifest_cannot_lead_the_bridge_out_of_its_folder(
     assert (
         err.count("\n") == 1 and "shards.0.path: Value error" in err and "inside the manifest's folder" in err
     )
+
+
+@pytest.mark.parametrize("command", ["sft"])
+def test_a_manifest_url_of_an_unsupported_scheme_is_one_line_and_status_2(
+    tmp_path: Path, capsys, command: str
+):
+    args = ["--manifest", "s4://bucket/manifest.json", "--out", str(tmp_path / "o")]
+    if command == "sft":
+        args += ["--model", "tiny", "--tokenizer", str(tmp_path)]
+    assert main([command, *args]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "unsupported scheme s4://" in error
+    assert not (tmp_path / "o").exists()
