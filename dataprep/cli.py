@@ -159,10 +159,10 @@ def _parser() -> argparse.ArgumentParser:
         )
     )
     report = commands.add_parser("report", help="write one self-contained HTML page of a build")
-    report.add_argument("manifest", type=Path, help="the build's manifest.json")
+    report.add_argument("manifest", help="the build's manifest.json: a path, or a store URL (s3://…)")
     report.add_argument("--out", type=Path, required=True, help="the HTML file to write")
     report.add_argument(
-        "--diff", type=Path, metavar="OLD_MANIFEST", help="also show what changed since this build"
+        "--diff", metavar="OLD_MANIFEST", help="also show what changed since this build (a path or URL)"
     )
     report.add_argument(
         "--grid", type=POSITIVE, default=GRID, help="samples shown per source (default: %(default)s)"
@@ -433,7 +433,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             return run_export_command(args)
         if args.command == "report":
-            write_atomic(args.out, render_report(args.manifest, args.diff, args.grid).encode("utf-8"))
+            old = location(args.diff) if args.diff else None
+            page = render_report(location(args.manifest), old, args.grid)
+            write_atomic(args.out, page.encode("utf-8"))
             print(f"wrote {args.out}")
             return 0
         if args.command == "schema":

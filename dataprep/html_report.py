@@ -25,6 +25,7 @@ from PIL import Image
 from dataprep.contract.manifest import Manifest, load_manifest
 from dataprep.contract.sample import ShardSample, parse_sample
 from dataprep.contract.shards import MemberLocation, group_samples, member_locations, read_at
+from dataprep.contract.store import Location
 from dataprep.report import manifest_diff
 
 GRID = 12  # samples shown per source
@@ -131,7 +132,7 @@ class RejectReason:
     examples: list[tuple[str, str]]  # (id, detail)
 
 
-def _json_members(shard: Path) -> Iterator[tuple[str, MemberLocation, dict[str, MemberLocation]]]:
+def _json_members(shard: Location) -> Iterator[tuple[str, MemberLocation, dict[str, MemberLocation]]]:
     """(key, its json's location, every member's location) per sample of a shard, in order."""
     for key, members in group_samples((location.name, location) for location in member_locations(shard)):
         if "json" not in members:
@@ -139,7 +140,7 @@ def _json_members(shard: Path) -> Iterator[tuple[str, MemberLocation, dict[str, 
         yield key, members["json"], members
 
 
-def collect_samples(manifest: Manifest, manifest_path: Path, grid: int = GRID) -> dict[str, SourceStats]:
+def collect_samples(manifest: Manifest, manifest_path: Location, grid: int = GRID) -> dict[str, SourceStats]:
     """Per source: its distributions and its grid's samples, in one pass over the json members."""
     stats: dict[str, SourceStats] = defaultdict(SourceStats)
     for shard in manifest.shard_paths(manifest_path):
@@ -177,12 +178,12 @@ def _thumbnail(data: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
 
 
-def reject_reasons(manifest_path: Path, manifest: Manifest, top: int = TOP_REASONS) -> list[RejectReason]:
+def reject_reasons(manifest_path: Location, manifest: Manifest, top: int = TOP_REASONS) -> list[RejectReason]:
     """The most frequent (source, reason) pairs of `rejects.jsonl`, each with its first examples."""
     counts: Counter[tuple[str, str]] = Counter()
     examples: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-    with open(manifest_path.parent / manifest.rejects_file, encoding="utf-8") as lines:
-        for line in lines:
+    with (manifest_path.parent / manifest.rejects_file).open("rb") as handle:
+        for line in io.TextIOWrapper(handle, encoding="utf-8"):
             reject = json.loads(line)
             pair = (reject["source"], reject["reason"])
             counts[pair] += 1
@@ -215,7 +216,9 @@ def composition(manifest: Manifest) -> list[dict[str, object]]:
     return rows
 
 
-def render_report(manifest_path: Path, old_manifest_path: Path | None = None, grid: int = GRID) -> str:
+def render_report(
+    manifest_path: Location, old_manifest_path: Location | None = None, grid: int = GRID
+) -> str:
     """The report page of the build at `manifest_path` (and its changes since `old_manifest_path`)."""
     manifest = load_manifest(manifest_path, verified=True)
     stats = collect_samples(manifest, manifest_path, grid)

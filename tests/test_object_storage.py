@@ -137,6 +137,20 @@ def test_readers_take_the_manifest_by_url(demo, capsys, tmp_path):
     assert main(["inspect", url, "-n", "2", "--images", str(tmp_path / "seen")]) == 0
     assert capsys.readouterr().out.count("source=") == 2
     assert main(["manifest", "diff", url, str(demo.reference / "manifest.json")]) == 0
+    capsys.readouterr()
+    for kind in ("llava", "parquet"):  # exports read the shards from the store, as from the local build
+        assert main(["export", kind, url, "--out", str(tmp_path / kind)]) == 0
+        local = tmp_path / f"{kind}-local"
+        assert main(["export", kind, str(demo.reference / "manifest.json"), "--out", str(local)]) == 0
+        data = sorted(
+            p.relative_to(local) for p in local.rglob("*") if p.is_file() and p.name != "export.json"
+        )
+        assert data and all(
+            (tmp_path / kind / name).read_bytes() == (local / name).read_bytes() for name in data
+        )
+    assert main(["report", url, "--out", str(tmp_path / "report.html")]) == 0
+    assert main(["report", str(demo.reference / "manifest.json"), "--out", str(tmp_path / "local.html")]) == 0
+    assert (tmp_path / "report.html").read_bytes() == (tmp_path / "local.html").read_bytes()
 
 
 def test_validate_names_what_differs_in_the_store(demo, s3, capsys):

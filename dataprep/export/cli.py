@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dataprep.contract.cli import at_least
 from dataprep.contract.manifest import ManifestError
+from dataprep.contract.store import LocationError, location
 from dataprep.export.folder import ExportError
 from dataprep.export.internvl import TRAINERS, InternVLLayout
 from dataprep.export.llamafactory import LlamaFactoryLayout
@@ -63,7 +64,7 @@ def add_export_parsers(exports: argparse._SubParsersAction) -> None:
 
 def _export_parser(exports: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:
     parser = exports.add_parser(name, help=help_text, description=help_text)
-    parser.add_argument("manifest", type=Path, help="manifest.json of a build")
+    parser.add_argument("manifest", help="manifest.json of a build: a path, or a store URL (s3://…)")
     parser.add_argument(
         "--out", type=Path, required=True, help="export folder (new, empty, or an earlier export)"
     )
@@ -74,10 +75,11 @@ def run_export_command(args: argparse.Namespace) -> int:
     """Run `dataprep export <layout>`; one line and exit 1 for a build unlike its manifest, 2 for
     another export that cannot be made."""
     try:
+        manifest_path = location(args.manifest)
         if args.export_command == "internvl":
-            manifest, lengths = open_build(args.manifest, args.tokenizer, args.image_tokens)
+            manifest, lengths = open_build(manifest_path, args.tokenizer, args.image_tokens)
         else:
-            manifest, lengths = open_build(args.manifest, lengths=False)
+            manifest, lengths = open_build(manifest_path, lengths=False)
         layouts: dict[str, Callable[[], Layout]] = {
             "internvl": lambda: InternVLLayout.for_build(manifest, args.trainer, args.base),
             "llava": LlavaLayout,
@@ -85,8 +87,8 @@ def run_export_command(args: argparse.Namespace) -> int:
             "swift": lambda: SwiftLayout(args.base),
             "parquet": lambda: ParquetLayout(manifest),
         }
-        summary = run_export(layouts[args.export_command](), manifest, args.manifest, args.out, lengths)
-    except (ExportError, ManifestError) as error:
+        summary = run_export(layouts[args.export_command](), manifest, manifest_path, args.out, lengths)
+    except (ExportError, ManifestError, LocationError) as error:
         print(f"dataprep export {args.export_command}: error: {error}", file=sys.stderr)
         return 1 if isinstance(error, UnreadableBuild) else 2
     print(json.dumps(summary, indent=2, ensure_ascii=False))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from dataprep.contract.manifest import Manifest, load_manifest
+from dataprep.contract.store import Location
 from dataprep.export.folder import ExportFolder
 from dataprep.export.samples import ExportSample, Lengths, check_shards, read_mixture, write_images
 
@@ -39,7 +40,7 @@ class Layout(Protocol):
 
 
 def run_export(
-    layout: Layout, manifest: Manifest, manifest_path: Path, out: Path, lengths: Lengths
+    layout: Layout, manifest: Manifest, manifest_path: Location, out: Path, lengths: Lengths
 ) -> dict[str, Any]:
     """Export every sample of the build into `out` through `layout`; return the summary (also in
     `out/export.json`)."""
@@ -74,7 +75,10 @@ def run_export(
 
 
 def open_build(
-    manifest_path: Path, tokenizer: Path | None = None, image_tokens: int | None = None, lengths: bool = True
+    manifest_path: Location,
+    tokenizer: Path | None = None,
+    image_tokens: int | None = None,
+    lengths: bool = True,
 ) -> tuple[Manifest, Lengths]:
     """The build's manifest and how its samples' token lengths are known (not at all without
     `lengths`: for layouts that write none)."""

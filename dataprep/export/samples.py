@@ -20,6 +20,7 @@ from pathlib import Path
 from dataprep.contract.manifest import Manifest, ShardReport
 from dataprep.contract.sample import ShardSample
 from dataprep.contract.shards import iter_samples
+from dataprep.contract.store import Location
 from dataprep.contract.token_counts import TokenSidecar, read_token_sidecar
 from dataprep.export.folder import ExportError, ExportFolder
 from dataprep.files import sha256_file
@@ -61,7 +62,7 @@ class Lengths:
     def __init__(
         self,
         manifest: Manifest,
-        manifest_path: Path,
+        manifest_path: Location,
         tokenizer: Path | None,
         image_tokens: int | None,
         from_build: bool = True,
@@ -120,7 +121,7 @@ class Lengths:
             raise UnreadableBuild(str(error)) from None
 
 
-def check_shards(manifest: Manifest, manifest_path: Path) -> list[Path]:
+def check_shards(manifest: Manifest, manifest_path: Location) -> list[Location]:
     """The shards' paths, once each is found with the manifest's size (before anything is written)."""
     paths = manifest.shard_paths(manifest_path)
     for path, shard in zip(paths, manifest.shards, strict=True):
@@ -131,7 +132,7 @@ def check_shards(manifest: Manifest, manifest_path: Path) -> list[Path]:
     return paths
 
 
-def read_mixture(manifest: Manifest, paths: list[Path], lengths: Lengths) -> Iterator[ExportSample]:
+def read_mixture(manifest: Manifest, paths: list[Location], lengths: Lengths) -> Iterator[ExportSample]:
     """Every sample of the build (its shards at `paths`) in shard order; a sample outside the
     contract, a name that cannot be a file, or a shard without the manifest's number of samples
     stops with one line."""
@@ -151,7 +152,7 @@ def read_mixture(manifest: Manifest, paths: list[Path], lengths: Lengths) -> Ite
             yield ExportSample(shard.path, key, sample, images, first_key, copies, length)
 
 
-def _shard_samples(path: Path, shard: ShardReport) -> Iterator[tuple[str, ShardSample, dict[str, bytes]]]:
+def _shard_samples(path: Location, shard: ShardReport) -> Iterator[tuple[str, ShardSample, dict[str, bytes]]]:
     count = 0
     try:
         for key, sample, images in iter_samples(path):
