@@ -28,7 +28,6 @@ from dataprep.contract.shards import MemberLocation, group_samples, member_locat
 from dataprep.contract.store import Location
 from dataprep.report import manifest_diff
 
-GRID = 12  # samples shown per source
 THUMBNAIL = 160  # longest side of a grid image, in pixels
 EXAMPLES = 3  # examples shown per reject reason
 TOP_REASONS = 12  # reject reasons listed (the most frequent)
@@ -140,7 +139,7 @@ def _json_members(shard: Location) -> Iterator[tuple[str, MemberLocation, dict[s
         yield key, members["json"], members
 
 
-def collect_samples(manifest: Manifest, manifest_path: Location, grid: int = GRID) -> dict[str, SourceStats]:
+def collect_samples(manifest: Manifest, manifest_path: Location, grid: int) -> dict[str, SourceStats]:
     """Per source: its distributions and its grid's samples, in one pass over the json members."""
     stats: dict[str, SourceStats] = defaultdict(SourceStats)
     for shard in manifest.shard_paths(manifest_path):
@@ -216,10 +215,9 @@ def composition(manifest: Manifest) -> list[dict[str, object]]:
     return rows
 
 
-def render_report(
-    manifest_path: Location, old_manifest_path: Location | None = None, grid: int = GRID
-) -> str:
-    """The report page of the build at `manifest_path` (and its changes since `old_manifest_path`)."""
+def render_report(manifest_path: Location, old_manifest_path: Location | None, grid: int) -> str:
+    """The report page of the build at `manifest_path` (and its changes since `old_manifest_path`), with
+    `grid` samples shown per source."""
     manifest = load_manifest(manifest_path, verified=True)
     stats = collect_samples(manifest, manifest_path, grid)
     sources = [

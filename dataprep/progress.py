@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 LOG_INTERVAL = 30.0  # seconds between plain log lines when not on a terminal
+VERBOSE_INTERVAL = 5.0  # the same, asked to be verbose
 
 Transfer = tuple[int, int | None]
 """Bytes moved so far and, when known, all that will be moved."""

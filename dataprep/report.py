@@ -174,27 +174,44 @@ def expectations(manifest: Manifest) -> str:
     return "\n".join([head, *parts])
 
 
-def plan_table(entries: list[Entry], shards: list[list[Slot]]) -> str:
-    """Per source: inputs found, records read and kept, missing images, other rejects, the recipe's
-    `expect`, planned count."""
+def plan_rows(entries: list[Entry], shards: list[list[Slot]]) -> list[dict[str, Any]]:
+    """Per source: input files and bytes, records read and kept, missing images, other rejects by
+    reason, the recipe's `expect`, planned count."""
     planned = Counter(slot.component for shard in shards for slot in shard)
     rows = []
     for index, result in enumerate(entries):
         reasons = Counter(reject.reason for reject in result.rejects)
-        missing_images = reasons.pop("image_missing", 0)
-        input_bytes = sum(artifact.bytes for artifact in result.artifacts)
         rows.append(
-            [
-                result.entry.label,
-                f"{len(result.artifacts)} ({input_bytes / 1e6:,.1f} MB)",
-                f"{result.read:,}",
-                f"{len(result.kept):,}",
-                f"{missing_images:,}",
-                ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items())) or "-",
-                "-" if result.entry.expect is None else f"{result.entry.expect:,}",
-                f"{planned[index]:,}",
-            ]
+            {
+                "source": result.entry.label,
+                "input_files": len(result.artifacts),
+                "input_bytes": sum(artifact.bytes for artifact in result.artifacts),
+                "read": result.read,
+                "kept": len(result.kept),
+                "images_missing": reasons.pop("image_missing", 0),
+                "other_rejects": dict(sorted(reasons.items())),
+                "expected": result.entry.expect,
+                "will_produce": planned[index],
+            }
         )
+    return rows
+
+
+def plan_table(rows: list[dict[str, Any]], shards: int) -> str:
+    """`plan_rows` as a text table, with the mixture's total."""
+    cells = [
+        [
+            row["source"],
+            f"{row['input_files']} ({row['input_bytes'] / 1e6:,.1f} MB)",
+            f"{row['read']:,}",
+            f"{row['kept']:,}",
+            f"{row['images_missing']:,}",
+            ", ".join(f"{reason} {count}" for reason, count in row["other_rejects"].items()) or "-",
+            "-" if row["expected"] is None else f"{row['expected']:,}",
+            f"{row['will_produce']:,}",
+        ]
+        for row in rows
+    ]
     headers = [
         "source",
         "input files",
@@ -205,8 +222,8 @@ def plan_table(entries: list[Entry], shards: list[list[Slot]]) -> str:
         "expected",
         "will produce",
     ]
-    total = sum(planned.values())
-    return table(headers, rows) + f"\n\n{total:,} samples in {len(shards)} shards"
+    total = sum(row["will_produce"] for row in rows)
+    return table(headers, cells) + f"\n\n{total:,} samples in {shards} shards"
 
 
 def download_table(recipe: Recipe, downloads: list[list[DownloadReport]]) -> str:
@@ -228,28 +245,45 @@ def download_table(recipe: Recipe, downloads: list[list[DownloadReport]]) -> str
     return table(["source", "file", "size", "sha256", "checksum", "unpacked files"], rows)
 
 
-def upstream_table(upstreams: list[Upstream], data_root: Path) -> str:
-    """Per upstream the recipe names: public or manual, its size, its folder, present or not."""
-    rows = [
-        [
-            upstream.name,
-            upstream.kind,
-            "public" if upstream.public else "manual",
-            upstream.size or _size_text(upstream.approx_bytes()),
-            str(upstream.root(data_root)),
-            "missing" if upstream.missing(data_root) else "present",
-        ]
+def upstream_rows(upstreams: list[Upstream], data_root: Path) -> list[dict[str, Any]]:
+    """Per upstream the recipe names: its kind, public or manual, its size (stated, else the sum of
+    its files' known sizes), its folder, present or not."""
+    return [
+        {
+            "upstream": upstream.name,
+            "kind": upstream.kind,
+            "fetch": "public" if upstream.public else "manual",
+            "size": upstream.size,
+            "approx_bytes": upstream.approx_bytes(),
+            "folder": str(upstream.root(data_root)),
+            "on_disk": "missing" if upstream.missing(data_root) else "present",
+        }
         for upstream in upstreams
     ]
-    public = [upstream for upstream in upstreams if upstream.public]
-    known = sum(upstream.approx_bytes() or 0 for upstream in public)
-    unknown = sum(upstream.approx_bytes() is None for upstream in public)
+
+
+def upstream_table(rows: list[dict[str, Any]]) -> str:
+    """`upstream_rows` as a text table, with the public ones' stated total."""
+    cells = [
+        [
+            row["upstream"],
+            row["kind"],
+            row["fetch"],
+            row["size"] or _size_text(row["approx_bytes"]),
+            row["folder"],
+            row["on_disk"],
+        ]
+        for row in rows
+    ]
+    public = [row for row in rows if row["fetch"] == "public"]
+    known = sum(row["approx_bytes"] or 0 for row in public)
+    unknown = sum(row["approx_bytes"] is None for row in public)
     total = (
         f"\n{len(public)} public upstreams ({_size_text(known)} stated"
         + (f", {unknown} of unstated size" if unknown else "")
-        + f"), {len(upstreams) - len(public)} manual"
+        + f"), {len(rows) - len(public)} manual"
     )
-    return table(["upstream", "kind", "fetch", "size", "folder", "on disk"], rows, text_tail=5) + total
+    return table(["upstream", "kind", "fetch", "size", "folder", "on disk"], cells, text_tail=5) + total
 
 
 def _size_text(size: int | None) -> str:

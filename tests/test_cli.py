@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
-from dataprep.cli import MANUAL_MISSING, STRICT_WARNINGS, main
+import dataprep
+from dataprep.cli import main, make_parser
+from dataprep.exit_status import MANUAL_MISSING, STRICT_WARNINGS
 from dataprep.fixtures.tokenizer import write_tokenizer
+from dataprep.sources import registry
+from train_bridge.cli import make_parser as make_bridge_parser
 
 from helpers.loopback_http import Site, serve
 from helpers.served_upstreams import served_manifests, zip_bytes
@@ -428,3 +435,103 @@ def test_a_bad_ray_address_and_a_closed_pipe_end_without_a_traceback(tmp_path):
     piped = subprocess.Popen([*command, "schema", "recipe"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     piped.stdout.close()  # as `| head` does once it has what it wants
     assert piped.wait(timeout=120) == 1 and piped.stderr.read() == b""
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield parser.prog, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _subparsers(child)
+
+
+@pytest.mark.parametrize("make", [make_parser, make_bridge_parser])
+def test_every_argument_of_both_commands_has_help(make):
+    missing = [
+        f"{prog}: {action.dest}"
+        for prog, parser in _subparsers(make())
+        for action in parser._actions
+        if not isinstance(action, argparse._SubParsersAction) and not action.help
+    ]
+    assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("module", "prog"), [("dataprep.cli", "dataprep"), ("train_bridge.cli", "train-bridge")]
+)
+def test_both_commands_say_their_version(module, prog):
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--version"], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == f"{prog} {dataprep.__version__}"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["build", "--help"], ["build"], ["manifest", "show", "--help"]])
+def test_help_and_usage_errors_start_no_heavy_imports(argv):
+    probe = (
+        "import sys\n"
+        "from dataprep.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('ray', 'pyarrow', 'PIL', 'numpy', 'torch', 'datasets', 'huggingface_hub', 'jinja2')\n"
+        "print(sorted(name for name in heavy if name in sys.modules), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_json_outputs_parse_and_match_the_manifest(ray_cluster, tmp_path, capsys):
+    write_conversations(tmp_path / "mine")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(recipe_yaml("cli", tmp_path, tmp_path / "out") + "    expect: 5\n")
+    assert main(["plan", str(recipe), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert main(["build", str(recipe), "--quiet"]) == 0
+    capsys.readouterr()
+    manifest_path = tmp_path / "out" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    [source] = manifest["sources"]
+    assert [(row["source"], row["will_produce"], row["kept"]) for row in plan["sources"]] == [
+        (source["name"], source["in_mixture"], source["kept"])
+    ]
+    assert plan["samples"] == manifest["totals"]["samples"] and plan["shards"] == manifest["totals"]["shards"]
+
+    assert main(["manifest", "show", str(manifest_path), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["manifest"] == manifest
+    assert shown["warnings"][0] == f"{source['name']}: 13 samples in the mixture, 5 expected"
+    assert main(["manifest", "validate", str(manifest_path), "--json"]) == 0
+    validated = json.loads(capsys.readouterr().out)
+    assert validated == {
+        "ok": True,
+        "shards": len(manifest["shards"]),
+        "verified": len(manifest["shards"]),
+        "problems": [],
+    }
+    assert main(["manifest", "diff", str(manifest_path), str(manifest_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["same"] is True
+    assert main(["sources", "--json"]) == 0
+    assert {row["name"] for row in json.loads(capsys.readouterr().out)} == set(registry())
+
+
+def test_off_a_terminal_a_build_logs_progress_lines_and_the_summary(tmp_path):
+    write_conversations(tmp_path / "mine")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(recipe_yaml("logs", tmp_path, tmp_path / "out"))
+    with open(tmp_path / "stderr.log", "w") as stderr, open(tmp_path / "stdout.log", "w") as stdout:
+        subprocess.run(
+            [sys.executable, "-m", "dataprep.cli", "build", str(recipe), "--log-interval", "0.01"],
+            stdout=stdout,
+            stderr=stderr,
+            check=True,
+            env={**os.environ, "RAY_ADDRESS": ""},
+        )
+    logged = (tmp_path / "stderr.log").read_text()
+    assert "\x1b[" not in logged  # plain lines, no terminal redrawing
+    normalize = [line for line in logged.splitlines() if line.startswith("[normalize]")]
+    assert normalize and all(" units  " in line and "/s" in line and "ETA" in line for line in normalize)
+    assert normalize[-1].endswith(" s") and "done in" in normalize[-1]
+    assert any(line.startswith("[write]") and "done in" in line for line in logged.splitlines())
+    assert "total" in (tmp_path / "stdout.log").read_text()  # the summary table

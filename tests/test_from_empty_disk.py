@@ -17,10 +17,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from dataprep.cli import MANUAL_MISSING, main
+from dataprep.cli import main
 from dataprep.engine import downloads
 from dataprep.engine.downloads import fetch_all
 from dataprep.engine.runner import InProcessRunner
+from dataprep.exit_status import MANUAL_MISSING
 from dataprep.fetch import fetch
 from dataprep.recipe.load import load_recipe
 

@@ -99,7 +99,7 @@ def test_the_page_opens_offline_in_chromium_and_shows_every_source(demo, tmp_pat
         assert source.name in text
         assert f"{source.name} · {source.in_mixture:,} samples in the mixture" in text
     assert f"samples {manifest.totals.samples:,}" in text
-    stats = collect_samples(manifest, demo)
+    stats = collect_samples(manifest, demo, grid=12)
     first_shown = grid_samples(stats[min(stats)])[0]  # sections are in name order
     role, value = first_shown.turns[0]
     assert opened.split() == f"{role}: {value}".split()  # the full text of a sample's turn
@@ -117,7 +117,7 @@ def test_a_report_of_two_builds_shows_what_changed(demo, tmp_path):
     rewritten = Manifest.model_validate(data)
     rewritten.content_sha256 = rewritten.compute_content_sha256()
     (old / "manifest.json").write_text(rewritten.model_dump_json())
-    page = render_report(demo, old / "manifest.json")
+    page = render_report(demo, old / "manifest.json", grid=2)
     name = manifest["sources"][0]["name"]
     before = manifest["sources"][0]["in_mixture"]
     assert f"Changes since {old / 'manifest.json'}" in page

@@ -10,7 +10,7 @@ from dataclasses import MISSING, fields
 from types import NoneType
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from dataprep.contract.cli import at_least
+from dataprep.contract.cli import add_version, at_least
 from dataprep.contract.manifest import ManifestError
 from dataprep.contract.store import LocationError
 from train_bridge.config import TrainConfig
@@ -47,6 +47,7 @@ def _add_flags(parser: argparse.ArgumentParser, config: type) -> None:
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="train-bridge", description=__doc__)
+    add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     sft = sub.add_parser(
         "sft", help="supervised fine-tuning on the manifest's shards", description=DEFAULTS_NOTE

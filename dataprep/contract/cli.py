@@ -1,8 +1,10 @@
-"""What both command lines (`dataprep`, `train-bridge`) share: how a bounded integer argument is read."""
+"""What both command lines (`dataprep`, `train-bridge`) share: how a bounded integer argument is read,
+and `--version`."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 from collections.abc import Callable
 
 
@@ -17,3 +19,9 @@ def at_least(low: int) -> Callable[[str], int]:
 
     check.__name__ = "int"  # argparse names the type in its "invalid int value" message
     return check
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    """`--version`: the installed `dataprep` distribution's version (both commands ship in it)."""
+    version = importlib.metadata.version("dataprep")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version}")

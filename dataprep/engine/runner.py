@@ -65,16 +65,17 @@ def _run_remote(job: Job) -> Any:
 class RayRunner:
     """Jobs as Ray tasks, at most `workers` in flight (all of them without a worker count)."""
 
-    def __init__(self, workers: int | None, progress: bool | None) -> None:
+    def __init__(self, workers: int | None, progress: bool | None, log_interval: float | None = None) -> None:
         self.workers = workers
         self.progress = progress
+        self.log_interval = log_interval
 
     def run(
         self, stage: str, jobs: Iterable[Labelled], total: int, measure: Measure | None = None
     ) -> list[Any]:
         results: list[Any] = [None] * total
         errors: list[tuple[str, str]] = []
-        progress = Progress(stage, total, enabled=self.progress, measure=measure)
+        progress = Progress(stage, total, enabled=self.progress, measure=measure, interval=self.log_interval)
         try:
             self._drain(iter(jobs), self.workers or total or 1, results, errors, progress)
         finally:

@@ -20,7 +20,7 @@ from dataprep.engine.settings import BuildSettings
 def ray_session(settings: BuildSettings) -> Iterator[RayRunner]:
     """Join RAY_ADDRESS/--ray-address, or start an embedded local cluster for this build; gives the
     runner of the build's Ray tasks."""
-    runner = RayRunner(settings.workers, settings.progress)
+    runner = RayRunner(settings.workers, settings.progress, settings.log_interval)
     if ray.is_initialized():
         yield runner
         return
@@ -39,7 +39,7 @@ def ray_session(settings: BuildSettings) -> Iterator[RayRunner]:
             include_dashboard=False,
             object_store_memory=256 * 1024 * 1024,
             logging_level=logging.WARNING,
-            log_to_driver=False,
+            log_to_driver=settings.verbose,
         )
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupted) if on_main_thread else None

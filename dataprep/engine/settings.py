@@ -16,7 +16,9 @@ class BuildSettings:
     workers: int | None = None
     ray_address: str | None = None
     limit: int | None = None
-    progress: bool | None = None
+    progress: bool | None = None  # False: none; None: live on a terminal, else log lines
+    log_interval: float | None = None  # seconds between progress log lines off a terminal (None: 30)
+    verbose: bool = False  # Ray's own worker output shown too
     discard_parts: bool = False
     mirror: str | None = None  # base URL serving every http(s) download as <mirror>/<host>/<path>
     lock: Path | None = None  # a recipe's lock file: while it exists, its files pin every download

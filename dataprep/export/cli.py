@@ -12,13 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dataprep.contract.cli import at_least
-from dataprep.contract.manifest import ManifestError
+from dataprep.contract.manifest import Manifest, ManifestError
 from dataprep.contract.store import LocationError, location
 from dataprep.export.folder import ExportError
 from dataprep.export.internvl import TRAINERS, InternVLLayout
 from dataprep.export.llamafactory import LlamaFactoryLayout
 from dataprep.export.llava import LlavaLayout
-from dataprep.export.parquet import ParquetLayout
 from dataprep.export.run import Layout, open_build, run_export
 from dataprep.export.samples import UnreadableBuild
 from dataprep.export.swift import SwiftLayout
@@ -85,7 +84,7 @@ def run_export_command(args: argparse.Namespace) -> int:
             "llava": LlavaLayout,
             "llamafactory": lambda: LlamaFactoryLayout(manifest.name),
             "swift": lambda: SwiftLayout(args.base),
-            "parquet": lambda: ParquetLayout(manifest),
+            "parquet": lambda: _parquet_layout(manifest),
         }
         summary = run_export(layouts[args.export_command](), manifest, manifest_path, args.out, lengths)
     except (ExportError, ManifestError, LocationError) as error:
@@ -93,3 +92,10 @@ def run_export_command(args: argparse.Namespace) -> int:
         return 1 if isinstance(error, UnreadableBuild) else 2
     print(json.dumps(summary, indent=2, ensure_ascii=False))
     return 0
+
+
+def _parquet_layout(manifest: Manifest) -> Layout:
+    """The Parquet layout, imported when asked for (pyarrow stays out of `dataprep --help`)."""
+    from dataprep.export.parquet import ParquetLayout
+
+    return ParquetLayout(manifest)
