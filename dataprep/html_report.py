@@ -26,6 +26,7 @@ from dataprep.contract.manifest import Manifest, load_manifest
 from dataprep.contract.sample import ShardSample, parse_sample
 from dataprep.contract.shards import MemberLocation, group_samples, member_locations, read_at
 from dataprep.contract.store import Location
+from dataprep.contract.token_counts import read_token_sidecar
 from dataprep.report import manifest_diff
 
 THUMBNAIL = 160  # longest side of a grid image, in pixels
@@ -80,10 +81,14 @@ class SourceStats:
     images: Histogram = field(default_factory=Histogram)
     longest_side: Histogram = field(default_factory=Histogram)
     aspect: Histogram = field(default_factory=lambda: Histogram(ASPECT_EDGES))
+    tokens: Histogram = field(default_factory=Histogram)
     picks: list[tuple[bytes, str, Path, dict[str, MemberLocation]]] = field(default_factory=list)
 
-    def add(self, sample: ShardSample) -> None:
+    def add(self, sample: ShardSample, tokens: int | None) -> None:
+        """Count one sample (and its tokens, when the build counted them)."""
         self.samples += 1
+        if tokens is not None:
+            self.tokens.add(tokens)
         self.turns.add(len(sample.conversations))
         self.text_chars.add(sum(len(turn.value) for turn in sample.conversations))
         self.images.add(len(sample.images))
@@ -111,6 +116,7 @@ class SourceStats:
             "images per sample": self.images.bars(),
             "longest image side (px)": self.longest_side.bars(),
             "aspect ratio (width / height)": self.aspect.bars(),
+            **({"tokens per sample": self.tokens.bars()} if self.tokens.counts else {}),
         }
 
 
@@ -142,10 +148,11 @@ def _json_members(shard: Location) -> Iterator[tuple[str, MemberLocation, dict[s
 def collect_samples(manifest: Manifest, manifest_path: Location, grid: int) -> dict[str, SourceStats]:
     """Per source: its distributions and its grid's samples, in one pass over the json members."""
     stats: dict[str, SourceStats] = defaultdict(SourceStats)
-    for shard in manifest.shard_paths(manifest_path):
+    for report, shard in zip(manifest.shards, manifest.shard_paths(manifest_path), strict=True):
+        tokens = read_token_sidecar(manifest_path.parent / report.tokens).tokens if report.tokens else {}
         for key, location, members in _json_members(shard):
             sample = parse_sample(json.loads(read_at(shard, location)))
-            stats[sample.source].add(sample)
+            stats[sample.source].add(sample, tokens.get(key))
             stats[sample.source].offer(key, shard, members, grid)
     return stats
 

@@ -59,8 +59,11 @@ def test_the_statistics_count_every_sample_of_every_source_once(demo):
     }
     samples = {key: sample for shard in manifest.shard_paths(demo) for key, sample, _ in iter_samples(shard)}
     for name, source in stats.items():
-        turns = sum(count for _, count, _ in source.histograms()["turns per sample"])
-        assert turns == source.samples
+        histograms = source.histograms()
+        assert sum(count for _, count, _ in histograms["turns per sample"]) == source.samples
+        assert (
+            sum(count for _, count, _ in histograms["tokens per sample"]) == source.samples
+        )  # demo counts tokens
         shown = grid_samples(source)
         assert len(shown) == min(4, source.samples)
         for sample in shown:  # each grid sample is the shard's, whole
