@@ -1,4 +1,4 @@
-"""Stream dataprep shards into an InternVL-style SFT job, or export them to the official layout.
+"""Stream dataprep shards into an InternVL-style SFT job (exports to trainers' layouts: `dataprep export`).
 
 Depends on the shard contract (`dataprep.contract`) only.
 """
