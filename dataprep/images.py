@@ -129,7 +129,9 @@ def _read_at_most(handle: BinaryIO, size: int, max_bytes: int) -> bytes:
 
 
 def apply_policy(data: bytes, policy: ImagePolicy) -> EncodedImage:
-    """Decode fully (catching truncation and decompression bombs), then keep or re-encode."""
+    """Decode every byte (catching truncation, corruption and decompression bombs), then keep or
+    re-encode. A JPEG kept as it is decodes at 1/8 scale: libjpeg still reads and entropy-decodes all
+    of its data (and fails where a full decode fails), it only skips the full-size inverse DCT."""
     with warnings.catch_warnings(), _pillow_pixel_limit(policy.max_pixels):
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -143,6 +145,10 @@ def apply_policy(data: bytes, policy: ImagePolicy) -> EncodedImage:
         width, height = image.size
         if width * height > policy.max_pixels:
             raise ImageRejected("image_too_large", f"{width}x{height} exceeds {policy.max_pixels} pixels")
+        too_big = policy.max_side is not None and max(width, height) > policy.max_side
+        kept = image.format in EXTENSIONS and image.mode in EIGHT_BIT_MODES and not too_big
+        if kept and image.format == "JPEG":  # pixels not needed: decode at 1/8 scale (~2x faster)
+            image.draft(None, (1, 1))  # still entropy-decodes every byte, so it raises as a full decode does
         try:
             for frame in range(getattr(image, "n_frames", 1)):  # every frame of an animation, then the first
                 image.seek(frame)
@@ -157,8 +163,7 @@ def apply_policy(data: bytes, policy: ImagePolicy) -> EncodedImage:
             raise ImageRejected("image_too_large", str(error)) from None
         except (OSError, SyntaxError, ValueError, EOFError) as error:
             raise _decode_error(data, str(error) or "a frame ends early") from None
-    too_big = policy.max_side is not None and max(width, height) > policy.max_side
-    if image.format in EXTENSIONS and image.mode in EIGHT_BIT_MODES and not too_big:
+    if kept:
         return EncodedImage(data, EXTENSIONS[image.format], width, height, reencoded=False)
     return _reencode(image, policy)
 

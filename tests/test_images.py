@@ -66,6 +66,43 @@ def test_a_file_cut_anywhere_after_its_signature_is_truncated(fmt, intact_tail):
     assert reasons == {"image_truncated"}
 
 
+def _decodes_fully(data: bytes) -> bool:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    except (OSError, SyntaxError, ValueError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("mode", "options"),
+    [("RGB", {}), ("RGB", {"progressive": True}), ("RGB", {"subsampling": 0}), ("L", {"quality": 60})],
+)
+def test_a_damaged_jpeg_is_rejected_exactly_when_a_full_decode_fails(mode, options):
+    """A kept JPEG is checked at 1/8 scale: bytes overwritten or cut out anywhere are refused exactly
+    when decoding it at full size fails."""
+    rng = random.Random(7)
+    data = encode(photo(random.Random(6), 160, 120).convert(mode), "JPEG", **options)
+    damaged = []
+    for _ in range(120):
+        changed = bytearray(data)
+        for _ in range(rng.randrange(1, 4)):
+            changed[rng.randrange(2, len(changed))] = rng.randrange(256)
+        damaged.append(bytes(changed))
+        cut = rng.randrange(2, len(data))
+        damaged.append(data[:cut] + data[cut + rng.randrange(1, 50) :])
+    outcomes = []
+    for candidate in damaged:
+        try:
+            apply_policy(candidate, DEFAULT_POLICY)
+            outcomes.append(True)
+        except ImageRejected:
+            outcomes.append(False)
+    assert outcomes == [_decodes_fully(candidate) for candidate in damaged]
+    assert outcomes.count(False) > 20  # the damage is often fatal: the comparison says something
+
+
 def test_the_policy_pixel_limit_replaces_pillows_own():
     huge = io.BytesIO()
     Image.new("1", (14000, 13000)).save(huge, format="PNG")  # 182 M pixels: > 2 × Pillow's default limit
