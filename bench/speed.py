@@ -4,13 +4,16 @@ img2dataset (in its own virtual environment, installed as a user would), on the 
 including start-up; then the ratios.
 
     .venv/bin/python bench/speed.py --samples 8000            # ~10 min on 2 shared cores
+    .venv/bin/python bench/speed.py --configs naive,base_w2,dp_w2 --baseline-tree /tmp/base
     .venv/bin/python bench/speed.py --memory 10000,100000     # driver/worker peak RSS, tiny images
 
 Configurations (`--configs`): `io_limit` (the same bytes written into tars, nothing checked),
 `naive` (read, PIL full decode, `tarfile`), `i2d_copy` / `i2d_reencode` / `i2d_448` (img2dataset,
 2 processes: bytes copied with no decode / decode + re-encode / `keep_ratio` 448), `dp_w1`, `dp_w2`
 (`dataprep build`, originals kept), `dp_448_w2` (`max_side: 448`), `dp_rerun` (the finished `dp_w2`
-build again), `ray_only` (Ray start + one task + stop). img2dataset goes into `--i2d-venv` (made with
+build again), `ray_only` (Ray start + one task + stop), `base_w2` / `base_448_w2` (`dp_w2` / `dp_448_w2` with the
+`dataprep` of `--baseline-tree`, e.g. `git archive b216b43 | tar -x -C /tmp/base`; not run unless
+named). img2dataset goes into `--i2d-venv` (made with
 `python -m venv` + `pip install img2dataset` when absent). JSON lines on stdout, a table on stderr.
 """
 
@@ -32,6 +35,7 @@ from typing import Any
 from benchlib import (
     BIN,
     RAY_ENV,
+    REPO,
     emit,
     machine,
     median_of,
@@ -146,7 +150,10 @@ def dataprep_recipe(path: Path, data: Path, shard_size: int, max_side: int) -> P
     return path
 
 
-def dataprep_run(recipe: Path, out: Path, workers: int, fresh: bool) -> dict[str, Any]:
+def dataprep_run(
+    recipe: Path, out: Path, workers: int, fresh: bool, tree: Path | None = None
+) -> dict[str, Any]:
+    """One `dataprep build` (of this checkout, or of `tree`: a folder holding another `dataprep`)."""
     if fresh:
         shutil.rmtree(out, ignore_errors=True)
     command = [
@@ -159,7 +166,7 @@ def dataprep_run(recipe: Path, out: Path, workers: int, fresh: bool) -> dict[str
         str(workers),
         "--quiet",
     ]
-    result = run_measured(command, RAY_ENV)
+    result = run_measured(command, {**RAY_ENV, "PYTHONPATH": str(tree or REPO)})
     manifest = json.loads((out / "manifest.json").read_text())
     result.update(samples=manifest["totals"]["samples"], stages=manifest["build"]["stages"])
     return result
@@ -201,6 +208,9 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                 result = dataprep_run(kept, work / "out_dp_w2", 2, fresh=False)
             elif name == "dp_448_w2":
                 result = dataprep_run(small, work / f"out_{name}", 2, fresh=True)
+            elif name in ("base_w2", "base_448_w2"):
+                recipe = kept if name == "base_w2" else small
+                result = dataprep_run(recipe, work / f"out_{name}", 2, fresh=True, tree=args.baseline_tree)
             else:
                 result = run_measured([sys.executable, "-c", RAY_ONLY.format(workers=2)], RAY_ENV)
                 result["samples"] = 0
@@ -269,6 +279,7 @@ def main() -> None:
     parser.add_argument(
         "--memory", type=lambda text: [int(n) for n in text.split(",")], help="e.g. 10000,100000"
     )
+    parser.add_argument("--baseline-tree", type=Path, help="another dataprep tree, for base_w2, base_448_w2")
     parser.add_argument("--child", choices=["io_limit", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
