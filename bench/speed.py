@@ -36,6 +36,7 @@ from benchlib import (
     BIN,
     RAY_ENV,
     REPO,
+    add_run_arguments,
     emit,
     machine,
     median_of,
@@ -266,12 +267,7 @@ def memory(counts: list[int], work: Path) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--samples", type=int, default=2000, help="records/images (default: %(default)s)")
-    parser.add_argument("--reps", type=int, default=1, help="interleaved repetitions (default: %(default)s)")
-    parser.add_argument(
-        "--shard-size", type=int, default=1000, help="samples per shard (default: %(default)s)"
-    )
-    parser.add_argument("--work", type=Path, help="keep dataset and outputs here (default: a temp dir)")
+    add_run_arguments(parser, samples=2000, reps=1)
     parser.add_argument("--i2d-venv", type=Path, default=Path("/tmp/speed-i2d"), help="img2dataset's venv")
     parser.add_argument(
         "--configs", type=lambda text: text.split(","), default=CONFIGS, help=",".join(CONFIGS)
