@@ -112,7 +112,8 @@ def img2dataset_input(data: Path, annotation: Path) -> Path:
         for line in annotation.open():
             record = json.loads(line)
             path = (data / "images" / record["image"]).resolve()
-            writer.writerow([path.as_uri(), record["conversations"][0]["value"]])
+            caption = " ".join(record["conversations"][0]["value"].split())  # its CSV reader wants one line
+            writer.writerow([path.as_uri(), caption])
     return listing
 
 
