@@ -236,6 +236,18 @@ def work_folder(keep: Path | None, prefix: str) -> Iterator[Path]:
         yield Path(folder)
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, samples: int, reps: int) -> None:
+    """`--samples`, `--reps`, `--shard-size` and `--work`, as the build benches take them."""
+    parser.add_argument("--samples", type=int, default=samples, help="records/images (default: %(default)s)")
+    parser.add_argument(
+        "--reps", type=int, default=reps, help="interleaved repetitions (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--shard-size", type=int, default=1000, help="samples per shard (default: %(default)s)"
+    )
+    parser.add_argument("--work", type=Path, help="keep dataset and outputs here (default: a temp dir)")
+
+
 def add_trees_argument(parser: argparse.ArgumentParser) -> None:
     """`--trees`: folders holding a `dataprep` package (e.g. a worktree of an older commit, and
     this checkout), each run in fresh processes; the first is the baseline."""

@@ -23,6 +23,7 @@ from benchlib import (
     BIN,
     RAY_ENV,
     REPO,
+    add_run_arguments,
     emit,
     machine,
     median_of,
@@ -140,15 +141,10 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--samples", type=int, default=3000, help="records/images (default: %(default)s)")
-    parser.add_argument("--reps", type=int, default=2, help="interleaved repetitions (default: %(default)s)")
-    parser.add_argument(
-        "--shard-size", type=int, default=1000, help="samples per shard (default: %(default)s)"
-    )
+    add_run_arguments(parser, samples=3000, reps=2)
     parser.add_argument(
         "--split-units", type=int, default=4, help="work units of dataprep_w2_split (default: %(default)s)"
     )
-    parser.add_argument("--work", type=Path, help="keep dataset and outputs here (default: a temp dir)")
     parser.add_argument(
         "--configs",
         type=lambda text: text.split(","),

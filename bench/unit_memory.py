@@ -42,7 +42,8 @@ def rss_kib():
 
 data, part = Path(sys.argv[1]), Path(sys.argv[2])
 size = (data / "train.jsonl").stat().st_size
-options = Conversations.Options(file="train.jsonl", image_root="images", unit_bytes=size + 1)
+whole = {"unit_records": 10**12} if "unit_records" in Conversations.Options.model_fields else {}
+options = Conversations.Options(file="train.jsonl", image_root="images", unit_bytes=size + 1, **whole)
 source = Conversations(data, options)
 [unit] = source.units()
 policy = ImagePolicy(max_side=1024, format="jpeg", quality=95)

@@ -44,6 +44,9 @@ EIGHT_BIT_MODES = {
 SIDE_LIMITS = {"JPEG": 65_500, "WEBP": 16_383, "PNG": 2**31 - 1}
 """The longest side each output format can hold."""
 METADATA_BYTES = 64 << 20
+DRAFT_GAP = 3
+"""A JPEG re-encoded smaller is decoded at a reduced scale still this many times its output size
+(Pillow's `reducing_gap`: 2 is its `thumbnail` default; 3 measured no worse than a full decode)."""
 """Room in an image file beyond its pixels (EXIF, ICC profiles, text chunks, thumbnails)."""
 
 
@@ -132,8 +135,13 @@ def _read_at_most(handle: BinaryIO, size: int, max_bytes: int) -> bytes:
 
 
 def apply_policy(data: bytes, policy: ImagePolicy, fingerprint: bool = False) -> EncodedImage:
-    """Decode fully (catching truncation and decompression bombs), then keep or re-encode; with
-    `fingerprint`, also fingerprint the pixels just decoded."""
+    """Decode every byte (catching truncation, corruption and decompression bombs), then keep or
+    re-encode; with `fingerprint`, also fingerprint the pixels just decoded. A JPEG is decoded at a
+    reduced scale where that loses nothing kept: libjpeg still reads and entropy-decodes all of its
+    data (and fails where a full decode fails), and scales in its inverse DCT. A JPEG kept as it is
+    decodes at 1/8 scale; one re-encoded smaller decodes at the smallest scale of 1/2, 1/4, 1/8 still
+    `DRAFT_GAP` times its output size, then is resampled (Lanczos) to it. Fingerprinted images are
+    decoded whole: a fingerprint is of the image's own pixels, whatever the policy."""
     with warnings.catch_warnings(), _pillow_pixel_limit(policy.max_pixels):
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -147,6 +155,11 @@ def apply_policy(data: bytes, policy: ImagePolicy, fingerprint: bool = False) ->
         width, height = image.size
         if width * height > policy.max_pixels:
             raise ImageRejected("image_too_large", f"{width}x{height} exceeds {policy.max_pixels} pixels")
+        too_big = policy.max_side is not None and max(width, height) > policy.max_side
+        kept = image.format in EXTENSIONS and image.mode in EIGHT_BIT_MODES and not too_big
+        fitted = None if kept else _fitted_size(width, height, policy)
+        if image.format == "JPEG" and not fingerprint:  # smaller where that loses nothing kept (docstring)
+            image.draft(None, (1, 1) if kept else (DRAFT_GAP * fitted[0], DRAFT_GAP * fitted[1]))
         try:
             for frame in range(getattr(image, "n_frames", 1)):  # every frame of an animation, then the first
                 image.seek(frame)
@@ -161,11 +174,10 @@ def apply_policy(data: bytes, policy: ImagePolicy, fingerprint: bool = False) ->
             raise ImageRejected("image_too_large", str(error)) from None
         except (OSError, SyntaxError, ValueError, EOFError) as error:
             raise _decode_error(data, str(error) or "a frame ends early") from None
-    too_big = policy.max_side is not None and max(width, height) > policy.max_side
-    if image.format in EXTENSIONS and image.mode in EIGHT_BIT_MODES and not too_big:
+    if kept:
         encoded = EncodedImage(data, EXTENSIONS[image.format], width, height, reencoded=False)
     else:
-        encoded = _reencode(image, policy)
+        encoded = _reencode(image, policy, fitted)
     if fingerprint:
         return dataclasses.replace(encoded, fingerprint=image_fingerprint(_eight_bit(image)))
     return encoded
@@ -197,16 +209,25 @@ def _pillow_pixel_limit(max_pixels: int) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = previous
 
 
-def _reencode(image: Image.Image, policy: ImagePolicy) -> EncodedImage:
-    """The first frame in the policy's format, at most `max_side` (and the format's own limit) long."""
+def _fitted_size(width: int, height: int, policy: ImagePolicy) -> tuple[int, int]:
+    """The size an image of `width` × `height` is re-encoded at: at most `max_side` (and the
+    policy format's own limit) long."""
+    fmt = policy.format.upper()
+    max_side = min(policy.max_side or SIDE_LIMITS[fmt], SIDE_LIMITS[fmt])
+    if max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _reencode(image: Image.Image, policy: ImagePolicy, size: tuple[int, int]) -> EncodedImage:
+    """The first frame in the policy's format, at `size` (from `_fitted_size`)."""
     fmt = policy.format.upper()
     image = _eight_bit(image)
     keeps_alpha = fmt in {"PNG", "WEBP"} and image.mode in {"RGBA", "LA", "P"}
-    image = image.convert("RGBA" if keeps_alpha else "RGB")
-    max_side = min(policy.max_side or SIDE_LIMITS[fmt], SIDE_LIMITS[fmt])
-    if max(image.size) > max_side:
-        scale = max_side / max(image.size)
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    if image.mode != (mode := "RGBA" if keeps_alpha else "RGB"):
+        image = image.convert(mode)
+    if image.size != size:
         image = image.resize(size, Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     params = {"quality": policy.quality} if fmt in {"JPEG", "WEBP"} else {}

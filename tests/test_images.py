@@ -66,6 +66,56 @@ def test_a_file_cut_anywhere_after_its_signature_is_truncated(fmt, intact_tail):
     assert reasons == {"image_truncated"}
 
 
+def _decodes_fully(data: bytes) -> bool:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    except (OSError, SyntaxError, ValueError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize("policy", [DEFAULT_POLICY, ImagePolicy(max_side=20)], ids=["kept", "reencoded"])
+@pytest.mark.parametrize(
+    ("mode", "options"),
+    [("RGB", {}), ("RGB", {"progressive": True}), ("RGB", {"subsampling": 0}), ("L", {"quality": 60})],
+)
+def test_a_damaged_jpeg_is_rejected_exactly_when_a_full_decode_fails(mode, options, policy):
+    """A JPEG is checked at a reduced scale (1/8 when kept, 1/2 here when re-encoded to 20 px): bytes
+    overwritten or cut out anywhere are refused exactly when decoding it at full size fails."""
+    rng = random.Random(7)
+    data = encode(photo(random.Random(6), 160, 120).convert(mode), "JPEG", **options)
+    damaged = []
+    for _ in range(120):
+        changed = bytearray(data)
+        for _ in range(rng.randrange(1, 4)):
+            changed[rng.randrange(2, len(changed))] = rng.randrange(256)
+        damaged.append(bytes(changed))
+        cut = rng.randrange(2, len(data))
+        damaged.append(data[:cut] + data[cut + rng.randrange(1, 50) :])
+    outcomes = []
+    for candidate in damaged:
+        try:
+            apply_policy(candidate, policy)
+            outcomes.append(True)
+        except ImageRejected:
+            outcomes.append(False)
+    assert outcomes == [_decodes_fully(candidate) for candidate in damaged]
+    assert outcomes.count(False) > 20  # the damage is often fatal: the comparison says something
+
+
+def test_a_jpeg_re_encoded_much_smaller_matches_a_full_decode_resampled():
+    """Decoded at 1/4 scale (still 3× the output), then resampled: within a few levels of the
+    full-size decode resampled with the same filter."""
+    data = encode(photo(random.Random(8), 1400, 1050), "JPEG", quality=95)
+    image = apply_policy(data, ImagePolicy(max_side=100, quality=95))
+    assert (image.width, image.height, image.reencoded) == (100, 75, True)
+    full = Image.open(io.BytesIO(data)).resize((100, 75), Image.Resampling.LANCZOS)
+    output = Image.open(io.BytesIO(image.data)).convert("RGB")
+    difference = [abs(a - b) for a, b in zip(output.tobytes(), full.tobytes(), strict=True)]
+    assert sum(difference) / len(difference) < 3
+
+
 def test_the_policy_pixel_limit_replaces_pillows_own():
     huge = io.BytesIO()
     Image.new("1", (14000, 13000)).save(huge, format="PNG")  # 182 M pixels: > 2 × Pillow's default limit

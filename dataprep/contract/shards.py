@@ -10,7 +10,6 @@ A sample is `<key>.json` and one `<key>.<suffix>` member per image (`write_sampl
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tarfile
@@ -53,14 +52,19 @@ def write_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> list[MemberLo
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + PARTIAL_SUFFIX)
     locations = []
+    offset = 0
     try:
         with open(partial, "wb") as handle:
-            with tarfile.open(fileobj=handle, mode="w", format=TAR_FORMAT) as archive:
-                for name, data in members:
-                    info = _tarinfo(name, len(data))
-                    header = len(info.tobuf(archive.format, archive.encoding, archive.errors))
-                    locations.append(MemberLocation(name, archive.offset + header, len(data)))
-                    archive.addfile(info, io.BytesIO(data))
+            for name, data in members:  # the bytes `tarfile` writes, each header made once
+                header = _tarinfo(name, len(data)).tobuf(TAR_FORMAT, "utf-8", "surrogateescape")
+                padding = -len(data) % tarfile.BLOCKSIZE
+                locations.append(MemberLocation(name, offset + len(header), len(data)))
+                handle.write(header)
+                handle.write(data)
+                handle.write(tarfile.NUL * padding)
+                offset += len(header) + len(data) + padding
+            end = offset + 2 * tarfile.BLOCKSIZE  # two zero blocks, then zeros up to a whole record
+            handle.write(tarfile.NUL * (end - offset + -end % tarfile.RECORDSIZE))
             handle.flush()
             os.fsync(handle.fileno())
     except BaseException:

@@ -5,14 +5,17 @@ optional `width`/`height`), stored one per line in a `.jsonl` file or as element
 array. `ConversationFileSource` turns such files into work units and records into samples;
 subclasses only say which files to read and where a record's image names point.
 
-Units keep memory bounded and let a big file spread over many workers:
-- `.jsonl`: byte ranges `<file>@<start>-<end>` of about `unit_bytes`; a unit keeps the lines
-  that *start* inside its range, so ranges need no alignment when listed (a unit counts the
-  newlines before its range once, at memory speed, to give true line numbers);
-- `.json` arrays (which cannot be cut by byte offset): strides `<file>#<k>/<n>` with
-  n ≈ size / `unit_bytes`; unit k streams the whole array with ijson and keeps the elements
-  whose index is k modulo n. Parsing is cheap next to the image checks each sample costs the
-  engine, so n parses buy n-way parallel image work.
+Units keep memory bounded and let any file spread over many workers. They are sized by work:
+about `unit_records` records (each costs an image check), and at most `unit_bytes` of annotations.
+The record count is estimated from the file's first MiB (newlines, or `"conversations"` keys),
+so listing units reads little, and the units depend on the file alone, never on the workers:
+- `.jsonl`: byte ranges `<file>@<start>-<end>`; a unit keeps the lines that *start* inside its
+  range, so ranges need no alignment when listed (a unit counts the newlines before its range
+  once, at memory speed, to give true line numbers);
+- `.json` arrays (which cannot be cut by byte offset): strides `<file>#<k>/<n>`; unit k streams
+  the whole array with ijson and keeps the elements whose index is k modulo n. Every unit parses
+  the whole file, so records alone cut an array into at most `MAX_ARRAY_UNITS` strides (enough
+  for a 64-core cluster; parsing then stays a fraction of the image checks).
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ from dataprep.sources._json_stream import ijson_backend, plain
 from dataprep.sources.base import Source, SourceOptions
 
 DEFAULT_UNIT_BYTES = 64 * 2**20
+DEFAULT_UNIT_RECORDS = 500
+MAX_ARRAY_UNITS = 64
+ESTIMATE_BYTES = 2**20
+"""The head of an annotation file its record count is estimated from."""
 MAX_LINE_BYTES = 64 * 2**20
 """A `.jsonl` line longer is a `bad_record` reject, skipped unread (a record is a few KB)."""
 
@@ -52,10 +59,12 @@ class ConversationFileOptions(SourceOptions):
     `image_placement`: "keep" leaves a matching `<image>` where the record put it; "front" moves
     the placeholder of a single-image record to the start of the first human turn ("<image>\\n").
     Either way a single-image record without any placeholder gets "<image>\\n" prepended.
-    `unit_bytes`: the approximate size of annotation bytes per work unit.
+    `unit_records`, `unit_bytes`: about how many records, and at most how many annotation bytes
+    (approximately, for a `.json` array), a work unit holds.
     """
 
     image_placement: ImagePlacement = "front"
+    unit_records: int = Field(default=DEFAULT_UNIT_RECORDS, ge=1)
     unit_bytes: int = Field(default=DEFAULT_UNIT_BYTES, ge=1)
 
 
@@ -198,6 +207,16 @@ def count_newlines(path: Path, limit: int, chunk: int = 1 << 20) -> int:
     return total
 
 
+def estimated_records(path: Path, kind: Literal["jsonl", "json"]) -> int:
+    """About how many records an annotation file holds, from the records in its first
+    `ESTIMATE_BYTES` (lines, or `"conversations"` keys) scaled to its size."""
+    with open(path, "rb") as handle:
+        head = handle.read(ESTIMATE_BYTES)
+        size = os.fstat(handle.fileno()).st_size
+    found = head.count(b"\n" if kind == "jsonl" else b'"conversations"')
+    return round(found * size / len(head)) if head else 0
+
+
 def jsonl_lines(
     path: Path, start: int, end: int, max_line: int = MAX_LINE_BYTES
 ) -> Iterator[tuple[int, bytes | None]]:
@@ -275,11 +294,14 @@ class ConversationFileSource(Source):
         names = []
         for name, path in self._files().items():
             size = path.stat().st_size
-            count = max(1, math.ceil(size / self.options.unit_bytes))
+            by_bytes = max(1, math.ceil(size / self.options.unit_bytes))
+            by_records = math.ceil(estimated_records(path, annotation_kind(name)) / self.options.unit_records)
             if annotation_kind(name) == "jsonl":
-                step = self.options.unit_bytes
+                step = self.options.unit_bytes if by_bytes >= by_records else math.ceil(size / by_records)
+                count = max(1, math.ceil(size / step))
                 names += [f"{name}@{k * step}-{min((k + 1) * step, size)}" for k in range(count)]
             else:
+                count = max(by_bytes, min(by_records, MAX_ARRAY_UNITS))
                 names += [f"{name}#{k}/{count}" for k in range(count)]
         return names
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import random
 import tarfile
 
 import pytest
@@ -45,6 +47,28 @@ def sample(images: list[str]) -> ShardSample:
     placeholders = "<image>" * len(images)
     turns = [Turn("human", placeholders + "q"), Turn("gpt", "a")]
     return ShardSample("src", "id", images, [[1, 1]] * len(images), turns, {})
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_written_tars_are_the_bytes_pythons_tarfile_writes(tmp_path, seed):
+    """Members of every size around the 512-byte blocks, long and non-ASCII names, none at all."""
+    rng = random.Random(seed)
+    names = ["k.json", "k.0.jpg", "é" * 40 + ".png", "d/" * 60 + "k.webp"]
+    members = [
+        (
+            f"{index:06d}{rng.choice(names)}",
+            rng.randbytes(rng.choice([0, 1, 511, 512, 513, rng.randrange(40_000)])),
+        )
+        for index in range(rng.randrange(1, 30) if seed else 0)
+    ]
+    locations = write_tar(tmp_path / "ours.tar", members)
+    with tarfile.open(tmp_path / "theirs.tar", mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.uname, info.gname = len(data), 0o644, "", ""
+            archive.addfile(info, io.BytesIO(data))
+    assert (tmp_path / "ours.tar").read_bytes() == (tmp_path / "theirs.tar").read_bytes()
+    assert locations == tar_locations(tmp_path / "theirs.tar")
 
 
 def test_written_samples_read_back_with_their_sidecar(tmp_path):

@@ -16,6 +16,7 @@ from dataprep.paths import UnsafePath, resolve_inside
 from dataprep.sample import ImageFile, Record, Reject, Sample
 from dataprep.sources import registry
 from dataprep.sources._llava_records import (
+    MAX_ARRAY_UNITS,
     MAX_LINE_BYTES,
     BadRecord,
     jsonl_lines,
@@ -179,6 +180,32 @@ def test_units_split_files_without_losing_or_repeating_records(tmp_path: Path, u
     assert jsonl == [record for record in whole if "train.jsonl" in repr(record)]
     array = [record for part in by_unit for record in part if "extra.json" in repr(record)]
     assert sorted(array, key=repr) == sorted([r for r in whole if "extra.json" in repr(r)], key=repr)
+
+
+def test_a_small_file_of_many_records_is_cut_by_records_not_bytes(tmp_path: Path) -> None:
+    """Units hold about `unit_records` records each (so a small file spreads over every worker),
+    every record once, in order; a `.json` array (each of whose units parses it whole) into at most
+    `MAX_ARRAY_UNITS` strides."""
+    turns = [{"from": "human", "value": "What is it?"}, {"from": "gpt", "value": "A chart."}]
+    lines = [json.dumps({"id": str(index), "conversations": turns}) for index in range(2100)]
+    (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "extra.json").write_text("[" + ",\n".join(lines) + "]")
+    source = Conversations(
+        tmp_path, Conversations.Options(files=["train.jsonl", "extra.json"], unit_records=100)
+    )
+    units = source.units()
+    jsonl_units = [unit for unit in units if unit.startswith("train.jsonl@")]
+    assert [unit for unit in units if unit.startswith("extra.json#")] == [
+        f"extra.json#{k}/21" for k in range(21)
+    ]
+    per_unit = [[record.id for record in source.read(unit)] for unit in jsonl_units]
+    assert len(per_unit) == 21 and all(95 <= len(ids) <= 105 for ids in per_unit)
+    assert [record_id for ids in per_unit for record_id in ids] == [str(index) for index in range(2100)]
+    finer = Conversations(
+        tmp_path, Conversations.Options(files=["train.jsonl", "extra.json"], unit_records=5)
+    )
+    assert sum(unit.startswith("extra.json#") for unit in finer.units()) == MAX_ARRAY_UNITS
+    assert sum(unit.startswith("train.jsonl@") for unit in finer.units()) == 420
 
 
 def test_unit_names_are_stable_and_checked(tmp_path: Path) -> None:
