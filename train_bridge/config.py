@@ -96,6 +96,10 @@ class TrainConfig:
         metadata=flag("attention kernels (scaled_dot_product_attention backend; default: PyTorch's choice)"),
     )
     gpu_decode: bool = field(default=False, metadata=flag("decode JPEGs with nvJPEG (torchvision + CUDA)"))
+    exact_decode: bool = field(
+        default=False,
+        metadata=flag("decode every JPEG pixel on the CPU (default: large JPEGs at reduced DCT scale)"),
+    )
     save_every: int = field(
         default=0, metadata=flag("checkpoint every N steps (0: at the end only; -1: never)", low=-1)
     )

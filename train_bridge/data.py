@@ -170,10 +170,14 @@ class Encoder:
     system: str
     overlong: Overlong = "truncate"
     gpu_decode: bool = False
+    exact_decode: bool = False
 
     def __call__(self, record: dict[str, Any], blobs: list[bytes]) -> dict[str, Any]:
         return self.assemble(
-            record, lambda: [images.prepare(blob, self.image_size, self.gpu_decode) for blob in blobs]
+            record,
+            lambda: [
+                images.prepare(blob, self.image_size, self.gpu_decode, self.exact_decode) for blob in blobs
+            ],
         )
 
     def assemble(self, record: dict[str, Any], pixels: Callable[[], list[torch.Tensor]]) -> dict[str, Any]:

@@ -1,6 +1,10 @@
 """Image preprocessing: RGB, square bicubic resize, ImageNet mean/std.
 
-The CPU path (PIL) is the default and runs in DataLoader workers. With `gpu_decode`, JPEG bytes
+The CPU path (PIL) is the default and runs in DataLoader workers. A JPEG of at least 3× the target
+size on both sides is decoded at reduced DCT scale (`Image.draft`: 1/2, 1/4 or 1/8, the smallest
+whose result still has both sides ≥ 1.5× the target, so the bicubic resize still averages over
+several decoded pixels) before the same resize; `exact=True` decodes every pixel (docs/train_bridge.md
+states the difference). Truncated and corrupt JPEGs fail the same way either way. With `gpu_decode`, JPEG bytes
 are passed through as uint8 tensors and decoded + resized on the GPU (torchvision nvJPEG) in the
 training process; other formats are still decoded on the CPU. torchvision is an optional import.
 """
@@ -9,7 +13,6 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -20,33 +23,42 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 _STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+_SCALE = 1 / (255 * _STD)  # (x / 255 - mean) / std  ==  x * _SCALE + _SHIFT, in one pass
+_SHIFT = -_MEAN / _STD
 
 
-def preprocess_cpu(data: bytes, size: int) -> torch.Tensor:
-    """Decode, convert to RGB, resize to size×size bicubic, normalize → float32 (3, size, size)."""
+def preprocess_cpu(data: bytes, size: int, exact: bool = False) -> torch.Tensor:
+    """Decode, convert to RGB, resize to size×size bicubic, normalize → float32 (3, size, size).
+    A large JPEG is decoded at reduced scale unless `exact` (see the module docstring)."""
     with Image.open(io.BytesIO(data)) as image:
+        if not exact:
+            margin = -(-3 * size // 2)  # JPEG only; a no-op for other formats and small JPEGs
+            image.draft("RGB", (margin, margin))
         return preprocess_pil(image, size)
 
 
 def preprocess_pil(image: Image.Image, size: int) -> torch.Tensor:
-    """The same preprocessing, from an already decoded PIL image. 16-bit, 32-bit and float pixels
+    """The same preprocessing, from an opened PIL image. 16-bit, 32-bit and float pixels
     (outside the shard contract's 8 bits per channel) are refused: Pillow would clip them to white."""
     if image.mode.startswith(("I", "F")):
         raise ValueError(f"{image.mode} pixels: the shard contract has 8 bits per channel")
-    rgb = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
-    array = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    return (array - _MEAN) / _STD
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    resized = rgb.resize((size, size), Image.Resampling.BICUBIC)
+    pixels = torch.frombuffer(bytearray(resized.tobytes()), dtype=torch.uint8).view(size, size, 3)
+    out = torch.empty(3, size, size)
+    torch.mul(pixels.permute(2, 0, 1), _SCALE, out=out)
+    return out.add_(_SHIFT)
 
 
 def is_jpeg(data: bytes) -> bool:
     return data[:3] == JPEG_MAGIC
 
 
-def prepare(data: bytes, size: int, gpu_decode: bool) -> torch.Tensor:
+def prepare(data: bytes, size: int, gpu_decode: bool, exact: bool = False) -> torch.Tensor:
     """What a worker hands over for one image: raw JPEG bytes (uint8, 1-D) or a ready tensor."""
     if gpu_decode and is_jpeg(data):
         return torch.frombuffer(bytearray(data), dtype=torch.uint8)
-    return preprocess_cpu(data, size)
+    return preprocess_cpu(data, size, exact)
 
 
 def gpu_decode_available() -> bool:

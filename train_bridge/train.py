@@ -146,7 +146,14 @@ def _stream(
 ) -> ShardStream:
     """This rank's micro-batches of the manifest's shards, encoded for the model."""
     encoder = Encoder(
-        tokenizer, image_size, image_tokens, config.max_length, config.system, config.overlong, gpu_decode
+        tokenizer,
+        image_size,
+        image_tokens,
+        config.max_length,
+        config.system,
+        config.overlong,
+        gpu_decode,
+        config.exact_decode,
     )
     return ShardStream(
         config.manifest,

@@ -61,6 +61,7 @@ def test_sft_flags_are_the_config_fields_and_stay_as_users_know_them() -> None:
         "--compile": (False, None, False),
         "--attention": (False, ["auto", "cudnn", "flash", "efficient", "math"], "auto"),
         "--gpu-decode": (False, None, False),
+        "--exact-decode": (False, None, False),
         "--save-every": (False, None, 0),
         "--resume": (False, None, "auto"),
         "--peak-tflops": (False, None, 0.0),
