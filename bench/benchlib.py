@@ -30,8 +30,8 @@ RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADD
 
 
 class PhotoMaker:
-    """Distinct 640×480 'photos' (blurred colour noise + ellipses, JPEG q90, ~80 KB each), fast:
-    each is a random crop of one noise texture with its own shapes."""
+    """Distinct 'photos' (blurred colour noise + ellipses, JPEG q90; ~80 KB at 640×480, ~0.9 MB at the
+    SAM-like 1,500×2,250), fast: each is a random crop of one noise texture with its own shapes."""
 
     def __init__(self, rng: random.Random, width: int = 640, height: int = 480) -> None:
         self.rng, self.width, self.height = rng, width, height
@@ -52,14 +52,14 @@ class PhotoMaker:
         return buffer.getvalue()
 
 
-def write_llava_dataset(folder: Path, count: int, seed: int = 0) -> Path:
-    """`folder/images/NNNNNNNN.jpg` + `folder/train.jsonl` (InternVL/LLaVA records, 1–3 turns);
-    returns the jsonl path. Reuses a complete earlier dataset of the same size."""
+def write_llava_dataset(folder: Path, count: int, seed: int = 0, width: int = 640, height: int = 480) -> Path:
+    """`folder/images/NNNNNNNN.jpg` (width×height photos) + `folder/train.jsonl` (InternVL/LLaVA
+    records, 1–3 turns); returns the jsonl path. Reuses a complete earlier dataset of the same size."""
     annotation = folder / "train.jsonl"
     if annotation.exists() and sum(1 for _ in annotation.open()) == count:
         return annotation
     rng = random.Random(seed)
-    make = PhotoMaker(rng)
+    make = PhotoMaker(rng, width, height)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     lines = []
     for index in range(count):
@@ -73,16 +73,21 @@ def write_llava_dataset(folder: Path, count: int, seed: int = 0) -> Path:
                 {"from": "human", "value": prefix + sentence(rng, 8, 30) + "?"},
                 {"from": "gpt", "value": sentence(rng, 20, 120 // turns)},
             ]
-        record = {"id": str(index), "image": name, "width": 640, "height": 480}
+        record = {"id": str(index), "image": name, "width": width, "height": height}
         lines.append(json.dumps({**record, "conversations": conversations}))
     annotation.write_text("\n".join(lines) + "\n")
     return annotation
 
 
 def recipe(
-    path: Path, data: Path, shard_size: int, unit_bytes: int | None, tokens: dict[str, Any] | None = None
+    path: Path,
+    data: Path,
+    shard_size: int,
+    unit_bytes: int | None,
+    tokens: dict[str, Any] | None = None,
+    max_side: int = 1024,
 ) -> Path:
-    """A one-source recipe over the dataset; images kept as they are (640 px < max_side);
+    """A one-source recipe over the dataset; images no larger than `max_side` kept as they are;
     `tokens`: the recipe's token-statistics section, if any."""
     source: dict[str, Any] = {
         "source": "conversations",
@@ -97,7 +102,7 @@ def recipe(
         "name": "bench",
         "seed": 0,
         "output": {"dir": str(path.parent / "unused"), "shard_size": shard_size},
-        "image": {"max_side": 1024, "format": "jpeg", "quality": 95},
+        "image": {"max_side": max_side, "format": "jpeg", "quality": 95},
         "sources": [source],
         **({"tokens": tokens} if tokens else {}),
     }

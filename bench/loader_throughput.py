@@ -1,23 +1,29 @@
-"""Loader throughput: train_bridge's ShardStream + Encoder against two baselines, on shards that
-`dataprep build` made from 640×480 JPEG photos, in a torch DataLoader with 0 and `--workers` workers.
+"""Loader throughput: train_bridge's ShardStream + Encoder against an InternVL-style loader, on
+shards that `dataprep build` made (originals kept) from JPEG photos of each `--sizes` (default: the
+SAM-like 1,500×2,250 and small 640×480), in a torch DataLoader with 0 and `--workers` workers.
 
+  internvl     the baseline: the official InternVL layout (`dataprep export internvl`: jsonl + loose
+               image files), a map-style Dataset as InternVL's `internvl_chat` LazySupervisedDataset:
+               `Image.open(...).convert("RGB")` (its `pil_loader`, full decode), then the ops of its
+               `build_transform` (Resize((448, 448), BICUBIC) on the PIL image, ToTensor, Normalize
+               with ImageNet mean/std; torchvision's steps written out, torchvision not being installed
+               here; the training-only random JPEG re-compression left out, as in the bridge)
   shardstream  train_bridge.data.ShardStream/Encoder/make_loader (seeks samples in the shards,
-               windowed shuffle, deterministic resumable batches)
-  webdataset   wds.WebDataset(urls, shardshuffle=False).decode("pil"), in order (the baseline)
-  loose        the official InternVL layout (`dataprep export internvl`: jsonl + image files),
-               a map-style Dataset opening each file with PIL
+               windowed shuffle, deterministic resumable batches; large JPEGs at reduced DCT scale)
+  exact        the same with `exact_decode` (every JPEG pixel decoded: the bridge without the draft)
+  webdataset   wds.WebDataset(urls, shardshuffle=False).decode("pil"), in order, the bridge's transform
 
-Every pipeline does the same per-sample work: tokenize with train_bridge.template.encode (Hermes-2,
-256 image tokens), RGB + bicubic resize to 448 + ImageNet normalize, micro-batches of `--batch`
-collated with train_bridge.data.collate. Samples/s over one pass, median of interleaved repetitions,
-ratios to webdataset at the same worker count. Memory: the sampled peak PSS of this process + workers.
-This process runs torch with `--torch-threads` (1: the work of one DataLoader worker, and steadier on
-a shared machine than 2 spinning intra-op threads).
+Every pipeline tokenizes with train_bridge.template.encode (Hermes-2, 256 image tokens) and collates
+micro-batches of `--batch` with train_bridge.data.collate. Samples/s over one pass, median of
+interleaved repetitions, ratios to internvl at the same size and worker count; per worker: samples/s
+divided by max(workers, 1). Memory: the sampled peak PSS of this process + workers. This process runs
+torch with `--torch-threads` (1: the work of one DataLoader worker, and steadier on a shared machine).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
@@ -29,6 +35,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import webdataset as wds
 from benchlib import (
@@ -52,17 +59,29 @@ from dataprep.export.internvl import InternVLLayout
 from dataprep.export.run import open_build, run_export
 from dataprep.fixtures.tokenizer import write_chat_tokenizer
 from train_bridge.data import Encoder, ShardStream, collate, make_loader
-from train_bridge.images import preprocess_pil
+from train_bridge.images import IMAGENET_MEAN, IMAGENET_STD, normalize, preprocess_pil
 from train_bridge.model import add_special_tokens
 from train_bridge.template import DEFAULT_SYSTEM, IM_END, SPECIAL_TOKENS
 
 IMAGE_SIZE, IMAGE_TOKENS, MAX_LENGTH = 448, 256, 2048
-PIPELINES = ["shardstream", "webdataset", "loose"]
+PIPELINES = ["internvl", "shardstream", "exact", "webdataset"]
+MEAN, STD = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
 
 def encode_item(encoder: Encoder, record: dict[str, Any], images: list[Image.Image]) -> dict[str, Any]:
-    """What Encoder returns for one sample, from already decoded images."""
+    """What Encoder returns for one sample, from opened images."""
     return encoder.assemble(record, lambda: [preprocess_pil(image, encoder.image_size) for image in images])
+
+
+def internvl_transform(image: Image.Image, size: int) -> torch.Tensor:
+    """InternVL's `build_transform` (no pad2square, ImageNet), as torchvision runs it on a PIL image:
+    Resize → `image.resize((size, size), BICUBIC)`; ToTensor → uint8 HWC copy, CHW, float / 255;
+    Normalize → clone, sub_(mean), div_(std)."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    resized = rgb.resize((size, size), Image.Resampling.BICUBIC)
+    tensor = torch.from_numpy(np.array(resized, np.uint8, copy=True))
+    tensor = tensor.view(size, size, 3).permute(2, 0, 1).contiguous().to(torch.float32).div(255)
+    return tensor.clone().sub_(MEAN).div_(STD)
 
 
 class WdsEncode:
@@ -76,8 +95,9 @@ class WdsEncode:
         return encode_item(self.encoder, record, [sample[suffix] for suffix in record["images"]])
 
 
-class LooseFiles(Dataset):
-    """The InternVL layout written by `dataprep export internvl`: one jsonl + image folder per source."""
+class InternVLFiles(Dataset):
+    """The InternVL layout written by `dataprep export internvl` (one jsonl + image folder per source),
+    read as InternVL's dataset does: `pil_loader` (open + convert RGB), then `build_transform`."""
 
     def __init__(self, meta: dict[str, dict[str, Any]], encoder: Encoder) -> None:
         self.encoder = encoder
@@ -93,19 +113,25 @@ class LooseFiles(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         root, record = self.items[index]
         names = record["image"] if isinstance(record["image"], list) else [record["image"]]
-        opened = [Image.open(root / name) for name in names]
-        try:
-            return encode_item(self.encoder, record, opened)
-        finally:
-            for image in opened:
-                image.close()
+        size = self.encoder.image_size
+
+        def pixels() -> list[torch.Tensor]:
+            out = []
+            for name in names:
+                with Image.open(root / name) as image:
+                    out.append(internvl_transform(image.convert("RGB"), size))
+            return out
+
+        return self.encoder.assemble(record, pixels)
 
 
-def prepare(work: Path, samples: int, shard_size: int) -> tuple[Path, dict[str, Any], Encoder]:
+def prepare(
+    work: Path, samples: int, shard_size: int, width: int, height: int
+) -> tuple[Path, dict[str, Any], Encoder]:
     """Shards by dataprep (resumed if `work` already holds them), their InternVL export, an encoder."""
     data = work / "data"
-    write_llava_dataset(data, samples)
-    recipe_path = recipe(work / "recipe.yaml", data, shard_size, None)
+    write_llava_dataset(data, samples, width=width, height=height)
+    recipe_path = recipe(work / "recipe.yaml", data, shard_size, None, max_side=max(width, height))
     manifest = work / "out" / "manifest.json"
     command = [str(BIN / "dataprep"), "build", str(recipe_path), "--out", str(manifest.parent), "--quiet"]
     subprocess.run(command, check=True, env={**os.environ, **RAY_ENV}, stdout=subprocess.DEVNULL)
@@ -126,7 +152,8 @@ def loader(
     name: str, manifest: Path, meta: dict[str, Any], encoder: Encoder, batch: int, workers: int
 ) -> Iterable[dict[str, Any]]:
     pad_id = encoder.tokenizer.pad_token_id
-    if name == "shardstream":
+    if name in ("shardstream", "exact"):
+        encoder = dataclasses.replace(encoder, exact_decode=name == "exact")
         return make_loader(ShardStream(manifest, encoder, batch_size=batch, pad_id=pad_id), workers)
     batching = {
         "batch_size": batch,
@@ -138,15 +165,18 @@ def loader(
         urls = [str(path) for path in load_manifest(manifest).shard_paths(manifest)]
         dataset = wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode("pil")
         return DataLoader(dataset.map(WdsEncode(encoder)), **batching)
-    return DataLoader(LooseFiles(meta, encoder), shuffle=False, **batching)
+    return DataLoader(InternVLFiles(meta, encoder), shuffle=False, **batching)
 
 
-def one_pass(batches: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Samples/s over a full pass (worker start-up included), peak PSS of this process tree."""
+def one_pass(batches: Iterable[dict[str, Any]], uint8: bool) -> dict[str, Any]:
+    """Samples/s over a full pass (worker start-up included), peak PSS of this process tree; `uint8`
+    pixels are normalized here, as the trainer does on its device (here the CPU: the model's input)."""
     samples = 0
     with TreeMemory(os.getpid()) as memory:
         started = time.perf_counter()
         for batch in batches:
+            if uint8 and len(batch["images"]):
+                normalize(batch["images"])
             samples += len(batch["input_ids"])
         seconds = time.perf_counter() - started
     return {
@@ -158,25 +188,49 @@ def one_pass(batches: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
-    manifest, meta, encoder = prepare(work, args.samples, args.shard_size)
-    runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    pipelines = args.pipelines.split(",")
+    unknown = sorted(set(pipelines) - set(PIPELINES))
+    if unknown or "internvl" not in pipelines:
+        raise SystemExit(
+            f"--pipelines: {unknown or 'internvl (the baseline) is missing'}; known: {PIPELINES}"
+        )
+    sizes = [tuple(int(side) for side in size.split("x")) for size in args.sizes.split(",")]
+    setups = {
+        f"{width}x{height}": prepare(work / f"{width}x{height}", args.samples, args.shard_size, width, height)
+        for width, height in sizes
+    }
+    runs: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
     for rep in range(args.reps):
-        for workers in (0, args.workers):
-            for name in PIPELINES:
-                result = one_pass(loader(name, manifest, meta, encoder, args.batch, workers))
-                runs.setdefault((name, workers), []).append(result)
-                emit({"kind": "run", "pipeline": name, "workers": workers, "rep": rep, **result})
+        for size, (manifest, meta, encoder) in setups.items():
+            for workers in (0, args.workers):
+                for name in pipelines:
+                    result = one_pass(
+                        loader(name, manifest, meta, encoder, args.batch, workers), name != "internvl"
+                    )
+                    runs.setdefault((size, workers, name), []).append(result)
+                    emit(
+                        {
+                            "kind": "run",
+                            "size": size,
+                            "pipeline": name,
+                            "workers": workers,
+                            "rep": rep,
+                            **result,
+                        }
+                    )
     summary = []
-    for (name, workers), results in runs.items():
-        base = median_of(runs[("webdataset", workers)], "samples_per_s")
+    for (size, workers, name), results in runs.items():
+        base = median_of(runs[(size, workers, "internvl")], "samples_per_s")
         rate = median_of(results, "samples_per_s")
         row = {
             "kind": "summary",
-            "pipeline": name,
+            "size": size,
             "workers": workers,
+            "pipeline": name,
             "reps": len(results),
             "samples_per_s": rate,
-            "vs_webdataset": round(rate / base, 2),
+            "per_worker": round(rate / max(workers, 1), 1),
+            "vs_internvl": round(rate / base, 2),
             "tree_peak_pss_mib": median_of(results, "tree_peak_pss_mib"),
         }
         summary.append(row)
@@ -187,10 +241,16 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument(
-        "--samples", type=int, default=2000, help="samples in the shards (default: %(default)s)"
+        "--samples", type=int, default=400, help="samples in the shards, per size (default: %(default)s)"
     )
     parser.add_argument(
-        "--shard-size", type=int, default=250, help="samples per shard (default: %(default)s)"
+        "--sizes", default="1500x2250,640x480", help="photo sizes, WxH,… (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--pipelines", default="internvl,shardstream,exact", help=f"of {PIPELINES} (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--shard-size", type=int, default=100, help="samples per shard (default: %(default)s)"
     )
     parser.add_argument("--batch", type=int, default=16, help="micro-batch size (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="the >0 worker count (default: %(default)s)")
@@ -207,7 +267,15 @@ def main() -> None:
     emit({"kind": "setup", "machine": machine(), **{k: str(v) for k, v in vars(args).items()}})
     with work_folder(args.work, "bench-loader-") as folder:
         summary = measure(args, folder)
-    columns = ["pipeline", "workers", "samples_per_s", "vs_webdataset", "tree_peak_pss_mib"]
+    columns = [
+        "size",
+        "workers",
+        "pipeline",
+        "samples_per_s",
+        "per_worker",
+        "vs_internvl",
+        "tree_peak_pss_mib",
+    ]
     print(table(summary, columns), file=sys.stderr)
 
 

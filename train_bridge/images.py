@@ -28,7 +28,8 @@ _SHIFT = -_MEAN / _STD
 
 
 def preprocess_cpu(data: bytes, size: int, exact: bool = False) -> torch.Tensor:
-    """Decode, convert to RGB, resize to size×size bicubic, normalize → float32 (3, size, size).
+    """Decode, convert to RGB, resize to size×size bicubic → uint8 (3, size, size), a quarter of the
+    float bytes to hand from a worker; `normalize` makes the model's input from it (on the device).
     A large JPEG is decoded at reduced scale unless `exact` (see the module docstring)."""
     with Image.open(io.BytesIO(data)) as image:
         if not exact:
@@ -44,10 +45,16 @@ def preprocess_pil(image: Image.Image, size: int) -> torch.Tensor:
         raise ValueError(f"{image.mode} pixels: the shard contract has 8 bits per channel")
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     resized = rgb.resize((size, size), Image.Resampling.BICUBIC)
-    pixels = torch.frombuffer(bytearray(resized.tobytes()), dtype=torch.uint8).view(size, size, 3)
-    out = torch.empty(3, size, size)
-    torch.mul(pixels.permute(2, 0, 1), _SCALE, out=out)
-    return out.add_(_SHIFT)
+    return (
+        torch.frombuffer(bytearray(resized.tobytes()), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1)
+    )
+
+
+def normalize(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., 3, H, W) → float32 (x / 255 - mean) / std, on the pixels' device, in one pass."""
+    out = torch.empty(pixels.shape, dtype=torch.float32, device=pixels.device)
+    torch.mul(pixels, _SCALE.to(pixels.device), out=out)
+    return out.add_(_SHIFT.to(pixels.device))
 
 
 def is_jpeg(data: bytes) -> bool:
@@ -55,7 +62,8 @@ def is_jpeg(data: bytes) -> bool:
 
 
 def prepare(data: bytes, size: int, gpu_decode: bool, exact: bool = False) -> torch.Tensor:
-    """What a worker hands over for one image: raw JPEG bytes (uint8, 1-D) or a ready tensor."""
+    """What a worker hands over for one image: raw JPEG bytes (uint8, 1-D) or resized pixels (uint8,
+    3-D) for `normalize`."""
     if gpu_decode and is_jpeg(data):
         return torch.frombuffer(bytearray(data), dtype=torch.uint8)
     return preprocess_cpu(data, size, exact)
@@ -73,11 +81,11 @@ def gpu_decode_available() -> bool:
 
 
 def finish_on_device(items: list[torch.Tensor], size: int, device: torch.device) -> torch.Tensor:
-    """Stack prepared images on `device`, decoding raw JPEG bytes there with nvJPEG."""
+    """Stack prepared images on `device`, normalized; raw JPEG bytes are decoded there with nvJPEG."""
     if not items:
         return torch.empty(0, 3, size, size, device=device)
     out: list[torch.Tensor | None] = [None] * len(items)
-    raw = [i for i, item in enumerate(items) if item.dtype == torch.uint8]
+    raw = [i for i, item in enumerate(items) if item.dim() == 1]
     if raw:
         from torchvision.io import ImageReadMode, decode_jpeg
 
@@ -94,5 +102,5 @@ def finish_on_device(items: list[torch.Tensor], size: int, device: torch.device)
             out[i] = ((resized[0].clamp(0, 255) / 255.0) - mean) / std
     for i, item in enumerate(items):
         if out[i] is None:
-            out[i] = item.to(device, non_blocking=True)
+            out[i] = normalize(item.to(device, non_blocking=True))
     return torch.stack(out)  # type: ignore[arg-type]

@@ -293,13 +293,14 @@ def _forward_backward(
 
 
 def _to_device(run: Run, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(input ids, labels, pixels) of a micro-batch on the device; images decoded there with nvJPEG."""
+    """(input ids, labels, pixels) of a micro-batch on the device: uint8 images normalized there,
+    raw JPEGs decoded there with nvJPEG."""
     device, size = run.place.device, run.image_size
     ids, labels = (batch[k].to(device, non_blocking=True) for k in ("input_ids", "labels"))
     if run.gpu_decode:
         pixels = images.finish_on_device(batch["images"], size, device)
     elif len(batch["images"]):
-        pixels = batch["images"].to(device, non_blocking=True)
+        pixels = images.normalize(batch["images"].to(device, non_blocking=True))
     else:
         pixels = torch.empty(0, 3, size, size, device=device)
     return ids, labels, pixels

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from train_bridge.config import TrainConfig
 from train_bridge.data import Encoder, ShardStream, make_loader
+from train_bridge.images import normalize
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
@@ -33,10 +34,11 @@ def config(manifest: Path, tokenizer_dir: Path, out: Path, **overrides) -> Train
 
 
 def first_batch(manifest_path: Path, tokenizer) -> dict:
-    """A micro-batch of 4 samples with one token per image."""
+    """A micro-batch of 4 samples with one token per image, its images normalized (the model's input)."""
     encoder = Encoder(tokenizer, image_size=28, num_image_tokens=1, max_length=512, system="s")
     dataset = ShardStream(manifest_path, encoder, batch_size=4, pad_id=tokenizer.pad_token_id)
-    return next(iter(make_loader(dataset, num_workers=0)))
+    batch = next(iter(make_loader(dataset, num_workers=0)))
+    return {**batch, "images": normalize(batch["images"])}
 
 
 def read_metrics(out: Path) -> list[dict]:

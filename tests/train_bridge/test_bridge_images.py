@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
-from train_bridge.images import IMAGENET_MEAN, IMAGENET_STD, prepare, preprocess_cpu
+from train_bridge.images import IMAGENET_MEAN, IMAGENET_STD, normalize, prepare, preprocess_cpu
 
 
 def encoded(image: Image.Image, fmt: str) -> bytes:
@@ -20,12 +20,14 @@ def encoded(image: Image.Image, fmt: str) -> bytes:
 
 
 def test_rgb_bicubic_resize_and_imagenet_normalisation() -> None:
-    white = preprocess_cpu(encoded(Image.new("L", (50, 30), 255), "PNG"), 28)
+    white = normalize(preprocess_cpu(encoded(Image.new("L", (50, 30), 255), "PNG"), 28))
     assert white.shape == (3, 28, 28) and white.dtype == torch.float32
     expected = [(1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)]
     assert white.mean(dim=(1, 2)).tolist() == pytest.approx(expected, abs=1e-5)
     gradient = Image.linear_gradient("L").convert("RGB").resize((64, 40))
-    ours = preprocess_cpu(encoded(gradient, "PNG"), 16)
+    resized = preprocess_cpu(encoded(gradient, "PNG"), 16)
+    assert resized.dtype == torch.uint8  # what a worker hands over: a quarter of the float bytes
+    ours = normalize(resized[None])[0]
     pil = torch.tensor(
         list(gradient.resize((16, 16), Image.Resampling.BICUBIC).getdata()), dtype=torch.float32
     )
@@ -33,6 +35,10 @@ def test_rgb_bicubic_resize_and_imagenet_normalisation() -> None:
     assert ours * torch.tensor(IMAGENET_STD).view(3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(3, 1, 1) == (
         pytest.approx(pil, abs=1e-5)
     )
+    reference = (resized.float() / 255 - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(
+        IMAGENET_STD
+    ).view(3, 1, 1)
+    assert torch.allclose(ours, reference, atol=1e-6)
 
 
 def test_gpu_decode_hands_jpeg_bytes_through_and_decodes_the_rest() -> None:
@@ -66,8 +72,8 @@ def photo(width: int, height: int, seed: int = 0) -> bytes:
 
 
 def levels(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """|a - b| in uint8 levels (undoing the normalization)."""
-    return (a - b).abs() * torch.tensor(IMAGENET_STD).view(3, 1, 1) * 255
+    """|a - b| in uint8 levels, after resize."""
+    return (a.float() - b.float()).abs()
 
 
 @pytest.mark.parametrize(
