@@ -51,10 +51,9 @@ def preprocess_pil(image: Image.Image, size: int) -> torch.Tensor:
 
 
 def normalize(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 (..., 3, H, W) → float32 (x / 255 - mean) / std, on the pixels' device, in one pass."""
-    out = torch.empty(pixels.shape, dtype=torch.float32, device=pixels.device)
-    torch.mul(pixels, _SCALE.to(pixels.device), out=out)
-    return out.add_(_SHIFT.to(pixels.device))
+    """uint8 (..., 3, H, W) → float32 (x / 255 - mean) / std, on the pixels' device, in place on one
+    float copy."""
+    return pixels.to(torch.float32).mul_(_SCALE.to(pixels.device)).add_(_SHIFT.to(pixels.device))
 
 
 def is_jpeg(data: bytes) -> bool:
