@@ -1,10 +1,11 @@
 """Image preprocessing: RGB, square bicubic resize, ImageNet mean/std.
 
-The CPU path (PIL) is the default and runs in DataLoader workers. A JPEG of at least 3× the target
-size on both sides is decoded at reduced DCT scale (`Image.draft`: 1/2, 1/4 or 1/8, the smallest
-whose result still has both sides ≥ 1.5× the target, so the bicubic resize still averages over
-several decoded pixels) before the same resize; `exact=True` decodes every pixel (docs/train_bridge.md
-states the difference). Truncated and corrupt JPEGs fail the same way either way. With `gpu_decode`, JPEG bytes
+The CPU path (PIL) is the default and runs in DataLoader workers, which hand over uint8 pixels
+(`normalize` makes the model's input on the device). A JPEG of at least 3× the target size on both
+sides is decoded at reduced DCT scale (`Image.draft`: 1/2, 1/4 or 1/8, the smallest whose result
+still has both sides ≥ 1.5× the target, so the bicubic resize still averages over several decoded
+pixels) before the same resize; `exact=True` decodes every pixel (docs/train_bridge.md states the
+difference). Truncated and corrupt JPEGs fail the same way either way. With `gpu_decode`, JPEG bytes
 are passed through as uint8 tensors and decoded + resized on the GPU (torchvision nvJPEG) in the
 training process; other formats are still decoded on the CPU. torchvision is an optional import.
 """
