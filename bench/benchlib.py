@@ -179,12 +179,16 @@ class TreeMemory:
             self._thread.join()
 
 
-def run_measured(command: Sequence[str], env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run a command to completion: wall seconds, exit code, the largest single process's peak RSS
-    (wait4 rusage: the child and the descendants it waited for) and the sampled tree peaks."""
+def run_measured(
+    command: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> dict[str, Any]:
+    """Run a command (in `cwd`) to completion: wall seconds, exit code, the largest single process's
+    peak RSS (wait4 rusage: the child and the descendants it waited for) and the sampled tree peaks."""
     with tempfile.TemporaryFile() as log:
         started = time.perf_counter()
-        process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=log, stderr=log)
+        process = subprocess.Popen(
+            command, env={**os.environ, **(env or {})}, cwd=cwd, stdout=log, stderr=log
+        )
         with TreeMemory(process.pid) as memory:
             _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started

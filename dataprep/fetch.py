@@ -366,9 +366,18 @@ def target(download: Download) -> str:
     return os.path.normpath(download.to or download.file_name)
 
 
-def _done(root: Path, marker: Path, download: Download) -> Fetched | None:
+def already_fetched(root: Path, download: Download) -> Fetched | None:
+    """What `fetch` would return for a download complete as its marker records (file size and mtime,
+    every unpacked file present), read without hashing, unpacking or writing anything; None when
+    `fetch` has more to check or do."""
+    root = Path(os.path.realpath(root))
+    return _done(root, _marker(root, download_key(download)), download, repair=False)
+
+
+def _done(root: Path, marker: Path, download: Download, repair: bool = True) -> Fetched | None:
     """The recorded result when the marker matches this download and its file is as recorded
-    (size and mtime); extracted files that went missing are restored from the kept archive."""
+    (size and mtime); with `repair`, extracted files that went missing are restored from the kept
+    archive and a marker of an earlier version (no stamp) is checked by hashing the file."""
     if not marker.exists():
         return None
     record = json.loads(marker.read_bytes())
@@ -378,12 +387,14 @@ def _done(root: Path, marker: Path, download: Download) -> Fetched | None:
     if download.sha256 not in (None, done.sha256) or not path.exists():
         return None
     if stat is None:  # a marker of an earlier version: its file counts if it still hashes as recorded
-        if sha256_file(path) != done.sha256:
+        if not repair or sha256_file(path) != done.sha256:
             return None
         write_atomic(marker, canonical_json({**asdict(done), "stat": FileStamp.read(path).to_json()}))
     elif not FileStamp.from_json(stat).matches(path):
         return None
     if download.unpack and not all((root / download.to_folder / name).exists() for name in done.unpacked):
+        if not repair:
+            return None
         unpack(path, _inside(root, download.to_folder), download.members)
     return replace(done, pinned=download.sha256 is not None)
 

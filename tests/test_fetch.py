@@ -17,6 +17,7 @@ from dataprep.fetch import (
     STATE_DIR,
     FetchError,
     UnsafeArchive,
+    already_fetched,
     download_key,
     fetch,
     unpack,
@@ -98,6 +99,33 @@ def test_a_checksum_mismatch_keeps_nothing(tmp_path: Path) -> None:
     with serve(site), pytest.raises(FetchError, match=f"does not match the pinned {'0' * 64}"):
         fetch(tmp_path, download(f"{site.url}/a.json", sha256="0" * 64))
     assert not (tmp_path / "a.json").exists() and not list(tmp_path.rglob("*.partial"))
+
+
+def test_a_complete_download_is_known_without_hashing_and_a_changed_one_is_left_to_fetch(
+    tmp_path: Path,
+) -> None:
+    spec = download("http://127.0.0.1:9/d/train.json", sha256=SHA)  # nothing listens: nothing is fetched
+    assert already_fetched(tmp_path, spec) is None
+    with serve(Site(files={"/d/train.json": DATA})) as site:
+        done = fetch(tmp_path, download(f"{site.url}/d/train.json", sha256=SHA))
+    served = download(f"{site.url}/d/train.json", sha256=SHA)
+    assert already_fetched(tmp_path, served) == done
+    assert already_fetched(tmp_path, download(f"{site.url}/d/train.json", sha256="0" * 64)) is None
+    os.utime(tmp_path / "train.json", ns=(0, 0))  # same bytes, another mtime: `fetch` re-hashes it
+    assert already_fetched(tmp_path, served) is None
+
+
+def test_an_unpacked_file_gone_is_left_to_fetch_which_restores_it(tmp_path: Path) -> None:
+    archive = zip_bytes({"images/a.jpg": b"a"})
+    with serve(Site(files={"/images.zip": archive})) as site:
+        spec = download(f"{site.url}/images.zip", unpack=True, to="data")
+        done = fetch(tmp_path, spec)
+        assert already_fetched(tmp_path, spec) == done
+        (tmp_path / "data/images/a.jpg").unlink()
+        assert already_fetched(tmp_path, spec) is None
+        assert not (tmp_path / "data/images/a.jpg").exists()  # nothing restored by the check
+        fetch(tmp_path, spec)
+    assert already_fetched(tmp_path, spec) == done
 
 
 def test_archives_unpack_into_the_folder_and_are_restored(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from dataprep.engine.normalize_all import normalize_all
 from dataprep.engine.output import check_output, discard, listed_shards, output_lock
 from dataprep.engine.plan import components_of, plan_mixture, shard_copies
 from dataprep.engine.publish import check_store, publish_results
-from dataprep.engine.runner import Labelled, Runner
+from dataprep.engine.runner import Labelled, RayRunner, Runner
 from dataprep.engine.session import ray_session
 from dataprep.engine.settings import WORK_DIR, BuildSettings
 from dataprep.engine.shard_cache import ShardJob, copies_sha256, remove_stale_shards, token_settings
@@ -49,14 +49,16 @@ def _build_locked(recipe: Recipe, settings: BuildSettings, runner: Runner | None
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
     out = settings.out
-    stages: dict[str, float] = {}
+    stages: dict[str, float] = {"ray_start": 0.0}  # Ray's start, whichever stage first needed it
+    session = ray_session(settings) if runner is None else contextlib.nullcontext(runner)
 
     def lap(stage: str) -> None:
-        stages[stage] = max(0.0, round(time.monotonic() - clock - sum(stages.values()), 3))
+        if isinstance(tasks, RayRunner):
+            stages["ray_start"] = tasks.start_seconds
+        spent = time.monotonic() - clock - sum(stages.values())
+        stages[stage] = max(0.0, round(spent, 3))
 
-    session = contextlib.nullcontext(runner) if runner else ray_session(settings)
     with session as tasks:
-        lap("ray_start")
         downloads = fetch_all(recipe, tasks, settings.mirror, *locked_files(settings))
         lap("fetch")
         entries = normalize_all(recipe, settings, tasks, downloads)
@@ -76,6 +78,7 @@ def _build_locked(recipe: Recipe, settings: BuildSettings, runner: Runner | None
         jobs = _shard_jobs(out, shard_names, shard_plan, entries, tokens, settings.store)
         markers = tasks.run("write", jobs, len(shard_plan))
         lap("plan_and_write")
+    lap("ray_stop")
     rejects = b"".join(reject.to_bytes() for entry in entries for reject in entry.rejects)
     write_atomic(out / "rejects.jsonl", rejects)
     manifest = make_manifest(

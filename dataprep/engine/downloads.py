@@ -16,6 +16,7 @@ from dataprep.fetch import (
     ChecksumMismatch,
     Fetched,
     FetchError,
+    already_fetched,
     download_key,
     fetch,
     fetched_here,
@@ -37,6 +38,9 @@ class FetchJob(Job):
     access: Access  # the driver's mirror, hub and token: a worker's environment is not the driver's
     pinned_by: str | None = None  # the lock file that pins it
     revision: str | None = None  # the hub commit its lock names: fetched from there, not from the URL's
+
+    def done(self) -> Fetched | None:
+        return already_fetched(Path(self.root), self.download)
 
     def run(self) -> Fetched:
         try:

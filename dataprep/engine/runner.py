@@ -3,7 +3,8 @@ stage with one line per distinct error."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar, Protocol
 
 import ray
@@ -30,6 +31,11 @@ class Job:
 
     def run(self) -> Any:
         raise NotImplementedError
+
+    def done(self) -> Any:
+        """Its result when cheap checks in the driver (markers, file stamps; nothing hashed or
+        written) show the work complete, so that it need not be shipped; None: run it."""
+        return None
 
     def records(self, result: Any) -> int:
         """Records its result accounts for, for the progress line."""
@@ -63,12 +69,31 @@ def _run_remote(job: Job) -> Any:
 
 
 class RayRunner:
-    """Jobs as Ray tasks, at most `workers` in flight (all of them without a worker count)."""
+    """Jobs as Ray tasks, at most `workers` in flight (all of them without a worker count). A job
+    already `done` is not shipped; Ray is started (`start`) only when a job must run, so a stage,
+    or a whole build, with nothing to do never starts it."""
 
-    def __init__(self, workers: int | None, progress: bool | None, log_interval: float | None = None) -> None:
+    def __init__(
+        self,
+        workers: int | None,
+        progress: bool | None,
+        log_interval: float | None = None,
+        start: Callable[[], None] | None = None,
+    ) -> None:
         self.workers = workers
         self.progress = progress
         self.log_interval = log_interval
+        self._start = start  # None: Ray is already running
+        self.start_seconds = 0.0  # spent in `start`
+
+    def start(self) -> None:
+        """Start Ray for this runner's jobs (once; nothing when it runs already)."""
+        if self._start is None:
+            return
+        clock = time.monotonic()
+        self._start()
+        self._start = None
+        self.start_seconds = round(time.monotonic() - clock, 3)
 
     def run(
         self, stage: str, jobs: Iterable[Labelled], total: int, measure: Measure | None = None
@@ -83,8 +108,8 @@ class RayRunner:
         _raise_failures(stage, errors, total)
         return results
 
-    @staticmethod
     def _drain(
+        self,
         jobs: Iterator[Labelled],
         limit: int,
         results: list[Any],
@@ -92,15 +117,21 @@ class RayRunner:
         progress: Progress,
     ) -> None:
         pending: dict[ray.ObjectRef, tuple[int, str, Job]] = {}
+
         numbered = enumerate(jobs)
 
         def submit() -> bool:
-            started = next(numbered, None)
-            if started is None:
-                return False
-            index, (label, job) = started
-            pending[_run_remote.options(max_retries=job.retries).remote(job)] = (index, label, job)
-            return True
+            """Ship the next job not already done; False when none is left."""
+            for index, (label, job) in numbered:
+                result = _done(job)
+                if result is not None:
+                    results[index] = result
+                    progress.advance(job.records(result))
+                    continue
+                self.start()
+                pending[_run_remote.options(max_retries=job.retries).remote(job)] = (index, label, job)
+                return True
+            return False
 
         while len(pending) < limit and submit():
             pass
@@ -118,6 +149,15 @@ class RayRunner:
                 errors.append((label, str(error)))
             progress.advance(0 if results[index] is None else job.records(results[index]))
             submit()
+
+
+def _done(job: Job) -> Any:
+    """`job.done()`; a check that fails is left to the job itself, whose run reports the error as
+    its unit's."""
+    try:
+        return job.done()
+    except Exception:
+        return None
 
 
 class InProcessRunner:

@@ -1,4 +1,5 @@
-"""The Ray session of a build: join a cluster or start an embedded one; SIGTERM stops it as Ctrl-C does."""
+"""The Ray session of a build: Ray joined or started (embedded) once a job must run, stopped at its end;
+SIGTERM stops the build as Ctrl-C does."""
 
 from __future__ import annotations
 
@@ -18,29 +19,16 @@ from dataprep.engine.settings import BuildSettings
 
 @contextlib.contextmanager
 def ray_session(settings: BuildSettings) -> Iterator[RayRunner]:
-    """Join RAY_ADDRESS/--ray-address, or start an embedded local cluster for this build; gives the
-    runner of the build's Ray tasks."""
-    runner = RayRunner(settings.workers, settings.progress, settings.log_interval)
-    if ray.is_initialized():
-        yield runner
-        return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    address = settings.ray_address or os.environ.get("RAY_ADDRESS")
-    if address:
-        try:
-            _ray_init(address=address, logging_level=logging.WARNING)
-        except (ValueError, ConnectionError) as error:
-            raise BuildError(f"cannot join the Ray cluster at {address!r}: {error}") from None
-    else:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        _ray_init(
-            address="local",
-            num_cpus=settings.workers or os.cpu_count(),
-            include_dashboard=False,
-            object_store_memory=256 * 1024 * 1024,
-            logging_level=logging.WARNING,
-            log_to_driver=settings.verbose,
-        )
+    """The runner of a build's Ray tasks; Ray itself is started only when a job must run (joining
+    RAY_ADDRESS/--ray-address, or an embedded local cluster, stopped when the session ends)."""
+    started: list[bool] = []  # whether this session started Ray (and so stops it)
+
+    def start() -> None:
+        if not ray.is_initialized():
+            _start_ray(settings)
+            started.append(True)
+
+    runner = RayRunner(settings.workers, settings.progress, settings.log_interval, start)
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupted) if on_main_thread else None
     try:
@@ -48,7 +36,29 @@ def ray_session(settings: BuildSettings) -> Iterator[RayRunner]:
     finally:
         if on_main_thread:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-        ray.shutdown()
+        if started:
+            ray.shutdown()
+
+
+def _start_ray(settings: BuildSettings) -> None:
+    """Join RAY_ADDRESS/--ray-address, or start an embedded local cluster."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    address = settings.ray_address or os.environ.get("RAY_ADDRESS")
+    if address:
+        try:
+            _ray_init(address=address, logging_level=logging.WARNING)
+        except (ValueError, ConnectionError) as error:
+            raise BuildError(f"cannot join the Ray cluster at {address!r}: {error}") from None
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    _ray_init(
+        address="local",
+        num_cpus=settings.workers or os.cpu_count(),
+        include_dashboard=False,
+        object_store_memory=256 * 1024 * 1024,
+        logging_level=logging.WARNING,
+        log_to_driver=settings.verbose,
+    )
 
 
 def _ray_init(**options: Any) -> None:

@@ -172,18 +172,39 @@ class ShardJob(Job):
     def records(self, result: ShardMarker) -> int:
         return result.samples
 
-    def _reuse(self) -> ShardMarker | None:
-        """The complete shard's marker, brought up to date; None when the shard must be written."""
+    def done(self) -> ShardMarker | None:
+        """The marker of a shard complete as it records (the file's size and mtime, its index and
+        token sidecar), read without hashing the shard or writing anything; None otherwise, and
+        always with a `store` (whose objects `run` checks)."""
+        recorded = None if self.store else self._recorded()
+        if recorded is None:
+            return None
+        fields, done, stamp = recorded
+        intact = (
+            done.stat == stamp
+            and _index_intact(self.path, done.index_sha256)
+            and self._tokens_intact(done.tokens)
+        )
+        return done if intact and done.to_json() == fields else None
+
+    def _recorded(self) -> tuple[dict[str, Any], ShardMarker, FileStamp] | None:
+        """The complete marker of these copies, as read and parsed, and the shard file's stamp now;
+        None without a shard file or such a marker."""
         if not (self.marker.exists() and self.path.exists()):
             return None
         fields = json.loads(self.marker.read_bytes())
         done = ShardMarker.from_json(fields)
-        stamp = FileStamp.read(self.path)
-        if (
-            done is None
-            or done.copies_sha256 != self.copies_sha256
-            or (done.stat != stamp and sha256_file(self.path) != done.sha256)
-        ):
+        if done is None or done.copies_sha256 != self.copies_sha256:
+            return None
+        return fields, done, FileStamp.read(self.path)
+
+    def _reuse(self) -> ShardMarker | None:
+        """The complete shard's marker, brought up to date; None when the shard must be written."""
+        recorded = self._recorded()
+        if recorded is None:
+            return None
+        fields, done, stamp = recorded
+        if done.stat != stamp and sha256_file(self.path) != done.sha256:
             return None
         kept = replace(
             done,
@@ -215,19 +236,26 @@ class ShardJob(Job):
     def _kept_tokens(self, recorded: TokenCounts | None) -> TokenCounts | None:
         """A kept shard's token counts: the recorded ones while made with these settings and their
         sidecar is intact, else counted again; without a tokenizer none (and no sidecar)."""
+        if self._tokens_intact(recorded):
+            return recorded
         if self.tokens is None:
             token_sidecar_path(self.path).unlink(missing_ok=True)
             return None if recorded is None else TokenCounts(None, None)
+        return _with_sidecar(self.path, self.tokens, shard_tokens(self.path, TokenCounter(self.tokens)))
+
+    def _tokens_intact(self, recorded: TokenCounts | None) -> bool:
+        """Whether the recorded token counts stand: made with these settings, their sidecar as
+        recorded (without a tokenizer: none recorded, and no sidecar)."""
         sidecar = token_sidecar_path(self.path)
-        if (
+        if self.tokens is None:
+            return recorded in (None, TokenCounts(None, None)) and not sidecar.exists()
+        return (
             recorded is not None
             and recorded.key == self.tokens.key
             and recorded.sidecar_sha256 is not None
             and sidecar.exists()
             and sha256_file(sidecar) == recorded.sidecar_sha256
-        ):
-            return recorded
-        return _with_sidecar(self.path, self.tokens, shard_tokens(self.path, TokenCounter(self.tokens)))
+        )
 
     def _publish(self, done: ShardMarker, store: ObjectPath) -> ShardMarker:
         """Upload the index, then the shard (the store's manifest goes first: objects change from
@@ -268,10 +296,15 @@ def _with_sidecar(shard: Path, tokens: TokenSettings | None, count: TokenCount |
 
 def _index_sha256(shard: Path, recorded: str | None) -> str:
     """The kept shard's sidecar index, rewritten from its tar headers when missing or altered."""
-    index = shard_index_path(shard)
-    if recorded and index.exists() and sha256_file(index) == recorded:
+    if recorded and _index_intact(shard, recorded):
         return recorded
     return sha256_file(write_shard_index(shard, tar_locations(shard)))
+
+
+def _index_intact(shard: Path, recorded: str | None) -> bool:
+    """Whether the shard's sidecar index is there with the recorded sha256."""
+    index = shard_index_path(shard)
+    return recorded is not None and index.exists() and sha256_file(index) == recorded
 
 
 def token_settings(recipe: Recipe) -> TokenSettings | None:

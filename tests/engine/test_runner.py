@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from dataprep.engine.build import build
+from dataprep.engine.downloads import FetchJob
 from dataprep.engine.entry import HashJob
 from dataprep.engine.runner import BuildError, InProcessRunner, RayRunner
 from dataprep.engine.settings import BuildSettings
+from dataprep.fetch import Access, fetch
 from dataprep.files import sha256_file
 from dataprep.recipe.load import load_recipe
+from dataprep.recipe.model import Download
 
+from helpers.loopback_http import Site, serve
 from helpers.upstream import recipe_yaml
 
 
@@ -72,3 +77,23 @@ def test_progress_counts_records_read_and_samples_written(ray_cluster, upstream,
     }
     assert f" {manifest.totals.read} records" in lines["[normalize]"]
     assert f" {manifest.totals.samples} records" in lines["[write]"]
+
+
+def _fetch_jobs(root: Path, site: Site, names: list[str]) -> list[tuple[str, FetchJob]]:
+    return [(name, FetchJob(str(root), Download(url=f"{site.url}/{name}"), Access.here())) for name in names]
+
+
+def test_jobs_already_done_are_not_shipped_and_ray_starts_only_for_one_that_must_run(ray_cluster, tmp_path):
+    starts = []
+    files = {f"/{name}": name.encode() * 100 for name in ("a.json", "b.json", "c.json")}
+    with serve(Site(files=files)) as site:
+        fetch(tmp_path, Download(url=f"{site.url}/a.json"))
+        fetch(tmp_path, Download(url=f"{site.url}/c.json"))
+        runner = RayRunner(workers=2, progress=False, start=lambda: starts.append("ray"))
+        done = runner.run("fetch", _fetch_jobs(tmp_path, site, ["a.json", "c.json"]), 2)
+        assert starts == [] and [fetched.path for fetched in done] == ["a.json", "c.json"]
+        every = runner.run("fetch", _fetch_jobs(tmp_path, site, ["a.json", "b.json", "c.json"]), 3)
+        again = runner.run("fetch", _fetch_jobs(tmp_path, site, ["b.json"]), 1)
+    assert starts == ["ray"]  # once, for b.json, run by a Ray task
+    assert [fetched.path for fetched in every] == ["a.json", "b.json", "c.json"] and again == every[1:2]
+    assert [path for path, _ in site.requests] == ["/a.json", "/c.json", "/b.json"]

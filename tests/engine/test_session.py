@@ -1,11 +1,14 @@
-"""The Ray session: SIGTERM stops a build as Ctrl-C does."""
+"""The Ray session: SIGTERM stops a build as Ctrl-C does; Ray starts only when a job must run."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from helpers.upstream import recipe_yaml
 
 
 def _interrupted_session(tmp_path: Path, before: str, inside: str) -> subprocess.CompletedProcess[bytes]:
@@ -18,7 +21,7 @@ def _interrupted_session(tmp_path: Path, before: str, inside: str) -> subprocess
         "from dataprep.engine.settings import BuildSettings\n"
         f"{before}"
         "try:\n"
-        f"    with ray_session(BuildSettings(out=Path({str(tmp_path)!r}), workers=1)):\n"
+        f"    with ray_session(BuildSettings(out=Path({str(tmp_path)!r}), workers=1)) as runner:\n"
         f"{inside}"
         "        time.sleep(30)\n"
         "except KeyboardInterrupt:\n"
@@ -42,5 +45,41 @@ def test_sigterm_while_ray_starts_stops_a_build_as_ctrl_c_does(tmp_path):
         "    os.kill(os.getpid(), signal.SIGTERM)\n"
         "threading.Thread(target=term_once_ray_handles_it, daemon=True).start()\n"
     )
-    done = _interrupted_session(tmp_path, before, "")
+    done = _interrupted_session(tmp_path, before, "        runner.start()\n")
     assert done.returncode == 3, done.stderr.decode()[-2000:]
+
+
+def test_a_finished_builds_rerun_starts_no_ray_and_writes_the_same_manifest(upstream, tmp_path):
+    """In a fresh process: the first build starts (and stops) an embedded Ray for its jobs; the
+    re-run finds every part, shard and marker complete and never calls `ray.init`."""
+    data_root, _ = upstream
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text(recipe_yaml("mix", data_root, tmp_path / "out"))
+    script = (
+        "import json, ray\n"
+        "from pathlib import Path\n"
+        "from dataprep.engine.build import build\n"
+        "from dataprep.engine.settings import BuildSettings\n"
+        "from dataprep.recipe.load import load_recipe\n"
+        "inits = []\n"
+        "real_init = ray.init\n"
+        "def counted_init(*args, **kwargs):\n"
+        "    inits.append(ray.is_initialized())\n"
+        "    return real_init(*args, **kwargs)\n"
+        "ray.init = counted_init\n"
+        f"recipe, out = load_recipe(Path({str(recipe)!r})), Path({str(tmp_path / 'out')!r})\n"
+        "runs = []\n"
+        "for _ in range(2):\n"
+        "    manifest = build(recipe, BuildSettings(out=out, workers=2, progress=False))\n"
+        "    written = json.loads((out / 'manifest.json').read_bytes())\n"
+        "    runs.append({'inits': len(inits), 'running_after': ray.is_initialized(),\n"
+        "                 'stages': manifest.build.stages, 'manifest': {**written, 'build': None}})\n"
+        "print(json.dumps(runs))\n"
+    )
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    first, rerun = json.loads(done.stdout.decode().splitlines()[-1])
+    assert first["inits"] == 1 and first["stages"]["ray_start"] > 0 and not first["running_after"]
+    assert rerun["inits"] == 1 and rerun["stages"]["ray_start"] == 0 and rerun["stages"]["ray_stop"] < 0.5
+    assert rerun["manifest"] == first["manifest"] and first["manifest"]["totals"]["samples"] > 0

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
-from dataprep.contract.shards import MemberLocation, tar_locations
+from dataprep.contract.shards import MemberLocation, shard_index_path, tar_locations
+from dataprep.contract.store import ObjectPath
+from dataprep.contract.token_counts import token_sidecar_path
 from dataprep.engine import shard_cache
 from dataprep.engine.runner import InProcessRunner
 from dataprep.engine.shard_cache import ShardJob, ShardMarker, copies_sha256, remove_stale_shards
@@ -225,6 +227,33 @@ def test_a_rerun_in_process_reuses_every_shard_and_keeps_its_marker_bytes(upstre
     assert second.content_sha256 == first.content_sha256
     assert [(path.stat().st_ino, path.stat().st_mtime_ns) for path in shards] == before
     assert [marker.read_bytes() for marker in markers] == written
+
+
+def _shard_jobs_of(out: Path, manifest) -> list[ShardJob]:
+    """The shard jobs a re-run of this build makes, from its markers (the copies' hash recorded)."""
+    jobs = []
+    for shard in manifest.shards:
+        marker = out / ".work" / "shards" / f"{Path(shard.path).name}.json"
+        plan = json.loads(marker.read_bytes())["plan"]
+        jobs.append(ShardJob(out / shard.path, marker, plan, out / ".work", [], None))
+    return jobs
+
+
+def test_a_complete_shard_is_known_done_without_hashing_and_anything_changed_is_left_to_the_job(
+    upstream, tmp_path
+):
+    data_root, _ = upstream
+    out, manifest = build_recipe(tmp_path, data_root, runner=InProcessRunner())
+    first, second, third, *_ = _shard_jobs_of(out, manifest)
+    assert first.done() == first.run() and first.done().sha256 == manifest.shards[0].sha256
+    assert dataclasses.replace(first, copies_sha256="0" * 64).done() is None  # another plan
+    assert dataclasses.replace(first, store=ObjectPath("s3://bucket/out")).done() is None
+    os.utime(first.path, ns=(0, 0))  # its stamp changed: the job re-hashes it
+    shard_index_path(second.path).write_text("[]")  # its index altered: the job rewrites it
+    token_sidecar_path(third.path).write_text("{}")  # a sidecar without a tokenizer: the job drops it
+    assert [job.done() for job in (first, second, third)] == [None, None, None]
+    assert [job.run().sha256 for job in (first, second, third)] == [s.sha256 for s in manifest.shards[:3]]
+    assert all(job.done() is not None for job in (first, second, third))
 
 
 def test_a_marker_from_before_token_counts_is_reused_without_them(upstream, tmp_path):
