@@ -16,6 +16,10 @@ from pydantic import BaseModel, ConfigDict
 from dataprep.paths import resolve_inside
 from dataprep.sample import Record
 
+MAX_PARSING_UNITS = 64
+"""The most units a file gets when each unit must parse all of it (a JSON array, a pickle): enough
+for a 64-core cluster, while the parsing, repeated per unit, stays a fraction of the image checks."""
+
 
 class SourceOptions(BaseModel):
     """Adapter-specific recipe options; unknown keys are errors, and numbers and switches are not
