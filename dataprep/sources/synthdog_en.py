@@ -61,7 +61,7 @@ class SynthdogEnOptions(SourceOptions):
     split: str = "train"
     batch_rows: int = Field(256, gt=0)
     """Rows decoded at a time."""
-    unit_rows: int = Field(500, gt=0)
+    unit_rows: int = Field(400, gt=0)
     """The most rows of a work unit (a row group is cut into units of this size)."""
     prompt: OcrPrompt = OcrPrompt()
 
