@@ -16,7 +16,6 @@ unit, so the count decides their order.
 from __future__ import annotations
 
 import hashlib
-import math
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from pydantic import Field
 from dataprep.contract.sample import IMAGE_OPENING, IMAGE_PLACEHOLDER, Turn
 from dataprep.sample import ImageInput, Record, Reject, Sample
 from dataprep.sources._json_stream import ijson_backend, plain
-from dataprep.sources.base import MAX_PARSING_UNITS, Source, SourceOptions
+from dataprep.sources.base import Source, SourceOptions, parsing_unit_count
 
 UNIT_PREFIX = "part-"
 
@@ -90,11 +89,6 @@ def partition_index(unit: str, count: int) -> int:
     if unit not in partition_units(count):
         raise ValueError(f"unknown unit {unit!r}: expected one of {UNIT_PREFIX}NNNNN-of-{count:05d}")
     return int(unit[len(UNIT_PREFIX) :].split("-", 1)[0])
-
-
-def partition_count(questions: int, unit_questions: int) -> int:
-    """How many partitions hold about `unit_questions` of `questions` each (1 to `MAX_PARSING_UNITS`)."""
-    return max(1, min(MAX_PARSING_UNITS, math.ceil(questions / unit_questions)))
 
 
 Wanted = Callable[[str | None], bool]
@@ -258,7 +252,7 @@ class GroupedVQASource(Source):
         """The number of hash partitions: the `partitions` option, or sized by work."""
         if self.options.partitions is not None:
             return self.options.partitions
-        return partition_count(self.estimated_questions(), self.options.unit_questions)
+        return parsing_unit_count(self.estimated_questions(), self.options.unit_questions)
 
     def units(self) -> list[str]:
         return partition_units(self.partitions())

@@ -9,7 +9,6 @@ unpickler that resolves only the handful of globals plain containers and numpy a
 
 from __future__ import annotations
 
-import math
 import pickle
 from collections.abc import Callable, Iterator
 from functools import cache
@@ -22,7 +21,7 @@ from pydantic import Field
 
 from dataprep.sample import ImageBytes, Reject, Sample
 from dataprep.sources._multiple_choice import MultipleChoicePrompt, multiple_choice_turns, png_bytes
-from dataprep.sources.base import MAX_PARSING_UNITS, Source, SourceOptions
+from dataprep.sources.base import Source, SourceOptions, parsing_unit_count
 
 REQUIRED_KEYS = ("id", "image", "subject", "choices", "label")
 
@@ -31,7 +30,7 @@ class GeoQaPlusOptions(SourceOptions):
     files: list[str] = Field(default_factory=lambda: ["Mix-train.pk"], min_length=1)
     """Pickles to read, relative to the root."""
     unit_records: int = Field(500, gt=0)
-    """About how many problems a work unit holds (a pickle is cut into at most `MAX_PARSING_UNITS`
+    """About how many problems a work unit holds (a pickle is cut into at most 64
     runs of consecutive problems; each unit loads the whole pickle)."""
     prompt: MultipleChoicePrompt = MultipleChoicePrompt()
 
@@ -160,7 +159,7 @@ class GeoQaPlus(Source):
         names = []
         for name in self.options.files:
             count = len(self._problems(name))
-            parts = max(1, min(MAX_PARSING_UNITS, math.ceil(count / self.options.unit_records)))
+            parts = parsing_unit_count(count, self.options.unit_records)
             names += [f"{name}#{part}/{parts}" for part in range(parts)]
         return names
 
