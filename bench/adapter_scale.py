@@ -5,7 +5,8 @@ them, except that ShareGPT4V's records point at a pool of empty image files, as 
 DVQA `train_qa.json` (2.32 M questions on 200,000 charts, one JSON list, ~476 MB), a ShareGPT4V
 mix665k-like array (665,058 records, ~1.17 GB; `--scale` shrinks it), LLaVA-ZH (157,712 records),
 ChartQA train human + augmented (28,299 QAs on 18,317 charts), DocVQA train (39,463 questions on
-10,194 pages) and one SynthDoG-EN shard (5,952 rows of ~80 KB, ~480 MB, one row group).
+10,194 pages), one SynthDoG-EN shard (5,952 rows of ~80 KB, ~480 MB, one row group) and a GeoQA+
+pickle (72,318 problems with their figures as arrays).
 
 For each source and each tree of `--trees` (folders holding a `dataprep` package), in interleaved
 repetitions, a fresh process lists the units with the recipe defaults and reads one (`--unit`) with
@@ -247,6 +248,29 @@ def synthdog_en(root: Path, scale: float, row_group: int | None = None) -> dict[
     return {"shards": [0]}
 
 
+def geoqa_plus(root: Path, scale: float) -> dict[str, Any]:
+    """`Mix-train.pk`: 72,318 problems (InternVL's count, in one pickle) with grayscale figures of
+    120-250 × 150-300 pixels (the real figures' sizes are not known here)."""
+    import pickle
+
+    import numpy as np
+
+    rng = random.Random(0)
+    problems = [
+        {
+            "id": index,
+            "image": np.full((rng.randint(120, 250), rng.randint(150, 300)), index % 256, dtype=np.uint8),
+            "subject": words(rng, 10, 40),
+            "choices": [words(rng, 1, 2) for _ in range(4)],
+            "label": rng.randrange(4),
+        }
+        for index in range(round(72_318 * scale))
+    ]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "Mix-train.pk").write_bytes(pickle.dumps(problems, protocol=4))
+    return {}
+
+
 GENERATORS = {
     "dvqa": dvqa,
     "sharegpt4v": sharegpt4v,
@@ -254,6 +278,7 @@ GENERATORS = {
     "chartqa": chartqa,
     "docvqa": docvqa,
     "synthdog_en": synthdog_en,
+    "geoqa_plus": geoqa_plus,
 }
 
 

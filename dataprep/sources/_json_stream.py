@@ -10,6 +10,7 @@ as `Decimal` (a double would overflow the C backend on `1e400`); `plain` turns t
 
 from __future__ import annotations
 
+import os
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -36,6 +37,8 @@ LONE_SURROGATE_ESCAPES = [_lone_surrogate_escape(b"d"), _lone_surrogate_escape(b
 SCAN_CONTEXT = 16
 """Bytes on either side of a match that decide it (the pattern and its look-arounds are shorter)."""
 SCAN_BLOCK = 1 << 24
+ESTIMATE_BYTES = 2**20
+"""The head of a file its record count is estimated from."""
 
 
 def has_lone_surrogate_escape(path: Path, block: int = SCAN_BLOCK) -> bool:
@@ -55,6 +58,15 @@ def _first_match(window: bytes, start: int) -> int:
     """Where the first lone surrogate escape at or after `start` begins; `len(window)` if none."""
     matches = (pattern.search(window, start) for pattern in LONE_SURROGATE_ESCAPES)
     return min((match.start() for match in matches if match is not None), default=len(window))
+
+
+def estimated_count(path: Path, marker: bytes) -> int:
+    """About how many records a file holds: the occurrences of `marker` (a newline, a key such as
+    `b'"question_id"'`) in its first `ESTIMATE_BYTES`, scaled to its size."""
+    with open(path, "rb") as handle:
+        head = handle.read(ESTIMATE_BYTES)
+        size = os.fstat(handle.fileno()).st_size
+    return round(head.count(marker) * size / len(head)) if head else 0
 
 
 def ijson_backend(path: Path) -> Any:

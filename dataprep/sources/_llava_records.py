@@ -14,7 +14,7 @@ so listing units reads little, and the units depend on the file alone, never on 
   once, at memory speed, to give true line numbers);
 - `.json` arrays (which cannot be cut by byte offset): strides `<file>#<k>/<n>`; unit k streams
   the whole array with ijson and keeps the elements whose index is k modulo n. Every unit parses
-  the whole file, so records alone cut an array into at most `MAX_ARRAY_UNITS` strides (enough
+  the whole file, so records alone cut an array into at most `MAX_PARSING_UNITS` strides (enough
   for a 64-core cluster; parsing then stays a fraction of the image checks).
 """
 
@@ -39,14 +39,11 @@ from dataprep.contract.sample import (
     turn_order_problem,
 )
 from dataprep.sample import ImageFile, Record, Reject, Sample
-from dataprep.sources._json_stream import ijson_backend, plain
-from dataprep.sources.base import Source, SourceOptions
+from dataprep.sources._json_stream import estimated_count, ijson_backend, plain
+from dataprep.sources.base import MAX_PARSING_UNITS, Source, SourceOptions
 
 DEFAULT_UNIT_BYTES = 64 * 2**20
 DEFAULT_UNIT_RECORDS = 500
-MAX_ARRAY_UNITS = 64
-ESTIMATE_BYTES = 2**20
-"""The head of an annotation file its record count is estimated from."""
 MAX_LINE_BYTES = 64 * 2**20
 """A `.jsonl` line longer is a `bad_record` reject, skipped unread (a record is a few KB)."""
 
@@ -208,13 +205,8 @@ def count_newlines(path: Path, limit: int, chunk: int = 1 << 20) -> int:
 
 
 def estimated_records(path: Path, kind: Literal["jsonl", "json"]) -> int:
-    """About how many records an annotation file holds, from the records in its first
-    `ESTIMATE_BYTES` (lines, or `"conversations"` keys) scaled to its size."""
-    with open(path, "rb") as handle:
-        head = handle.read(ESTIMATE_BYTES)
-        size = os.fstat(handle.fileno()).st_size
-    found = head.count(b"\n" if kind == "jsonl" else b'"conversations"')
-    return round(found * size / len(head)) if head else 0
+    """About how many records an annotation file holds (lines, or `"conversations"` keys)."""
+    return estimated_count(path, b"\n" if kind == "jsonl" else b'"conversations"')
 
 
 def jsonl_lines(
@@ -301,7 +293,7 @@ class ConversationFileSource(Source):
                 count = max(1, math.ceil(size / step))
                 names += [f"{name}@{k * step}-{min((k + 1) * step, size)}" for k in range(count)]
             else:
-                count = max(by_bytes, min(by_records, MAX_ARRAY_UNITS))
+                count = max(by_bytes, min(by_records, MAX_PARSING_UNITS))
                 names += [f"{name}#{k}/{count}" for k in range(count)]
         return names
 

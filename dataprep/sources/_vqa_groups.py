@@ -6,6 +6,11 @@ are hash partitions of the image key (unit k of n keeps only the images whose st
 modulo n), so every unit streams the question files once and holds only its own images' questions
 in memory, while each image's questions still all land in the same unit. A unit checks and builds
 only its own questions: the others are dropped as soon as their key is read.
+
+The partition count is sized by work unless `partitions` fixes it: about `unit_questions` questions
+a unit, the questions estimated from the files' first MiB, at most `MAX_PARSING_UNITS` (every unit
+parses the whole files). It depends on the files alone, never on the workers; samples come unit by
+unit, so the count decides their order.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from pydantic import Field
 from dataprep.contract.sample import IMAGE_OPENING, IMAGE_PLACEHOLDER, Turn
 from dataprep.sample import ImageInput, Record, Reject, Sample
 from dataprep.sources._json_stream import ijson_backend, plain
-from dataprep.sources.base import Source, SourceOptions
+from dataprep.sources.base import Source, SourceOptions, parsing_unit_count
 
 UNIT_PREFIX = "part-"
 
@@ -42,7 +47,10 @@ class ShortAnswerPrompt(SourceOptions):
 class GroupedVQAOptions(SourceOptions):
     """Options every grouped short-answer VQA source shares."""
 
-    partitions: int = Field(default=8, ge=1, le=100_000)
+    partitions: int | None = Field(default=None, ge=1, le=100_000)
+    """A fixed number of work units; None: sized by `unit_questions`."""
+    unit_questions: int = Field(default=250, ge=1)
+    """About how many questions a work unit holds when `partitions` is None."""
     prompt: ShortAnswerPrompt = ShortAnswerPrompt()
 
 
@@ -77,7 +85,7 @@ def partition_units(count: int) -> list[str]:
 
 
 def partition_index(unit: str, count: int) -> int:
-    """The partition a unit name stands for, checked against the configured count."""
+    """The partition a unit name stands for, checked against the source's count."""
     if unit not in partition_units(count):
         raise ValueError(f"unknown unit {unit!r}: expected one of {UNIT_PREFIX}NNNNN-of-{count:05d}")
     return int(unit[len(UNIT_PREFIX) :].split("-", 1)[0])
@@ -225,6 +233,10 @@ class GroupedVQASource(Source):
         by their image (records of other keys are skipped unchecked)."""
 
     @abstractmethod
+    def estimated_questions(self) -> int:
+        """About how many question records the selected files hold (read from their heads)."""
+
+    @abstractmethod
     def image(self, key: str) -> ImageInput:
         """The image a key names."""
 
@@ -236,11 +248,17 @@ class GroupedVQASource(Source):
         """Provenance of one sample (split, file, ...), given its ordered questions."""
         return {}
 
+    def partitions(self) -> int:
+        """The number of hash partitions: the `partitions` option, or sized by work."""
+        if self.options.partitions is not None:
+            return self.options.partitions
+        return parsing_unit_count(self.estimated_questions(), self.options.unit_questions)
+
     def units(self) -> list[str]:
-        return partition_units(self.options.partitions)
+        return partition_units(self.partitions())
 
     def read(self, unit: str) -> Iterator[Record]:
-        count = self.options.partitions
+        count = self.partitions()
         index = partition_index(unit, count)
         groups: dict[str, list[Question]] = {}
         for keyed in self.questions(partition_filter(index, count)):

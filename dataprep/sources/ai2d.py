@@ -45,8 +45,9 @@ class Ai2dOptions(SourceOptions):
     only_test: bool = False
     """Read the test split, as an eval set: keep the questions on images in the test ids and reject
     (reason `train_split`) the others; `exclude_test` is then not applied."""
-    files_per_unit: int = Field(500, gt=0)
-    """Question files per work unit."""
+    files_per_unit: int = Field(50, gt=0)
+    """Question files per work unit (about 3 questions each; units are runs of files in numeric
+    order, so the sample order does not depend on it)."""
     prompt: MultipleChoicePrompt = MultipleChoicePrompt()
 
 

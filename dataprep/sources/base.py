@@ -6,6 +6,7 @@ independent work units, and turns each unit's raw records into `Sample`s or `Rej
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,16 @@ from pydantic import BaseModel, ConfigDict
 
 from dataprep.paths import resolve_inside
 from dataprep.sample import Record
+
+MAX_PARSING_UNITS = 64
+"""The most units a file gets when each unit must parse all of it (a JSON array, a pickle): enough
+for a 64-core cluster, while the parsing, repeated per unit, stays a fraction of the image checks."""
+
+
+def parsing_unit_count(records: int, unit_records: int) -> int:
+    """How many units of about `unit_records` each a file of `records` makes when every unit parses
+    the whole file (1 to `MAX_PARSING_UNITS`)."""
+    return max(1, min(MAX_PARSING_UNITS, math.ceil(records / unit_records)))
 
 
 class SourceOptions(BaseModel):

@@ -9,10 +9,10 @@ from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field
 
 from dataprep.sample import ImageBytes, ImageFile, ImageInput, Reject
-from dataprep.sources._parquet import image_cell_bytes, parquet_batches
+from dataprep.sources._json_stream import estimated_count
+from dataprep.sources._parquet import image_cell_bytes, open_parquet, parquet_batches
 from dataprep.sources._vqa_groups import (
     GroupedVQAOptions,
     GroupedVQASource,
@@ -35,7 +35,6 @@ class ChartQAOptions(GroupedVQAOptions):
 
     split: Literal["train", "val", "test"] = "train"
     format: Literal["json", "parquet"] = "json"
-    partitions: int = Field(default=4, ge=1, le=100_000)
 
 
 class ChartQA(GroupedVQASource):
@@ -46,7 +45,7 @@ class ChartQA(GroupedVQASource):
     name = "chartqa"
     licence = "GPL-3.0"
     citation = "Masry, Long, Tan, Joty, Hoque. ChartQA: A Benchmark for Question Answering about Charts with Visual and Logical Reasoning. Findings of ACL 2022."
-    version = "2"
+    version = "3"
     Options = ChartQAOptions
     options: ChartQAOptions
 
@@ -74,6 +73,12 @@ class ChartQA(GroupedVQASource):
         if self.options.format == "parquet" and not self.annotation_relpaths:
             return [f"{self.root}/data/{self.options.split}-*.parquet"]
         return super().missing()
+
+    def estimated_questions(self) -> int:
+        paths = [self.file(relpath) for relpath in self.annotation_relpaths]
+        if self.options.format == "json":
+            return sum(estimated_count(path, b'"imgname"') for path in paths)
+        return sum(open_parquet(path).metadata.num_rows for path in paths)
 
     def records(self) -> Iterator[tuple[int, str, int, object, object]]:
         """(file index, file, position in it, question kind, record) of every question record."""

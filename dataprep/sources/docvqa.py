@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dataprep.sample import ImageFile, Reject
+from dataprep.sources._json_stream import estimated_count
 from dataprep.sources._vqa_groups import (
     GroupedVQAOptions,
     GroupedVQASource,
@@ -38,7 +39,7 @@ class DocVQA(GroupedVQASource):
     name = "docvqa"
     licence = "registration; terms of the UCSF Industry Documents Library"
     citation = "Mathew, Karatzas, Jawahar. DocVQA: A Dataset for VQA on Document Images. WACV 2021."
-    version = "2"
+    version = "3"
     Options = DocVQAOptions
     options: DocVQAOptions
 
@@ -52,6 +53,9 @@ class DocVQA(GroupedVQASource):
 
     def inputs(self) -> list[Path]:
         return [self.file(self.annotation_relpath)]
+
+    def estimated_questions(self) -> int:
+        return estimated_count(self.file(self.annotation_relpath), b'"questionId"')
 
     def questions(self, wanted: Wanted) -> Iterator[Keyed]:
         items = stream_json(self.file(self.annotation_relpath), "data.item")

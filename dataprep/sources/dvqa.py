@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
-
 from dataprep.sample import ImageFile, Reject
+from dataprep.sources._json_stream import estimated_count
 from dataprep.sources._vqa_groups import (
     GroupedVQAOptions,
     GroupedVQASource,
@@ -23,13 +22,11 @@ from dataprep.sources._vqa_groups import (
 
 class DVQAOptions(GroupedVQAOptions):
     """`split` picks `{split}_qa.json` unless `qa_file` (relative to the root) names another file;
-    images are looked up under `images/`. The train file holds ~2.3 M questions, so by default it
-    is read as 32 hash partitions of the image names."""
+    images are looked up under `images/`."""
 
     split: Literal["train", "val_easy", "val_hard"] = "train"
     qa_file: str | None = None
     images: str = "images"
-    partitions: int = Field(default=32, ge=1, le=100_000)
 
 
 class DVQA(GroupedVQASource):
@@ -38,7 +35,7 @@ class DVQA(GroupedVQASource):
     name = "dvqa"
     licence = "CC BY-NC 4.0"
     citation = "Kafle, Price, Cohen, Kanan. DVQA: Understanding Data Visualizations via Question Answering. CVPR 2018."
-    version = "2"
+    version = "3"
     Options = DVQAOptions
     options: DVQAOptions
 
@@ -48,6 +45,9 @@ class DVQA(GroupedVQASource):
 
     def inputs(self) -> list[Path]:
         return [self.file(self.qa_relpath)]
+
+    def estimated_questions(self) -> int:
+        return estimated_count(self.file(self.qa_relpath), b'"question_id"')
 
     def questions(self, wanted: Wanted) -> Iterator[Keyed]:
         records = stream_json(self.file(self.qa_relpath), "item")

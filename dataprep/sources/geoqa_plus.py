@@ -21,14 +21,17 @@ from pydantic import Field
 
 from dataprep.sample import ImageBytes, Reject, Sample
 from dataprep.sources._multiple_choice import MultipleChoicePrompt, multiple_choice_turns, png_bytes
-from dataprep.sources.base import Source, SourceOptions
+from dataprep.sources.base import Source, SourceOptions, parsing_unit_count
 
 REQUIRED_KEYS = ("id", "image", "subject", "choices", "label")
 
 
 class GeoQaPlusOptions(SourceOptions):
     files: list[str] = Field(default_factory=lambda: ["Mix-train.pk"], min_length=1)
-    """Pickles to read, relative to the root; one work unit each."""
+    """Pickles to read, relative to the root."""
+    unit_records: int = Field(500, gt=0)
+    """About how many problems a work unit holds (a pickle is cut into at most 64
+    runs of consecutive problems; each unit loads the whole pickle)."""
     prompt: MultipleChoicePrompt = MultipleChoicePrompt()
 
 
@@ -143,23 +146,41 @@ class GeoQaPlus(Source):
     def inputs(self) -> list[Path]:
         return [self.file(name) for name in self.options.files]
 
+    def _problems(self, name: str) -> list[Any]:
+        """The list of problems a pickle holds (a ValueError naming it when it holds no list)."""
+        records = load_pickle(self.file(name))
+        if not isinstance(records, list):
+            raise ValueError(f"geoqa_plus: {name} holds a {type(records).__name__}, not a list of problems")
+        return records
+
     def units(self) -> list[str]:
-        return list(self.options.files)
+        """`<file>#<k>/<n>`: the k-th of n runs of consecutive problems; n is sized by the file's
+        problem count (the pickle is loaded once here to count them)."""
+        names = []
+        for name in self.options.files:
+            count = len(self._problems(name))
+            parts = parsing_unit_count(count, self.options.unit_records)
+            names += [f"{name}#{part}/{parts}" for part in range(parts)]
+        return names
 
     def read(self, unit: str) -> Iterator[Sample | Reject]:
-        if unit not in self.options.files:
+        name, _, run = unit.rpartition("#")
+        part, _, parts = run.partition("/")
+        if name not in self.options.files or not (
+            part.isdigit() and parts.isdigit() and int(part) < int(parts)
+        ):
             raise ValueError(f"geoqa_plus: unknown unit {unit!r}")
-        records = load_pickle(self.file(unit))
-        if not isinstance(records, list):
-            raise ValueError(f"geoqa_plus: {unit} holds a {type(records).__name__}, not a list of problems")
-        stem = PurePosixPath(unit).stem
+        records = self._problems(name)
+        start, end = (len(records) * k // int(parts) for k in (int(part), int(part) + 1))
+        stem = PurePosixPath(name).stem
         split = "test" if "test" in stem.lower() else "train"
-        for index, record in enumerate(records):
+        for index in range(start, end):
+            record = records[index]
             has_id = isinstance(record, dict) and "id" in record
             sample_id = f"{stem}:{record['id'] if has_id else f'#{index}'}"
             problem = _record_problem(record)
             if problem:
-                yield Reject(sample_id, "bad_record", f"{unit}[{index}]: {problem}")
+                yield Reject(sample_id, "bad_record", f"{name}[{index}]: {problem}")
                 continue
             label, choices = int(record["label"]), list(record["choices"])
             if not 0 <= label < len(choices):
@@ -167,7 +188,7 @@ class GeoQaPlus(Source):
                 continue
             image_problem = _image_problem(record["image"])
             if image_problem:
-                yield Reject(sample_id, "bad_image", f"{unit}[{index}]: {image_problem}")
+                yield Reject(sample_id, "bad_image", f"{name}[{index}]: {image_problem}")
                 continue
             record_id = record["id"].item() if isinstance(record["id"], np.integer) else record["id"]
             array = record["image"]
@@ -176,5 +197,5 @@ class GeoQaPlus(Source):
                 id=sample_id,
                 conversations=multiple_choice_turns(record["subject"], choices, label, self.options.prompt),
                 images=[ImageBytes(png_bytes(figure), name=f"{record_id}.png")],
-                meta={"id": record_id, "label": label, "file": unit, "split": split},
+                meta={"id": record_id, "label": label, "file": name, "split": split},
             )

@@ -5,13 +5,16 @@ Parquet shards `data/train-000NN-of-00084-<hash>.parquet` and
 plain binary is read too) and `ground_truth` = JSON `{"gt_parse": {"text_sequence": ...}}`.
 One sample per row: an OCR request chosen deterministically from a fixed list, answered with the
 page's text sequence.
-Work units are (shard, row group) pairs, read in batches of `batch_rows`.
+Work units are runs of at most `unit_rows` rows inside one row group of a shard, read in batches
+of `batch_rows`; they follow the rows in order, so the sample order is the shards' row order
+whatever the unit size.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
@@ -24,6 +27,7 @@ from dataprep.sources._parquet import image_cell_bytes, open_parquet, parquet_ba
 from dataprep.sources.base import Source, SourceOptions
 
 COLUMNS = ["image", "ground_truth"]
+UNIT_PATTERN = re.compile(r"(?P<file>.+)#(?P<group>\d+)\[(?P<start>\d+):(?P<end>\d+)\]")
 DEFAULT_REQUESTS = (
     "Please recognize the text in the image.",
     "Please extract the text from the image.",
@@ -57,6 +61,8 @@ class SynthdogEnOptions(SourceOptions):
     split: str = "train"
     batch_rows: int = Field(256, gt=0)
     """Rows decoded at a time."""
+    unit_rows: int = Field(400, gt=0)
+    """The most rows of a work unit (a row group is cut into units of this size)."""
     prompt: OcrPrompt = OcrPrompt()
 
     @field_validator("shards")
@@ -141,34 +147,48 @@ class SynthdogEn(Source):
     def _relpath(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
+    def _row_runs(self, path: Path) -> Iterator[tuple[int, int, int]]:
+        """(row group, first row, end row) of each unit of a shard, rows counted in the file."""
+        metadata = open_parquet(path).metadata
+        first = 0
+        for group in range(metadata.num_row_groups):
+            end = first + metadata.row_group(group).num_rows
+            for start in range(first, end, self.options.unit_rows):
+                yield group, start, min(start + self.options.unit_rows, end)
+            first = end
+
     def units(self) -> list[str]:
         return [
-            f"{self._relpath(path)}#{group}"
+            f"{self._relpath(path)}#{group}[{start}:{end}]"
             for path in self.inputs()
-            for group in range(open_parquet(path).metadata.num_row_groups)
+            for group, start, end in self._row_runs(path)
         ]
 
     def read(self, unit: str) -> Iterator[Sample | Reject]:
-        relpath, _, group_text = unit.rpartition("#")
+        match = UNIT_PATTERN.fullmatch(unit)
         selected = {self._relpath(path): path for path in self.inputs()}
-        if relpath not in selected or not group_text.isdigit():
+        if match is None or match["file"] not in selected:
             raise ValueError(f"synthdog_en: unknown unit {unit!r}")
-        group = int(group_text)
-        metadata = open_parquet(selected[relpath]).metadata
-        row = sum(metadata.row_group(index).num_rows for index in range(group))
+        relpath, path = match["file"], selected[match["file"]]
+        group, start, end = int(match["group"]), int(match["start"]), int(match["end"])
+        runs = list(self._row_runs(path))
+        if (group, start, end) not in runs:
+            raise ValueError(f"synthdog_en: unknown unit {unit!r}")
+        first = next(run[1] for run in runs if run[0] == group)
         stem = PurePosixPath(relpath).name.removesuffix(".parquet")
         split = stem.split("-", 1)[0]
         batches = parquet_batches(
-            selected[relpath],
-            COLUMNS,
-            batch_size=self.options.batch_rows,
-            row_groups=[group],
-            use_threads=False,
+            path, COLUMNS, batch_size=self.options.batch_rows, row_groups=[group], use_threads=False
         )
+        row = first  # the first row of the batch
         for batch in batches:
-            for record in batch.to_pylist():
-                yield self._record(record, f"{stem}:{row}", relpath, row, split)
-                row += 1
+            low, high = max(start - row, 0), min(end - row, batch.num_rows)
+            for offset, record in enumerate(batch.slice(low, max(high - low, 0)).to_pylist()):
+                number = row + low + offset
+                yield self._record(record, f"{stem}:{number}", relpath, number, split)
+            row += batch.num_rows
+            if row >= end:
+                break
 
     def _record(self, record: dict, sample_id: str, relpath: str, row: int, split: str) -> Sample | Reject:
         try:

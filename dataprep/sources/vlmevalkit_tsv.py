@@ -16,6 +16,7 @@ import binascii
 import csv
 import sys
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,9 @@ TEXT_COLUMNS = {"index", "image", "image_path", "question", "hint", "answer", *O
 class VLMEvalKitOptions(SourceOptions):
     file: str
     """The benchmark's `.tsv`, relative to the source path."""
-    rows_per_unit: int = Field(1000, gt=0)
+    rows_per_unit: int = Field(250, gt=0)
+    """Rows per work unit: a unit parses the file up to its last row, and again, only as far as
+    needed, for the images its rows share with others."""
     multiple_choice: MultipleChoicePrompt = MultipleChoicePrompt()
     short_answer: ShortAnswerPrompt = ShortAnswerPrompt()
 
@@ -64,14 +67,19 @@ class VLMEvalKitTSV(Source):
 
     def read(self, unit: str) -> Iterator[Record]:
         start, end = (int(bound) for bound in unit.removeprefix("rows[").removesuffix("]").split(":"))
-        wanted = {}  # the unit's rows, then the shared images they refer to
-        for number, row in enumerate(_rows(self.path)):
-            if start <= number < end:
+        wanted = {}  # the unit's rows (the file is read up to its last), then the shared images
+        for number, row in enumerate(islice(_rows(self.path), end)):
+            if number >= start:
                 wanted[number] = row
         references = {
             row["image"] for row in wanted.values() if 0 < len(row.get("image", "")) <= REFERENCE_LENGTH
         }
-        shared = {row["index"]: row["image"] for row in _rows(self.path) if row.get("index") in references}
+        shared: dict[str, str] = {}
+        for row in _rows(self.path) if references else ():
+            if row.get("index") in references:
+                shared[row["index"]] = row["image"]
+                if len(shared) == len(references):
+                    break
         for number, row in wanted.items():
             yield self._record(number, row, shared)
 

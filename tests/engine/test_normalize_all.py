@@ -95,9 +95,18 @@ def test_a_unit_that_cannot_be_read_fails_the_build_before_any_shard(ray_cluster
     recipe_file = tmp_path / "hostile.yaml"
     geo = "  - source: geoqa_plus\n    path: geo\n"
     recipe_file.write_text(recipe_yaml("hostile", data_root, tmp_path / "out", extra_sources=geo))
-    with pytest.raises(BuildError, match=r"geoqa_plus unit 'Mix-train.pk'.*refused pickle global"):
+    # a pickle is loaded to count its problems: refused as its units are listed, before any is read
+    with pytest.raises(BuildError, match=r"geoqa_plus: cannot list its work units: .*refused pickle global"):
         build(load_recipe(recipe_file), BuildSettings(out=tmp_path / "out", progress=False))
     assert not marker.exists()
+    (data_root / "cut").mkdir(exist_ok=True)  # listed from its head, broken further on
+    (data_root / "cut" / "train_qa.json").write_text(
+        '[{"question": "q", "question_id": 1, "image": "a.png", "answer": "1"}, {"question": '
+    )
+    cut = "  - source: dvqa\n    path: cut\n"
+    recipe_file.write_text(recipe_yaml("cut", data_root, tmp_path / "out", extra_sources=cut))
+    with pytest.raises(BuildError, match=r"dvqa unit 'part-00000-of-00001'.*not valid JSON"):
+        build(load_recipe(recipe_file), BuildSettings(out=tmp_path / "out", progress=False))
     assert not (tmp_path / "out" / "manifest.json").exists()
     assert not (tmp_path / "out" / "shards").exists()
 

@@ -327,3 +327,12 @@ def test_a_text_box_slightly_past_the_edge_is_drawn(upstream: tuple[Path, dict])
     (root / "annotations" / "1.png.json").write_text(json.dumps(annotation))
     rendered = decode(by_id(read_all(root))["1.png-1"].images[0])
     assert rendered.getpixel((0, height - 5)) == (255, 255, 255)
+
+
+def test_v1_2_scale_question_files_make_at_least_64_units(tmp_path: Path) -> None:
+    (tmp_path / "questions").mkdir()
+    for index in range(4903):  # the question files of ai2d-all.zip
+        (tmp_path / "questions" / f"{index}.png.json").write_text('{"questions": {}}')
+    units = Ai2d(tmp_path, Ai2d.Options()).units()
+    assert len(units) == 99
+    assert units[0] == "questions[0:50]" and units[-1] == "questions[4900:4903]"

@@ -16,12 +16,12 @@ from dataprep.paths import UnsafePath, resolve_inside
 from dataprep.sample import ImageFile, Record, Reject, Sample
 from dataprep.sources import registry
 from dataprep.sources._llava_records import (
-    MAX_ARRAY_UNITS,
     MAX_LINE_BYTES,
     BadRecord,
     jsonl_lines,
     place_images,
 )
+from dataprep.sources.base import MAX_PARSING_UNITS
 from dataprep.sources.conversations import Conversations
 
 from helpers.llava_records import engine_rejects
@@ -185,7 +185,7 @@ def test_units_split_files_without_losing_or_repeating_records(tmp_path: Path, u
 def test_a_small_file_of_many_records_is_cut_by_records_not_bytes(tmp_path: Path) -> None:
     """Units hold about `unit_records` records each (so a small file spreads over every worker),
     every record once, in order; a `.json` array (each of whose units parses it whole) into at most
-    `MAX_ARRAY_UNITS` strides."""
+    `MAX_PARSING_UNITS` strides."""
     turns = [{"from": "human", "value": "What is it?"}, {"from": "gpt", "value": "A chart."}]
     lines = [json.dumps({"id": str(index), "conversations": turns}) for index in range(2100)]
     (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
@@ -204,7 +204,7 @@ def test_a_small_file_of_many_records_is_cut_by_records_not_bytes(tmp_path: Path
     finer = Conversations(
         tmp_path, Conversations.Options(files=["train.jsonl", "extra.json"], unit_records=5)
     )
-    assert sum(unit.startswith("extra.json#") for unit in finer.units()) == MAX_ARRAY_UNITS
+    assert sum(unit.startswith("extra.json#") for unit in finer.units()) == MAX_PARSING_UNITS
     assert sum(unit.startswith("train.jsonl@") for unit in finer.units()) == 420
 
 

@@ -28,7 +28,7 @@ def source(root: Path, **options) -> DVQA:
 def test_registered() -> None:
     assert registry()["dvqa"] is DVQA
     assert DVQA.licence == "CC BY-NC 4.0"
-    assert DVQA.version == "2"
+    assert DVQA.version == "3"
 
 
 def test_one_conversation_per_image_with_questions(upstream: tuple[Path, dict]) -> None:
@@ -167,13 +167,13 @@ def test_missing_or_malformed_qa_file_is_an_error(upstream: tuple[Path, dict]) -
     root, _ = upstream
     (root / "train_qa.json").write_text('{"questions": []}')
     with pytest.raises(ValueError, match="expected a JSON array"):
-        list(source(root).read("part-00000-of-00032"))
+        list(source(root, partitions=32).read("part-00000-of-00032"))
     (root / "train_qa.json").write_text('[{"question": ')
     with pytest.raises(ValueError, match="not valid JSON"):
-        list(source(root).read("part-00000-of-00032"))
+        list(source(root, partitions=32).read("part-00000-of-00032"))
     (root / "train_qa.json").unlink()
     with pytest.raises(FileNotFoundError):
-        list(source(root).read("part-00000-of-00032"))
+        list(source(root, partitions=32).read("part-00000-of-00032"))
 
 
 def test_options_are_checked(upstream: tuple[Path, dict]) -> None:

@@ -40,7 +40,7 @@ def test_registered() -> None:
 def test_default_file_counts(upstream: tuple[Path, dict]) -> None:
     root, facts = upstream
     source = GeoQaPlus(root, GeoQaPlus.Options())
-    assert source.units() == ["Mix-train.pk"]
+    assert source.units() == ["Mix-train.pk#0/1"]
     assert source.inputs() == [root / "Mix-train.pk"]
     records = read_all(root)
     samples = samples_of(records)
@@ -161,11 +161,12 @@ def test_hostile_pickle_is_refused_before_anything_runs(tmp_path: Path, payload:
     assert named & {"posix", "nt", "system", "eval"}  # the stream really names a dangerous global
     (root / "Mix-train.pk").write_bytes(data)
     source = GeoQaPlus(root, GeoQaPlus.Options())
-    with pytest.raises(
-        ForbiddenPickle, match=r"Mix-train\.pk: refused pickle global (posix|nt|builtins)\."
-    ) as error:
-        list(source.read("Mix-train.pk"))
-    assert error.value.path == root / "Mix-train.pk"
+    for listed_or_read in (source.units, lambda: list(source.read("Mix-train.pk#0/1"))):
+        with pytest.raises(
+            ForbiddenPickle, match=r"Mix-train\.pk: refused pickle global (posix|nt|builtins)\."
+        ) as error:
+            listed_or_read()
+        assert error.value.path == root / "Mix-train.pk"
     assert not marker.exists()
 
 
@@ -186,8 +187,11 @@ def test_a_cut_pickle_is_named(tmp_path: Path, cut: int) -> None:
 
 def test_not_a_list_raises(tmp_path: Path) -> None:
     (tmp_path / "Mix-train.pk").write_bytes(pickle.dumps({"id": 1}))
-    with pytest.raises(ValueError, match="not a list"):
-        list(GeoQaPlus(tmp_path, GeoQaPlus.Options()).read("Mix-train.pk"))
+    source = GeoQaPlus(tmp_path, GeoQaPlus.Options())
+    with pytest.raises(ValueError, match=r"Mix-train\.pk holds a dict, not a list"):
+        source.units()
+    with pytest.raises(ValueError, match=r"Mix-train\.pk holds a dict, not a list"):
+        list(source.read("Mix-train.pk#0/1"))
 
 
 def test_options(upstream: tuple[Path, dict]) -> None:
@@ -198,5 +202,27 @@ def test_options(upstream: tuple[Path, dict]) -> None:
         GeoQaPlus.Options(files=[])
     source = GeoQaPlus(root, GeoQaPlus.Options(files=["absent.pk"]))
     assert source.missing() == [str(root / "absent.pk")]
-    with pytest.raises(ValueError, match="unknown unit"):
-        list(source.read("Mix-train.pk"))
+    for unit in ("Mix-train.pk#0/1", "absent.pk", "absent.pk#1/1", "absent.pk#x/1"):
+        with pytest.raises(ValueError, match="unknown unit"):
+            list(source.read(unit))
+    with pytest.raises(ValidationError):
+        GeoQaPlus.Options(unit_records=0)
+
+
+@pytest.mark.parametrize(("unit_records", "units"), [(2000, 1), (500, 3), (100, 13), (7, 64)])
+def test_a_pickle_is_cut_into_runs_of_consecutive_problems(
+    tmp_path: Path, unit_records: int, units: int
+) -> None:
+    figure = np.zeros((2, 3), dtype=np.uint8)
+    problems = [
+        {"id": index, "image": figure, "subject": f"p{index}", "choices": ["1", "2"], "label": index % 2}
+        for index in range(1300)
+    ]
+    (tmp_path / "Mix-train.pk").write_bytes(pickle.dumps(problems, protocol=4))
+    source = GeoQaPlus(tmp_path, GeoQaPlus.Options(unit_records=unit_records))
+    names = source.units()
+    assert names == [f"Mix-train.pk#{part}/{units}" for part in range(units)]
+    read = [[record.id for record in source.read(name)] for name in names]
+    assert [record_id for run in read for record_id in run] == [f"Mix-train:{i}" for i in range(1300)]
+    assert max(map(len, read)) - min(map(len, read)) <= 1  # runs of equal size, in the file's order
+    assert [[record.id for record in source.read(name)] for name in reversed(names)] == read[::-1]

@@ -46,9 +46,36 @@ def test_units_are_row_groups_of_the_train_shards(upstream: tuple[Path, dict]) -
     source = SynthdogEn(root, SynthdogEn.Options())
     assert source.inputs() == [root / SHARD0, root / SHARD1]
     assert source.missing() == []
-    assert source.units() == [f"{SHARD0}#{group}" for group in range(3)] + [
-        f"{SHARD1}#{group}" for group in range(3)
-    ]
+    runs = [(SHARD0, "0[0:3]"), (SHARD0, "1[3:6]"), (SHARD0, "2[6:7]")]
+    runs += [(SHARD1, "0[0:2]"), (SHARD1, "1[2:4]"), (SHARD1, "2[4:5]")]
+    assert source.units() == [f"{shard}#{run}" for shard, run in runs]
+
+
+@pytest.mark.parametrize("unit_rows", [1, 2, 3, 400])
+def test_units_cut_row_groups_by_rows_and_keep_the_row_order(
+    upstream: tuple[Path, dict], unit_rows: int
+) -> None:
+    root, facts = upstream
+    source = SynthdogEn(root, SynthdogEn.Options(unit_rows=unit_rows))
+    units = source.units()
+    group_sizes = [3, 3, 1, 2, 2, 1]  # the fixture's train shards: 7 rows in groups of 3, 5 in groups of 2
+    assert len(units) == sum(-(-size // unit_rows) for size in group_sizes)
+    records = [list(source.read(unit)) for unit in units]
+    assert all(len(unit) <= unit_rows for unit in records)
+    ids = [record.id for unit in records for record in unit]
+    assert ids == [record.id for record in read_all(root)]  # the same rows in the same order
+    assert len(ids) == len(set(ids)) == sum(facts["files"][path]["rows"] for path in (SHARD0, SHARD1))
+    assert [list(source.read(unit)) for unit in reversed(units)] == records[::-1]
+
+
+def test_a_big_row_group_makes_units_of_unit_rows(tmp_path: Path) -> None:
+    stem = write_shard(tmp_path, pa.array([b"x"] * 1300, pa.binary()), [GOOD_TRUTH] * 1300)
+    source = SynthdogEn(tmp_path, SynthdogEn.Options(shards=None, glob="data/*.parquet"))
+    relpath = f"data/{stem}.parquet"
+    runs = ["0:400", "400:800", "800:1200", "1200:1300"]
+    assert source.units() == [f"{relpath}#0[{run}]" for run in runs]
+    ids = [record.id for unit in source.units() for record in source.read(unit)]
+    assert ids == [f"{stem}:{row}" for row in range(1300)]
 
 
 def test_counts_match_the_fixture(upstream: tuple[Path, dict]) -> None:
@@ -182,7 +209,13 @@ def test_batches_are_bounded(upstream: tuple[Path, dict], monkeypatch: pytest.Mo
 def test_unknown_unit(upstream: tuple[Path, dict]) -> None:
     root, _ = upstream
     source = SynthdogEn(root, SynthdogEn.Options(shards=[1]))
-    for unit in (f"{SHARD0}#0", f"{SHARD1}#x", "elsewhere.parquet#0"):
+    for unit in (
+        f"{SHARD0}#0[0:3]",
+        f"{SHARD1}#0",
+        f"{SHARD1}#0[0:1]",
+        f"{SHARD1}#x",
+        "elsewhere.parquet#0[0:1]",
+    ):
         with pytest.raises(ValueError, match="unknown unit"):
             list(source.read(unit))
 

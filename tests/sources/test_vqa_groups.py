@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from dataprep.contract.sample import Turn
 from dataprep.sample import Reject
+from dataprep.sources import registry
 from dataprep.sources._vqa_groups import (
+    GroupedVQASource,
     Question,
     answer_text,
     build_question,
@@ -18,6 +22,8 @@ from dataprep.sources._vqa_groups import (
     short_answer_turns,
     stream_json,
 )
+from dataprep.sources.base import MAX_PARSING_UNITS
+from dataprep.sources.dvqa import DVQA
 
 
 @pytest.mark.parametrize(
@@ -104,3 +110,65 @@ def test_stream_json_keeps_text_and_numbers_exact(tmp_path: Path) -> None:
     path.write_bytes(b'[{"q": "\xed\xa0\x80"}]')  # a surrogate encoded as UTF-8 bytes: not UTF-8
     with pytest.raises(ValueError, match=r"q\.json"):
         list(stream_json(path, "item"))
+
+
+def scaled_up(root: Path, name: str, questions: int, images: int) -> GroupedVQASource:
+    """A grouped source over `questions` generated questions (of `images` images, interleaved, so
+    an image's questions are far apart) in its published layout; no image files."""
+
+    def record(index: int) -> dict:
+        image = f"img_{index % images:06d}.png"
+        if name == "chartqa":
+            return {"imgname": image, "query": f"q{index}?", "label": "1"}
+        if name == "docvqa":
+            return {"questionId": index, "question": f"q{index}?", "image": image, "answers": ["1"]}
+        return {"question_id": index, "question": f"q{index}?", "answer": "1", "image": image}
+
+    records = [record(index) for index in range(questions)]
+    if name == "chartqa":
+        folder = root / "ChartQA Dataset" / "train"
+        folder.mkdir(parents=True)
+        (folder / "train_human.json").write_text(json.dumps(records[: questions // 4]))
+        (folder / "train_augmented.json").write_text(json.dumps(records[questions // 4 :], indent="\t"))
+    elif name == "docvqa":
+        (root / "train").mkdir(parents=True)
+        (root / "train" / "train_v1.0.json").write_text(
+            json.dumps({"dataset_name": "docvqa", "data": records})
+        )
+    else:
+        root.mkdir(parents=True)
+        (root / "train_qa.json").write_text(json.dumps(records))
+    source_class = registry()[name]
+    return source_class(root, source_class.Options())
+
+
+@pytest.mark.parametrize("name", ["chartqa", "docvqa", "dvqa"])
+def test_partitions_are_sized_by_questions_and_cover_each_question_once(tmp_path: Path, name: str) -> None:
+    source = scaled_up(tmp_path / name, name, 17_000, 5_000)  # ~1 MiB: the count is estimated
+    units = source.units()
+    assert len(units) == MAX_PARSING_UNITS  # ~68 units of 250 questions, at most 64
+    runs = [list(source.read(unit)) for unit in units]
+    turns = [turn.value for run in runs for sample in run for turn in sample.conversations[::2]]
+    questions = sorted(int(text.removeprefix("<image>\n").split("?")[0][1:]) for text in turns)
+    assert questions == list(range(17_000))  # every question once
+    assert sorted(sample.id for run in runs for sample in run) == [f"img_{i:06d}.png" for i in range(5_000)]
+    again = type(source)(source.root, source.options)  # another worker, units in another order
+    assert [list(again.read(unit)) for unit in units[:3][::-1]] == runs[:3][::-1]
+
+
+@pytest.mark.parametrize(
+    ("questions", "unit_questions", "partitions", "count"),
+    [(1_000, 250, None, 4), (1_000, 100, None, 10), (1_000, 250, 3, 3), (10, 250, None, 1)],
+)
+def test_partition_count_options(
+    tmp_path: Path, questions: int, unit_questions: int, partitions: int | None, count: int
+) -> None:
+    source = scaled_up(tmp_path / "dvqa", "dvqa", questions, 100)  # under 1 MiB: the count is exact
+    sized = DVQA(source.root, DVQA.Options(unit_questions=unit_questions, partitions=partitions))
+    assert sized.units() == partition_units(count)
+    assert source.options.partitions is None
+    with pytest.raises(ValueError, match="unknown unit"):
+        list(sized.read(partition_units(count + 1)[0]))
+    for bad in ({"unit_questions": 0}, {"partitions": 0}, {"unit_questions": "10"}):
+        with pytest.raises(ValidationError):
+            DVQA.Options(**bad)
