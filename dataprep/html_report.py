@@ -24,7 +24,7 @@ from PIL import Image
 
 from dataprep.contract.manifest import Manifest, load_manifest
 from dataprep.contract.sample import ShardSample, parse_sample
-from dataprep.contract.shards import MemberLocation, group_samples, member_locations, read_at
+from dataprep.contract.shards import MemberLocation, MemberReader, group_samples, member_locations, read_at
 from dataprep.contract.store import Location
 from dataprep.contract.token_counts import read_token_sidecar
 from dataprep.report import manifest_diff
@@ -150,10 +150,11 @@ def collect_samples(manifest: Manifest, manifest_path: Location, grid: int) -> d
     stats: dict[str, SourceStats] = defaultdict(SourceStats)
     for report, shard in zip(manifest.shards, manifest.shard_paths(manifest_path), strict=True):
         tokens = read_token_sidecar(manifest_path.parent / report.tokens).tokens if report.tokens else {}
-        for key, location, members in _json_members(shard):
-            sample = parse_sample(json.loads(read_at(shard, location)))
-            stats[sample.source].add(sample, tokens.get(key))
-            stats[sample.source].offer(key, shard, members, grid)
+        with MemberReader() as reader:  # the shard opened once, its json members read one by one
+            for key, location, members in _json_members(shard):
+                sample = parse_sample(json.loads(reader.read(shard, location)))
+                stats[sample.source].add(sample, tokens.get(key))
+                stats[sample.source].offer(key, shard, members, grid)
     return stats
 
 

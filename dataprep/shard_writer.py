@@ -11,8 +11,8 @@ from typing import Any
 
 from dataprep.contract.shards import (
     MemberLocation,
+    MemberReader,
     member_locations,
-    read_at,
     split_member_name,
     write_shard_index,
     write_tar,
@@ -147,11 +147,11 @@ def write_shard(
     stats = ShardStats()
     tally = TokenTally(counter) if counter else None
 
-    def members() -> Iterator[tuple[str, bytes]]:
+    def members(reader: MemberReader) -> Iterator[tuple[str, bytes]]:
         for copy in copies:
             part = work_dir / copy.part
             for suffix, offset, size in copy.members:
-                data = read_at(part, MemberLocation(suffix, offset, size))
+                data = reader.read(part, MemberLocation(suffix, offset, size))
                 if suffix == "json":
                     document = json.loads(data)
                     stats.add(document)
@@ -159,7 +159,8 @@ def write_shard(
                         tally.add(copy.key, document)
                 yield f"{copy.key}.{suffix}", data
 
-    index = write_shard_index(path, write_tar(path, members()))
+    with MemberReader() as reader:  # each part opened once, however many samples it gives
+        index = write_shard_index(path, write_tar(path, members(reader)))
     tokens = tally.count() if tally else None
     return ShardResult(sha256_file(path), path.stat().st_size, len(copies), stats, tokens, sha256_file(index))
 
@@ -167,8 +168,9 @@ def write_shard(
 def shard_tokens(path: Path, counter: TokenCounter) -> TokenCount:
     """The tokens of a shard already written (reads its json members only)."""
     tally = TokenTally(counter)
-    for location in member_locations(path):
-        key, suffix = split_member_name(location.name)
-        if suffix == "json":
-            tally.add(key, json.loads(read_at(path, location)))
+    with MemberReader() as reader:
+        for location in member_locations(path):
+            key, suffix = split_member_name(location.name)
+            if suffix == "json":
+                tally.add(key, json.loads(reader.read(path, location)))
     return tally.count()

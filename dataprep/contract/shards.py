@@ -16,7 +16,7 @@ import tarfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from dataprep.contract.sample import ShardSample, parse_sample
 from dataprep.contract.store import Location
@@ -76,12 +76,37 @@ def write_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> list[MemberLo
 
 def read_at(path: Location, location: MemberLocation) -> bytes:
     """Read one member's bytes by its recorded location (one read: one request of an object)."""
-    with path.open("rb", buffering=0) as handle:
+    with MemberReader() as reader:
+        return reader.read(path, location)
+
+
+class MemberReader:
+    """Reads members by their recorded locations, keeping each file open until the reader closes: one
+    open per file, not per member (one read per member: one request of an object)."""
+
+    def __init__(self) -> None:
+        self._handles: dict[str, IO[bytes]] = {}
+
+    def read(self, path: Location, location: MemberLocation) -> bytes:
+        handle = self._handles.get(str(path))
+        if handle is None:
+            handle = self._handles[str(path)] = path.open("rb", buffering=0)
         handle.seek(location.offset)
         data = handle.read(location.size)
-    if len(data) != location.size:
-        raise OSError(f"{path}: member {location.name} is truncated")
-    return data
+        if len(data) != location.size:
+            raise OSError(f"{path}: member {location.name} is truncated")
+        return data
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
+
+    def __enter__(self) -> MemberReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def iter_tar(path: Location) -> Iterator[tuple[str, bytes]]:

@@ -10,6 +10,7 @@ import io
 import json
 import pickle
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +21,7 @@ from PIL import Image
 
 from dataprep.contract.manifest import Decontamination, DuplicateReport, OverlapExample, OverlapReport
 from dataprep.contract.rejects import RejectLine
-from dataprep.contract.shards import MemberLocation, read_at
+from dataprep.contract.shards import MemberLocation, MemberReader, read_at
 from dataprep.engine.entry import Entry
 from dataprep.engine.normalize_all import normalize_all
 from dataprep.engine.runner import Job, Runner
@@ -86,10 +87,8 @@ class MatchJob(Job):
         kept: list[KeptPrint] = []
         found: list[Found] = []
         images: list[tuple[int, Location]] = []
-        for record in load_index(self.part)["records"]:
-            if "members" not in record:
-                continue
-            sample = _sample_json(self.part, record)
+        records = ((self.part, record) for record in load_index(self.part)["records"] if "members" in record)
+        for _, record, sample in _with_samples(records):
             prints = record[FINGERPRINTS]
             conversation = [[turn["from"], turn["value"]] for turn in sample["conversations"]]
             content = canonical_json([[image["pixels"] for image in prints], conversation])
@@ -123,10 +122,15 @@ class MatchJob(Job):
         return len(result[0])
 
 
-def _sample_json(part: Path, record: dict[str, Any]) -> dict[str, Any]:
-    """The sample's json member, read from the part by its location in the index."""
-    _, offset, size = record["members"][0]
-    return json.loads(read_at(part, MemberLocation("json", offset, size)))
+def _with_samples(
+    records: Iterable[tuple[Path, dict[str, Any]]],
+) -> Iterator[tuple[Path, dict[str, Any], dict[str, Any]]]:
+    """Each (part, index record) with its sample json, read by its location in the index (each part
+    opened once)."""
+    with MemberReader() as reader:
+        for part, record in records:
+            _, offset, size = record["members"][0]
+            yield part, record, json.loads(reader.read(part, MemberLocation("json", offset, size)))
 
 
 def _image_at(location: Location) -> Image.Image:
@@ -161,8 +165,7 @@ def eval_index(evals: list[Entry], spec: DecontaminateSpec) -> tuple[EvalIndex, 
     counts: dict[str, int] = {}
     for entry in evals:
         counts[entry.label] = 0
-        for part, record in _kept_records(entry):
-            sample = _sample_json(part, record)
+        for part, record, sample in _with_samples(_kept_records(entry)):
             counts[entry.label] += 1
             pairs = _question_answers(sample)
             items.append((entry.label, record["id"]))

@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import random
 import tarfile
+from pathlib import Path
 
 import pytest
 
 from dataprep.contract.sample import SampleError, ShardSample, Turn
 from dataprep.contract.shards import (
     MemberLocation,
+    MemberReader,
     group_samples,
     index_differs,
     iter_samples,
@@ -156,3 +158,29 @@ def test_a_sidecar_differs_only_when_present_and_not_the_recorded_one(tmp_path):
     assert index_differs(shard, "0" * 64)
     index.unlink()
     assert not index_differs(shard, "0" * 64)
+
+
+class _CountedOpens:
+    """A shard's path that counts how often it is opened (the file itself is real)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.opens = path, 0
+
+    def open(self, mode: str, buffering: int = -1):
+        self.opens += 1
+        return self.path.open(mode, buffering=buffering)
+
+
+def test_a_member_reader_opens_each_file_once_and_reads_every_member_as_the_tar_holds_it(tmp_path):
+    shard = tmp_path / "a.tar"
+    members = [(f"{key:03d}.{suffix}", bytes([key]) * (key * 100 + 1)) for key in range(5) for suffix in "ab"]
+    locations = write_tar(shard, members)
+    counted = _CountedOpens(shard)
+    with MemberReader() as reader:
+        assert [reader.read(counted, location) for location in reversed(locations)] == [
+            data for _, data in reversed(members)
+        ]
+    assert counted.opens == 1
+    beyond = MemberLocation("004.b", locations[-1].offset, shard.stat().st_size)
+    with pytest.raises(OSError, match=r"004\.b is truncated"):
+        read_at(shard, beyond)
