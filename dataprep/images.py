@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from dataprep.files import FileStamp
 from dataprep.fingerprints import ImageFingerprint, image_fingerprint
-from dataprep.paths import UnsafePath, not_a_file, resolve_inside
+from dataprep.paths import UnsafePath, not_a_file, open_without_links, resolve_inside
 from dataprep.recipe.model import ImagePolicy
 from dataprep.sample import ImageBytes, ImageFile, ImageInput
 
@@ -86,16 +86,59 @@ def file_limit(policy: ImagePolicy) -> int:
     return 8 * policy.max_pixels + METADATA_BYTES
 
 
-def load_bytes(image: ImageInput, roots: list[Path], max_bytes: int) -> tuple[bytes, Stamped | None]:
+class DeclaredRoots:
+    """A source's declared image roots, resolved to real paths once (for one work unit), and the real
+    path of each root an image names, looked up once per root."""
+
+    def __init__(self, roots: list[Path]) -> None:
+        self._real = {os.path.realpath(root) for root in roots}
+        self._named: dict[Path, str | None] = {}
+
+    def real(self, root: Path) -> str | None:
+        """The real path of `root` when it is one of the declared roots, else None."""
+        if root not in self._named:
+            real = os.path.realpath(root)
+            self._named[root] = real if real in self._real else None
+        return self._named[root]
+
+
+def load_bytes(image: ImageInput, roots: DeclaredRoots, max_bytes: int) -> tuple[bytes, Stamped | None]:
     """The encoded bytes of an image, reading files only inside the source's declared roots and of
-    at most `max_bytes`, and for a file its stamp (path, size, mtime in ns), taken before reading
-    so a later edit shows."""
+    at most `max_bytes`, and for a file its stamp (path, size, mtime in ns) from the open file's
+    `fstat`, taken before reading so a later edit shows."""
     if isinstance(image, ImageBytes):
         return image.data, None
     assert isinstance(image, ImageFile)
-    real_roots = {os.path.realpath(root) for root in roots}
-    if os.path.realpath(image.root) not in real_roots:
+    real_root = roots.real(image.root)
+    if real_root is None:
         raise ImageRejected("unsafe_path", f"{image.root} is not a declared root of this source")
+    flags = os.O_RDONLY | os.O_NONBLOCK  # not blocking: a pipe in the file's place must not hang the worker
+    descriptor = open_without_links(real_root, image.relpath, flags)
+    if descriptor is None:
+        path, descriptor = _open_resolved(image, flags)
+    else:
+        path = os.path.join(real_root, image.relpath)
+    try:
+        info = os.fstat(descriptor)
+        if problem := not_a_file(info.st_mode):
+            raise ImageRejected("image_unreadable", f"{image.relpath} {problem}", missing=Path(path))
+        with open(descriptor, "rb", closefd=False) as handle:
+            stamp = (path, FileStamp.of(info))
+            data = _read_at_most(handle, info.st_size, max_bytes) if info.st_size <= max_bytes else b""
+            if info.st_size > max_bytes or len(data) > max_bytes:  # also one growing as it is read
+                size = f"{info.st_size:,} bytes" if info.st_size > max_bytes else "grew as it was read"
+                detail = f"{image.relpath}: {size}, over the {max_bytes:,} bytes an image file may have"
+                raise ImageRejected("image_too_large", detail, stamp=stamp)
+            return data, stamp
+    except OSError as error:
+        raise ImageRejected("image_unreadable", f"{path}: {error}") from None
+    finally:
+        os.close(descriptor)
+
+
+def _open_resolved(image: ImageFile, flags: int) -> tuple[str, int]:
+    """The real path of an image that `open_without_links` did not open (a link inside its root, a
+    missing or special file, a name that leaves the root) and a descriptor of it, or the reject."""
     try:
         path = resolve_inside(image.root, image.relpath)
     except UnsafePath as error:
@@ -108,18 +151,8 @@ def load_bytes(image: ImageInput, roots: list[Path], max_bytes: int) -> tuple[by
         ) from None
     if problem := not_a_file(mode):  # retried, as a missing file is, once it is a file
         raise ImageRejected("image_unreadable", f"{image.relpath} {problem}", missing=path)
-    try:  # not blocking: a pipe put in the file's place since must not hang the worker
-        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if problem := not_a_file(info.st_mode):
-                raise ImageRejected("image_unreadable", f"{image.relpath} {problem}", missing=path)
-            stamp = (str(path), FileStamp.of(info))
-            data = _read_at_most(handle, info.st_size, max_bytes) if info.st_size <= max_bytes else b""
-            if info.st_size > max_bytes or len(data) > max_bytes:  # also one growing as it is read
-                size = f"{info.st_size:,} bytes" if info.st_size > max_bytes else "grew as it was read"
-                detail = f"{image.relpath}: {size}, over the {max_bytes:,} bytes an image file may have"
-                raise ImageRejected("image_too_large", detail, stamp=stamp)
-            return data, stamp
+    try:
+        return str(path), os.open(path, flags)
     except OSError as error:
         raise ImageRejected("image_unreadable", f"{path}: {error}") from None
 

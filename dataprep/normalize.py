@@ -22,7 +22,7 @@ from typing import Any
 from dataprep.contract.sample import ShardSample, conversation_problem
 from dataprep.contract.shards import MemberLocation, sample_members, split_member_name, write_tar
 from dataprep.files import FileStamp, canonical_json, write_atomic
-from dataprep.images import ImageRejected, apply_policy, file_limit, load_bytes
+from dataprep.images import DeclaredRoots, ImageRejected, apply_policy, file_limit, load_bytes
 from dataprep.recipe.model import ImagePolicy
 from dataprep.sample import ImageFile, Reject, Sample
 from dataprep.sources.base import Source
@@ -63,7 +63,7 @@ def normalize_unit(
     records: list[dict[str, Any]] = []
     stamps: dict[str, FileStamp] = {}
     missing: set[str] = set()
-    roots = adapter.roots()
+    roots = DeclaredRoots(adapter.roots())
 
     def members() -> Iterator[tuple[str, bytes]]:
         for seq, record in enumerate(itertools.islice(adapter.read(unit), limit)):
@@ -148,7 +148,7 @@ def _sample_members(
     sample: Sample,
     stem: str,
     label: str,
-    roots: list[Path],
+    roots: DeclaredRoots,
     policy: ImagePolicy,
     stamps: dict[str, FileStamp],
     fingerprints: bool,

@@ -41,3 +41,29 @@ def not_a_file(mode: int) -> str | None:
     ]
     kind = next((name for test, name in kinds if test(mode)), "a special file")
     return f"is {kind}, not a file"
+
+
+def open_without_links(real_root: str, relpath: str, flags: int) -> int | None:
+    """A descriptor of `relpath` opened with `flags` under `real_root` (a real path), when `relpath`
+    is plain names that are no links (the file's real path is then `real_root/relpath`); None for
+    anything else (a link, `.`, `..`, an empty name, a name no file can have, a failed open), which
+    `resolve_inside` then judges. Each folder is opened below the one before without following links
+    (`O_NOFOLLOW`), so no link followed between the check and the open can lead out of the root."""
+    names = relpath.split("/")
+    if relpath.startswith("\\") or not all(names) or "." in names or ".." in names:
+        return None
+    folder: int | None = None
+    try:
+        if len(names) == 1:
+            return os.open(os.path.join(real_root, relpath), flags | os.O_NOFOLLOW)
+        folder = os.open(real_root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        for name in names[:-1]:
+            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=folder)
+            os.close(folder)
+            folder = inner
+        return os.open(names[-1], flags | os.O_NOFOLLOW, dir_fd=folder)
+    except (OSError, ValueError):  # ValueError: a NUL; UnicodeEncodeError: a lone surrogate
+        return None
+    finally:
+        if folder is not None:
+            os.close(folder)

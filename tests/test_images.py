@@ -12,7 +12,14 @@ from PIL import Image
 
 from dataprep.files import FileStamp
 from dataprep.fixtures.draw import encode, photo
-from dataprep.images import ImageRejected, _read_at_most, apply_policy, file_limit, load_bytes
+from dataprep.images import (
+    DeclaredRoots,
+    ImageRejected,
+    _read_at_most,
+    apply_policy,
+    file_limit,
+    load_bytes,
+)
 from dataprep.recipe.model import ImagePolicy
 from dataprep.sample import ImageBytes, ImageFile
 
@@ -133,8 +140,8 @@ def test_files_are_read_only_inside_declared_roots(tmp_path):
     (root / "link.jpg").symlink_to(tmp_path / "outside.jpg")
     info = (root / "a.jpg").stat()
     stamp = (str(root / "a.jpg"), FileStamp(info.st_size, info.st_mtime_ns))
-    assert load_bytes(ImageFile(root, "a.jpg"), [root], 3) == (b"abc", stamp)
-    assert load_bytes(ImageBytes(b"xyz"), [], 3) == (b"xyz", None)
+    assert load_bytes(ImageFile(root, "a.jpg"), DeclaredRoots([root]), 3) == (b"abc", stamp)
+    assert load_bytes(ImageBytes(b"xyz"), DeclaredRoots([]), 3) == (b"xyz", None)
     for image, reason in [
         (ImageFile(root, "../outside.jpg"), "unsafe_path"),
         (ImageFile(root, "/etc/passwd"), "unsafe_path"),
@@ -143,13 +150,13 @@ def test_files_are_read_only_inside_declared_roots(tmp_path):
         (ImageFile(root, "absent.jpg"), "image_missing"),
     ]:
         with pytest.raises(ImageRejected) as caught:
-            load_bytes(image, [root], 3)
+            load_bytes(image, DeclaredRoots([root]), 3)
         assert caught.value.reason == reason, image
 
 
 def test_a_file_name_too_long_to_exist_is_missing(tmp_path):
     with pytest.raises(ImageRejected) as caught:
-        load_bytes(ImageFile(tmp_path, "x" * 300 + ".jpg"), [tmp_path], 3)
+        load_bytes(ImageFile(tmp_path, "x" * 300 + ".jpg"), DeclaredRoots([tmp_path]), 3)
     assert caught.value.reason == "image_missing"
     assert caught.value.missing == tmp_path / ("x" * 300 + ".jpg")
 
@@ -161,7 +168,7 @@ def test_a_file_over_the_limit_is_refused_unread_with_its_stamp(tmp_path):
     (tmp_path / "small.jpg").write_bytes(b"abc")
     for name, limit in [("sparse.jpg", file_limit(ImagePolicy())), ("small.jpg", 2)]:
         with pytest.raises(ImageRejected) as caught:
-            load_bytes(ImageFile(tmp_path, name), [tmp_path], limit)
+            load_bytes(ImageFile(tmp_path, name), DeclaredRoots([tmp_path]), limit)
         info = (tmp_path / name).stat()
         assert caught.value.reason == "image_too_large"
         assert caught.value.stamp == (str(tmp_path / name), FileStamp(info.st_size, info.st_mtime_ns))
@@ -179,7 +186,7 @@ def test_a_folder_pipe_or_socket_in_place_of_an_image_is_unreadable_not_missing(
             ("socket.jpg", "a socket"),
         ]:
             with pytest.raises(ImageRejected) as caught:
-                load_bytes(ImageFile(tmp_path, name), [tmp_path], 3)
+                load_bytes(ImageFile(tmp_path, name), DeclaredRoots([tmp_path]), 3)
             assert (caught.value.reason, caught.value.detail) == (
                 "image_unreadable",
                 f"{name} is {kind}, not a file",
@@ -235,6 +242,27 @@ def test_a_later_frame_beyond_the_pixel_limit_is_too_large_not_a_crash():
 def test_a_large_file_limit_reserves_no_memory_and_a_growing_file_is_read_on(tmp_path):
     (tmp_path / "a.jpg").write_bytes(b"abc")
     limit = file_limit(ImagePolicy(max_pixels=10**12))  # 8 TB: reserving it would be a MemoryError
-    assert load_bytes(ImageFile(tmp_path, "a.jpg"), [tmp_path], limit)[0] == b"abc"
+    assert load_bytes(ImageFile(tmp_path, "a.jpg"), DeclaredRoots([tmp_path]), limit)[0] == b"abc"
     assert _read_at_most(io.BytesIO(b"x" * 10), 3, 100) == b"x" * 10  # grew from 3 bytes to 10
     assert _read_at_most(io.BytesIO(b"x" * 10), 3, 5) == b"x" * 6  # and past the limit
+
+
+def test_links_inside_the_root_are_read_and_stamped_by_their_real_path(tmp_path):
+    root = tmp_path / "root"
+    (root / "real" / "deep").mkdir(parents=True)
+    (root / "real" / "deep" / "a.jpg").write_bytes(b"abc")
+    (root / "a_link.jpg").symlink_to(root / "real" / "deep" / "a.jpg")
+    (root / "folder_link").symlink_to(root / "real")
+    (tmp_path / "root_link").symlink_to(root)  # the root named through a link
+    target = str(root / "real" / "deep" / "a.jpg")
+    info = os.stat(target)
+    for image_root, relpath in [
+        (root, "real/deep/a.jpg"),
+        (root, "a_link.jpg"),
+        (root, "folder_link/deep/a.jpg"),
+        (root, "real/../real/deep/a.jpg"),
+        (tmp_path / "root_link", "real/deep/a.jpg"),
+    ]:
+        roots = DeclaredRoots([tmp_path / "root_link"])
+        data, stamp = load_bytes(ImageFile(image_root, relpath), roots, 3)
+        assert (data, stamp) == (b"abc", (target, FileStamp(info.st_size, info.st_mtime_ns))), relpath
