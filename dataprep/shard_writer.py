@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Iterator
@@ -147,9 +148,11 @@ def write_shard(
     stats = ShardStats()
     tally = TokenTally(counter) if counter else None
 
+    parts: dict[str, Path] = {}
+
     def members(reader: MemberReader) -> Iterator[tuple[str, bytes]]:
         for copy in copies:
-            part = work_dir / copy.part
+            part = parts.get(copy.part) or parts.setdefault(copy.part, work_dir / copy.part)
             for suffix, offset, size in copy.members:
                 data = reader.read(part, MemberLocation(suffix, offset, size))
                 if suffix == "json":
@@ -159,10 +162,12 @@ def write_shard(
                         tally.add(copy.key, document)
                 yield f"{copy.key}.{suffix}", data
 
+    digest = hashlib.sha256()  # of the bytes as they are written: the shard is not read back
     with MemberReader() as reader:  # each part opened once, however many samples it gives
-        index = write_shard_index(path, write_tar(path, members(reader)))
+        index = write_shard_index(path, write_tar(path, members(reader), digest))
     tokens = tally.count() if tally else None
-    return ShardResult(sha256_file(path), path.stat().st_size, len(copies), stats, tokens, sha256_file(index))
+    size = path.stat().st_size
+    return ShardResult(digest.hexdigest(), size, len(copies), stats, tokens, sha256_file(index))
 
 
 def shard_tokens(path: Path, counter: TokenCounter) -> TokenCount:

@@ -16,7 +16,7 @@ import tarfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Protocol, TypeVar
 
 from dataprep.contract.sample import ShardSample, parse_sample
 from dataprep.contract.store import Location
@@ -46,26 +46,99 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
-def write_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> list[MemberLocation]:
+def _tar_header(name: str, size: int) -> bytes:
+    """The header `tarfile` writes for a member, made once per member. A name of at most 100 bytes
+    and a size that fits the ustar field (the shards' members) are filled into the header of an
+    empty name and size that `tarfile` made (`_HEADER`), checksum recomputed; any other goes through
+    `tarfile` (which splits a long name, or refuses a size ustar cannot hold)."""
+    encoded = name.encode("utf-8", "surrogateescape")
+    if len(encoded) > tarfile.LENGTH_NAME or size >= _LARGEST_SIZE:
+        return _tarinfo(name, size).tobuf(TAR_FORMAT, "utf-8", "surrogateescape")
+    head = encoded.ljust(tarfile.LENGTH_NAME, tarfile.NUL) + _HEADER[100:124] + b"%011o\0" % size
+    return head + _HEADER[136:148] + b"%06o\0 " % (sum(head) + _HEADER_REST_SUM) + _HEADER[156:]
+
+
+_HEADER = _tarinfo("", 0).tobuf(TAR_FORMAT, "utf-8", "surrogateescape")
+"""Fields: name [0:100], mode, uid, gid [100:124], size [124:136], mtime [136:148], checksum
+[148:156], the rest [156:512]."""
+_HEADER_REST_SUM = sum(_HEADER[136:148]) + 8 * ord(" ") + sum(_HEADER[156:])
+"""The checksum's part from mtime on, the checksum field counted as spaces (as `tarfile` does)."""
+_LARGEST_SIZE = 8**11
+"""Sizes below fit the header's 11 octal digits."""
+_ZEROS = bytes(tarfile.BLOCKSIZE)
+_BATCH_BYTES = 1 << 16
+_BATCH_BUFFERS = 512
+
+
+class Digest(Protocol):
+    """A running hash (`hashlib.sha256()`)."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+
+class _Writer:
+    """Writes buffers to a file descriptor in batches of about 64 KiB (one `os.writev` each: a member
+    with its header and padding, or many small members, in one system call), and hashes them when
+    given a hash. A batch holds at most 64 KiB beyond one member: members are written as made."""
+
+    def __init__(self, descriptor: int, digest: Digest | None) -> None:
+        self._descriptor = descriptor
+        self._digest = digest
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+
+    def write(self, *buffers: bytes) -> None:
+        for buffer in buffers:
+            if self._digest is not None:
+                self._digest.update(buffer)
+            self._pending.append(buffer)
+            self._pending_bytes += len(buffer)
+        if self._pending_bytes >= _BATCH_BYTES or len(self._pending) >= _BATCH_BUFFERS:
+            self.flush()
+
+    def flush(self) -> None:
+        buffers: list[bytes] | list[memoryview] = self._pending
+        remaining = self._pending_bytes
+        while remaining:
+            written = os.writev(self._descriptor, buffers)
+            remaining -= written
+            if remaining:  # a short write (rare): go on where it stopped
+                buffers = _after(buffers, written)
+        self._pending = []
+        self._pending_bytes = 0
+
+
+def _after(buffers: list[bytes] | list[memoryview], count: int) -> list[memoryview]:
+    """What remains of `buffers` after their first `count` bytes."""
+    for index, buffer in enumerate(buffers):
+        if count < len(buffer):
+            return [memoryview(buffer)[count:], *map(memoryview, buffers[index + 1 :])]
+        count -= len(buffer)
+    return []
+
+
+def write_tar(
+    path: Path, members: Iterable[tuple[str, bytes]], digest: Digest | None = None
+) -> list[MemberLocation]:
     """Atomically write `members` to the tar at `path`; return where each member's data lies.
-    `members` may be made as they are written: if making one fails, the partial file goes."""
+    `members` may be made as they are written: if making one fails, the partial file goes. With
+    `digest`, every byte written is also fed to it (a shard's sha256 without reading it back)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + PARTIAL_SUFFIX)
     locations = []
     offset = 0
     try:
-        with open(partial, "wb") as handle:
-            for name, data in members:  # the bytes `tarfile` writes, each header made once
-                header = _tarinfo(name, len(data)).tobuf(TAR_FORMAT, "utf-8", "surrogateescape")
+        with open(partial, "wb", buffering=0) as handle:
+            writer = _Writer(handle.fileno(), digest)
+            for name, data in members:  # the bytes `tarfile` writes
+                header = _tar_header(name, len(data))
                 padding = -len(data) % tarfile.BLOCKSIZE
                 locations.append(MemberLocation(name, offset + len(header), len(data)))
-                handle.write(header)
-                handle.write(data)
-                handle.write(tarfile.NUL * padding)
+                writer.write(header, data, _ZEROS[:padding])
                 offset += len(header) + len(data) + padding
             end = offset + 2 * tarfile.BLOCKSIZE  # two zero blocks, then zeros up to a whole record
-            handle.write(tarfile.NUL * (end - offset + -end % tarfile.RECORDSIZE))
-            handle.flush()
+            writer.write(tarfile.NUL * (end - offset + -end % tarfile.RECORDSIZE))
+            writer.flush()
             os.fsync(handle.fileno())
     except BaseException:
         partial.unlink(missing_ok=True)
