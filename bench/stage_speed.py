@@ -1,6 +1,7 @@
 """The two per-sample stages in one process, without Ray, code tree against code tree:
 `normalize_unit` over one unit of `--samples` 640×480 JPEG photos (the whole jsonl, images kept, or
-re-encoded to `--max-side`), then `write_shard` of the first 1,000 kept samples of that part.
+re-encoded to `--max-side`), then `write_shard` of the first 1,000 kept samples of that part; wall and
+CPU seconds of each.
 
 Each tree in `--trees` (folders holding a `dataprep` package, e.g. `git archive b216b43 | tar -x -C
 /tmp/base` and this checkout; the first is the baseline) runs in a fresh process, in turn, `--reps`
@@ -41,18 +42,26 @@ whole = {"unit_records": 10**12} if "unit_records" in Conversations.Options.mode
 source = Conversations(data, Conversations.Options(file="train.jsonl", image_root="images", unit_bytes=10**12, **whole))
 [unit] = source.units()
 part = work / "part.tar"
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 normalize_unit(source, unit, "photos", ImagePolicy(max_side=side), part, None)
-normalized = time.perf_counter() - started
+normalized, normalized_cpu = time.perf_counter() - started, time.process_time() - cpu
 records = json.loads(index_path(part).read_bytes())["records"]
 copies = [
     SampleCopy(f"000000_{i:06d}", part.name, tuple(tuple(m) for m in r["members"]), r["digest"])
     for i, r in enumerate(records) if "members" in r
 ][:1000]
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 write_shard(work / "shard.tar", work, copies)
-print(json.dumps({"normalize_s": round(normalized, 3), "write_1000_s": round(time.perf_counter() - started, 3)}))
+written, written_cpu = time.perf_counter() - started, time.process_time() - cpu
+print(json.dumps({
+    "normalize_s": round(normalized, 3), "write_1000_s": round(written, 3),
+    "normalize_cpu_s": round(normalized_cpu, 3), "write_1000_cpu_s": round(written_cpu, 3),
+}))
 """
+
+KEYS = ("normalize_s", "normalize_cpu_s", "write_1000_s", "write_1000_cpu_s")
+"""Wall and CPU seconds (`time.process_time`: this process's core time, which depends less on the
+machine's other load; it leaves out waiting for the disk, e.g. in `fsync`)."""
 
 
 def main() -> None:
@@ -80,7 +89,7 @@ def main() -> None:
     rows = []
     for (tree, side), results in runs.items():
         row = {"kind": "summary", "tree": tree, "max_side": side}
-        for key in ("normalize_s", "write_1000_s"):
+        for key in KEYS:
             row[key] = round(statistics.median(result[key] for result in results), 3)
             first = statistics.median(result[key] for result in runs[(str(trees[0]), side)])
             row[f"{key}_vs_first"] = round(first / row[key], 2)
@@ -89,14 +98,7 @@ def main() -> None:
     print(
         table(
             rows,
-            [
-                "tree",
-                "max_side",
-                "normalize_s",
-                "normalize_s_vs_first",
-                "write_1000_s",
-                "write_1000_s_vs_first",
-            ],
+            ["tree", "max_side", *(column for key in KEYS for column in (key, f"{key}_vs_first"))],
         ),
         file=sys.stderr,
     )
