@@ -22,7 +22,7 @@ from typing import Any
 
 from benchlib import emit, machine, table
 
-from dataprep.mixture import Component, allocate, plan
+from dataprep.mixture import Component, Plan, allocate, plan
 
 V1_2 = [
     ("sharegpt4v_cap100k", 102025),
@@ -44,15 +44,11 @@ def naive(totals: list[int], shard_size: int, seed: int) -> list[list[tuple[int,
     return [items[start : start + shard_size] for start in range(0, len(items), shard_size)]
 
 
-def counts_per_shard(shards: list[list[Any]], sources: int) -> list[list[int]]:
-    """Per shard, how many samples of each source (slots are Slot or (source, index))."""
-    table_ = []
-    for slots in shards:
-        row = [0] * sources
-        for slot in slots:
-            row[slot[0] if isinstance(slot, tuple) else slot.component] += 1
-        table_.append(row)
-    return table_
+def counts_per_shard(shards: Plan | list[list[tuple[int, int]]], sources: int) -> list[list[int]]:
+    """Per shard, how many samples of each source (a `Plan`, or (source, index) pairs per shard)."""
+    if isinstance(shards, Plan):
+        return [[shard.components.tolist().count(source) for source in range(sources)] for shard in shards]
+    return [[[source for source, _ in slots].count(source) for source in range(sources)] for slots in shards]
 
 
 def deviation(per_shard: list[list[int]], totals: list[int]) -> dict[str, float]:

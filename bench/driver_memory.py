@@ -1,0 +1,95 @@
+"""The driver's memory per kept sample, by `tracemalloc` (Python allocations only, numpy's included):
+what a re-run holds once every entry's kept samples are gathered from the part indexes, the peak
+while they are, then the plan's and the peak while every shard's sample copies (and their hash) are
+made one shard at a time, as the build makes them.
+
+The data: `--records` tiny-image LLaVA records (`rerun_scale.write_tiny_dataset`), built once in
+process by the first tree; then each tree in `--trees` gathers, plans and makes the copies in a
+fresh process. Every tree must give the same `copies_sha256` (the same copies in every shard).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from benchlib import add_trees_argument, code_trees, emit, machine, run_in_tree, table, work_folder
+from rerun_scale import write_tiny_dataset
+
+FIRST_BUILD = """
+import sys
+from pathlib import Path
+from dataprep.engine.build import build
+from dataprep.engine.runner import InProcessRunner
+from dataprep.engine.settings import BuildSettings
+from dataprep.recipe.load import load_recipe
+recipe = load_recipe(Path(sys.argv[1]))
+build(recipe, BuildSettings(out=recipe.output.dir, progress=False), InProcessRunner())
+"""
+MEASURE = """
+import hashlib, json, sys, tracemalloc
+from pathlib import Path
+from dataprep.engine.normalize_all import normalize_all
+from dataprep.engine.plan import components_of, plan_mixture, shard_copies
+from dataprep.engine.runner import InProcessRunner
+from dataprep.engine.settings import BuildSettings
+from dataprep.engine.shard_cache import copies_sha256
+from dataprep.recipe.load import load_recipe
+recipe = load_recipe(Path(sys.argv[1]))
+settings = BuildSettings(out=recipe.output.dir, progress=False)
+tracemalloc.start()
+entries = normalize_all(recipe, settings, InProcessRunner())
+gathered, gather_peak = tracemalloc.get_traced_memory()
+tracemalloc.reset_peak()
+shard_plan = plan_mixture(components_of(entries), recipe)
+planned, plan_peak = tracemalloc.get_traced_memory()
+tracemalloc.reset_peak()
+hashes = hashlib.sha256()
+for index, slots in enumerate(shard_plan):
+    hashes.update(copies_sha256(shard_copies(index, slots, entries)).encode())
+copies_peak = tracemalloc.get_traced_memory()[1]
+kept = sum(len(entry.kept) for entry in entries)
+print(json.dumps({"kept": kept, "gathered": gathered, "gather_peak": gather_peak, "planned": planned,
+                  "plan_peak": plan_peak, "copies_peak": copies_peak, "copies_sha256": hashes.hexdigest()}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--records", type=int, default=200_000, help="(default: %(default)s)")
+    parser.add_argument("--unit-bytes", type=int, default=4_000_000, help="(default: %(default)s)")
+    parser.add_argument("--shard-size", type=int, default=2000, help="(default: %(default)s)")
+    add_trees_argument(parser)
+    parser.add_argument("--work", type=Path, help="keep the data and the build here for another run")
+    args = parser.parse_args()
+    args.trees = code_trees(parser, args.trees)
+    with work_folder(args.work, "driver-memory-") as work:
+        work = work.resolve()
+        write_tiny_dataset(work / "data", args.records, args.records // 2)
+        source = {"source": "conversations", "name": "tiny", "path": str(work / "data")}
+        source.update(file="train.jsonl", image_root="images", unit_bytes=args.unit_bytes)
+        content = {"name": "memory", "seed": 0, "sources": [source]}
+        content["output"] = {"dir": str(work / "out"), "shard_size": args.shard_size}
+        recipe_path = work / "recipe.json"
+        recipe_path.write_text(json.dumps(content))  # JSON is YAML
+        if not (work / "out" / "manifest.json").exists():
+            run_in_tree(args.trees[0], FIRST_BUILD, [str(recipe_path)])
+        emit({"kind": "setup", "machine": machine(), "records": args.records})
+        rows = []
+        for tree in args.trees:
+            result = json.loads(run_in_tree(tree, MEASURE, [str(recipe_path)]).stdout)
+            kept = result["kept"]
+            row = {"kind": "summary", "tree": str(tree), "kept": kept}
+            row["gathered_b_per_kept"] = round(result["gathered"] / kept)
+            for stage in ("gather_peak", "planned", "plan_peak", "copies_peak"):
+                row[f"{stage}_b_per_kept"] = round(result[stage] / kept)
+            row["copies_sha256"] = result["copies_sha256"][:12]
+            rows.append(row)
+            emit(row)
+    print(table(rows, list(rows[0])[1:]), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
