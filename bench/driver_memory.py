@@ -5,7 +5,9 @@ made one shard at a time, as the build makes them.
 
 The data: `--records` tiny-image LLaVA records (`rerun_scale.write_tiny_dataset`), built once in
 process by the first tree; then each tree in `--trees` gathers, plans and makes the copies in a
-fresh process. Every tree must give the same `copies_sha256` (the same copies in every shard).
+fresh process, then again untimed by tracemalloc for its seconds (one run: on a loaded machine, read
+them as a rough ratio). Every tree must give the same `copies_sha256` (the same copies in every
+shard).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ recipe = load_recipe(Path(sys.argv[1]))
 build(recipe, BuildSettings(out=recipe.output.dir, progress=False), InProcessRunner())
 """
 MEASURE = """
-import hashlib, json, sys, tracemalloc
+import hashlib, json, sys, time, tracemalloc
 from pathlib import Path
 from dataprep.engine.normalize_all import normalize_all
 from dataprep.engine.plan import components_of, plan_mixture, shard_copies
@@ -50,9 +52,20 @@ hashes = hashlib.sha256()
 for index, slots in enumerate(shard_plan):
     hashes.update(copies_sha256(shard_copies(index, slots, entries)).encode())
 copies_peak = tracemalloc.get_traced_memory()[1]
+tracemalloc.stop()
 kept = sum(len(entry.kept) for entry in entries)
+del entries, shard_plan
+clock = time.perf_counter()
+entries = normalize_all(recipe, settings, InProcessRunner())
+gather_s = time.perf_counter() - clock
+shard_plan = plan_mixture(components_of(entries), recipe)
+plan_s = time.perf_counter() - clock - gather_s
+for index, slots in enumerate(shard_plan):
+    copies_sha256(shard_copies(index, slots, entries))
+copies_s = time.perf_counter() - clock - gather_s - plan_s
 print(json.dumps({"kept": kept, "gathered": gathered, "gather_peak": gather_peak, "planned": planned,
-                  "plan_peak": plan_peak, "copies_peak": copies_peak, "copies_sha256": hashes.hexdigest()}))
+                  "plan_peak": plan_peak, "copies_peak": copies_peak, "copies_sha256": hashes.hexdigest(),
+                  "gather_s": gather_s, "plan_s": plan_s, "copies_s": copies_s}))
 """
 
 
@@ -85,6 +98,8 @@ def main() -> None:
             row["gathered_b_per_kept"] = round(result["gathered"] / kept)
             for stage in ("gather_peak", "planned", "plan_peak", "copies_peak"):
                 row[f"{stage}_b_per_kept"] = round(result[stage] / kept)
+            for stage in ("gather_s", "plan_s", "copies_s"):
+                row[stage] = round(result[stage], 2)
             row["copies_sha256"] = result["copies_sha256"][:12]
             rows.append(row)
             emit(row)

@@ -1,7 +1,6 @@
 """Mixture planning at the real InternVL-Chat-V1-2 scale (nine sources, 1,267,819 samples):
-dataprep.mixture.allocate and dataprep.mixture.plan (also with the cyclic GC paused, as the engine
-runs it) against a naive planner that concatenates every sample, shuffles once with random.shuffle
-and cuts shards (it keeps no per-shard proportions).
+dataprep.mixture.allocate and dataprep.mixture.plan against a naive planner that concatenates every
+sample, shuffles once with random.shuffle and cuts shards (it keeps no per-shard proportions).
 
 Reports the median time of interleaved repetitions, the tracemalloc peak of one separate run each
 (tracemalloc slows the code, so never in a timed run), and as a quality figure the deviation of each
@@ -11,7 +10,6 @@ shard's per-source count from its exact share (total × shard size / grand total
 from __future__ import annotations
 
 import argparse
-import gc
 import random
 import statistics
 import sys
@@ -71,19 +69,6 @@ def deviation(per_shard: list[list[int]], totals: list[int]) -> dict[str, float]
     }
 
 
-def gc_paused(function: Callable[[], Any]) -> Callable[[], Any]:
-    """`function` run with Python's cyclic garbage collector paused, as the engine runs the planner."""
-
-    def run() -> Any:
-        gc.disable()
-        try:
-            return function()
-        finally:
-            gc.enable()
-
-    return run
-
-
 def peak_mib(function: Callable[[], object]) -> float:
     """tracemalloc peak of one call, result included while it is alive."""
     tracemalloc.start()
@@ -111,7 +96,6 @@ def main() -> None:
     cases: dict[str, Callable[[], Any]] = {
         "allocate": lambda: allocate(totals, args.shard_size),
         "plan": lambda: plan(components, args.shard_size, args.seed),
-        "plan_gc_paused": gc_paused(lambda: plan(components, args.shard_size, args.seed)),
         "naive_shuffle": lambda: naive(totals, args.shard_size, args.seed),
     }
     times: dict[str, list[float]] = {name: [] for name in cases}

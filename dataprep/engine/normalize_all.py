@@ -12,7 +12,6 @@ from dataprep.contract.manifest import DownloadReport
 from dataprep.contract.rejects import RejectLine
 from dataprep.engine.entry import Entry, prepare_entries
 from dataprep.engine.kept import PartSamples
-from dataprep.engine.plan import gc_paused
 from dataprep.engine.runner import Job, Labelled, Runner
 from dataprep.engine.settings import WORK_DIR, BuildSettings
 from dataprep.normalize import (
@@ -91,9 +90,8 @@ def normalize_all(
         runner.run("normalize", jobs, len(jobs))
         if settings.limit is not None:
             counts.update((part, len(load_index(part)["records"])) for part in running)
-    with gc_paused():
-        for entry in entries:
-            gather(entry, settings.out / WORK_DIR, settings.limit)
+    for entry in entries:
+        gather(entry, settings.out / WORK_DIR, settings.limit)
     return entries
 
 

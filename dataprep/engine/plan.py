@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from dataprep.engine.runner import BuildError
@@ -25,8 +22,7 @@ def components_of(entries: list[Entry]) -> list[Component]:
 def plan_mixture(components: list[Component], recipe: Recipe) -> Plan:
     """The recipe's shard plan; a mixture too large to plan in memory is a build error."""
     try:
-        with gc_paused():  # 1.27 M slots: 2.4x faster
-            return plan(components, recipe.output.shard_size, recipe.seed)
+        return plan(components, recipe.output.shard_size, recipe.seed)
     except MemoryError:
         total = sum(selected_count(component) * component.repeat for component in components)
         raise BuildError(
@@ -41,17 +37,3 @@ def shard_copies(shard_index: int, slots: ShardSlots, entries: list[Entry]) -> l
         entries[component].kept.copy(index, f"{shard_index:06d}_{position:06d}")
         for position, (component, index) in enumerate(pairs)
     ]
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while the driver makes millions of small acyclic
-    objects (every kept sample's locations, the plan's slots): its repeated passes over them took
-    more than half of the time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
