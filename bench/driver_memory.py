@@ -1,7 +1,9 @@
 """The driver's memory per kept sample, by `tracemalloc` (Python allocations only, numpy's included):
 what a re-run holds once every entry's kept samples are gathered from the part indexes, the peak
 while they are, then the plan's and the peak while every shard's sample copies (and their hash) are
-made one shard at a time, as the build makes them.
+made one shard at a time, as the build makes them. Then a shard worker's memory: `write_shard` of
+the first shard's copies (as its job carries them) in a fresh process: its RSS after the imports,
+what the copies add, its peak.
 
 The data: `--records` tiny-image LLaVA records (`rerun_scale.write_tiny_dataset`), built once in
 process by the first tree; then each tree in `--trees` gathers, plans and makes the copies in a
@@ -30,8 +32,26 @@ from dataprep.recipe.load import load_recipe
 recipe = load_recipe(Path(sys.argv[1]))
 build(recipe, BuildSettings(out=recipe.output.dir, progress=False), InProcessRunner())
 """
+SHARD_WORKER = """
+import json, pickle, resource, sys
+from pathlib import Path
+from dataprep.shard_writer import write_shard
+
+def rss_kib():
+    return int(next(line for line in open("/proc/self/status") if line.startswith("VmRSS")).split()[1])
+
+work, copies_file, shard = map(Path, sys.argv[1:4])
+base = rss_kib()
+copies = pickle.loads(copies_file.read_bytes())
+held = rss_kib()
+result = write_shard(shard, work, copies)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"samples": result.samples, "shard_mb": round(result.bytes / 1e6, 1),
+                  "import_rss_mib": round(base / 1024, 1), "copies_mib": round((held - base) / 1024, 1),
+                  "peak_rss_mib": round(peak / 1024, 1), "growth_mib": round((peak - base) / 1024, 1)}))
+"""
 MEASURE = """
-import hashlib, json, sys, time, tracemalloc
+import hashlib, json, pickle, sys, time, tracemalloc
 from pathlib import Path
 from dataprep.engine.normalize_all import normalize_all
 from dataprep.engine.plan import components_of, plan_mixture, shard_copies
@@ -51,6 +71,7 @@ tracemalloc.reset_peak()
 hashes = hashlib.sha256()
 for index, slots in enumerate(shard_plan):
     hashes.update(copies_sha256(shard_copies(index, slots, entries)).encode())
+Path(sys.argv[2]).write_bytes(pickle.dumps(shard_copies(0, shard_plan[0], entries)))  # a worker's job
 copies_peak = tracemalloc.get_traced_memory()[1]
 tracemalloc.stop()
 kept = sum(len(entry.kept) for entry in entries)
@@ -92,7 +113,11 @@ def main() -> None:
         emit({"kind": "setup", "machine": machine(), "records": args.records})
         rows = []
         for tree in args.trees:
-            result = json.loads(run_in_tree(tree, MEASURE, [str(recipe_path)]).stdout)
+            copies = work / "shard0.pickle"
+            result = json.loads(run_in_tree(tree, MEASURE, [str(recipe_path), str(copies)]).stdout)
+            shard = [str(work / "out" / ".work"), str(copies), str(work / "shard0.tar")]
+            worker = json.loads(run_in_tree(tree, SHARD_WORKER, shard).stdout)
+            emit({"kind": "shard_worker", "tree": str(tree), **worker})
             kept = result["kept"]
             row = {"kind": "summary", "tree": str(tree), "kept": kept}
             row["gathered_b_per_kept"] = round(result["gathered"] / kept)
