@@ -5,7 +5,7 @@ made one shard at a time, as the build makes them. Then a shard worker's memory:
 the first shard's copies (as its job carries them) in a fresh process: its RSS after the imports,
 what the copies add, its peak.
 
-The data: `--records` tiny-image LLaVA records (`rerun_scale.write_tiny_dataset`), built once in
+The data: `--records` tiny-image LLaVA records (`rerun_scale.write_tiny_recipe`), built once in
 process by the first tree; then each tree in `--trees` gathers, plans and makes the copies in a
 fresh process, then again untimed by tracemalloc for its seconds (one run: on a loaded machine, read
 them as a rough ratio). Every tree must give the same `copies_sha256` (the same copies in every
@@ -17,10 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from benchlib import add_trees_argument, code_trees, emit, machine, run_in_tree, table, work_folder
-from rerun_scale import write_tiny_dataset
+from benchlib import code_trees, emit, machine, run_in_tree, table, work_folder
+from rerun_scale import add_tiny_arguments, write_tiny_recipe
 
 FIRST_BUILD = """
 import sys
@@ -92,22 +91,14 @@ print(json.dumps({"kept": kept, "gathered": gathered, "gather_peak": gather_peak
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--records", type=int, default=200_000, help="(default: %(default)s)")
-    parser.add_argument("--unit-bytes", type=int, default=4_000_000, help="(default: %(default)s)")
-    parser.add_argument("--shard-size", type=int, default=2000, help="(default: %(default)s)")
-    add_trees_argument(parser)
-    parser.add_argument("--work", type=Path, help="keep the data and the build here for another run")
+    add_tiny_arguments(parser, records=200_000)
     args = parser.parse_args()
     args.trees = code_trees(parser, args.trees)
     with work_folder(args.work, "driver-memory-") as work:
         work = work.resolve()
-        write_tiny_dataset(work / "data", args.records, args.records // 2)
-        source = {"source": "conversations", "name": "tiny", "path": str(work / "data")}
-        source.update(file="train.jsonl", image_root="images", unit_bytes=args.unit_bytes)
-        content = {"name": "memory", "seed": 0, "sources": [source]}
-        content["output"] = {"dir": str(work / "out"), "shard_size": args.shard_size}
-        recipe_path = work / "recipe.json"
-        recipe_path.write_text(json.dumps(content))  # JSON is YAML
+        recipe_path = write_tiny_recipe(
+            work, "memory", args.records, args.records // 2, args.unit_bytes, args.shard_size
+        )
         if not (work / "out" / "manifest.json").exists():
             run_in_tree(args.trees[0], FIRST_BUILD, [str(recipe_path)])
         emit({"kind": "setup", "machine": machine(), "records": args.records})
