@@ -51,6 +51,7 @@ class Plan:
         return len(self.counts)
 
     def __getitem__(self, shard: int) -> ShardSlots:
+        shard = range(len(self))[shard]  # -1 is the last shard; past the end, an IndexError
         start, end = self.starts[shard], self.starts[shard + 1]
         return ShardSlots(self.components[start:end], self.indices[start:end], self.counts[shard])
 

@@ -52,6 +52,9 @@ def test_plan_is_seeded():
     assert plan_text(first) != plan_text(plan(components, 7, seed=6))
     assert first.components.tolist().count(0) == 50
     assert sorted(first.indices[first.components == 0].tolist()) == list(range(50))
+    assert first[-1].indices.tolist() == first.indices[first.starts[-2] :].tolist()
+    with pytest.raises(IndexError):
+        first[len(first)]
     for shard in first:
         assert shard.counts == [shard.components.tolist().count(number) for number in (0, 1)]
 

@@ -68,8 +68,8 @@ def _packed(values: list[int]) -> array[int]:
 class KeptSamples:
     """An entry's kept samples: its parts' samples end to end, numbered from 0."""
 
-    parts: list[PartSamples] = field(default_factory=list)
-    ends: list[int] = field(default_factory=list)  # samples in parts[: i + 1]
+    parts: list[PartSamples] = field(default_factory=list, init=False)
+    ends: list[int] = field(default_factory=list, init=False)  # samples in parts[: i + 1]
 
     def append(self, part: PartSamples) -> None:
         self.parts.append(part)
