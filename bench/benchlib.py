@@ -144,16 +144,37 @@ def _memory_kib(pid: int) -> tuple[int, int]:
     return values["Rss:"], values["Pss:"]
 
 
+def _peak_rss_kib(pid: int) -> int:
+    """A process's own peak RSS so far (VmHWM) in KiB; 0 once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            return next((int(line.split()[1]) for line in handle if line.startswith("VmHWM:")), 0)
+    except OSError:
+        return 0
+
+
+def _is_ray_worker(pid: int) -> bool:
+    """A Ray worker process (its title `ray::<task or IDLE>`), not Ray's own services."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read(5) == b"ray::"
+    except OSError:
+        return False
+
+
 @dataclass
 class TreeMemory:
     """Samples a process tree every `interval` s in a thread; keeps the peak of the summed RSS
-    (over-counts shared pages) and of the summed PSS (shared pages split among their users)."""
+    (over-counts shared pages) and of the summed PSS (shared pages split among their users), the
+    root's own peak RSS (the driver's) and the largest peak RSS of one Ray worker."""
 
     root: int
     interval: float = 0.25
     peak_rss_mib: float = 0.0
     peak_pss_mib: float = 0.0
     peak_processes: int = 0
+    root_peak_rss_mib: float = 0.0
+    worker_peak_rss_mib: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -163,6 +184,9 @@ class TreeMemory:
         self.peak_rss_mib = max(self.peak_rss_mib, rss / 1024)
         self.peak_pss_mib = max(self.peak_pss_mib, pss / 1024)
         self.peak_processes = max(self.peak_processes, len(pids))
+        self.root_peak_rss_mib = max(self.root_peak_rss_mib, _peak_rss_kib(self.root) / 1024)
+        workers = [_peak_rss_kib(pid) for pid in pids if pid != self.root and _is_ray_worker(pid)]
+        self.worker_peak_rss_mib = max(self.worker_peak_rss_mib, max(workers, default=0) / 1024)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -203,6 +227,8 @@ def run_measured(
         "tree_peak_rss_mib": round(memory.peak_rss_mib, 1),
         "tree_peak_pss_mib": round(memory.peak_pss_mib, 1),
         "tree_peak_processes": memory.peak_processes,
+        "driver_peak_rss_mib": round(memory.root_peak_rss_mib, 1),
+        "worker_peak_rss_mib": round(memory.worker_peak_rss_mib, 1),
     }
 
 

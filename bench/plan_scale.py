@@ -1,7 +1,6 @@
 """Mixture planning at the real InternVL-Chat-V1-2 scale (nine sources, 1,267,819 samples):
-dataprep.mixture.allocate and dataprep.mixture.plan (also with the cyclic GC paused, as the engine
-runs it) against a naive planner that concatenates every sample, shuffles once with random.shuffle
-and cuts shards (it keeps no per-shard proportions).
+dataprep.mixture.allocate and dataprep.mixture.plan against a naive planner that concatenates every
+sample, shuffles once with random.shuffle and cuts shards (it keeps no per-shard proportions).
 
 Reports the median time of interleaved repetitions, the tracemalloc peak of one separate run each
 (tracemalloc slows the code, so never in a timed run), and as a quality figure the deviation of each
@@ -11,7 +10,6 @@ shard's per-source count from its exact share (total × shard size / grand total
 from __future__ import annotations
 
 import argparse
-import gc
 import random
 import statistics
 import sys
@@ -22,7 +20,7 @@ from typing import Any
 
 from benchlib import emit, machine, table
 
-from dataprep.mixture import Component, allocate, plan
+from dataprep.mixture import Component, Plan, allocate, plan
 
 V1_2 = [
     ("sharegpt4v_cap100k", 102025),
@@ -44,15 +42,11 @@ def naive(totals: list[int], shard_size: int, seed: int) -> list[list[tuple[int,
     return [items[start : start + shard_size] for start in range(0, len(items), shard_size)]
 
 
-def counts_per_shard(shards: list[list[Any]], sources: int) -> list[list[int]]:
-    """Per shard, how many samples of each source (slots are Slot or (source, index))."""
-    table_ = []
-    for slots in shards:
-        row = [0] * sources
-        for slot in slots:
-            row[slot[0] if isinstance(slot, tuple) else slot.component] += 1
-        table_.append(row)
-    return table_
+def counts_per_shard(shards: Plan | list[list[tuple[int, int]]], sources: int) -> list[list[int]]:
+    """Per shard, how many samples of each source (a `Plan`, or (source, index) pairs per shard)."""
+    if isinstance(shards, Plan):
+        return [[shard.components.tolist().count(source) for source in range(sources)] for shard in shards]
+    return [[[source for source, _ in slots].count(source) for source in range(sources)] for slots in shards]
 
 
 def deviation(per_shard: list[list[int]], totals: list[int]) -> dict[str, float]:
@@ -73,19 +67,6 @@ def deviation(per_shard: list[list[int]], totals: list[int]) -> dict[str, float]
         "max_rel_dev": round(worst_relative, 3),
         "cells_off_by_1_or_more": round(off / cells, 4),
     }
-
-
-def gc_paused(function: Callable[[], Any]) -> Callable[[], Any]:
-    """`function` run with Python's cyclic garbage collector paused, as the engine runs the planner."""
-
-    def run() -> Any:
-        gc.disable()
-        try:
-            return function()
-        finally:
-            gc.enable()
-
-    return run
 
 
 def peak_mib(function: Callable[[], object]) -> float:
@@ -115,7 +96,6 @@ def main() -> None:
     cases: dict[str, Callable[[], Any]] = {
         "allocate": lambda: allocate(totals, args.shard_size),
         "plan": lambda: plan(components, args.shard_size, args.seed),
-        "plan_gc_paused": gc_paused(lambda: plan(components, args.shard_size, args.seed)),
         "naive_shuffle": lambda: naive(totals, args.shard_size, args.seed),
     }
     times: dict[str, list[float]] = {name: [] for name in cases}

@@ -89,6 +89,29 @@ def write_tiny_dataset(folder: Path, records: int, pool: int) -> None:
             handle.write(json.dumps(record) + "\n")
 
 
+def add_tiny_arguments(parser: argparse.ArgumentParser, records: int) -> None:
+    """`--records`, `--unit-bytes`, `--shard-size`, `--trees` and `--work` of the tiny-image benches."""
+    parser.add_argument("--records", type=int, default=records, help="(default: %(default)s)")
+    parser.add_argument("--unit-bytes", type=int, default=4_000_000, help="(default: %(default)s)")
+    parser.add_argument("--shard-size", type=int, default=2000, help="(default: %(default)s)")
+    add_trees_argument(parser)
+    parser.add_argument("--work", type=Path, help="keep the data and the build here for another run")
+
+
+def write_tiny_recipe(
+    work: Path, name: str, records: int, pool: int, unit_bytes: int, shard_size: int
+) -> Path:
+    """`write_tiny_dataset` in `work/data` and a recipe of it (`work/recipe.json`, output `work/out`)."""
+    write_tiny_dataset(work / "data", records, pool)
+    source = {"source": "conversations", "name": "tiny", "path": str(work / "data")}
+    source.update(file="train.jsonl", image_root="images", unit_bytes=unit_bytes)
+    content = {"name": name, "seed": 0, "sources": [source]}
+    content["output"] = {"dir": str(work / "out"), "shard_size": shard_size}
+    recipe_path = work / "recipe.json"
+    recipe_path.write_text(json.dumps(content))  # JSON is YAML
+    return recipe_path
+
+
 def build(tree: Path, recipe_path: Path, manifest: Path) -> dict[str, Any]:
     """One build in a fresh process importing `dataprep` from `tree` (also its working folder:
     `python -c` puts the working folder before PYTHONPATH); `tree`, `recipe_path`: absolute."""
@@ -107,24 +130,15 @@ def build(tree: Path, recipe_path: Path, manifest: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--records", type=int, default=100_000, help="(default: %(default)s)")
+    add_tiny_arguments(parser, records=100_000)
     parser.add_argument("--pool", type=int, help="distinct images (default: records / 2)")
-    parser.add_argument("--unit-bytes", type=int, default=4_000_000, help="(default: %(default)s)")
-    parser.add_argument("--shard-size", type=int, default=2000, help="(default: %(default)s)")
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions (default: %(default)s)")
-    add_trees_argument(parser)
-    parser.add_argument("--work", type=Path, help="keep the data and the build here for another run")
     args = parser.parse_args()
     args.trees = code_trees(parser, args.trees)
     with work_folder(args.work, "rerun-scale-") as work:
         work = work.resolve()
-        write_tiny_dataset(work / "data", args.records, args.pool or args.records // 2)
-        source = {"source": "conversations", "name": "tiny", "path": str(work / "data")}
-        source.update(file="train.jsonl", image_root="images", unit_bytes=args.unit_bytes)
-        content = {"name": "rerun", "seed": 0, "sources": [source]}
-        content["output"] = {"dir": str(work / "out"), "shard_size": args.shard_size}
-        recipe_path = work / "recipe.json"
-        recipe_path.write_text(json.dumps(content))  # JSON is YAML
+        pool = args.pool or args.records // 2
+        recipe_path = write_tiny_recipe(work, "rerun", args.records, pool, args.unit_bytes, args.shard_size)
         manifest = work / "out" / "manifest.json"
         emit(
             {

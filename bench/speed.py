@@ -292,7 +292,11 @@ def main() -> None:
         if args.memory:
             rows = memory(args.memory, folder)
             print(
-                table(rows, ["records", "wall_s", "max_single_rss_mib", "tree_peak_pss_mib"]), file=sys.stderr
+                table(
+                    rows,
+                    ["records", "wall_s", "driver_peak_rss_mib", "worker_peak_rss_mib", "tree_peak_pss_mib"],
+                ),
+                file=sys.stderr,
             )
             return
         summary = measure(args, folder)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from dataprep.contract.manifest import Decontamination, DownloadReport, Manifest, SourceReport, TokenStats
 from dataprep.contract.sample import ShardSample
-from dataprep.mixture import Slot
+from dataprep.mixture import Plan
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -174,10 +174,10 @@ def expectations(manifest: Manifest) -> str:
     return "\n".join([head, *parts])
 
 
-def plan_rows(entries: list[Entry], shards: list[list[Slot]]) -> list[dict[str, Any]]:
+def plan_rows(entries: list[Entry], shards: Plan) -> list[dict[str, Any]]:
     """Per source: input files and bytes, records read and kept, missing images, other rejects by
     reason, the recipe's `expect`, planned count."""
-    planned = Counter(slot.component for shard in shards for slot in shard)
+    planned = [sum(column) for column in zip(*shards.counts, strict=True)] or [0] * len(entries)
     rows = []
     for index, result in enumerate(entries):
         reasons = Counter(reject.reason for reject in result.rejects)

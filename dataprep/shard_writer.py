@@ -25,8 +25,8 @@ from dataprep.tokens import TokenCounter
 @dataclass(frozen=True, slots=True)
 class SampleCopy:
     """Where one mixture sample's members lie: (suffix, offset, size) in a part tar, and the
-    digest of their bytes (a shard is rewritten when a sample it holds changes). The driver holds
-    one per kept sample: tuples and shared suffix strings keep that small (~430 B)."""
+    digest of their bytes (a shard is rewritten when a sample it holds changes). The driver makes
+    them for one shard's job at a time, from the kept samples it holds packed (`engine/kept.py`)."""
 
     key: str
     part: str

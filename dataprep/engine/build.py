@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,7 +26,7 @@ from dataprep.engine.session import ray_session
 from dataprep.engine.settings import WORK_DIR, BuildSettings
 from dataprep.engine.shard_cache import ShardJob, copies_sha256, remove_stale_shards, token_settings
 from dataprep.files import write_atomic
-from dataprep.mixture import Slot
+from dataprep.mixture import Plan, ShardSlots
 from dataprep.recipe.model import Recipe
 from dataprep.tokens import TokenSettings
 
@@ -109,16 +108,15 @@ def _build_locked(recipe: Recipe, settings: BuildSettings, runner: Runner | None
     return manifest
 
 
-def _per_label(slots: list[Slot], entries: list[Entry]) -> dict[str, int]:
+def _per_label(slots: ShardSlots, entries: list[Entry]) -> dict[str, int]:
     """A shard's samples per entry label (every entry named, in recipe order)."""
-    counts = Counter(entries[slot.component].label for slot in slots)
-    return {entry.label: counts[entry.label] for entry in entries}
+    return {entry.label: count for entry, count in zip(entries, slots.counts, strict=True)}
 
 
 def _shard_jobs(
     out: Path,
     shard_names: list[str],
-    shard_plan: list[list[Slot]],
+    shard_plan: Plan,
     entries: list[Entry],
     tokens: TokenSettings | None,
     store: ObjectPath | None,

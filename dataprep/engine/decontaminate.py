@@ -266,11 +266,7 @@ def _drop(
     entry: Entry, aligned: list[KeptPrint], dropping: dict[int, tuple[Found, str]], index: EvalIndex
 ) -> int:
     """Turn the entry's overlapping samples into `eval_overlap` rejects, in their kept order."""
-    kept = []
-    for at, copy in enumerate(entry.kept):
-        if at not in dropping:
-            kept.append(copy)
-            continue
+    for at in sorted(dropping):
         one, unit = dropping[at]
         eval_set, item = index.items[one.item]
         detail = f"{eval_set} item {item}: " + (
@@ -279,7 +275,7 @@ def _drop(
             else f"question ({1 - one.distance:.0%} of its n-grams) and answer"
         )
         entry.rejects.append(RejectLine(entry.label, aligned[at].id, "eval_overlap", detail, unit))
-    entry.kept = kept
+    entry.kept = entry.kept.without(set(dropping))
     return len(dropping)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dataprep.contract.manifest import Artifact, DownloadReport
 from dataprep.contract.rejects import RejectLine
+from dataprep.engine.kept import KeptSamples
 from dataprep.engine.runner import BuildError, Job, Runner
 from dataprep.engine.settings import WORK_DIR, BuildSettings
 from dataprep.files import FileStamp, canonical_json, sha256_file, write_atomic
@@ -18,7 +19,6 @@ from dataprep.normalize import PART_FORMAT
 from dataprep.paths import not_a_file
 from dataprep.recipe.load import source_options
 from dataprep.recipe.model import Recipe, SourceEntry
-from dataprep.shard_writer import SampleCopy
 from dataprep.sources import registry
 from dataprep.sources.base import Source
 
@@ -34,7 +34,7 @@ class Entry:
     units: list[str] = field(default_factory=list)
     parts: list[Path] = field(default_factory=list)  # one per unit, in its part folder
     used: int = 0  # units handed to normalize, in order (fewer than all under a limit)
-    kept: list[SampleCopy] = field(default_factory=list)  # (part, member locations) per kept sample
+    kept: KeptSamples = field(default_factory=KeptSamples)  # their parts, member locations, digests
     rejects: list[RejectLine] = field(default_factory=list)
     reencoded: int = 0
 

@@ -4,7 +4,6 @@ short of it."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 from dataprep.contract.manifest import DownloadReport
 from dataprep.contract.rejects import RejectLine
 from dataprep.engine.entry import Entry, prepare_entries
-from dataprep.engine.plan import gc_paused
+from dataprep.engine.kept import PartSamples
 from dataprep.engine.runner import Job, Labelled, Runner
 from dataprep.engine.settings import WORK_DIR, BuildSettings
 from dataprep.normalize import (
@@ -25,7 +24,6 @@ from dataprep.normalize import (
 )
 from dataprep.recipe.model import ImagePolicy, Recipe
 from dataprep.sample import Reject
-from dataprep.shard_writer import SampleCopy
 from dataprep.sources import registry
 
 
@@ -92,9 +90,8 @@ def normalize_all(
         runner.run("normalize", jobs, len(jobs))
         if settings.limit is not None:
             counts.update((part, len(load_index(part)["records"])) for part in running)
-    with gc_paused():
-        for entry in entries:
-            gather(entry, settings.out / WORK_DIR, settings.limit)
+    for entry in entries:
+        gather(entry, settings.out / WORK_DIR, settings.limit)
     return entries
 
 
@@ -122,20 +119,17 @@ def _complete(part: Path) -> bool:
 def gather(entry: Entry, work: Path, limit: int | None) -> None:
     """The entry's kept samples (part, member locations) and rejects, read from the parts of the
     units it used, up to `limit` records."""
-    budget = limit if limit is not None else float("inf")
     for part in entry.parts[: entry.used]:
+        if limit is not None and entry.read >= limit:
+            return
         index = load_index(part)  # one at a time: all of them at once would double the driver's peak
-        relative = str(part.relative_to(work))
-        for record in index["records"]:
-            if entry.read >= budget:
-                return
-            if "members" in record:
-                members = tuple(
-                    (sys.intern(suffix), offset, size) for suffix, offset, size in record["members"]
-                )
-                entry.kept.append(SampleCopy("", relative, members, record["digest"]))
-                entry.reencoded += record.get("reencoded", 0)
-            else:
+        records = index["records"] if limit is None else index["records"][: limit - entry.read]
+        kept = [record for record in records if "members" in record]
+        samples = ((record["digest"], record["members"]) for record in kept)
+        entry.kept.append(PartSamples.of(str(part.relative_to(work)), samples))
+        entry.reencoded += sum(record.get("reencoded", 0) for record in kept)
+        for record in records:
+            if "members" not in record:
                 reject = Reject.from_json(record)
                 entry.rejects.append(
                     RejectLine(entry.label, reject.id, reject.reason, reject.detail, index["unit"])

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from dataprep.engine.runner import BuildError
-from dataprep.mixture import Component, Slot, plan, selected_count
+from dataprep.mixture import Component, Plan, ShardSlots, plan, selected_count
 from dataprep.recipe.model import Recipe
 from dataprep.shard_writer import SampleCopy
 
@@ -22,11 +19,10 @@ def components_of(entries: list[Entry]) -> list[Component]:
     ]
 
 
-def plan_mixture(components: list[Component], recipe: Recipe) -> list[list[Slot]]:
+def plan_mixture(components: list[Component], recipe: Recipe) -> Plan:
     """The recipe's shard plan; a mixture too large to plan in memory is a build error."""
     try:
-        with gc_paused():  # 1.27 M slots: 2.4x faster
-            return plan(components, recipe.output.shard_size, recipe.seed)
+        return plan(components, recipe.output.shard_size, recipe.seed)
     except MemoryError:
         total = sum(selected_count(component) * component.repeat for component in components)
         raise BuildError(
@@ -34,24 +30,10 @@ def plan_mixture(components: list[Component], recipe: Recipe) -> list[list[Slot]
         ) from None
 
 
-def shard_copies(shard_index: int, slots: list[Slot], entries: list[Entry]) -> list[SampleCopy]:
+def shard_copies(shard_index: int, slots: ShardSlots, entries: list[Entry]) -> list[SampleCopy]:
     """The shard's samples, in order, each keyed `<shard>_<position>`."""
-    copies = []
-    for position, slot in enumerate(slots):
-        kept = entries[slot.component].kept[slot.index]
-        copies.append(SampleCopy(f"{shard_index:06d}_{position:06d}", kept.part, kept.members, kept.digest))
-    return copies
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while the driver makes millions of small acyclic
-    objects (every kept sample's locations, the plan's slots): its repeated passes over them took
-    more than half of the time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+    pairs = zip(slots.components.tolist(), slots.indices.tolist(), strict=True)
+    return [
+        entries[component].kept.copy(index, f"{shard_index:06d}_{position:06d}")
+        for position, (component, index) in enumerate(pairs)
+    ]

@@ -1,13 +1,10 @@
-"""The mixture plan: proportions per shard, a plan too large for memory, the collector paused."""
+"""The mixture plan: proportions per shard, a plan too large for memory."""
 
 from __future__ import annotations
-
-import gc
 
 import pytest
 
 from dataprep.engine.build import build
-from dataprep.engine.plan import gc_paused
 from dataprep.engine.runner import BuildError
 from dataprep.engine.settings import BuildSettings
 from dataprep.recipe.load import load_recipe
@@ -50,17 +47,3 @@ def test_a_mixture_too_large_to_plan_is_a_build_error(ray_cluster, upstream, tmp
     ):
         build(load_recipe(recipe_file), BuildSettings(out=tmp_path / "out", progress=False))
     assert not (tmp_path / "out" / "shards").exists()
-
-
-def test_the_collector_paused_while_samples_are_gathered_is_restored_even_on_an_error():
-    with pytest.raises(KeyError), gc_paused():
-        assert not gc.isenabled()
-        raise KeyError("a failed gather")
-    assert gc.isenabled()
-    gc.disable()
-    try:
-        with gc_paused():
-            pass
-        assert not gc.isenabled()  # left as the caller had it
-    finally:
-        gc.enable()

@@ -49,7 +49,7 @@ def write_source(root: Path, opener: str) -> None:
     the others cycling through every kind; meta keys differ by kind (the adapter's `image`,
     `width`/`height` on some)."""
     first_shard = plan([Component("mine", SAMPLES, "all", 1)], SHARD_SIZE, SEED)[0]
-    openers = {slot.index for slot in first_shard[:OPENING]}
+    openers = set(first_shard.indices[:OPENING].tolist())
     rng = random.Random(opener)
     folder = root / "mine" / "images"
     folder.mkdir(parents=True, exist_ok=True)
