@@ -1,4 +1,4 @@
-"""The Ray session: SIGTERM stops a build as Ctrl-C does; Ray starts only when a job must run."""
+"""The engine session on Ray: SIGTERM stops a build as Ctrl-C does; Ray starts only when a job must run."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ def _interrupted_session(tmp_path: Path, before: str, inside: str) -> subprocess
     script = (
         "import os, signal, sys, threading, time\n"
         "from pathlib import Path\n"
-        "from dataprep.engine.session import ray_session\n"
+        "from dataprep.engine.session import engine_session\n"
         "from dataprep.engine.settings import BuildSettings\n"
         f"{before}"
         "try:\n"
-        f"    with ray_session(BuildSettings(out=Path({str(tmp_path)!r}), workers=1)) as runner:\n"
+        f"    with engine_session(BuildSettings(out=Path({str(tmp_path)!r}), workers=1, executor='ray')) as runner:\n"
         f"{inside}"
         "        time.sleep(30)\n"
         "except KeyboardInterrupt:\n"
@@ -70,7 +70,7 @@ def test_a_finished_builds_rerun_starts_no_ray_and_writes_the_same_manifest(upst
         f"recipe, out = load_recipe(Path({str(recipe)!r})), Path({str(tmp_path / 'out')!r})\n"
         "runs = []\n"
         "for _ in range(2):\n"
-        "    manifest = build(recipe, BuildSettings(out=out, workers=2, progress=False))\n"
+        "    manifest = build(recipe, BuildSettings(out=out, workers=2, progress=False, executor='ray'))\n"
         "    written = json.loads((out / 'manifest.json').read_bytes())\n"
         "    runs.append({'inits': len(inits), 'running_after': ray.is_initialized(),\n"
         "                 'stages': manifest.build.stages, 'manifest': {**written, 'build': None}})\n"
@@ -80,6 +80,8 @@ def test_a_finished_builds_rerun_starts_no_ray_and_writes_the_same_manifest(upst
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     first, rerun = json.loads(done.stdout.decode().splitlines()[-1])
-    assert first["inits"] == 1 and first["stages"]["ray_start"] > 0 and not first["running_after"]
-    assert rerun["inits"] == 1 and rerun["stages"]["ray_start"] == 0 and rerun["stages"]["ray_stop"] < 0.5
+    assert first["inits"] == 1 and first["stages"]["engine_start"] > 0 and not first["running_after"]
+    assert (
+        rerun["inits"] == 1 and rerun["stages"]["engine_start"] == 0 and rerun["stages"]["engine_stop"] < 0.5
+    )
     assert rerun["manifest"] == first["manifest"] and first["manifest"]["totals"]["samples"] > 0
