@@ -1,4 +1,5 @@
-"""The engine session on Ray: SIGTERM stops a build as Ctrl-C does; Ray starts only when a job must run."""
+"""The engine session: local processes unless the build joins a Ray cluster (then Ray is imported);
+on Ray, SIGTERM stops a build as Ctrl-C does and Ray starts only when a job must run."""
 
 from __future__ import annotations
 
@@ -8,7 +9,52 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from dataprep.engine.session import executor_of
+from dataprep.engine.settings import BuildSettings
+
 from helpers.upstream import recipe_yaml
+
+
+@pytest.mark.parametrize(
+    ("executor", "address", "environment", "expected"),
+    [
+        ("auto", None, None, "processes"),
+        ("auto", "ray://head:10001", None, "ray"),
+        ("auto", None, "head:6379", "ray"),  # as in a Ray job submission
+        ("ray", None, None, "ray"),
+        ("processes", None, "head:6379", "processes"),
+    ],
+)
+def test_auto_is_ray_when_the_build_joins_a_cluster_else_local_processes(
+    tmp_path, monkeypatch, executor, address, environment, expected
+):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    if environment:
+        monkeypatch.setenv("RAY_ADDRESS", environment)
+    assert executor_of(BuildSettings(out=tmp_path, executor=executor, ray_address=address)) == expected
+
+
+def test_a_build_on_local_processes_imports_no_ray(upstream, tmp_path):
+    data_root, _ = upstream
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text(recipe_yaml("mix", data_root, tmp_path / "out"))
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from dataprep.engine.build import build\n"
+        "from dataprep.engine.settings import BuildSettings\n"
+        "from dataprep.recipe.load import load_recipe\n"
+        f"recipe, out = load_recipe(Path({str(recipe)!r})), Path({str(tmp_path / 'out')!r})\n"
+        "manifest = build(recipe, BuildSettings(out=out, workers=2, progress=False))\n"
+        "print(manifest.build.executor, manifest.totals.samples, 'ray' in sys.modules)\n"
+    )
+    env = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    executor, samples, imported_ray = done.stdout.decode().split()
+    assert executor == "processes" and int(samples) > 0 and imported_ray == "False"
 
 
 def _interrupted_session(tmp_path: Path, before: str, inside: str) -> subprocess.CompletedProcess[bytes]:
