@@ -27,6 +27,7 @@ JOB_MODULES = (
     "dataprep.engine.downloads",
     "dataprep.engine.normalize_all",
     "dataprep.engine.decontaminate",
+    "dataprep.engine.entry",
     "dataprep.engine.shard_cache",
 )
 PR_SET_PDEATHSIG = 1  # prctl(2)
