@@ -15,7 +15,7 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from dataprep.engine.runner import TICK, Job, Labelled, StageRun, UnitFailed, plain, run_stage
+from dataprep.engine.runner import TICK, Job, Labelled, StageRun, UnitFailed, plain, run_job, run_stage
 from dataprep.progress import Measure, Progress
 
 # Workers are forked from a forkserver: a fresh, single-threaded interpreter that has imported the
@@ -47,13 +47,6 @@ def _worker_started() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform == "linux":
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _run_job(job: Job) -> Any:
-    try:
-        return job.run()
-    except Exception as error:
-        raise UnitFailed(plain(error)) from None
 
 
 class ProcessRunner:
@@ -116,7 +109,7 @@ class ProcessRunner:
                 return False
             self.start()
             assert self._pool is not None
-            pending[self._pool.submit(_run_job, next_job[2])] = next_job
+            pending[self._pool.submit(run_job, next_job[2])] = next_job
             return True
 
         while len(pending) < self.workers and submit():
@@ -161,7 +154,7 @@ class ProcessRunner:
         while deaths <= job.retries:
             if self._alone is None:
                 self._alone = self._new_pool(1)
-            future = self._alone.submit(_run_job, job)
+            future = self._alone.submit(run_job, job)
             workers = self._workers_of(self._alone)  # started by `submit`
             while not wait([future], timeout=TICK)[0]:
                 run.progress.tick()

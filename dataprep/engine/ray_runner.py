@@ -12,17 +12,11 @@ from typing import Any
 
 import ray
 
-from dataprep.engine.runner import TICK, BuildError, Job, Labelled, StageRun, UnitFailed, plain, run_stage
+from dataprep.engine.runner import TICK, BuildError, Job, Labelled, StageRun, UnitFailed, run_job, run_stage
 from dataprep.engine.settings import BuildSettings
 from dataprep.progress import Measure, Progress
 
-
-@ray.remote
-def _run_remote(job: Job) -> Any:
-    try:
-        return job.run()
-    except Exception as error:
-        raise UnitFailed(plain(error)) from None
+_run_remote = ray.remote(run_job)
 
 
 class RayRunner:

@@ -65,6 +65,15 @@ def plain(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def run_job(job: Job) -> Any:
+    """`job.run()` where it is shipped (a worker process, a Ray task): its error reduced to UnitFailed,
+    so that it crosses process boundaries."""
+    try:
+        return job.run()
+    except Exception as error:
+        raise UnitFailed(plain(error)) from None
+
+
 class StageRun:
     """One stage's jobs while they run: the results by job index, the failures, the progress line."""
 
