@@ -1,10 +1,10 @@
 """Issue 14's fixed costs, per code tree (and executor), side by side: the demo build's wall time
 against the time its engine spent starting and stopping (from the manifest's stage timings), and a
-re-run of the finished build against Ray's own start + one task + stop; with `--pool-starts`, what a
-pool of local worker processes costs to start, per multiprocessing start method.
+re-run of the finished build against Ray's own start + one task + stop; with `--start-methods`, the
+demo build on local worker processes started by each multiprocessing start method.
 
     .venv/bin/python bench/fixed_costs.py --trees /tmp/fc-base $PWD --reps 3     # ~3 min idle
-    .venv/bin/python bench/fixed_costs.py --trees $PWD --executors processes ray --pool-starts
+    .venv/bin/python bench/fixed_costs.py --trees $PWD --executors processes ray --start-methods
 
 Each build and re-run is a fresh `dataprep build` process (wall time including the interpreter and
 imports), the trees (and `--executor`s, for trees that have the option) interleaved per repetition;
@@ -38,23 +38,14 @@ from benchlib import (
 )
 from build_throughput import RAY_ONLY
 
-# In a fresh driver that has imported the engine (as a build has): a ProcessRunner of 2 workers on
-# one start method, started and run until each worker has run a job (its module imported), then stopped.
-POOL_START = """
-import json, sys, time
-import dataprep.engine.build
-from dataprep.engine import process_runner
-from dataprep.engine.entry import HashJob
-
-process_runner.START_METHOD = sys.argv[1]
-clock = time.perf_counter()
-runner = process_runner.ProcessRunner(2, progress=False)
-runner.run("hash", [(str(index), HashJob("/dev/null")) for index in range(2)], 2)
-ready = time.perf_counter()
-runner.stop()
-stopped = time.perf_counter()
-print(json.dumps({"start_s": round(ready - clock, 3), "stop_s": round(stopped - ready, 3)}))
-"""
+# `dataprep build` with the local workers started by another multiprocessing start method.
+WITH_START_METHOD = (
+    "import sys\n"
+    "from dataprep.engine import process_runner\n"
+    "process_runner.START_METHOD = sys.argv[1]\n"
+    "from dataprep.cli import main\n"
+    "sys.exit(main(sys.argv[2:]))\n"
+)
 START_METHODS = ("fork", "forkserver", "spawn")
 
 
@@ -69,10 +60,13 @@ def engine_seconds(manifest: Path) -> float:
     return stages["ray_start"] + max(0.0, build["seconds"] - sum(stages.values()))
 
 
-def build_once(tree: Path, work: Path, out: Path, executor: str | None) -> dict[str, Any]:
-    """One `dataprep build` of the demo recipe into `out` (with `--executor` unless None): its wall
-    time and engine time."""
-    command = [sys.executable, "-m", "dataprep.cli", "build", str(tree / "recipes/demo.yaml")]
+def build_once(
+    tree: Path, work: Path, out: Path, executor: str | None, start_method: str | None = None
+) -> dict[str, Any]:
+    """One `dataprep build` of the demo recipe into `out` (with `--executor` unless None; its local
+    workers started by `start_method` unless None): its wall time and engine time."""
+    dataprep = ["-c", WITH_START_METHOD, start_method] if start_method else ["-m", "dataprep.cli"]
+    command = [sys.executable, *dataprep, "build", str(tree / "recipes/demo.yaml")]
     command += ["--out", str(out), "--quiet"] + (["--executor", executor] if executor else [])
     result = run_measured(command, {**RAY_ENV, "PYTHONPATH": str(tree)}, cwd=work)
     engine = engine_seconds(out / "manifest.json")
@@ -93,7 +87,9 @@ def main() -> int:
         help="build the last tree with each of these `--executor`s (default: every tree's default)",
     )
     parser.add_argument(
-        "--pool-starts", action="store_true", help="also time a pool's start per start method"
+        "--start-methods",
+        action="store_true",
+        help="also build the demo with the last tree's local workers started by fork, forkserver, spawn",
     )
     args = parser.parse_args()
     trees = code_trees(parser, args.trees)
@@ -104,7 +100,7 @@ def main() -> int:
         _name(tree, executor): {"build": [], "rerun": []} for tree, executor in runners
     }
     ray_only: list[dict[str, Any]] = []
-    pools: dict[str, list[dict[str, Any]]] = {method: [] for method in START_METHODS}
+    by_method: dict[str, list[dict[str, Any]]] = {method: [] for method in START_METHODS}
     with work_folder(args.work, "fixed-costs-") as work:
         if not (work / "data" / "demo").exists():
             env = {**RAY_ENV, "PYTHONPATH": str(trees[-1])}
@@ -120,13 +116,12 @@ def main() -> int:
                     emit({"kind": kind, "tree": _name(tree, executor), "rep": rep, **result})
             ray_only.append(run_measured([sys.executable, "-c", RAY_ONLY.format(workers=2)], RAY_ENV))
             emit({"kind": "ray_only", "rep": rep, **ray_only[-1]})
-            for method in START_METHODS if args.pool_starts else ():
-                env = {**RAY_ENV, "PYTHONPATH": str(trees[-1])}
-                timed = subprocess.run(
-                    [sys.executable, "-c", POOL_START, method], env=env, capture_output=True, check=True
-                )
-                pools[method].append(json.loads(timed.stdout))
-                emit({"kind": "pool_start", "method": method, "rep": rep, **pools[method][-1]})
+            for method in START_METHODS if args.start_methods else ():
+                out = work / "out-start-method"
+                shutil.rmtree(out, ignore_errors=True)
+                by_method[method].append(build_once(trees[-1], work, out, "processes", method))
+                emit({"kind": "start_method", "method": method, "rep": rep, **by_method[method][-1]})
+
     fixed = median_of(ray_only, "wall_s")
     rows = []
     for tree, executor in runners:
@@ -147,16 +142,16 @@ def main() -> int:
     emit({"kind": "summary", "ray_only_wall_s": fixed, "rows": rows})
     print(f"Ray start + one task + stop alone: {fixed} s (median of {len(ray_only)})", file=sys.stderr)
     print(table(rows, list(rows[0])), file=sys.stderr)
-    if args.pool_starts:
+    if args.start_methods:
         starts = [
             {
                 "start method": method,
-                "pool start s": median_of(runs, "start_s"),
-                "stop s": median_of(runs, "stop_s"),
+                "demo build wall s": median_of(timings, "wall_s"),
+                "engine start+stop s": median_of(timings, "engine_s"),
             }
-            for method, timings in pools.items()
+            for method, timings in by_method.items()
         ]
-        emit({"kind": "pool_starts", "rows": starts})
+        emit({"kind": "start_methods", "rows": starts})
         print(table(starts, list(starts[0])), file=sys.stderr)
     return 0
 
