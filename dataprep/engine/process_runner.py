@@ -19,9 +19,10 @@ from dataprep.engine.runner import TICK, Job, Labelled, StageRun, UnitFailed, pl
 from dataprep.progress import Measure, Progress
 
 # Workers are forked from a forkserver: a fresh, single-threaded interpreter that has imported the
-# modules of the engine's jobs once. `fork` would copy the driver, whose other threads (pyarrow's
-# pools, Ray's when the driver has it) may hold a lock the child then waits on forever; `spawn` starts
-# and imports a new interpreter for every worker. Start costs measured in docs/BENCHMARKS.md §9.
+# modules of the engine's jobs once, ~0.5 s. `fork` (~0.5 s cheaper) would copy the driver, which runs
+# other native threads as soon as it has imported the engine (pyarrow's jemalloc background thread and
+# one more): a lock one of them holds at the fork stays held in the child forever; `spawn` starts and
+# imports a new interpreter for every worker. Measured in docs/BENCHMARKS.md §9 (Executor).
 START_METHOD = "forkserver"
 JOB_MODULES = (
     "dataprep.engine.downloads",
@@ -55,7 +56,8 @@ class ProcessRunner:
     serves every stage of the build until `stop`. A worker that dies (the OOM killer, a decoder
     crashing on a hostile file) fails no other job: the pool is replaced, the jobs that were in
     flight are re-run one at a time in a pool of their own, and only a job whose worker dies while it
-    runs alone is charged an attempt; after `Job.retries` more it fails."""
+    runs alone (or was the only one in flight) is charged an attempt; after `Job.retries` more it
+    fails."""
 
     executor = "processes"
 
