@@ -1,4 +1,4 @@
-# `make demo`: set up, generate miniature upstreams, build the demo mixture on embedded Ray.
+# `make demo`: set up, generate miniature upstreams, build the demo mixture in local worker processes.
 # `make test`: set up (and Debian's Chromium, for the HTML report's test), lint, run the whole test suite.
 PYTHON ?= python3
 VENV := .venv

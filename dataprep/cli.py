@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from dataprep.contract.cli import add_version, at_least
+from dataprep.engine.settings import EXECUTORS
 from dataprep.exit_status import MANUAL_MISSING, STRICT_WARNINGS
 from dataprep.export.cli import add_export_parsers
 from dataprep.progress import LOG_INTERVAL, VERBOSE_INTERVAL
@@ -21,11 +22,26 @@ def _recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", type=Path, help="recipe YAML file")
     _output_arguments(parser, "output folder, or a store: s3://bucket/prefix (overrides output.dir)")
     parser.add_argument("--data-root", help="base folder of relative source paths (overrides data_root)")
-    parser.add_argument("--workers", type=POSITIVE, help="at most this many work units at once")
-    parser.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else embedded)")
+    _engine_arguments(parser)
     parser.add_argument("--limit", type=POSITIVE, help="read at most N records per source (quick trials)")
     _log_arguments(parser)
     _mirror_argument(parser)
+
+
+def _engine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers", type=POSITIVE, help="at most this many work units at once (default: one per CPU)"
+    )
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="auto",
+        help="what runs the work units: local worker processes, or Ray tasks (an embedded local Ray "
+        "without an address); auto (default): Ray when the build joins a cluster, else processes",
+    )
+    parser.add_argument(
+        "--ray-address", help="join this Ray cluster (default: RAY_ADDRESS; Ray runs the work units)"
+    )
 
 
 def _output_arguments(parser: argparse.ArgumentParser, help: str, required: bool = False) -> None:
@@ -120,10 +136,7 @@ def make_parser() -> argparse.ArgumentParser:
         "--data-root", help="base folder of the sources' paths (default: working directory)"
     )
     reproduce.add_argument("--tokenizer", help="tokenizer.json for a build that counted tokens")
-    reproduce.add_argument("--workers", type=POSITIVE, help="at most this many work units at once")
-    reproduce.add_argument(
-        "--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else embedded)"
-    )
+    _engine_arguments(reproduce)
     _log_arguments(reproduce)
     _mirror_argument(reproduce)
 
@@ -171,7 +184,10 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "executor", None) == "processes" and args.ray_address:
+        parser.error("--executor processes runs on this machine: it cannot join --ray-address")
     from dataprep.commands import run  # the commands' imports (Ray, pyarrow, images) once one runs
 
     return run(args)

@@ -1,5 +1,6 @@
 """What each `dataprep` command does, once `dataprep.cli` has parsed its arguments (imported only then,
-so `--help` and usage errors start no Ray, pyarrow or image codecs)."""
+so `--help` and usage errors start no Ray, pyarrow or image codecs; Ray itself is imported only by a
+command that runs on Ray)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from dataprep.engine.output import check_output, output_lock
 from dataprep.engine.plan import components_of, plan_mixture
 from dataprep.engine.publish import work_folder
 from dataprep.engine.runner import BuildError
-from dataprep.engine.session import ray_session
+from dataprep.engine.session import engine_session
 from dataprep.engine.settings import BuildSettings
 from dataprep.exit_status import MANUAL_MISSING, STRICT_WARNINGS
 from dataprep.export.cli import run_export_command
@@ -61,7 +62,7 @@ def _settings(args: argparse.Namespace, recipe: Recipe) -> BuildSettings:
     out = location(args.out or recipe.output.dir)
     store = out if isinstance(out, ObjectPath) else None
     if store:
-        joined = bool(args.ray_address or os.environ.get("RAY_ADDRESS"))
+        joined = args.executor != "processes" and bool(args.ray_address or os.environ.get("RAY_ADDRESS"))
         out = work_folder(store, args.work_dir or recipe.output.work_dir, joined)
     elif args.work_dir:
         raise LocationError(f"--work-dir is for an output in a store; {out} is a local folder")
@@ -70,6 +71,7 @@ def _settings(args: argparse.Namespace, recipe: Recipe) -> BuildSettings:
         store=store,
         workers=args.workers,
         ray_address=args.ray_address,
+        executor=args.executor,
         limit=args.limit,
         progress=False if args.quiet else None,
         log_interval=args.log_interval or (VERBOSE_INTERVAL if args.verbose else None),
@@ -143,7 +145,7 @@ def _fetch(args: argparse.Namespace) -> int:
     recipe = _load(args)
     settings = _settings(args, recipe)
     try:
-        with ray_session(settings) as runner:
+        with engine_session(settings) as runner:
             downloads = fetch_all(recipe, runner, settings.mirror, *locked_files(settings))
     except BuildError as error:
         print(f"fetch failed: {error}", file=sys.stderr)
@@ -173,7 +175,7 @@ def _plan(args: argparse.Namespace) -> int:
         return _print_json({"upstreams": upstreams}) if args.json else 0
     try:
         check_output(recipe, settings.out)
-        with output_lock(settings.out), ray_session(settings) as runner:
+        with output_lock(settings.out), engine_session(settings) as runner:
             fetch_all(recipe, runner, settings.mirror, *locked_files(settings))
             missing = missing_inputs(recipe)
             if missing:

@@ -313,6 +313,14 @@ def test_counts_below_one_are_usage_errors(tmp_path, capsys, flag):
     assert stopped.value.code == 2 and "must be at least 1, not 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["build", "fetch", "plan"])
+def test_local_processes_joining_a_ray_cluster_is_a_usage_error_naming_both(tmp_path, capsys, command):
+    with pytest.raises(SystemExit) as stopped:
+        main([command, str(tmp_path / "r.yaml"), "--executor", "processes", "--ray-address", "auto"])
+    error = capsys.readouterr().err
+    assert stopped.value.code == 2 and "--executor processes" in error and "--ray-address" in error
+
+
 def test_reproduce_rebuilds_from_the_manifest_alone_and_names_what_differs(ray_cluster, tmp_path, capsys):
     write_conversations(tmp_path / "data" / "mine")
     tokenizer = write_tokenizer(tmp_path / "tokenizer.json", ["What is in picture 1?", "Shapes number 1."])

@@ -1,4 +1,5 @@
-"""The same build joins a running Ray cluster (`--ray-address`) or runs as a Ray job."""
+"""The same build joins a running Ray cluster (`--ray-address`) or runs as a Ray job (the default
+executor then is Ray), with the same content as an embedded Ray's and local processes'."""
 
 from __future__ import annotations
 
@@ -87,17 +88,21 @@ def _recipe(tmp_path: Path, out: Path) -> Path:
     return recipe
 
 
-def _content_hash(out: Path) -> str:
-    return json.loads((out / "manifest.json").read_text())["content_sha256"]
+def _content_and_executor(out: Path) -> tuple[str, str]:
+    manifest = json.loads((out / "manifest.json").read_text())
+    return manifest["content_sha256"], manifest["build"]["executor"]
 
 
 def test_ray_address_and_job_submit_give_the_embedded_result(cluster, tmp_path):
     address, dashboard, env = cluster
     cli = [sys.executable, "-m", "dataprep.cli", "build", "--quiet"]
-    embedded = subprocess.run(
-        [*cli, str(_recipe(tmp_path, tmp_path / "embedded"))], env=env, capture_output=True
-    )
-    assert embedded.returncode == 0, embedded.stderr.decode()
+    for out, executor in (("embedded", "ray"), ("processes", "auto")):
+        alone = subprocess.run(
+            [*cli, str(_recipe(tmp_path, tmp_path / out)), "--executor", executor],
+            env={name: value for name, value in env.items() if name != "RAY_ADDRESS"},
+            capture_output=True,
+        )
+        assert alone.returncode == 0, alone.stderr.decode()
 
     joined = subprocess.run(  # a relative output folder: the cluster's workers run elsewhere
         [*cli, str(_recipe(tmp_path, Path("joined"))), "--ray-address", address],
@@ -125,5 +130,7 @@ def test_ray_address_and_job_submit_give_the_embedded_result(cluster, tmp_path):
     assert job.returncode == 0, job.stdout.decode() + job.stderr.decode()
     assert "succeeded" in (job.stdout + job.stderr).decode()
 
-    reference = _content_hash(tmp_path / "embedded")
-    assert _content_hash(tmp_path / "joined") == reference == _content_hash(project / "job-out")
+    reference, _ = _content_and_executor(tmp_path / "embedded")
+    assert _content_and_executor(tmp_path / "processes") == (reference, "processes")
+    assert _content_and_executor(tmp_path / "joined") == (reference, "ray")
+    assert _content_and_executor(project / "job-out") == (reference, "ray")

@@ -88,6 +88,21 @@ def test_demo_recipe_builds_every_source_faithfully(ray_cluster, fixtures, tmp_p
     assert manifest.strictest_terms.startswith("no redistribution")
 
 
+def test_the_demo_is_byte_identical_on_local_processes_and_on_ray(ray_cluster, fixtures, tmp_path):
+    data_root, _ = fixtures
+    overrides = {"data_root": str(data_root), "tokens.tokenizer": str(demo_tokenizer(data_root))}
+    recipe = load_recipe(REPO / "recipes" / "demo.yaml", overrides)
+    outputs = {}
+    for executor in ("processes", "ray"):
+        out = tmp_path / executor
+        manifest = build(recipe, BuildSettings(out=out, progress=False, executor=executor))
+        assert manifest.build is not None and manifest.build.executor == executor
+        shards = {path.name: path.read_bytes() for path in sorted((out / "shards").iterdir())}
+        outputs[executor] = (manifest.content_sha256, shards, (out / "rejects.jsonl").read_bytes())
+    assert sum(name.endswith(".tar") for name in outputs["ray"][1]) == len(manifest.shards) > 1
+    assert outputs["processes"] == outputs["ray"]
+
+
 def _playground(fixture_root: Path, data: Path) -> None:
     """Arrange fixture upstreams in the conventional InternVL `playground/data` layout."""
     shutil.copytree(fixture_root / "sharegpt4v", data)

@@ -174,12 +174,14 @@ class Decontamination(Strict):
 
 
 class BuildTimes(Strict):
-    """Wall-clock facts of one run (kept out of the content hash). `stages`: seconds per stage."""
+    """Wall-clock facts of one run (kept out of the content hash). `stages`: seconds per stage;
+    `executor`: what ran the jobs (`processes`, `ray`)."""
 
     started_at: str
     finished_at: str
     seconds: float
     stages: dict[str, float] = {}
+    executor: str | None = None
 
 
 class Manifest(Strict):

@@ -21,8 +21,8 @@ from dataprep.engine.normalize_all import normalize_all
 from dataprep.engine.output import check_output, discard, listed_shards, output_lock
 from dataprep.engine.plan import components_of, plan_mixture, shard_copies
 from dataprep.engine.publish import check_store, publish_results
-from dataprep.engine.runner import Labelled, RayRunner, Runner
-from dataprep.engine.session import ray_session
+from dataprep.engine.runner import Labelled, Runner
+from dataprep.engine.session import engine_session
 from dataprep.engine.settings import WORK_DIR, BuildSettings
 from dataprep.engine.shard_cache import ShardJob, copies_sha256, remove_stale_shards, token_settings
 from dataprep.files import write_atomic
@@ -32,7 +32,8 @@ from dataprep.tokens import TokenSettings
 
 
 def build(recipe: Recipe, settings: BuildSettings, runner: Runner | None = None) -> Manifest:
-    """The whole build, under a lock on the output folder, its tasks on Ray (or on `runner`). The
+    """The whole build, under a lock on the output folder, its jobs on the settings' executor (or on
+    `runner`). The
     previous manifest stays until shards start to change; the new one is written last, only after
     every shard is complete (and, for an output in a store, uploaded)."""
     check_output(recipe, settings.out)
@@ -48,12 +49,11 @@ def _build_locked(recipe: Recipe, settings: BuildSettings, runner: Runner | None
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
     out = settings.out
-    stages: dict[str, float] = {"ray_start": 0.0}  # Ray's start, whichever stage first needed it
-    session = ray_session(settings) if runner is None else contextlib.nullcontext(runner)
+    stages: dict[str, float] = {"engine_start": 0.0}  # the engine's start, in whichever stage needed it
+    session = engine_session(settings) if runner is None else contextlib.nullcontext(runner)
 
     def lap(stage: str) -> None:
-        if isinstance(tasks, RayRunner):
-            stages["ray_start"] = tasks.start_seconds
+        stages["engine_start"] = tasks.start_seconds
         spent = time.monotonic() - clock - sum(stages.values())
         stages[stage] = max(0.0, round(spent, 3))
 
@@ -77,7 +77,7 @@ def _build_locked(recipe: Recipe, settings: BuildSettings, runner: Runner | None
         jobs = _shard_jobs(out, shard_names, shard_plan, entries, tokens, settings.store)
         markers = tasks.run("write", jobs, len(shard_plan))
         lap("plan_and_write")
-    lap("ray_stop")
+    lap("engine_stop")
     rejects = b"".join(reject.to_bytes() for entry in entries for reject in entry.rejects)
     write_atomic(out / "rejects.jsonl", rejects)
     manifest = make_manifest(
@@ -99,6 +99,7 @@ def _build_locked(recipe: Recipe, settings: BuildSettings, runner: Runner | None
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         seconds=round(time.monotonic() - clock, 3),
         stages=stages,
+        executor=tasks.executor,
     )
     write_atomic(out / "manifest.json", manifest.model_dump_json(indent=2).encode("utf-8") + b"\n")
     if settings.store:

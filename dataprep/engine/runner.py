@@ -1,13 +1,11 @@
-"""Run a stage's jobs, at most `workers` at a time, on Ray or in this process; any failure fails the
-stage with one line per distinct error."""
+"""What every runner of a stage's jobs shares: the `Runner` protocol, `Job`, the failure summary, and
+`InProcessRunner` (jobs in this process, for tests). The runners of a build: `process_runner`
+(local worker processes) and `ray_runner` (Ray tasks)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Protocol
-
-import ray
 
 from dataprep.progress import Measure, Progress
 
@@ -46,6 +44,9 @@ Labelled = tuple[str, Job]  # (what a failure names, the job)
 
 
 class Runner(Protocol):
+    executor: str  # what runs the jobs, as the manifest's build times name it
+    start_seconds: float  # spent starting the engine (its workers), once a job had to run
+
     def run(
         self, stage: str, jobs: Iterable[Labelled], total: int, measure: Measure | None = None
     ) -> list[Any]:
@@ -54,104 +55,66 @@ class Runner(Protocol):
         bytes moved so far for the progress line (downloads)."""
         ...
 
+    def stop(self) -> None:
+        """Stop what this runner started (at the end of a build)."""
+        ...
+
 
 def plain(error: Exception) -> str:
     """An error as the stage's failure summary names it: `<Type>: <message>`."""
     return f"{type(error).__name__}: {error}"
 
 
-@ray.remote
-def _run_remote(job: Job) -> Any:
+def run_job(job: Job) -> Any:
+    """`job.run()` where it is shipped (a worker process, a Ray task): its error reduced to UnitFailed,
+    so that it crosses process boundaries."""
     try:
         return job.run()
     except Exception as error:
         raise UnitFailed(plain(error)) from None
 
 
-class RayRunner:
-    """Jobs as Ray tasks, at most `workers` in flight (all of them without a worker count). A job
-    already `done` is not shipped; Ray is started (`start`) only when a job must run, so a stage,
-    or a whole build, with nothing to do never starts it."""
+class StageRun:
+    """One stage's jobs while they run: the results by job index, the failures, the progress line."""
 
-    def __init__(
-        self,
-        workers: int | None,
-        progress: bool | None,
-        log_interval: float | None = None,
-        start: Callable[[], None] | None = None,
-    ) -> None:
-        self.workers = workers
+    def __init__(self, jobs: Iterable[Labelled], total: int, progress: Progress) -> None:
+        self.results: list[Any] = [None] * total
+        self.errors: list[tuple[str, str]] = []
         self.progress = progress
-        self.log_interval = log_interval
-        self._start = start  # None: Ray is already running
-        self.start_seconds = 0.0  # spent in `start`
+        self._numbered = enumerate(jobs)  # consumed only as jobs are started
 
-    def start(self) -> None:
-        """Start Ray for this runner's jobs (once; nothing when it runs already)."""
-        if self._start is None:
-            return
-        clock = time.monotonic()
-        self._start()
-        self._start = None
-        self.start_seconds = round(time.monotonic() - clock, 3)
+    def next_job(self) -> tuple[int, str, Job] | None:
+        """The next job that must run (those already `done` are recorded on the way); None: none left."""
+        for index, (label, job) in self._numbered:
+            result = done_result(job)
+            if result is None:
+                return index, label, job
+            self.finished(index, job, result)
+        return None
 
-    def run(
-        self, stage: str, jobs: Iterable[Labelled], total: int, measure: Measure | None = None
-    ) -> list[Any]:
-        results: list[Any] = [None] * total
-        errors: list[tuple[str, str]] = []
-        progress = Progress(stage, total, enabled=self.progress, measure=measure, interval=self.log_interval)
-        try:
-            self._drain(iter(jobs), self.workers or total or 1, results, errors, progress)
-        finally:
-            progress.close()  # a line of its own, also when interrupted
-        _raise_failures(stage, errors, total)
-        return results
+    def finished(self, index: int, job: Job, result: Any) -> None:
+        self.results[index] = result
+        self.progress.advance(job.records(result))
 
-    def _drain(
-        self,
-        jobs: Iterator[Labelled],
-        limit: int,
-        results: list[Any],
-        errors: list[tuple[str, str]],
-        progress: Progress,
-    ) -> None:
-        pending: dict[ray.ObjectRef, tuple[int, str, Job]] = {}
-
-        numbered = enumerate(jobs)
-
-        def submit() -> bool:
-            """Ship the next job not already done; False when none is left."""
-            for index, (label, job) in numbered:
-                result = _done(job)
-                if result is not None:
-                    results[index] = result
-                    progress.advance(job.records(result))
-                    continue
-                self.start()
-                pending[_run_remote.options(max_retries=job.retries).remote(job)] = (index, label, job)
-                return True
-            return False
-
-        while len(pending) < limit and submit():
-            pass
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=TICK)
-            if not ready:  # nothing finished yet: a progress line may be due all the same
-                progress.tick()
-                continue
-            index, label, job = pending.pop(ready[0])
-            try:
-                results[index] = ray.get(ready[0])
-            except ray.exceptions.RayTaskError as error:
-                errors.append((label, str(error.cause if isinstance(error.cause, UnitFailed) else error)))
-            except ray.exceptions.RayError as error:
-                errors.append((label, str(error)))
-            progress.advance(0 if results[index] is None else job.records(results[index]))
-            submit()
+    def failed(self, label: str, error: str) -> None:
+        self.errors.append((label, error))
+        self.progress.advance(0)
 
 
-def _done(job: Job) -> Any:
+def run_stage(
+    stage: str, jobs: Iterable[Labelled], total: int, progress: Progress, drain: Callable[[StageRun], None]
+) -> list[Any]:
+    """`drain` runs the stage's jobs; their results in job order, or BuildError naming every failure."""
+    run = StageRun(jobs, total, progress)
+    try:
+        drain(run)
+    finally:
+        progress.close()  # a line of its own, also when interrupted
+    _raise_failures(stage, run.errors, total)
+    return run.results
+
+
+def done_result(job: Job) -> Any:
     """`job.done()`; a check that fails is left to the job itself, whose run reports the error as
     its unit's."""
     try:
@@ -164,8 +127,14 @@ class InProcessRunner:
     """Jobs one after another in this process: the same results and failure summary as `RayRunner`,
     without starting Ray (for tests of a stage)."""
 
+    executor = "in_process"
+    start_seconds = 0.0
+
     def __init__(self, progress: bool | None = False) -> None:
         self.progress = progress
+
+    def stop(self) -> None:
+        pass
 
     def run(
         self, stage: str, jobs: Iterable[Labelled], total: int, measure: Measure | None = None

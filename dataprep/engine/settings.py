@@ -1,13 +1,17 @@
-"""What one build is asked to do: where (a local folder, or a store and its local work folder), with how many workers, on which Ray cluster, with a trial limit."""
+"""What one build is asked to do: where (a local folder, or a store and its local work folder), with how
+many workers, on which executor (local processes or Ray) and Ray cluster, with a trial limit."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from dataprep.contract.store import ObjectPath
 
 WORK_DIR = ".work"
+EXECUTORS = ("auto", "processes", "ray")
+Executor = Literal["auto", "processes", "ray"]
 
 
 @dataclass(frozen=True)
@@ -15,6 +19,7 @@ class BuildSettings:
     out: Path  # the local build folder: the output itself, or the work folder of `store`
     workers: int | None = None
     ray_address: str | None = None
+    executor: Executor = "auto"  # auto: Ray when the build joins a cluster, else local processes
     limit: int | None = None
     progress: bool | None = None  # False: none; None: live on a terminal, else log lines
     log_interval: float | None = None  # seconds between progress log lines off a terminal (None: 30)
@@ -26,3 +31,9 @@ class BuildSettings:
 
     def __post_init__(self) -> None:  # workers of a joined cluster have their own working directory
         object.__setattr__(self, "out", Path(self.out).absolute())
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, not {self.executor!r}")
+        if self.executor == "processes" and self.ray_address:
+            raise ValueError(
+                "executor 'processes' runs on this machine: it joins no Ray cluster (ray_address)"
+            )

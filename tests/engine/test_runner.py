@@ -1,4 +1,5 @@
-"""Running a stage's jobs on Ray and in process: one failure summary, the progress line."""
+"""Running a stage's jobs on Ray, in local processes and in process: one failure summary, the
+progress line."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 from dataprep.engine.build import build
 from dataprep.engine.downloads import FetchJob
 from dataprep.engine.entry import HashJob
-from dataprep.engine.runner import BuildError, InProcessRunner, RayRunner
+from dataprep.engine.process_runner import ProcessRunner
+from dataprep.engine.ray_runner import RayRunner
+from dataprep.engine.runner import BuildError, InProcessRunner
 from dataprep.engine.settings import BuildSettings
 from dataprep.fetch import Access, fetch
 from dataprep.files import sha256_file
@@ -21,13 +24,18 @@ from helpers.loopback_http import Site, serve
 from helpers.upstream import recipe_yaml
 
 
-@pytest.fixture(params=["ray", "in-process"])
+@pytest.fixture(params=["ray", "processes", "in-process"])
 def runner(request):
     """Each runner, at most 2 jobs in flight."""
     if request.param == "ray":
         request.getfixturevalue("ray_cluster")
-        return RayRunner(workers=2, progress=False)
-    return InProcessRunner()
+        yield RayRunner(workers=2, progress=False)
+    elif request.param == "processes":
+        processes = ProcessRunner(workers=2, progress=False)
+        yield processes
+        processes.stop()
+    else:
+        yield InProcessRunner()
 
 
 def test_units_failing_alike_are_reported_once_with_their_count(runner):
@@ -69,7 +77,8 @@ def test_progress_counts_records_read_and_samples_written(ray_cluster, upstream,
     data_root, _ = upstream
     recipe_file = tmp_path / "mix.yaml"
     recipe_file.write_text(recipe_yaml("mix", data_root, tmp_path / "out"))
-    manifest = build(load_recipe(recipe_file), BuildSettings(out=tmp_path / "out", progress=True))
+    settings = BuildSettings(out=tmp_path / "out", progress=True, executor="ray")
+    manifest = build(load_recipe(recipe_file), settings)
     lines = {
         line.split("]")[0] + "]": line
         for line in capsys.readouterr().err.replace("\x1b[2K", "").replace("\n", "\r").split("\r")

@@ -1,0 +1,205 @@
+"""A stage's jobs in a pool of local worker processes: the executor of a build on one machine
+(`--executor processes`, the default unless the build joins a Ray cluster)."""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from dataprep.engine.runner import TICK, Job, Labelled, StageRun, UnitFailed, plain, run_job, run_stage
+from dataprep.progress import Measure, Progress
+
+# Workers are forked from a forkserver: a fresh, single-threaded interpreter that has imported the
+# modules of the engine's jobs once, ~0.5 s. `fork` (~0.5 s cheaper) would copy the driver, which runs
+# other native threads as soon as it has imported the engine (pyarrow's jemalloc background thread and
+# one more): a lock one of them holds at the fork stays held in the child forever; `spawn` starts and
+# imports a new interpreter for every worker. Measured in docs/BENCHMARKS.md §9 (Executor).
+START_METHOD = "forkserver"
+JOB_MODULES = (
+    "dataprep.engine.downloads",
+    "dataprep.engine.normalize_all",
+    "dataprep.engine.decontaminate",
+    "dataprep.engine.entry",
+    "dataprep.engine.shard_cache",
+)
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def pool_context() -> multiprocessing.context.BaseContext:
+    """The multiprocessing context of the pools (START_METHOD, the job modules preloaded)."""
+    context = multiprocessing.get_context(START_METHOD)
+    if START_METHOD == "forkserver":
+        context.set_forkserver_preload(list(JOB_MODULES))
+    return context
+
+
+def _worker_started() -> None:
+    """A worker leaves Ctrl-C to the driver (which stops it), and dies with its parent (the forkserver,
+    which exits with the driver), so that a driver killed outright leaves no worker running."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class ProcessRunner:
+    """Jobs in a pool of `workers` local processes (default: one per CPU), at most `workers` in
+    flight. A job already `done` is not shipped; the pool is started only when a job must run and
+    serves every stage of the build until `stop`. A worker that dies (the OOM killer, a decoder
+    crashing on a hostile file) fails no other job: the pool is replaced, the jobs that were in
+    flight are re-run one at a time in a pool of their own, and only a job whose worker dies while it
+    runs alone (or was the only one in flight) is charged an attempt; after `Job.retries` more it
+    fails."""
+
+    executor = "processes"
+
+    def __init__(self, workers: int | None, progress: bool | None, log_interval: float | None = None) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self.progress = progress
+        self.log_interval = log_interval
+        self.start_seconds = 0.0  # spent starting the first pool
+        self._pool: ProcessPoolExecutor | None = None
+        self._alone: ProcessPoolExecutor | None = None  # one worker, for jobs re-run one at a time
+        self._context = pool_context()
+
+    def start(self) -> None:
+        """Start the pool (once; again only after a worker died) and wait until its workers run."""
+        if self._pool is not None:
+            return
+        clock = time.monotonic()
+        self._pool = self._new_pool(self.workers)
+        wait([self._pool.submit(os.getpid) for _ in range(self.workers)])
+        if not self.start_seconds:
+            self.start_seconds = round(time.monotonic() - clock, 3)
+
+    def stop(self) -> None:
+        """Stop the workers, letting them exit (at the end of the build)."""
+        for pool in (self._pool, self._alone):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._pool = self._alone = None
+
+    def run(
+        self, stage: str, jobs: Iterable[Labelled], total: int, measure: Measure | None = None
+    ) -> list[Any]:
+        progress = Progress(stage, total, enabled=self.progress, measure=measure, interval=self.log_interval)
+        try:
+            return run_stage(stage, jobs, total, progress, self._drain)
+        except BaseException as error:
+            if not isinstance(error, Exception):  # Ctrl-C, SIGTERM: stop every worker now
+                self._kill()
+            raise
+
+    def _new_pool(self, workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(workers, mp_context=self._context, initializer=_worker_started)
+
+    def _drain(self, run: StageRun) -> None:
+        pending: dict[Future[Any], tuple[int, str, Job]] = {}
+
+        def submit() -> bool:
+            """Ship the next job not already done; False when none is left."""
+            next_job = run.next_job()
+            if next_job is None:
+                return False
+            self.start()
+            assert self._pool is not None
+            pending[self._pool.submit(run_job, next_job[2])] = next_job
+            return True
+
+        while len(pending) < self.workers and submit():
+            pass
+        while pending:
+            finished, _ = wait(pending, timeout=TICK, return_when=FIRST_COMPLETED)
+            if not finished:  # nothing finished yet: a progress line may be due all the same
+                run.progress.tick()
+                continue
+            if any(isinstance(future.exception(), BrokenProcessPool) for future in finished):
+                self._recover(run, pending)
+                pending.clear()
+            else:
+                for future in finished:
+                    _record(run, future, *pending.pop(future))
+            while len(pending) < self.workers and submit():
+                pass
+
+    def _recover(self, run: StageRun, pending: dict[Future[Any], tuple[int, str, Job]]) -> None:
+        """A worker died, and with it the pool: every job it had in flight is a suspect. One suspect is
+        the culprit (charged an attempt); several are re-run one at a time to find it."""
+        wait(pending)  # the broken pool fails every future it still had
+        assert self._pool is not None
+        workers = self._workers_of(self._pool)
+        self._pool.shutdown(wait=True)
+        self._pool = None
+        suspects = []
+        for future, (index, label, job) in pending.items():
+            if isinstance(future.exception(), BrokenProcessPool):
+                suspects.append((index, label, job))
+            else:
+                _record(run, future, index, label, job)
+        for index, label, job in suspects:
+            if len(suspects) == 1:
+                self._run_alone(run, index, label, job, deaths=1, death=_death(workers))
+            else:
+                self._run_alone(run, index, label, job, deaths=0, death="")
+
+    def _run_alone(self, run: StageRun, index: int, label: str, job: Job, deaths: int, death: str) -> None:
+        """Run `job` in a pool of its own until it returns, raises, or its worker has died more than
+        `job.retries` times (`deaths` already proven its own, the last one `death`)."""
+        while deaths <= job.retries:
+            if self._alone is None:
+                self._alone = self._new_pool(1)
+            future = self._alone.submit(run_job, job)
+            workers = self._workers_of(self._alone)  # started by `submit`
+            while not wait([future], timeout=TICK)[0]:
+                run.progress.tick()
+            if not isinstance(future.exception(), BrokenProcessPool):
+                _record(run, future, index, label, job)
+                return
+            self._alone.shutdown(wait=True)
+            self._alone = None
+            death = _death(workers)
+            deaths += 1
+        run.failed(label, plain(UnitFailed(f"its worker process died ({death}) {deaths} times")))
+
+    @staticmethod
+    def _workers_of(pool: ProcessPoolExecutor) -> list[BaseProcess]:
+        """The pool's worker processes (the executor offers no public list of them before Python 3.14)."""
+        return list((pool._processes or {}).values())  # type: ignore[attr-defined]
+
+    def _kill(self) -> None:
+        """Kill every worker at once (their jobs are abandoned; completed parts and shards keep their
+        markers, so the next build resumes), then let the pools go."""
+        for pool in (self._pool, self._alone):
+            if pool is not None:
+                for worker in self._workers_of(pool):
+                    worker.kill()
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = self._alone = None
+
+
+def _record(run: StageRun, future: Future[Any], index: int, label: str, job: Job) -> None:
+    """A finished job's result, or its failure as the summary names it."""
+    error = future.exception()
+    if error is None:
+        run.finished(index, job, future.result())
+    else:
+        run.failed(label, str(error) if isinstance(error, UnitFailed) else plain(error))
+
+
+def _death(workers: list[BaseProcess]) -> str:
+    """How a broken pool's worker died: `signal N` or `exit status N` (the pool itself stops the
+    others with SIGTERM, so another cause is the dead worker's)."""
+    codes = sorted(
+        (worker.exitcode for worker in workers if worker.exitcode), key=lambda code: code == -signal.SIGTERM
+    )
+    if not codes:
+        return "cause unknown"
+    return f"signal {-codes[0]}" if codes[0] < 0 else f"exit status {codes[0]}"

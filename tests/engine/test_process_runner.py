@@ -1,0 +1,157 @@
+"""Jobs in local worker processes: the runner's contract (order, done jobs not shipped, bounded,
+one pool for the build), a worker killed outright, and Ctrl-C / SIGTERM / SIGKILL of the driver."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dataprep.engine.process_runner import ProcessRunner
+from dataprep.engine.runner import BuildError
+
+from helpers.jobs import DoneJob, FailingJob, KillingJob, SleepJob, attempts
+
+TESTS = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def runner():
+    processes = ProcessRunner(workers=2, progress=False)
+    yield processes
+    processes.stop()
+
+
+def _labelled(jobs):
+    return [(f"unit {job.name}", job) for job in jobs]
+
+
+def test_results_in_job_order_at_most_workers_at_once_one_pool_for_every_stage(runner, tmp_path):
+    jobs = [SleepJob(str(tmp_path), f"j{index}", seconds=0.3 - 0.05 * index) for index in range(6)]
+    assert runner.run("first", _labelled(jobs), len(jobs)) == [job.name for job in jobs]
+    again = [SleepJob(str(tmp_path), f"k{index}", seconds=0.05) for index in range(4)]
+    assert runner.run("second", _labelled(again), len(again)) == [job.name for job in again]
+
+    spans = []
+    for job in jobs:
+        (_, _, started), *_ = attempts(tmp_path, job.name)
+        spans.append((started, float((tmp_path / f"{job.name}.ended").read_text())))
+    most = max(sum(start <= moment < end for start, end in spans) for moment, _ in spans)
+    assert most == 2  # both workers busy, never a third job
+    workers = {attempts(tmp_path, job.name)[0][0] for job in jobs + again}
+    assert len(workers) == 2 and os.getpid() not in workers  # the same two processes, both stages
+
+
+def test_jobs_already_done_are_not_shipped_and_no_pool_starts_when_all_are(tmp_path):
+    before = _children()
+    runner = ProcessRunner(workers=2, progress=False)
+    done = [DoneJob(str(tmp_path), f"d{index}") for index in range(3)]
+    assert runner.run("write", _labelled(done), 3) == ["d0", "d1", "d2"]
+    assert runner.start_seconds == 0 and _children() == before
+    mixed = [done[0], SleepJob(str(tmp_path), "s1"), done[2]]
+    assert runner.run("write", _labelled(mixed), 3) == ["d0", "s1", "d2"]
+    [(worker, _, _)] = attempts(tmp_path, "s1")
+    assert runner.start_seconds > 0 and _alive(worker)
+    runner.stop()
+    assert not _alive(worker) and sorted(path.name for path in tmp_path.iterdir()) == [
+        "s1.attempts",
+        "s1.ended",
+    ]
+
+
+def test_failures_are_summarised_one_line_per_distinct_error(runner, tmp_path):
+    jobs = [FailingJob(str(tmp_path), "same") for _ in range(3)] + [FailingJob(str(tmp_path), "odd")]
+    jobs.insert(1, SleepJob(str(tmp_path), "fine"))
+    with pytest.raises(BuildError) as failed:
+        runner.run("normalize", _labelled(jobs), len(jobs))
+    assert str(failed.value).splitlines() == [
+        "normalize failed for 4 of 5 units:",
+        "unit same: ValueError: bad record in same (and 2 more units)",
+        "unit odd: ValueError: bad record in odd",
+    ]
+
+
+def test_a_job_killing_its_worker_once_succeeds_on_retry_and_others_are_unaffected(runner, tmp_path):
+    jobs = [SleepJob(str(tmp_path), f"s{index}", seconds=0.2) for index in range(5)]
+    jobs.insert(2, KillingJob(str(tmp_path), "killer", seconds=0.1, kills=1))
+    assert runner.run("normalize", _labelled(jobs), len(jobs)) == [job.name for job in jobs]
+    assert len(attempts(tmp_path, "killer")) == 2
+    assert all(len(attempts(tmp_path, job.name)) <= 2 for job in jobs)  # at most re-run once, as a suspect
+    assert runner.run("again", _labelled([SleepJob(str(tmp_path), "after")]), 1) == ["after"]
+
+
+def test_a_job_always_killing_its_worker_fails_after_its_retries_and_only_it(runner, tmp_path):
+    jobs = [SleepJob(str(tmp_path), f"s{index}", seconds=0.1) for index in range(4)]
+    jobs.insert(1, KillingJob(str(tmp_path), "killer", seconds=0.05))
+    with pytest.raises(BuildError) as failed:
+        runner.run("normalize", _labelled(jobs), len(jobs))
+    assert str(failed.value).splitlines() == [
+        "normalize failed for 1 of 5 units:",
+        "unit killer: UnitFailed: its worker process died (signal 9) 4 times",
+    ]
+    alone = attempts(tmp_path, "killer")
+    assert len(alone) in (4, 5)  # 4 charged; one more if it first died beside another suspect
+    assert all(len(attempts(tmp_path, job.name)) <= 2 for job in jobs if job.name != "killer")
+
+
+def _children() -> set[int]:
+    """This process's live children."""
+    children = set()
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[1]) == os.getpid():
+            children.add(int(name))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("how", ["SIGINT to the group (Ctrl-C)", "SIGTERM", "SIGKILL"])
+def test_an_interrupted_driver_leaves_no_process_behind(tmp_path, how):
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from dataprep.engine.session import engine_session\n"
+        "from dataprep.engine.settings import BuildSettings\n"
+        "from helpers.jobs import SleepJob\n"
+        f"folder = {str(tmp_path)!r}\n"
+        "jobs = [(str(i), SleepJob(folder, f'j{i}', seconds=60)) for i in range(4)]\n"
+        "try:\n"
+        "    with engine_session(BuildSettings(out=Path(folder), workers=2, executor='processes')) as runner:\n"
+        "        runner.run('normalize', jobs, len(jobs))\n"
+        "except KeyboardInterrupt:\n"
+        "    sys.exit(3)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    driver = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(tmp_path.glob("*.attempts"))) < 2:
+        time.sleep(0.05)
+    started = [attempt for name in ("j0", "j1") for attempt in attempts(tmp_path, name)]
+    assert len(started) == 2 and driver.poll() is None
+    if how == "SIGTERM":
+        driver.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(driver.pid, signal.SIGINT if how.startswith("SIGINT") else signal.SIGKILL)
+    assert driver.wait(timeout=60) == (-signal.SIGKILL if how == "SIGKILL" else 3)
+    workers_and_forkserver = {pid for pid, _, _ in started} | {parent for _, parent, _ in started}
+    assert driver.pid not in workers_and_forkserver
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(map(_alive, workers_and_forkserver)):
+        time.sleep(0.05)
+    assert not [pid for pid in workers_and_forkserver if _alive(pid)]
+    assert not list(tmp_path.glob("*.ended"))  # no job went on to its end
