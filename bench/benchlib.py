@@ -153,20 +153,22 @@ def _peak_rss_kib(pid: int) -> int:
         return 0
 
 
-def _is_ray_worker(pid: int) -> bool:
-    """A Ray worker process (its title `ray::<task or IDLE>`), not Ray's own services."""
+def _is_worker(pid: int) -> bool:
+    """A process that runs jobs: a Ray worker (its title `ray::<task or IDLE>`, not Ray's own
+    services) or a local pool's (the forkserver and the workers it forks share its command line)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return handle.read(5) == b"ray::"
+            command = handle.read(4096)
     except OSError:
         return False
+    return command.startswith(b"ray::") or b"multiprocessing.forkserver" in command
 
 
 @dataclass
 class TreeMemory:
     """Samples a process tree every `interval` s in a thread; keeps the peak of the summed RSS
     (over-counts shared pages) and of the summed PSS (shared pages split among their users), the
-    root's own peak RSS (the driver's) and the largest peak RSS of one Ray worker."""
+    root's own peak RSS (the driver's) and the largest peak RSS of one worker (Ray's or the local pool's)."""
 
     root: int
     interval: float = 0.25
@@ -185,7 +187,7 @@ class TreeMemory:
         self.peak_pss_mib = max(self.peak_pss_mib, pss / 1024)
         self.peak_processes = max(self.peak_processes, len(pids))
         self.root_peak_rss_mib = max(self.root_peak_rss_mib, _peak_rss_kib(self.root) / 1024)
-        workers = [_peak_rss_kib(pid) for pid in pids if pid != self.root and _is_ray_worker(pid)]
+        workers = [_peak_rss_kib(pid) for pid in pids if pid != self.root and _is_worker(pid)]
         self.worker_peak_rss_mib = max(self.worker_peak_rss_mib, max(workers, default=0) / 1024)
 
     def _loop(self) -> None:

@@ -10,7 +10,8 @@ including start-up; then the ratios.
 Configurations (`--configs`): `io_limit` (the same bytes written into tars, nothing checked),
 `naive` (read, PIL full decode, `tarfile`), `i2d_copy` / `i2d_reencode` / `i2d_448` (img2dataset,
 2 processes: bytes copied with no decode / decode + re-encode / `keep_ratio` 448), `dp_w1`, `dp_w2`
-(`dataprep build`, originals kept), `dp_448_w2` (`max_side: 448`), `dp_rerun` (the finished `dp_w2`
+(`dataprep build`, originals kept, on its default executor: local processes), `dp_ray_w2` (the same
+on an embedded Ray, `--executor ray`), `dp_448_w2` (`max_side: 448`), `dp_rerun` (the finished `dp_w2`
 build again), `ray_only` (Ray start + one task + stop), `base_w2` / `base_448_w2` (`dp_w2` / `dp_448_w2` with the
 `dataprep` of `--baseline-tree`, e.g. `git archive b216b43 | tar -x -C /tmp/base`; not run unless
 named). img2dataset goes into `--i2d-venv` (made with
@@ -56,6 +57,7 @@ CONFIGS = [
     "i2d_448",
     "dp_w1",
     "dp_w2",
+    "dp_ray_w2",
     "dp_rerun",
     "dp_448_w2",
     "ray_only",
@@ -153,9 +155,10 @@ def dataprep_recipe(path: Path, data: Path, shard_size: int, max_side: int) -> P
 
 
 def dataprep_run(
-    recipe: Path, out: Path, workers: int, fresh: bool, tree: Path | None = None
+    recipe: Path, out: Path, workers: int, fresh: bool, tree: Path | None = None, executor: str | None = None
 ) -> dict[str, Any]:
-    """One `dataprep build` (of this checkout, or of `tree`: a folder holding another `dataprep`)."""
+    """One `dataprep build` (of this checkout, or of `tree`: a folder holding another `dataprep`), on
+    its default executor or `executor`."""
     if fresh:
         shutil.rmtree(out, ignore_errors=True)
     command = [
@@ -167,6 +170,7 @@ def dataprep_run(
         "--workers",
         str(workers),
         "--quiet",
+        *(["--executor", executor] if executor else []),
     ]
     result = run_measured(command, {**RAY_ENV, "PYTHONPATH": str(tree or REPO)})
     manifest = json.loads((out / "manifest.json").read_text())
@@ -204,6 +208,8 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                 result = img2dataset_run(i2d, listing, work / f"out_{name}", args.shard_size, name[4:])
             elif name in ("dp_w1", "dp_w2"):
                 result = dataprep_run(kept, work / f"out_{name}", int(name[-1]), fresh=True)
+            elif name == "dp_ray_w2":
+                result = dataprep_run(kept, work / f"out_{name}", 2, fresh=True, executor="ray")
             elif name == "dp_rerun":
                 if not (work / "out_dp_w2" / "manifest.json").exists():
                     dataprep_run(kept, work / "out_dp_w2", 2, fresh=True)
