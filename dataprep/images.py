@@ -150,8 +150,8 @@ def apply_policy(data: bytes, policy: ImagePolicy, fingerprint: bool = False) ->
     reduced scale where that loses nothing kept: libjpeg still reads and entropy-decodes all of its
     data (and fails where a full decode fails), and scales in its inverse DCT. A JPEG kept as it is
     decodes at 1/8 scale; one re-encoded smaller decodes at the smallest scale of 1/2, 1/4, 1/8 still
-    `DRAFT_GAP` times its output size, then is resampled (Lanczos-3, `_resized`) to it. Fingerprinted images are
-    decoded whole: a fingerprint is of the image's own pixels, whatever the policy."""
+    `DRAFT_GAP` times its output size, then is resampled (Lanczos-3, `_resized`) to it. Fingerprinted
+    images are decoded whole: a fingerprint is of the image's own pixels, whatever the policy."""
     with warnings.catch_warnings(), _pillow_pixel_limit(policy.max_pixels):
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -249,8 +249,8 @@ def _reencode(image: Image.Image, policy: ImagePolicy, size: tuple[int, int]) ->
 
 
 def _resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """`image` (RGB or RGBA) resampled to `size` with a Lanczos-3 filter: libvips' (integer SIMD code,
-    ~2× faster than Pillow's) for RGB; Pillow's for RGBA, whose resize weights colours by their alpha,
+    """`image` (RGB or RGBA) resampled to `size` with a Lanczos-3 filter: libvips' (its integer code,
+    ~2.4× Pillow's speed) for RGB; Pillow's for RGBA, whose resize weights colours by their alpha,
     and for factors past `VIPS_MAX_REDUCE`."""
     factors = image.width / size[0], image.height / size[1]
     if image.mode != "RGB" or max(factors) > VIPS_MAX_REDUCE:
