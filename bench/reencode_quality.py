@@ -1,11 +1,13 @@
 """Re-encoding to `max_side`: quality and time of this tree's `apply_policy` against an earlier
-commit's `dataprep/images.py` (`--old`, e.g. main's: full decode, then Lanczos) on photo-like JPEGs of several sizes.
-Quality is measured on the decoded outputs against a reference resize: the full-size decode,
-resampled with a Lanczos filter in 64-bit floats per channel (no 8-bit rounding, no JPEG step);
-PSNR (RGB) and SSIM (luma, 11-pixel Gaussian window, σ 1.5). Prints JSON lines and a table.
+commit's `dataprep/images.py` (`--old`, e.g. e9bbb19's: Pillow's Lanczos) on photo-like JPEGs of
+several sizes (and a PNG). Quality is measured on the decoded outputs against a reference resize:
+the full-size decode, resampled with a Lanczos filter in 64-bit floats per channel (no 8-bit
+rounding, no JPEG step); PSNR (RGB) and SSIM (luma, 11-pixel Gaussian window, σ 1.5). Time: the
+two versions run the same images in turn, `--reps` times; the fastest repetition counts (the least
+disturbed by other load). Prints JSON lines and a table.
 
-    git show b216b43:dataprep/images.py > /tmp/old_images.py
-    .venv/bin/python bench/reencode_quality.py --old /tmp/old_images.py   # ~1 min
+    git show e9bbb19:dataprep/images.py > /tmp/old_images.py
+    .venv/bin/python bench/reencode_quality.py --old /tmp/old_images.py   # ~2 min
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from PIL import Image
 from dataprep.images import apply_policy
 from dataprep.recipe.model import ImagePolicy
 
-SIZES = [(640, 480), (1500, 2250), (4000, 3000)]
+INPUTS = [
+    ("JPEG", 500, 375),
+    ("JPEG", 640, 480),
+    ("JPEG", 1500, 2250),
+    ("JPEG", 4000, 3000),
+    ("PNG", 640, 480),
+]
+"""(format, width, height): photos of 448-ish, issue 14's, SAM-like and camera sizes; a PNG."""
 
 
 def load_module(path: Path, name: str) -> Any:
@@ -44,6 +53,25 @@ def reference(data: bytes, size: tuple[int, int]) -> np.ndarray:
     image = Image.open(io.BytesIO(data)).convert("RGB")
     channels = [channel.convert("F").resize(size, Image.Resampling.LANCZOS) for channel in image.split()]
     return np.stack([np.asarray(channel, dtype=np.float64) for channel in channels], axis=-1)
+
+
+def photos(fmt: str, width: int, height: int, count: int) -> list[bytes]:
+    make = PhotoMaker(random.Random(width), width, height)
+    if fmt == "JPEG":
+        return [make() for _ in range(count)]
+    converted = []
+    for data in (make() for _ in range(count)):
+        buffer = io.BytesIO()
+        Image.open(io.BytesIO(data)).save(buffer, format=fmt)
+        converted.append(buffer.getvalue())
+    return converted
+
+
+def seconds_per_image(function: Any, images: list[bytes], policy: ImagePolicy) -> float:
+    started = time.perf_counter()
+    for data in images:
+        function(data, policy)
+    return (time.perf_counter() - started) / len(images)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -72,41 +100,49 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument(
-        "--old", type=Path, required=True, help="a tree holding the baseline dataprep/images.py"
-    )
-    parser.add_argument("--count", type=int, default=20, help="images per size (default: %(default)s)")
+    parser.add_argument("--old", type=Path, required=True, help="a copy of the baseline's dataprep/images.py")
+    parser.add_argument("--count", type=int, default=20, help="images per input (default: %(default)s)")
+    parser.add_argument("--reps", type=int, default=3, help="timed repetitions (default: %(default)s)")
     parser.add_argument("--max-side", type=int, default=448, help="(default: %(default)s)")
     args = parser.parse_args()
     old = load_module(args.old, "old_images")
     policy = ImagePolicy(max_side=args.max_side, format="jpeg", quality=95)
-    emit({"kind": "setup", "machine": machine(), "count": args.count, "max_side": args.max_side})
+    codes = {"old": old.apply_policy, "new": apply_policy}
+    emit(
+        {
+            "kind": "setup",
+            "machine": machine(),
+            "count": args.count,
+            "reps": args.reps,
+            "max_side": args.max_side,
+        }
+    )
     rows = []
-    for width, height in SIZES:
-        make = PhotoMaker(random.Random(width), width, height)
-        images = [make() for _ in range(args.count)]
-        for name, function in (("old", old.apply_policy), ("new", apply_policy)):
-            started = time.perf_counter()
-            outputs = [function(data, policy) for data in images]
-            seconds = (time.perf_counter() - started) / len(images)
+    for fmt, width, height in INPUTS:
+        images = photos(fmt, width, height, args.count)
+        seconds: dict[str, list[float]] = {name: [] for name in codes}
+        for _ in range(args.reps):
+            for name, function in codes.items():
+                seconds[name].append(seconds_per_image(function, images, policy))
+        outputs = {name: [function(data, policy) for data in images] for name, function in codes.items()}
+        for name in codes:
             scores = []
-            for data, output in zip(images, outputs, strict=True):
+            for data, output in zip(images, outputs[name], strict=True):
                 decoded = np.asarray(Image.open(io.BytesIO(output.data)).convert("RGB"), dtype=np.float64)
                 wanted = reference(data, (output.width, output.height))
                 scores.append((psnr(decoded, wanted), ssim(decoded, wanted)))
             row = {
                 "kind": "result",
-                "input": f"{width}x{height}",
+                "input": f"{fmt} {width}x{height}",
                 "code": name,
-                "ms_per_image": round(seconds * 1000, 2),
-                "psnr_db": round(statistics.mean(score[0] for score in scores), 3),
-                "ssim": round(statistics.mean(score[1] for score in scores), 5),
+                "ms_per_image": round(min(seconds[name]) * 1000, 2),
+                "psnr_db": round(statistics.mean(score[0] for score in scores), 4),
+                "ssim": round(statistics.mean(score[1] for score in scores), 6),
                 "identical_to_old": None,
             }
             if name == "new":
                 row["identical_to_old"] = all(
-                    a.data == b.data
-                    for a, b in zip(outputs, [old.apply_policy(d, policy) for d in images], strict=True)
+                    a.data == b.data for a, b in zip(outputs["new"], outputs["old"], strict=True)
                 )
             emit(row)
             rows.append(row)

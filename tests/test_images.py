@@ -7,15 +7,19 @@ import os
 import random
 import socket
 
+import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from dataprep.files import FileStamp
 from dataprep.fixtures.draw import encode, photo
 from dataprep.images import (
+    VIPS_MAX_REDUCE,
     DeclaredRoots,
     ImageRejected,
+    _fitted_size,
     _read_at_most,
+    _resized,
     apply_policy,
     file_limit,
     load_bytes,
@@ -266,3 +270,39 @@ def test_links_inside_the_root_are_read_and_stamped_by_their_real_path(tmp_path)
         roots = DeclaredRoots([tmp_path / "root_link"])
         data, stamp = load_bytes(ImageFile(image_root, relpath), roots, 3)
         assert (data, stamp) == (b"abc", (target, FileStamp(info.st_size, info.st_mtime_ns))), relpath
+
+
+def test_a_photo_is_resampled_with_pillows_lanczos_filter_to_the_exact_size():
+    """libvips' Lanczos-3 (RGB) is Pillow's filter computed in other fixed-point steps: on fine detail
+    within 2 levels, ~0.25 on average (Pillow's bicubic is ~0.66 away); the output has exactly the
+    fitted size, whatever the ratio."""
+    noise = np.random.default_rng(9).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    rgb = Image.fromarray(noise).filter(ImageFilter.GaussianBlur(1.2))
+    ours = np.asarray(_resized(rgb, (448, 336)), dtype=int)
+    pillows = np.asarray(rgb.resize((448, 336), Image.Resampling.LANCZOS), dtype=int)
+    assert ours.shape == pillows.shape == (336, 448, 3)
+    assert np.abs(ours - pillows).max() <= 2 and np.abs(ours - pillows).mean() < 0.35
+    bicubic = np.asarray(rgb.resize((448, 336), Image.Resampling.BICUBIC), dtype=int)
+    assert np.abs(bicubic - pillows).mean() > 0.5  # the bound above tells filters apart
+    rng = random.Random(10)
+    for _ in range(40):
+        width, height = rng.randrange(30, 2000), rng.randrange(30, 2000)
+        size = _fitted_size(width, height, ImagePolicy(max_side=rng.randrange(1, 30)))
+        assert _resized(Image.new("RGB", (width, height)), size).size == size
+
+
+def test_alpha_and_reductions_past_libvips_limit_are_resampled_by_pillow():
+    """Pillow weights colour by alpha (a transparent pixel's colour does not bleed into its
+    neighbours); libvips reduces by at most `VIPS_MAX_REDUCE` in one step."""
+    rgba = Image.new("RGBA", (64, 8), (0, 0, 255, 255))
+    rgba.paste((255, 0, 0, 0), (0, 0, 32, 8))
+    assert _resized(rgba, (8, 1)).tobytes() == rgba.resize((8, 1), Image.Resampling.LANCZOS).tobytes()
+    assert _resized(rgba, (8, 1)).getpixel((4, 0))[:3] == (0, 0, 255)
+    wide = Image.fromarray(np.random.default_rng(11).integers(0, 256, (4, 5 * VIPS_MAX_REDUCE, 3), np.uint8))
+    assert _resized(wide, (4, 1)).tobytes() == wide.resize((4, 1), Image.Resampling.LANCZOS).tobytes()
+
+
+def test_re_encoding_gives_the_same_bytes_every_time():
+    data = encode(photo(random.Random(12), 640, 480), "JPEG", quality=90)
+    outputs = {apply_policy(data, ImagePolicy(max_side=448)).data for _ in range(3)}
+    assert len(outputs) == 1

@@ -15,6 +15,7 @@ from dataprep.engine.kept import KeptSamples
 from dataprep.engine.runner import BuildError, Job, Runner
 from dataprep.engine.settings import WORK_DIR, BuildSettings
 from dataprep.files import FileStamp, canonical_json, sha256_file, write_atomic
+from dataprep.images import RESAMPLER
 from dataprep.normalize import PART_FORMAT
 from dataprep.paths import not_a_file
 from dataprep.recipe.load import source_options
@@ -138,8 +139,8 @@ def list_units(entry: Entry) -> list[str]:
 
 
 def entry_key(adapter: Source, recipe: Recipe, limit: int | None) -> str:
-    """Normalized parts are reused while adapter, options, inputs, image policy, limit and whether
-    images are fingerprinted are unchanged."""
+    """Normalized parts are reused while adapter, options, inputs, image policy and resampler, limit
+    and whether images are fingerprinted are unchanged."""
     inputs = [[str(path), *FileStamp.read(path).to_json()] for path in sorted(adapter.inputs())]
     identity = {
         "part_format": PART_FORMAT,
@@ -148,6 +149,7 @@ def entry_key(adapter: Source, recipe: Recipe, limit: int | None) -> str:
         "root": str(adapter.root),
         "inputs": inputs,
         "image": recipe.image.model_dump(mode="json"),
+        "resampler": RESAMPLER,
         "limit": limit,
     }
     if recipe.decontaminate:  # parts with fingerprints in their samples' meta

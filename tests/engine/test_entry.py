@@ -6,8 +6,9 @@ import os
 
 import pytest
 
+from dataprep.engine import entry as entry_module
 from dataprep.engine.build import build
-from dataprep.engine.entry import prepare_entries, require_inputs
+from dataprep.engine.entry import adapter_of, entry_key, prepare_entries, require_inputs
 from dataprep.engine.runner import BuildError, InProcessRunner
 from dataprep.engine.settings import BuildSettings
 from dataprep.recipe.load import load_recipe
@@ -81,3 +82,16 @@ def test_images_that_appear_after_a_build_are_picked_up_by_the_next(ray_cluster,
     (was,), (now,) = before.sources, after.sources
     assert was.rejected["image_missing"] == 1 and "image_missing" not in now.rejected
     assert now.kept == was.kept + 1 and now.read == was.read
+
+
+def test_parts_made_by_another_resampler_are_not_reused(upstream, tmp_path, monkeypatch):
+    """Re-encoded pixels depend on the resampler: its name is in the part key."""
+    data_root, _ = upstream
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(recipe_yaml("resampled", data_root, tmp_path / "out"))
+    recipe = load_recipe(recipe_file)
+    adapter = adapter_of(recipe, recipe.sources[0])
+    key = entry_key(adapter, recipe, None)
+    assert entry_key(adapter, recipe, None) == key
+    monkeypatch.setattr(entry_module, "RESAMPLER", "another-resampler")
+    assert entry_key(adapter, recipe, None) != key
