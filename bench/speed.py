@@ -172,7 +172,8 @@ def dataprep_run(
         "--quiet",
         *(["--executor", executor] if executor else []),
     ]
-    result = run_measured(command, {**RAY_ENV, "PYTHONPATH": str(tree or REPO)})
+    # run from the tree itself: Ray puts the working folder on its workers' import path
+    result = run_measured(command, {**RAY_ENV, "PYTHONPATH": str(tree or REPO)}, cwd=tree or REPO)
     manifest = json.loads((out / "manifest.json").read_text())
     result.update(samples=manifest["totals"]["samples"], stages=manifest["build"]["stages"])
     return result
