@@ -1,7 +1,9 @@
 """The decontamination stage: the recipe's eval sets normalized like sources, an index of their
 images and questions, one match job per part of the mixture's entries (near-linear: hash and
 n-gram lookups, never all pairs), then the overlaps reported and, with `mode: drop`, made rejects;
-duplicates within the mixture are found from the fingerprints the jobs return."""
+duplicates within the mixture are found from the fingerprints the jobs return. A re-run reuses the
+index and each part's matches while what they were made from is unchanged (file stamps), so a
+finished build's re-run starts no engine for this stage."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import json
 import pickle
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,15 +28,18 @@ from dataprep.engine.entry import Entry
 from dataprep.engine.normalize_all import normalize_all
 from dataprep.engine.runner import Job, Runner
 from dataprep.engine.settings import WORK_DIR, BuildSettings
-from dataprep.files import canonical_json, write_atomic
+from dataprep.files import FileStamp, canonical_json, write_atomic
 from dataprep.fingerprints import picture_difference
-from dataprep.normalize import FINGERPRINTS, load_index
+from dataprep.normalize import FINGERPRINTS, index_path, load_index
 from dataprep.overlaps import QuestionIndex, distances, hash_array, near_pairs
 from dataprep.recipe.model import DecontaminateSpec, Recipe
 
 EXAMPLES = 5
 """Examples listed per source × eval set (and per duplicate kind × pair of sources)."""
 INDEX_FILE = "decontaminate/eval_index.pickle"
+INDEX_MARKER = "decontaminate/eval_index.json"  # what the index was made from, its stamp, its counts
+MATCHES_DIR = "decontaminate/matches"  # one marker per part: its matches and what they were made from
+MATCH_FORMAT = 1  # matches recorded by other matching code are not reused
 
 Location = tuple[str, int, int]  # (part file, offset, size) of a member
 
@@ -80,8 +85,38 @@ class MatchJob(Job):
     part: Path
     index_file: Path
     spec: dict[str, Any]  # the recipe's `decontaminate`, as JSON
+    marker: Path  # its result, with the key it was made under
+
+    def done(self) -> tuple[list[KeptPrint], list[Found]] | None:
+        """The recorded result while the part's index, the eval index and the spec are unchanged."""
+        if not self.marker.exists():
+            return None
+        recorded = json.loads(self.marker.read_bytes())
+        if recorded["key"] != self._key():
+            return None
+        kept = [
+            KeptPrint(seq, id_, content, tuple(p), tuple(d)) for seq, id_, content, p, d in recorded["kept"]
+        ]
+        return kept, [Found(*one) for one in recorded["found"]]
+
+    def _key(self) -> dict[str, Any]:
+        """Everything the result depends on: the part (its index, written last, stamps it), the eval
+        index file, the spec and the matching code."""
+        return {
+            "format": MATCH_FORMAT,
+            "part": FileStamp.read(index_path(self.part)).to_json(),
+            "eval_index": FileStamp.read(self.index_file).to_json(),
+            "spec": self.spec,
+        }
 
     def run(self) -> tuple[list[KeptPrint], list[Found]]:
+        key = self._key()  # before reading: a part changed meanwhile is matched again next time
+        kept, found = self._match()
+        rows = {"key": key, "kept": [astuple(one) for one in kept], "found": [astuple(one) for one in found]}
+        write_atomic(self.marker, json.dumps(rows, separators=(",", ":")).encode("ascii"))
+        return kept, found
+
+    def _match(self) -> tuple[list[KeptPrint], list[Found]]:
         spec = DecontaminateSpec.model_validate(self.spec)
         index = _load_eval_index(self.index_file, self.index_file.stat().st_mtime_ns)
         kept: list[KeptPrint] = []
@@ -189,6 +224,50 @@ def eval_index(evals: list[Entry], spec: DecontaminateSpec) -> tuple[EvalIndex, 
     return index, counts
 
 
+def _reused_eval_index(
+    evals: list[Entry], spec: DecontaminateSpec, work: Path
+) -> tuple[EvalIndex, dict[str, int]]:
+    """`eval_index`, and its file under `work`: the one there (loaded, not rewritten) while its
+    marker records the same eval parts (their index stamps), kept counts and n-gram size, and the
+    file's stamp; else made and written anew, its marker last."""
+    index_file, marker = work / INDEX_FILE, work / INDEX_MARKER
+    inputs = {
+        "ngram": spec.ngram,
+        "evals": [
+            [
+                entry.label,
+                len(entry.kept),
+                [
+                    [str(part), *FileStamp.read(index_path(part)).to_json()]
+                    for part in entry.parts[: entry.used]
+                ],
+            ]
+            for entry in evals
+        ],
+    }
+    if marker.exists() and index_file.exists():
+        recorded = json.loads(marker.read_bytes())
+        if recorded["inputs"] == inputs and FileStamp.from_json(recorded["index"]).matches(index_file):
+            return _load_eval_index(index_file, index_file.stat().st_mtime_ns), recorded["counts"]
+    index, counts = eval_index(evals, spec)
+    write_atomic(index_file, pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL))
+    recorded = {"inputs": inputs, "index": FileStamp.read(index_file).to_json(), "counts": counts}
+    write_atomic(marker, canonical_json(recorded))
+    return index, counts
+
+
+def _match_marker(work: Path, part: Path) -> Path:
+    """A part's match marker: one name per part, so that its new result replaces its old one."""
+    return work / MATCHES_DIR / f"{part.parent.name}-{part.stem}.json"
+
+
+def _remove_other_markers(folder: Path, keep: set[Path]) -> None:
+    """The markers of parts this build no longer matches (and any a killed write left) go."""
+    for path in folder.iterdir() if folder.is_dir() else []:
+        if path not in keep:
+            path.unlink(missing_ok=True)
+
+
 def _kept_records(entry: Entry) -> list[tuple[Path, dict[str, Any]]]:
     """(part, index record) of each of the entry's kept samples, aligned with `entry.kept`."""
     found = []
@@ -210,17 +289,18 @@ def decontaminate(
     assert spec is not None
     work = settings.out / WORK_DIR
     evals = normalize_all(recipe.model_copy(update={"sources": list(spec.eval_sets)}), settings, runner)
-    index, counts = eval_index(evals, spec)
-    index_file = work / INDEX_FILE
-    index_file.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(index_file, pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL))
+    index, counts = _reused_eval_index(evals, spec, work)
     spec_json = spec.model_dump(mode="json")
     jobs = [
-        (f"{entry.label} {part.name}", MatchJob(part, index_file, spec_json))
+        (
+            f"{entry.label} {part.name}",
+            MatchJob(part, work / INDEX_FILE, spec_json, _match_marker(work, part)),
+        )
         for entry in entries
         for part in entry.parts[: entry.used]
     ]
     results = iter(runner.run("decontaminate", jobs, len(jobs)))
+    _remove_other_markers(work / MATCHES_DIR, {job.marker for _, job in jobs})
     prints: list[list[KeptPrint]] = []
     overlaps: dict[tuple[str, str], dict[int, list[OverlapExample]]] = defaultdict(dict)  # by kept position
     to_drop: list[dict[int, tuple[Found, str]]] = []

@@ -1,5 +1,5 @@
 """The decontamination stage on planted overlaps: found, near-misses not, `report` and `drop` agree,
-duplicates reported, and the build stays byte-reproducible."""
+duplicates reported, the build stays byte-reproducible, and a re-run matches again only what changed."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import pytest
 from dataprep.contract.manifest import Manifest
 from dataprep.contract.shards import iter_samples
 from dataprep.engine.build import build
+from dataprep.engine.decontaminate import INDEX_FILE, MATCHES_DIR
+from dataprep.engine.process_runner import ProcessRunner
 from dataprep.engine.runner import InProcessRunner
-from dataprep.engine.settings import BuildSettings
+from dataprep.engine.settings import WORK_DIR, BuildSettings
 from dataprep.fixtures import overlaps as planted
 from dataprep.recipe.load import load_recipe
 
@@ -119,3 +121,64 @@ def test_a_build_on_ray_matches_the_in_process_one(data, builds, tmp_path: Path)
     recipe.write_text(planted.recipe_yaml(root, tmp_path / "ray", "drop", again=True))
     on_ray = build(load_recipe(recipe), BuildSettings(out=tmp_path / "ray", workers=2, progress=False))
     assert on_ray.content_sha256 == in_process.content_sha256
+
+
+def _on_processes(root: Path, out: Path) -> tuple[Manifest, float]:
+    """A `drop` build of the planted recipe on a pool of local processes; the seconds it spent starting
+    the pool (0: no job was shipped)."""
+    recipe = root / "processes.yaml"
+    recipe.write_text(planted.recipe_yaml(root, out, "drop", again=True))
+    runner = ProcessRunner(workers=2, progress=False)
+    try:
+        manifest = build(load_recipe(recipe), BuildSettings(out=out, progress=False), runner)
+    finally:
+        runner.stop()
+    return manifest, runner.start_seconds
+
+
+def _stamps(folder: Path) -> dict[str, tuple[int, int]]:
+    return {path.name: (path.stat().st_size, path.stat().st_mtime_ns) for path in folder.iterdir()}
+
+
+def test_a_finished_builds_rerun_reuses_the_index_and_every_match_and_starts_no_pool(builds, tmp_path):
+    planted.generate(tmp_path, seed=0, items=6)  # the module's data, in a folder of this test's own
+    out = tmp_path / "out"
+    first, started = _on_processes(tmp_path, out)
+    work = out / WORK_DIR
+    index, matches = (work / INDEX_FILE).stat().st_mtime_ns, _stamps(work / MATCHES_DIR)
+    section = (out / "manifest.json").read_bytes().split(b'"decontamination"')[1].split(b'"build"')[0]
+
+    rerun, restarted = _on_processes(tmp_path, out)
+    assert started > 0 and restarted == 0 and rerun.build.stages["engine_start"] == 0
+    assert (work / INDEX_FILE).stat().st_mtime_ns == index and _stamps(work / MATCHES_DIR) == matches
+    assert len(matches) == 2  # one per part: train's and again's
+    assert section == (out / "manifest.json").read_bytes().split(b'"decontamination"')[1].split(b'"build"')[0]
+    _, scratch = builds["drop"]
+    assert first.decontamination == rerun.decontamination == scratch.decontamination
+    assert rerun.content_sha256 == first.content_sha256 == scratch.content_sha256
+
+
+def test_a_changed_eval_set_or_part_is_matched_again(tmp_path):
+    facts = planted.generate(tmp_path, seed=0, items=6)
+    out = tmp_path / "out"
+    _on_processes(tmp_path, out)
+    assert {sample for source, sample in eval_overlaps(out) if source == "train"} == set(facts["expected"])
+
+    tsv = tmp_path / "evals" / planted.EVAL_FILE
+    header, *rows = tsv.read_text().splitlines(keepends=True)
+    tsv.write_text(header + "".join(row for row in rows if not row.startswith("0\t")))  # item 0 gone
+    manifest, started = _on_processes(tmp_path, out)
+    assert started > 0 and manifest.decontamination is not None
+    assert manifest.decontamination.eval_items == {"bench": 5}
+    still = {sample for sample, (item, _, _) in facts["expected"].items() if item != 0}
+    assert {sample for source, sample in eval_overlaps(out) if source == "train"} == still
+
+    images = tmp_path / "train" / "images"
+    (images / "unrelated-0.jpg").write_bytes((images / "2-jpeg.jpg").read_bytes())  # a copy of item 2's
+    manifest, started = _on_processes(tmp_path, out)
+    dropped = eval_overlaps(out)
+    assert started > 0 and {sample for source, sample in dropped if source == "train"} == still | {
+        "unrelated-0"
+    }
+    assert dropped[("train", "unrelated-0")].startswith("bench item 2: image")
+    assert len(list((out / WORK_DIR / MATCHES_DIR).iterdir())) == 2
