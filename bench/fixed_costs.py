@@ -1,10 +1,13 @@
 """Issue 14's fixed costs, per code tree (and executor), side by side: the demo build's wall time
 against the time its engine spent starting and stopping (from the manifest's stage timings), and a
 re-run of the finished build against Ray's own start + one task + stop; with `--start-methods`, the
-demo build on local worker processes started by each multiprocessing start method.
+demo build on local worker processes started by each multiprocessing start method; with
+`--decontaminated N`, a recipe with `decontaminate:` (the planted overlaps of
+`dataprep.fixtures.overlaps`, N eval items, `mode: drop`) in place of the demo.
 
     .venv/bin/python bench/fixed_costs.py --trees /tmp/fc-base $PWD --reps 3     # ~3 min idle
     .venv/bin/python bench/fixed_costs.py --trees $PWD --executors processes ray --start-methods
+    .venv/bin/python bench/fixed_costs.py --trees /tmp/fc-base $PWD --decontaminated 6
 
 Each build and re-run is a fresh `dataprep build` process (wall time including the interpreter and
 imports), the trees (and `--executor`s, for trees that have the option) interleaved per repetition;
@@ -38,6 +41,8 @@ from benchlib import (
 )
 from build_throughput import RAY_ONLY
 
+from dataprep.fixtures import overlaps as planted
+
 # `dataprep build` with the local workers started by another multiprocessing start method.
 WITH_START_METHOD = (
     "import sys\n"
@@ -61,12 +66,18 @@ def engine_seconds(manifest: Path) -> float:
 
 
 def build_once(
-    tree: Path, work: Path, out: Path, executor: str | None, start_method: str | None = None
+    tree: Path,
+    work: Path,
+    out: Path,
+    executor: str | None,
+    start_method: str | None = None,
+    recipe: Path | None = None,
 ) -> dict[str, Any]:
-    """One `dataprep build` of the demo recipe into `out` (with `--executor` unless None; its local
-    workers started by `start_method` unless None): its wall time and engine time."""
+    """One `dataprep build` of `recipe` (default: the tree's demo recipe) into `out` (with
+    `--executor` unless None; its local workers started by `start_method` unless None): its wall
+    time and engine time."""
     dataprep = ["-c", WITH_START_METHOD, start_method] if start_method else ["-m", "dataprep.cli"]
-    command = [sys.executable, *dataprep, "build", str(tree / "recipes/demo.yaml")]
+    command = [sys.executable, *dataprep, "build", str(recipe or tree / "recipes/demo.yaml")]
     command += ["--out", str(out), "--quiet"] + (["--executor", executor] if executor else [])
     result = run_measured(command, {**RAY_ENV, "PYTHONPATH": str(tree)}, cwd=work)
     engine = engine_seconds(out / "manifest.json")
@@ -91,6 +102,12 @@ def main() -> int:
         action="store_true",
         help="also build the demo with the last tree's local workers started by fork, forkserver, spawn",
     )
+    parser.add_argument(
+        "--decontaminated",
+        type=int,
+        metavar="ITEMS",
+        help="build the planted overlaps with `decontaminate:` (ITEMS eval items) instead of the demo",
+    )
     args = parser.parse_args()
     trees = code_trees(parser, args.trees)
     emit({"kind": "machine", **machine()})
@@ -102,7 +119,12 @@ def main() -> int:
     ray_only: list[dict[str, Any]] = []
     by_method: dict[str, list[dict[str, Any]]] = {method: [] for method in START_METHODS}
     with work_folder(args.work, "fixed-costs-") as work:
-        if not (work / "data" / "demo").exists():
+        recipe = None
+        if args.decontaminated:
+            recipe = work / "planted.yaml"
+            planted.generate(work / "planted", seed=0, items=args.decontaminated)
+            recipe.write_text(planted.recipe_yaml(work / "planted", work / "out", "drop", again=True))
+        elif not (work / "data" / "demo").exists():
             env = {**RAY_ENV, "PYTHONPATH": str(trees[-1])}
             fixtures = [sys.executable, "-m", "dataprep.cli", "fixtures", "data/demo"]
             subprocess.run(fixtures, cwd=work, env=env, check=True, capture_output=True)
@@ -111,7 +133,7 @@ def main() -> int:
                 out = work / f"out-{index}"
                 shutil.rmtree(out, ignore_errors=True)
                 for kind in ("build", "rerun"):
-                    result = build_once(tree, work, out, executor)
+                    result = build_once(tree, work, out, executor, recipe=recipe)
                     runs[_name(tree, executor)][kind].append(result)
                     emit({"kind": kind, "tree": _name(tree, executor), "rep": rep, **result})
             ray_only.append(run_measured([sys.executable, "-c", RAY_ONLY.format(workers=2)], RAY_ENV))
@@ -119,7 +141,7 @@ def main() -> int:
             for method in START_METHODS if args.start_methods else ():
                 out = work / "out-start-method"
                 shutil.rmtree(out, ignore_errors=True)
-                by_method[method].append(build_once(trees[-1], work, out, "processes", method))
+                by_method[method].append(build_once(trees[-1], work, out, "processes", method, recipe))
                 emit({"kind": "start_method", "method": method, "rep": rep, **by_method[method][-1]})
 
     fixed = median_of(ray_only, "wall_s")
