@@ -245,15 +245,26 @@ def _reused_eval_index(
             for entry in evals
         ],
     }
-    if marker.exists() and index_file.exists():
-        recorded = json.loads(marker.read_bytes())
-        if recorded["inputs"] == inputs and FileStamp.from_json(recorded["index"]).matches(index_file):
-            return _load_eval_index(index_file, index_file.stat().st_mtime_ns), recorded["counts"]
+    counts = _recorded_counts(marker, index_file, inputs)
+    if counts is not None:
+        return _load_eval_index(index_file, index_file.stat().st_mtime_ns), counts
     index, counts = eval_index(evals, spec)
     write_atomic(index_file, pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL))
     recorded = {"inputs": inputs, "index": FileStamp.read(index_file).to_json(), "counts": counts}
     write_atomic(marker, canonical_json(recorded))
     return index, counts
+
+
+def _recorded_counts(marker: Path, index_file: Path, inputs: dict[str, Any]) -> dict[str, int] | None:
+    """The eval items per set the index marker records, while it records these inputs and the index
+    file is as it left it; None otherwise (also for a marker missing or unreadable)."""
+    try:
+        recorded = json.loads(marker.read_bytes())
+        if recorded["inputs"] == inputs and FileStamp.from_json(recorded["index"]).matches(index_file):
+            return recorded["counts"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
 
 
 def _match_marker(work: Path, part: Path) -> Path:

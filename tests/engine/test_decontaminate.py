@@ -11,7 +11,7 @@ import pytest
 from dataprep.contract.manifest import Manifest
 from dataprep.contract.shards import iter_samples
 from dataprep.engine.build import build
-from dataprep.engine.decontaminate import INDEX_FILE, MATCHES_DIR
+from dataprep.engine.decontaminate import INDEX_FILE, INDEX_MARKER, MATCHES_DIR
 from dataprep.engine.process_runner import ProcessRunner
 from dataprep.engine.runner import InProcessRunner
 from dataprep.engine.settings import WORK_DIR, BuildSettings
@@ -182,3 +182,9 @@ def test_a_changed_eval_set_or_part_is_matched_again(tmp_path):
     }
     assert dropped[("train", "unrelated-0")].startswith("bench item 2: image")
     assert len(list((out / WORK_DIR / MATCHES_DIR).iterdir())) == 2
+
+    (out / WORK_DIR / INDEX_MARKER).write_text("{")  # markers a user mangled
+    for marker in (out / WORK_DIR / MATCHES_DIR).iterdir():
+        marker.write_text("[]")
+    _, started = _on_processes(tmp_path, out)
+    assert started > 0 and eval_overlaps(out) == dropped
