@@ -80,7 +80,8 @@ class Found:
 
 @dataclass(frozen=True)
 class MatchJob(Job):
-    """One part of an entry against the eval index."""
+    """One part of an entry against the eval index; its result is recorded in `marker` with the
+    stamps it was made from, and reused (`done`) while they hold."""
 
     part: Path
     index_file: Path
