@@ -18,20 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchlib import (
-    RAY_ENV,
-    REPO,
-    add_trees_argument,
-    code_trees,
-    emit,
-    machine,
-    median_of,
-    run_measured,
-    table,
-    work_folder,
-)
+import benchlib
 
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(benchlib.REPO / "tests"))
 from helpers.loopback_s3 import S3Server, s3_server  # the tests' loopback server
 
 BUCKET = "bench"
@@ -43,7 +32,9 @@ def build_once(tree: Path, work: Path, server: S3Server, index: int) -> dict[str
     before = len(server.requests())
     command = [sys.executable, "-m", "dataprep.cli", "build", str(tree / "recipes/demo.yaml"), "--quiet"]
     command += ["--out", f"s3://{BUCKET}/{index}", "--work-dir", str(work / f"work-{index}")]
-    result = run_measured(command, {**RAY_ENV, **server.env(), "PYTHONPATH": str(tree)}, cwd=work)
+    result = benchlib.run_measured(
+        command, {**benchlib.RAY_ENV, **server.env(), "PYTHONPATH": str(tree)}, cwd=work
+    )
     methods = collections.Counter(request.split(" ", 1)[0] for request in server.requests()[before:])
     return {"wall_s": result["wall_s"], "requests": sum(methods.values()), **dict(sorted(methods.items()))}
 
@@ -52,42 +43,42 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    add_trees_argument(parser)
+    benchlib.add_trees_argument(parser)
     parser.add_argument("--reps", type=int, default=3, help="interleaved re-runs (default: %(default)s)")
     parser.add_argument("--work", type=Path, help="keep the demo data and work folders here (default: temp)")
     args = parser.parse_args()
-    trees = code_trees(parser, args.trees)
-    emit({"kind": "machine", **machine()})
+    trees = benchlib.code_trees(parser, args.trees)
+    benchlib.emit({"kind": "machine", **benchlib.machine()})
     reruns: dict[Path, list[dict[str, Any]]] = {tree: [] for tree in trees}
-    with work_folder(args.work, "store-rerun-") as work, s3_server(work) as server:
+    with benchlib.work_folder(args.work, "store-rerun-") as work, s3_server(work) as server:
         subprocess.run(
             [sys.executable, "-m", "dataprep.cli", "fixtures", "data/demo"],
             cwd=work,
-            env={**RAY_ENV, "PYTHONPATH": str(trees[-1])},
+            env={**benchlib.RAY_ENV, "PYTHONPATH": str(trees[-1])},
             check=True,
             capture_output=True,
         )
         server.create_bucket(BUCKET)
         builds = {tree: build_once(tree, work, server, index) for index, tree in enumerate(trees)}
         for tree, result in builds.items():
-            emit({"kind": "build", "tree": str(tree), **result})
+            benchlib.emit({"kind": "build", "tree": str(tree), **result})
         for rep in range(args.reps):
             for index, tree in enumerate(trees):
                 reruns[tree].append(build_once(tree, work, server, index))
-                emit({"kind": "rerun", "tree": str(tree), "rep": rep, **reruns[tree][-1]})
+                benchlib.emit({"kind": "rerun", "tree": str(tree), "rep": rep, **reruns[tree][-1]})
     rows = [
         {
             "tree": str(tree),
             "build wall s": builds[tree]["wall_s"],
             "build requests": builds[tree]["requests"],
-            "re-run wall s": median_of(runs, "wall_s"),
-            "re-run requests": median_of(runs, "requests"),
+            "re-run wall s": benchlib.median_of(runs, "wall_s"),
+            "re-run requests": benchlib.median_of(runs, "requests"),
             "by method": ", ".join(f"{key} {value}" for key, value in runs[-1].items() if key.isupper()),
         }
         for tree, runs in reruns.items()
     ]
-    emit({"kind": "summary", "rows": rows})
-    print(table(rows, list(rows[0])), file=sys.stderr)
+    benchlib.emit({"kind": "summary", "rows": rows})
+    print(benchlib.table(rows, list(rows[0])), file=sys.stderr)
     return 0
 
 
