@@ -1,5 +1,6 @@
 """A build to s3:// on a loopback S3 server: killed during its shard stage and resumed, it leaves the
-objects of a local build, byte for byte; a re-run uploads nothing; every reader takes the URL; the
+objects of a local build, byte for byte; a re-run uploads nothing, ships no job and reads no object,
+and uploads again what was changed in the store; every reader takes the URL; the
 shards an earlier plan wrote go, other objects stay; a misspelt or unsupported scheme is refused."""
 
 from __future__ import annotations
@@ -132,6 +133,34 @@ def test_a_rerun_uploads_nothing(demo, s3):
     build(load_recipe(demo.recipe), settings, InProcessRunner())
     assert s3.writes()[before:] == []
     assert objects(STORE) == published
+
+
+def test_a_rerun_in_a_fresh_process_ships_no_job_and_reads_no_object(demo, s3):
+    """It compares one listing of the store with what the work folder recorded uploading: no job
+    shipped (no engine started), no object read (no HEAD or GET of the card, sidecars, manifest)."""
+    before = len(s3.requests())
+    rerun = _cli("build", str(demo.recipe), "--work-dir", str(demo.work), "--quiet")
+    output, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, output.decode()
+    requests = s3.requests()[before:]
+    assert json.loads((demo.work / "manifest.json").read_bytes())["build"]["stages"]["engine_start"] == 0
+    assert all(request.split()[0] in ("GET", "HEAD") for request in requests)
+    assert not [request for request in requests if request.split()[1].startswith(f"/{BUCKET}/demo/")]
+    recursive = [request for request in requests if "list-type=2" in request and "delimiter" not in request]
+    assert len(recursive) == 1 and len(requests) <= 5  # the bucket, the prefix (not an object), listings
+
+
+def test_a_rerun_uploads_again_the_small_objects_changed_or_deleted_in_the_store(demo, s3):
+    sidecar = load_manifest(demo.work / "manifest.json").shards[0].tokens
+    assert sidecar is not None
+    s3.put(f"{BUCKET}/demo/README.md", b"an edited card")
+    s3.delete(f"{BUCKET}/demo/{sidecar}")
+    before = len(s3.writes())
+    build(
+        load_recipe(demo.recipe), BuildSettings(out=demo.work, store=STORE, progress=False), InProcessRunner()
+    )
+    assert s3.uploads(before, f"{BUCKET}/demo") == {"README.md", sidecar, "manifest.json"}
+    assert objects(STORE) == build_files(demo.work)
 
 
 def test_readers_take_the_manifest_by_url(demo, capsys, tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dataprep.card import write_reader_files
 from dataprep.contract.manifest import BuildTimes, Manifest
+from dataprep.contract.shards import shard_index_path
 from dataprep.contract.store import ObjectPath
 from dataprep.engine.decontaminate import decontaminate
 from dataprep.engine.downloads import fetch_all, locked_files
@@ -20,7 +21,7 @@ from dataprep.engine.make_manifest import make_manifest, token_stats
 from dataprep.engine.normalize_all import normalize_all
 from dataprep.engine.output import check_output, discard, listed_shards, output_lock
 from dataprep.engine.plan import components_of, plan_mixture, shard_copies
-from dataprep.engine.publish import check_store, publish_results
+from dataprep.engine.publish import Listing, check_store, publish_results, store_shards
 from dataprep.engine.runner import Labelled, Runner
 from dataprep.engine.session import engine_session
 from dataprep.engine.settings import WORK_DIR, BuildSettings
@@ -40,12 +41,15 @@ def build(recipe: Recipe, settings: BuildSettings, runner: Runner | None = None)
     if not any(entry.fetch or entry.upstreams for entry in recipe.sources):
         require_inputs(recipe)  # before Ray starts
     with output_lock(settings.out):
-        if settings.store:
-            check_store(settings.store, settings.out)
-        return _build_locked(recipe, settings, runner)
+        listing = check_store(settings.store, settings.out) if settings.store else {}
+        return _build_locked(recipe, settings, runner, listing)
 
 
-def _build_locked(recipe: Recipe, settings: BuildSettings, runner: Runner | None) -> Manifest:
+def _build_locked(
+    recipe: Recipe, settings: BuildSettings, runner: Runner | None, listing: Listing
+) -> Manifest:
+    """The build in its locked output folder; `listing`: the objects of its store (if any) as the
+    build started (the shard stage and publishing compare their records with it, not the store)."""
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
     out = settings.out
@@ -69,12 +73,12 @@ def _build_locked(recipe: Recipe, settings: BuildSettings, runner: Runner | None
         shard_names = [f"{recipe.name}-{index:06d}.tar" for index in range(len(shard_plan))]
         listed = listed_shards(out / "manifest.json")
         if settings.store:
-            listed |= listed_shards(settings.store / "manifest.json")
+            listed |= store_shards(out, settings.store, listing)
         (out / "manifest.json").unlink(missing_ok=True)  # shards change from here on
         remove_stale_shards(out, set(shard_names), listed, settings.store)
         tokens = token_settings(recipe)
         per_label = [_per_label(slots, entries) for slots in shard_plan]
-        jobs = _shard_jobs(out, shard_names, shard_plan, entries, tokens, settings.store)
+        jobs = _shard_jobs(out, shard_names, shard_plan, entries, tokens, settings.store, listing)
         markers = tasks.run("write", jobs, len(shard_plan))
         lap("plan_and_write")
     lap("engine_stop")
@@ -103,7 +107,7 @@ def _build_locked(recipe: Recipe, settings: BuildSettings, runner: Runner | None
     )
     write_atomic(out / "manifest.json", manifest.model_dump_json(indent=2).encode("utf-8") + b"\n")
     if settings.store:
-        publish_results(out, settings.store, manifest)
+        publish_results(out, settings.store, manifest, listing)
     if settings.discard_parts:  # a copy of every kept sample; the next build re-normalizes
         discard(out / WORK_DIR / "parts")
     return manifest
@@ -121,12 +125,17 @@ def _shard_jobs(
     entries: list[Entry],
     tokens: TokenSettings | None,
     store: ObjectPath | None,
+    listing: Listing,
 ) -> Iterator[Labelled]:
     """One job per shard, made only as it is started: the driver holds the copies (and their hash)
-    of the shards in flight, not those of every shard."""
+    of the shards in flight, not those of every shard. A job's shard objects as `listing` shows them
+    let the driver find it done without a request to the store."""
     work = out / WORK_DIR
     for shard_index, (name, slots) in enumerate(zip(shard_names, shard_plan, strict=True)):
         copies = shard_copies(shard_index, slots, entries)
         marker = work / "shards" / f"{name}.json"
-        job = ShardJob(out / "shards" / name, marker, copies_sha256(copies), work, copies, tokens, store)
+        in_store = (listing.get(f"shards/{name}"), listing.get(f"shards/{shard_index_path(Path(name))}"))
+        job = ShardJob(
+            out / "shards" / name, marker, copies_sha256(copies), work, copies, tokens, store, in_store
+        )
         yield f"shard {name}", job

@@ -20,7 +20,7 @@ from dataprep.contract.token_counts import (
     token_sidecar_path,
     write_token_sidecar,
 )
-from dataprep.engine.publish import object_stamp, publish, unpublish
+from dataprep.engine.publish import forget, publish, unpublish, withdraw_manifest
 from dataprep.engine.runner import Job
 from dataprep.engine.settings import WORK_DIR
 from dataprep.files import PARTIAL_SUFFIX, FileStamp, canonical_json, sha256_file, write_atomic
@@ -155,7 +155,8 @@ class ShardJob(Job):
     re-counted, not rewritten. A marker naming only the copies' hash is written first: a shard cut
     off before its full marker is still known as a build's own (stale shards are removed by their
     markers). With a `store`, the shard and its index are then uploaded under `shards/` there,
-    unless the marker says these bytes were and both objects are as they were left."""
+    unless the marker says these bytes were and both objects are as they were left: their stamps
+    in the store when the build listed it (`in_store`) are those recorded just after the upload."""
 
     path: Path
     marker: Path
@@ -164,6 +165,7 @@ class ShardJob(Job):
     copies: list[SampleCopy]
     tokens: TokenSettings | None
     store: ObjectPath | None = None
+    in_store: tuple[FileStamp | None, FileStamp | None] = (None, None)  # the shard's and index's objects
 
     def run(self) -> ShardMarker:
         done = self._reuse() or self._write()
@@ -174,9 +176,9 @@ class ShardJob(Job):
 
     def done(self) -> ShardMarker | None:
         """The marker of a shard complete as it records (the file's size and mtime, its index and
-        token sidecar), read without hashing the shard or writing anything; None otherwise, and
-        always with a `store` (whose objects `run` checks)."""
-        recorded = None if self.store else self._recorded()
+        token sidecar) and, with a `store`, uploaded as the listed objects show; read without
+        hashing the shard, writing anything or a request to the store; None otherwise."""
+        recorded = self._recorded()
         if recorded is None:
             return None
         fields, done, stamp = recorded
@@ -184,6 +186,7 @@ class ShardJob(Job):
             done.stat == stamp
             and _index_intact(self.path, done.index_sha256)
             and self._tokens_intact(done.tokens)
+            and (self.store is None or self._in_store(done, self.store))
         )
         return done if intact and done.to_json() == fields else None
 
@@ -260,17 +263,11 @@ class ShardJob(Job):
     def _publish(self, done: ShardMarker, store: ObjectPath) -> ShardMarker:
         """Upload the index, then the shard (the store's manifest goes first: objects change from
         here on); nothing when both objects are those the marker records."""
-        shard, index = store / "shards" / self.path.name, store / "shards" / shard_index_path(self.path).name
-        was = done.published
-        if (
-            was is not None
-            and (was.url, was.sha256, was.index_sha256) == (shard.url, done.sha256, done.index_sha256)
-            and was.shard == object_stamp(shard)
-            and was.index == object_stamp(index)
-        ):
+        if self._in_store(done, store):
             return done
+        shard, index = store / "shards" / self.path.name, store / "shards" / shard_index_path(self.path).name
         assert done.index_sha256 is not None  # brought up to date by `_reuse`, or just written
-        unpublish([store / "manifest.json"])
+        withdraw_manifest(self.work_dir, store)
         index_stamp = publish(shard_index_path(self.path), index)
         published = Published(
             shard.url, done.sha256, done.index_sha256, publish(self.path, shard), index_stamp
@@ -278,6 +275,17 @@ class ShardJob(Job):
         kept = replace(done, published=published)
         write_atomic(self.marker, canonical_json(kept.to_json()))
         return kept
+
+    def _in_store(self, done: ShardMarker, store: ObjectPath) -> bool:
+        """Whether the marker records these bytes uploaded to `store` and both objects were listed
+        with the stamps recorded just after."""
+        was = done.published
+        return (
+            was is not None
+            and (was.url, was.sha256, was.index_sha256)
+            == ((store / "shards" / self.path.name).url, done.sha256, done.index_sha256)
+            and (was.shard, was.index) == self.in_store
+        )
 
 
 def _tokens_key(tokens: TokenSettings | None) -> str | None:
@@ -325,7 +333,8 @@ def remove_stale_shards(out: Path, keep: set[str], listed: set[str], store: Obje
     stale = (set(listed) | marked) - keep
     if store and stale:
         shards = store / "shards"
-        unpublish([store / "manifest.json"])
+        withdraw_manifest(out / WORK_DIR, store)
+        forget(out / WORK_DIR, [str(token_sidecar_path(Path("shards", shard))) for shard in stale])
         unpublish(
             shards / path.name
             for shard in sorted(stale)

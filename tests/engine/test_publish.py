@@ -9,7 +9,7 @@ import pytest
 
 from dataprep.contract.store import LocationError, ObjectPath
 from dataprep.engine.build import build
-from dataprep.engine.publish import check_store, object_stamp, publish, unpublish, work_folder
+from dataprep.engine.publish import check_store, list_store, publish, unpublish, work_folder
 from dataprep.engine.runner import BuildError, InProcessRunner
 from dataprep.engine.settings import WORK_DIR, BuildSettings
 from dataprep.recipe.load import load_recipe
@@ -52,16 +52,18 @@ def test_a_store_a_build_could_damage_is_refused(s3, tmp_path):
         check_store(mine, tmp_path / "another-work-folder")
 
 
-def test_publish_uploads_a_whole_file_and_unpublish_forgets_missingobjects(s3, tmp_path):
+def test_publish_uploads_a_whole_file_listed_with_its_stamp_and_unpublish_forgets_missing_objects(
+    s3, tmp_path
+):
     s3.create_bucket(BUCKET)
     local = tmp_path / "data.bin"
     local.write_bytes(bytes(range(256)) * 4000)
     target = ObjectPath(f"s3://{BUCKET}/published/data.bin")
     stamp = publish(local, target)
-    assert target.read_bytes() == local.read_bytes() and stamp == object_stamp(target)
+    assert target.read_bytes() == local.read_bytes() and list_store(target.parent) == {"data.bin": stamp}
     assert stamp.size == local.stat().st_size
     unpublish([target, target.with_name("never.bin")])
-    assert object_stamp(target) is None
+    assert list_store(target.parent) == {}
 
 
 def test_a_rerun_uploads_again_exactly_the_objects_that_changed_or_went(s3, upstream, tmp_path):
@@ -81,7 +83,16 @@ def test_a_rerun_uploads_again_exactly_the_objects_that_changed_or_went(s3, upst
     paths = [write.split()[1].split("?")[0] for write in s3.writes()[before:]]
     prefix = f"/{BUCKET}/rerun/"
     changed = {path.removeprefix(prefix) for path in paths if not path.endswith("/")}  # folder markers aside
-    # rejects.jsonl, the card and the wids index are as they were: not uploaded again
+    # rejects.jsonl, the card and the wids index are as they were: not uploaded again (then edited,
+    # deleted in the store: uploaded again)
     assert changed == {first.path, first.index, second.path, second.index, "manifest.json"}
     assert f"DELETE /{BUCKET}/rerun/manifest.json" in s3.writes()[before:]  # first, before any upload
+    assert objects(store) == build_files(settings.out)
+
+    s3.put(f"{BUCKET}/rerun/README.md", b"an edited card")
+    s3.delete(f"{BUCKET}/rerun/wids.json")
+    s3.delete(f"{BUCKET}/rerun/manifest.json")
+    before = len(s3.writes())
+    build(load_recipe(recipe_file), settings, InProcessRunner())
+    assert s3.uploads(before, f"{BUCKET}/rerun") == {"README.md", "wids.json", "manifest.json"}
     assert objects(store) == build_files(settings.out)

@@ -17,7 +17,8 @@ from pathlib import Path
 from dataprep.contract.store import ObjectPath
 from dataprep.engine.settings import WORK_DIR
 
-WRITE = re.compile(r'"(?:\x1b\[[0-9;]*m)*(PUT|POST|DELETE) (/\S*) HTTP')  # the log colours some lines
+REQUEST = re.compile(r'"(?:\x1b\[[0-9;]*m)*([A-Z]+) (/\S*) HTTP')  # the log colours some lines
+WRITES = ("PUT", "POST", "DELETE")
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,23 @@ class S3Server:
         bucket, key = path.split("/", 1)
         self.client().delete_object(Bucket=bucket, Key=key)
 
-    def writes(self) -> list[str]:
-        """Every request so far that wrote or deleted an object or bucket: `METHOD /path?query`."""
+    def requests(self) -> list[str]:
+        """Every request to the store so far (moto's own API aside): `METHOD /path?query`."""
         lines = self.log.read_text(errors="replace").splitlines()
-        return [f"{m[1]} {m[2]}" for line in lines if (m := WRITE.search(line)) and "/moto-api" not in m[2]]
+        return [f"{m[1]} {m[2]}" for line in lines if (m := REQUEST.search(line)) and "/moto-api" not in m[2]]
+
+    def writes(self) -> list[str]:
+        """Every request so far that wrote or deleted an object or bucket."""
+        return [request for request in self.requests() if request.split(" ", 1)[0] in WRITES]
+
+    def uploads(self, since: int, prefix: str) -> set[str]:
+        """The objects under `prefix` (`bucket/key`) that writes after the first `since` uploaded (PUT,
+        or POST of a multipart upload), by their names relative to it (pyarrow's folder markers aside)."""
+        under = f"/{prefix}/"
+        paths = [write.split()[1].split("?")[0] for write in self.writes()[since:] if write[0] == "P"]
+        return {
+            path.removeprefix(under) for path in paths if path.startswith(under) and not path.endswith("/")
+        }
 
 
 def objects(prefix: ObjectPath) -> dict[str, bytes]:
