@@ -89,12 +89,13 @@ def fetch_all(
     lock: dict[str, LockedFile] | None = None,
     lock_name: str = "",
 ) -> dict[str, list[DownloadReport]]:
-    """Every entry's downloads (completed ones are skipped), in parallel, by entry label; the same
-    download into the same folder is fetched once, with the pin any entry (or the `lock`) gives it.
-    http(s) and Drive URLs come from `mirror` when given (default: `DATAPREP_MIRROR`), hf:// ones from
-    this process's `HF_ENDPOINT` with its hub token: all read here and carried by every job, as
-    workers may not have them; read only when a download is not done (a build whose downloads are
-    all done imports no HTTP or hub library). Report paths are relative to the entry's folder."""
+    """Every entry's downloads (completed ones are skipped; when all are, no job runs), in parallel, by
+    entry label; the same download into the same folder is fetched once, with the pin any entry (or
+    the `lock`) gives it. http(s) and Drive URLs come from `mirror` when given (default:
+    `DATAPREP_MIRROR`), hf:// ones from this process's `HF_ENDPOINT` with its hub token: all read here
+    and carried by every job, as workers may not have them; read only when a download is not done (a
+    build whose downloads are all done imports no HTTP or hub library). Report paths are relative to
+    the entry's folder."""
     lock = lock or {}
     specs: dict[tuple[str, str], Download] = {}
     wanted: dict[str, list[tuple[str, str]]] = {}
