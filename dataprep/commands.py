@@ -1,6 +1,6 @@
 """What each `dataprep` command does, once `dataprep.cli` has parsed its arguments (imported only then,
 so `--help` and usage errors start no Ray, pyarrow or image codecs; Ray itself is imported only by a
-command that runs on Ray)."""
+command that runs on Ray, jinja2 only by `report`)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,6 @@ from dataprep.export.cli import run_export_command
 from dataprep.files import sha256_file, write_atomic
 from dataprep.fixtures import generate_all
 from dataprep.fixtures.tokenizer import demo_tokenizer
-from dataprep.html_report import render_report
 from dataprep.paths import resolve_inside
 from dataprep.progress import VERBOSE_INTERVAL
 from dataprep.recipe.load import RecipeError, load_recipe, recipe_from_data
@@ -346,6 +345,8 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "export":
             return run_export_command(args)
         if args.command == "report":
+            from dataprep.html_report import render_report  # jinja2: for this command only
+
             old = location(args.diff) if args.diff else None
             page = render_report(location(args.manifest), old, args.grid)
             write_atomic(args.out, page.encode("utf-8"))

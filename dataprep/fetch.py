@@ -25,6 +25,10 @@ over `MAX_RATIO` times its packed size.
 
 State lives in `<source folder>/.fetch/`: a completion marker per URL, partial downloads, and the
 downloaded archives (kept, so deleted extracted files are restored without a download).
+
+`requests`, `gdown` and `huggingface_hub` are imported by the functions that make a request or read
+the hub's settings, not on import: a build whose downloads are all done (or that has none) never
+imports them, in the driver nor in its workers.
 """
 
 from __future__ import annotations
@@ -46,17 +50,15 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import requests
-from gdown.download import get_url_from_gdrive_confirmation
-from gdown.exceptions import FileURLRetrievalError
-from huggingface_hub import HfApi, constants, get_hf_file_metadata, get_token, hf_hub_url
-from huggingface_hub.utils import build_hf_headers
 
 from dataprep.files import PARTIAL_SUFFIX, FileStamp, canonical_json, sha256_file, write_atomic
 from dataprep.paths import UnsafePath, resolve_inside
 from dataprep.recipe.model import Download, drive_parts, hub_parts
+
+if TYPE_CHECKING:
+    import requests
 
 STATE_DIR = ".fetch"
 DRIVE_DOWNLOAD = "https://drive.google.com/uc?id={}&export=download"  # as gdown asks for a file
@@ -123,6 +125,14 @@ class Fetched:
     revision: str | None = None  # the hub commit an hf:// file came from (get_hf_file_metadata's)
 
 
+def hub_endpoint() -> str:
+    """This process's hub: `HF_ENDPOINT` (read now: huggingface_hub reads it once, on import), else
+    huggingface_hub's endpoint."""
+    from huggingface_hub import constants
+
+    return os.environ.get("HF_ENDPOINT", constants.ENDPOINT).rstrip("/")
+
+
 @dataclass(frozen=True)
 class Access:
     """Where downloads come from and as whom, fixed by the process that starts them and carried to
@@ -131,15 +141,16 @@ class Access:
     marker, lock, manifest or message shows."""
 
     mirror: str | None = None
-    hub: str = constants.ENDPOINT
+    hub: str = field(default_factory=hub_endpoint)  # this process's, when not given
     token: str | None = field(default=None, repr=False)
 
     @classmethod
     def here(cls, mirror: str | None = None) -> Access:
-        """This process's: `mirror`, else `DATAPREP_MIRROR`; `HF_ENDPOINT` (read now: huggingface_hub
-        reads it once, on import), else huggingface_hub's endpoint; huggingface_hub's token."""
-        hub = os.environ.get("HF_ENDPOINT", constants.ENDPOINT).rstrip("/")
-        return cls(mirror or os.environ.get(MIRROR_ENV) or None, hub, get_token())
+        """This process's: `mirror`, else `DATAPREP_MIRROR`; its hub (`hub_endpoint`);
+        huggingface_hub's token."""
+        from huggingface_hub import get_token
+
+        return cls(mirror or os.environ.get(MIRROR_ENV) or None, hub_endpoint(), get_token())
 
     def mirrored(self, url: str) -> str:
         """An http(s) URL unchanged, or `<mirror>/<host>/<path>[?<query>]` with a mirror."""
@@ -152,6 +163,8 @@ class Access:
 
     def hub_headers(self) -> dict[str, str]:
         """huggingface_hub's request headers, with this access's token (none without one)."""
+        from huggingface_hub.utils import build_hf_headers
+
         return build_hf_headers(token=self.token or False)
 
 
@@ -159,6 +172,8 @@ def http_url(url: str, access: Access) -> str:
     """The URL requested for `url`: an hf:// file's resolve URL on the access's hub (`hf_hub_url`), a
     Drive file's download URL, an http(s) URL as is; the last two from the mirror when there is one."""
     if url.startswith("hf://"):
+        from huggingface_hub import hf_hub_url
+
         kind, owner, name, revision, file = hub_parts(url)
         return hf_hub_url(
             f"{owner}/{name}", file, repo_type=kind.removesuffix("s"), revision=revision, endpoint=access.hub
@@ -186,6 +201,8 @@ def hub_file(url: str, access: Access) -> str:
     kind, owner, name, revision, pattern = hub_parts(url)
     if not GLOB.search(pattern):
         return url
+    from huggingface_hub import HfApi
+
     api = HfApi(endpoint=access.hub, token=access.token or False)
     try:
         files = api.list_repo_files(f"{owner}/{name}", revision=revision, repo_type=kind.removesuffix("s"))
@@ -212,6 +229,8 @@ class HubFile:
 
 def hub_metadata(url: str, access: Access) -> HubFile:
     """The hub's metadata of an hf:// file (one HEAD request to its resolve URL, with the token)."""
+    from huggingface_hub import get_hf_file_metadata
+
     try:
         meta = get_hf_file_metadata(
             http_url(url, access),
@@ -434,6 +453,8 @@ def _download(download: Download, destination: Path, how: _How) -> str:
     """Stream the URL to `destination` through a `.partial` file, resumed across attempts while the
     server's validator (ETag / Last-Modified) and size stay the same; verify it (against its pin, and
     the hub's sha256) before renaming it into place; return its sha256."""
+    import requests
+
     url = how.url
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(destination.name + PARTIAL_SUFFIX)
@@ -476,6 +497,8 @@ def _download(download: Download, destination: Path, how: _How) -> str:
 
 def _attempt(url: str, partial: Path, how: _How) -> bool:
     """One request for the rest of `partial`; True when the file is complete."""
+    import requests
+
     have = _size(partial)
     info_path = _resume_info(partial)
     info = json.loads(info_path.read_bytes()) if have and info_path.exists() else {}
@@ -535,6 +558,9 @@ def _attempt(url: str, partial: Path, how: _How) -> bool:
 def _confirmed_url(url: str, page: str) -> str:
     """The download that Drive's "can't scan this file for viruses" page (served for a large file)
     confirms, as gdown reads it; Drive's own error (quota exceeded, no access) as a FetchError."""
+    from gdown.download import get_url_from_gdrive_confirmation
+    from gdown.exceptions import FileURLRetrievalError
+
     try:
         return get_url_from_gdrive_confirmation(page)
     except FileURLRetrievalError as error:

@@ -89,12 +89,13 @@ def fetch_all(
     lock: dict[str, LockedFile] | None = None,
     lock_name: str = "",
 ) -> dict[str, list[DownloadReport]]:
-    """Every entry's downloads (completed ones are skipped), in parallel, by entry label; the same
-    download into the same folder is fetched once, with the pin any entry (or the `lock`) gives it.
-    http(s) and Drive URLs come from `mirror` when given (default: `DATAPREP_MIRROR`), hf:// ones from
-    this process's `HF_ENDPOINT` with its hub token: all read here and carried by every job, as
-    workers may not have them. Report paths are relative to the entry's folder."""
-    access = Access.here(mirror)
+    """Every entry's downloads (completed ones are skipped; when all are, no job runs), in parallel, by
+    entry label; the same download into the same folder is fetched once, with the pin any entry (or
+    the `lock`) gives it. http(s) and Drive URLs come from `mirror` when given (default:
+    `DATAPREP_MIRROR`), hf:// ones from this process's `HF_ENDPOINT` with its hub token: all read here
+    and carried by every job, as workers may not have them; read only when a download is not done (a
+    build whose downloads are all done imports no HTTP or hub library). Report paths are relative to
+    the entry's folder."""
     lock = lock or {}
     specs: dict[tuple[str, str], Download] = {}
     wanted: dict[str, list[tuple[str, str]]] = {}
@@ -112,12 +113,15 @@ def fetch_all(
             part.setdefault(key, belongs_to)
             keys.append(key)
     _refuse_shared_targets(specs)
-    jobs = [
-        (download.url, _fetch_job(root, download, access, lock.get(download.url), lock_name))
-        for (root, _), download in specs.items()
-    ]
-    results = runner.run("fetch", jobs, len(jobs), measure=lambda: _transferred(specs, part))
-    done: dict[tuple[str, str], Fetched] = dict(zip(specs, results, strict=True))
+    done = {key: already_fetched(Path(key[0]), download) for key, download in specs.items()}
+    if None in done.values():
+        access = Access.here(mirror)
+        jobs = [
+            (download.url, _fetch_job(root, download, access, lock.get(download.url), lock_name))
+            for (root, _), download in specs.items()
+        ]
+        results = runner.run("fetch", jobs, len(jobs), measure=lambda: _transferred(specs, part))
+        done = dict(zip(specs, results, strict=True))
     reports = {}
     for entry in recipe.sources:
         folder = os.path.realpath(recipe.source_root(entry))

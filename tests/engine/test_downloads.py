@@ -23,6 +23,7 @@ from dataprep.recipe.model import Download, Recipe
 from dataprep.recipe.upstreams import MANIFESTS, load_upstream
 
 from helpers.builds import build_recipe
+from helpers.fresh_imports import imported_by
 from helpers.loopback_http import Site, serve
 from helpers.served_upstreams import Served, hub_served, served_manifests, tar_gz_bytes, zip_bytes
 from helpers.upstream import write_conversations
@@ -285,6 +286,26 @@ def test_the_fetch_stage_reports_bytes_of_the_whole_and_logs_them_off_a_terminal
     size = human_bytes(len(train2017))
     assert lines[0].startswith(f"[fetch] 1/1 units  {size} of {size}  ") and "B/s  ETA" in lines[0]
     assert lines[-1].startswith(f"[fetch] 1/1 units  {size} of {size}") and "done in" in lines[-1]
+
+
+def test_the_driver_imports_the_http_and_hub_libraries_only_for_a_download_not_done(tmp_path):
+    """The driver reads its access (the hub's token) and makes a request only when a download must
+    run: fetching again what is done, a fresh process imports neither library."""
+    with serve(Site(files={"/a.jsonl": b"{}\n"})) as site:
+        _recipe(
+            tmp_path,
+            f"  - {{source: conversations, path: mine, file: a.jsonl, fetch: [{{url: '{site.url}/a.jsonl'}}]}}\n",
+        )
+        code = (
+            "from pathlib import Path\n"
+            "from dataprep.engine.downloads import fetch_all\n"
+            "from dataprep.engine.runner import InProcessRunner\n"
+            "from dataprep.recipe.load import load_recipe\n"
+            f"fetch_all(load_recipe(Path({str(tmp_path / 'recipe.yaml')!r})), InProcessRunner())\n"
+        )
+        first, again = imported_by(code), imported_by(code)
+    assert first == ["requests", "huggingface_hub"] and again == []
+    assert site.requests == [("/a.jsonl", None)] and (tmp_path / "data/mine/a.jsonl").read_bytes() == b"{}\n"
 
 
 def test_the_drivers_hub_mirror_and_token_travel_with_each_fetch_job(tmp_path, monkeypatch):

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from dataprep.engine.process_runner import ProcessRunner
+from dataprep.engine.process_runner import JOB_MODULES, ProcessRunner
 from dataprep.engine.runner import BuildError
 
+from helpers.fresh_imports import imported_by
 from helpers.jobs import DoneJob, FailingJob, KillingJob, SleepJob, attempts
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -45,6 +46,15 @@ def test_results_in_job_order_at_most_workers_at_once_one_pool_for_every_stage(r
     assert most == 2  # both workers busy, never a third job
     workers = {attempts(tmp_path, job.name)[0][0] for job in jobs + again}
     assert len(workers) == 2 and os.getpid() not in workers  # the same two processes, both stages
+
+
+def test_the_job_modules_preloaded_by_the_forkserver_import_no_http_hub_or_report_library():
+    """Starting the pool pays for no library a build of local sources leaves unused."""
+    assert imported_by("".join(f"import {module}\n" for module in JOB_MODULES)) == []
+    assert imported_by("import dataprep.html_report\nimport dataprep.fetch as f\nf.Access.here()") == [
+        "huggingface_hub",
+        "jinja2",
+    ]  # the probe sees a library once something does import it
 
 
 def test_jobs_already_done_are_not_shipped_and_no_pool_starts_when_all_are(tmp_path):

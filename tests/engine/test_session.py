@@ -14,6 +14,7 @@ import pytest
 from dataprep.engine.session import executor_of
 from dataprep.engine.settings import BuildSettings
 
+from helpers.fresh_imports import UNUSED_BY_LOCAL_BUILDS
 from helpers.upstream import recipe_yaml
 
 
@@ -58,14 +59,16 @@ def _builds_in_a_fresh_process(upstream, tmp_path: Path, before: str, builds: st
     return done.stdout.decode()
 
 
-def test_a_build_on_local_processes_imports_no_ray(upstream, tmp_path):
+def test_a_build_on_local_processes_imports_no_ray_nor_network_or_report_libraries(upstream, tmp_path):
+    """Nor, for local sources, the HTTP and hub libraries of downloads, nor the HTML report's jinja2."""
     builds = (
         "manifest = build(recipe, BuildSettings(out=out, workers=2, progress=False))\n"
-        "print(manifest.build.executor, manifest.totals.samples, 'ray' in sys.modules)\n"
+        f"unused = [name for name in {UNUSED_BY_LOCAL_BUILDS!r} if name in sys.modules]\n"
+        "print(manifest.build.executor, manifest.totals.samples, 'ray' in sys.modules, unused)\n"
     )
     printed = _builds_in_a_fresh_process(upstream, tmp_path, "import sys\n", builds)
-    executor, samples, imported_ray = printed.split()
-    assert executor == "processes" and int(samples) > 0 and imported_ray == "False"
+    executor, samples, imported_ray, unused = printed.split(maxsplit=3)
+    assert executor == "processes" and int(samples) > 0 and imported_ray == "False" and unused.strip() == "[]"
 
 
 def _interrupted_session(tmp_path: Path, before: str, inside: str) -> subprocess.CompletedProcess[bytes]:
