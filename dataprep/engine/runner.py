@@ -124,8 +124,9 @@ def done_result(job: Job) -> Any:
 
 
 class InProcessRunner:
-    """Jobs one after another in this process: the same results and failure summary as `RayRunner`,
-    without starting Ray (for tests of a stage)."""
+    """Jobs one after another in this process, through the same stage loop as the build's runners
+    (jobs already `done` are not run, the same results and failure summary), starting no engine (for
+    tests of a stage)."""
 
     executor = "in_process"
     start_seconds = 0.0
@@ -139,21 +140,18 @@ class InProcessRunner:
     def run(
         self, stage: str, jobs: Iterable[Labelled], total: int, measure: Measure | None = None
     ) -> list[Any]:
-        results: list[Any] = []
-        errors: list[tuple[str, str]] = []
-        progress = Progress(stage, total, enabled=self.progress, measure=measure)
+        return run_stage(
+            stage, jobs, total, Progress(stage, total, enabled=self.progress, measure=measure), _drain_here
+        )
+
+
+def _drain_here(run: StageRun) -> None:
+    while (next_job := run.next_job()) is not None:
+        index, label, job = next_job
         try:
-            for label, job in jobs:
-                try:
-                    results.append(job.run())
-                except Exception as error:
-                    results.append(None)
-                    errors.append((label, plain(error)))
-                progress.advance(0 if results[-1] is None else job.records(results[-1]))
-        finally:
-            progress.close()
-        _raise_failures(stage, errors, total)
-        return results
+            run.finished(index, job, job.run())
+        except Exception as error:
+            run.failed(label, plain(error))
 
 
 def _raise_failures(stage: str, errors: list[tuple[str, str]], total: int) -> None:
