@@ -113,15 +113,17 @@ def fetch_all(
             part.setdefault(key, belongs_to)
             keys.append(key)
     _refuse_shared_targets(specs)
-    done = {key: already_fetched(Path(key[0]), download) for key, download in specs.items()}
-    if None in done.values():
+    fetched = {key: already_fetched(Path(key[0]), download) for key, download in specs.items()}
+    missing = [key for key, found in fetched.items() if found is None]  # checked once, here
+    if missing:
         access = Access.here(mirror)
         jobs = [
-            (download.url, _fetch_job(root, download, access, lock.get(download.url), lock_name))
-            for (root, _), download in specs.items()
+            (specs[key].url, _fetch_job(key[0], specs[key], access, lock.get(specs[key].url), lock_name))
+            for key in missing
         ]
         results = runner.run("fetch", jobs, len(jobs), measure=lambda: _transferred(specs, part))
-        done = dict(zip(specs, results, strict=True))
+        fetched.update(zip(missing, results, strict=True))
+    done: dict[tuple[str, str], Fetched] = {key: found for key, found in fetched.items() if found is not None}
     reports = {}
     for entry in recipe.sources:
         folder = os.path.realpath(recipe.source_root(entry))
