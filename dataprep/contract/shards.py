@@ -10,13 +10,15 @@ A sample is `<key>.json` and one `<key>.<suffix>` member per image (`write_sampl
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import sys
 import tarfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol, TypeVar
+from typing import IO, Any, Protocol, TypeVar
 
 from dataprep.contract.sample import ShardSample, parse_sample
 from dataprep.contract.store import Location
@@ -68,6 +70,33 @@ _LARGEST_SIZE = 8**11
 _ZEROS = bytes(tarfile.BLOCKSIZE)
 _BATCH_BYTES = 1 << 16
 _BATCH_BUFFERS = 512
+WRITEBACK_BYTES = 8 << 20
+"""Every this many bytes written, the disk is asked to start writing them (Linux `sync_file_range`),
+so that the `fsync` that completes a file waits for its last few MiB, not for all of it: the disk
+writes while the worker goes on (a build's fsyncs otherwise cost ~10 % of its wall time, §9)."""
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _writeback_call() -> Any:
+    """Linux's `sync_file_range`, or None where there is none (the final `fsync` then does it all)."""
+    if sys.platform != "linux":
+        return None
+    try:
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return call
+
+
+_SYNC_FILE_RANGE = _writeback_call()
+
+
+def start_writeback(descriptor: int, offset: int, count: int) -> None:
+    """Ask the disk to start writing bytes `offset` to `offset + count` of a file, without waiting (a
+    hint: a failure changes nothing, the final `fsync` still makes them durable)."""
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(descriptor, offset, count, _SYNC_FILE_RANGE_WRITE)
 
 
 class Digest(Protocol):
@@ -79,13 +108,22 @@ class Digest(Protocol):
 class _Writer:
     """Writes buffers to a file descriptor in batches of about 64 KiB (one `os.writev` each: a member
     with its header and padding, or many small members, in one system call), and hashes them when
-    given a hash. A batch holds at most 64 KiB beyond one member: members are written as made."""
+    given a hash. A batch holds at most 64 KiB beyond one member: members are written as made. Every
+    `WRITEBACK_BYTES` written are handed to `writeback` (the disk starts on them)."""
 
-    def __init__(self, descriptor: int, digest: Digest | None) -> None:
+    def __init__(
+        self,
+        descriptor: int,
+        digest: Digest | None,
+        writeback: Callable[[int, int, int], None] = start_writeback,
+    ) -> None:
         self._descriptor = descriptor
         self._digest = digest
+        self._writeback = writeback
         self._pending: list[bytes] = []
         self._pending_bytes = 0
+        self._written = 0  # bytes written so far
+        self._handed = 0  # of which handed to `writeback`
 
     def write(self, *buffers: bytes) -> None:
         for buffer in buffers:
@@ -104,8 +142,12 @@ class _Writer:
             remaining -= written
             if remaining:  # a short write (rare): go on where it stopped
                 buffers = _after(buffers, written)
+        self._written += self._pending_bytes
         self._pending = []
         self._pending_bytes = 0
+        if self._written - self._handed >= WRITEBACK_BYTES:
+            self._writeback(self._descriptor, self._handed, self._written - self._handed)
+            self._handed = self._written
 
 
 def _after(buffers: list[bytes] | list[memoryview], count: int) -> list[memoryview]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import random
 import tarfile
 from pathlib import Path
@@ -12,9 +13,11 @@ import pytest
 
 from dataprep.contract.sample import SampleError, ShardSample, Turn
 from dataprep.contract.shards import (
+    WRITEBACK_BYTES,
     MemberLocation,
     MemberReader,
     _after,
+    _Writer,
     group_samples,
     index_differs,
     iter_samples,
@@ -22,6 +25,7 @@ from dataprep.contract.shards import (
     member_locations,
     read_at,
     shard_index_path,
+    start_writeback,
     tar_locations,
     write_samples,
     write_shard_index,
@@ -202,3 +206,29 @@ def test_a_short_write_goes_on_where_it_stopped():
     buffers = [b"abc", b"", b"defg", b"h"]
     for count in range(9):
         assert b"".join(_after(buffers, count)) == b"abcdefgh"[count:], count
+
+
+def test_every_byte_written_is_handed_to_the_disk_once_in_order(tmp_path):
+    handed: list[tuple[int, int]] = []
+    member = bytes(range(256)) * 12_289  # ~3 MiB: a hand-off falls inside a member's batch
+    with open(tmp_path / "a.tar", "wb", buffering=0) as handle:
+        writer = _Writer(handle.fileno(), None, lambda fd, offset, count: handed.append((offset, count)))
+        for _ in range(10):
+            writer.write(member)
+        writer.flush()
+    assert (tmp_path / "a.tar").read_bytes() == member * 10
+    assert len(handed) == 10 * len(member) // WRITEBACK_BYTES
+    assert handed[0][0] == 0
+    for (offset, count), (following, _) in itertools.pairwise(handed):
+        assert offset + count == following  # contiguous, none twice
+    assert all(count >= WRITEBACK_BYTES for _, count in handed)
+    assert handed[-1][0] + handed[-1][1] <= 10 * len(member)
+
+
+def test_the_disk_hint_is_harmless_on_any_descriptor(tmp_path):
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"x" * 4096)
+    with open(path, "rb+", buffering=0) as handle:
+        start_writeback(handle.fileno(), 0, 4096)  # a regular file: the disk starts on it
+    start_writeback(-1, 0, 1)  # a bad descriptor: ignored, as a hint may be
+    assert path.read_bytes() == b"x" * 4096
