@@ -543,3 +543,55 @@ def test_off_a_terminal_a_build_logs_progress_lines_and_the_summary(tmp_path):
     assert normalize[-1].endswith(" s") and "done in" in normalize[-1]
     assert any(line.startswith("[write]") and "done in" in line for line in logged.splitlines())
     assert "total" in (tmp_path / "stdout.log").read_text()  # the summary table
+
+
+def _build_args(*extra: str) -> argparse.Namespace:
+    return make_parser().parse_args(["build", *extra])
+
+
+def test_a_first_build_on_local_processes_starts_its_forkserver_before_the_commands_import(
+    tmp_path, monkeypatch
+):
+    from dataprep.cli import _starts_workers_early
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"output": {"dir": "from_recipe"}}))
+    assert _starts_workers_early(_build_args(str(recipe)))
+    assert _starts_workers_early(_build_args(str(recipe), "--out", "s3://bucket/prefix"))
+    (tmp_path / "from_recipe").mkdir()
+    (tmp_path / "from_recipe" / "manifest.json").write_text("{}")  # a finished build: a re-run
+    assert not _starts_workers_early(_build_args(str(recipe)))
+    assert _starts_workers_early(_build_args(str(recipe), "--out", str(tmp_path / "elsewhere")))
+    assert not _starts_workers_early(_build_args(str(recipe), "--out", str(tmp_path / "from_recipe")))
+    assert not _starts_workers_early(_build_args(str(tmp_path / "other.yaml"), "--executor", "ray"))
+    assert not _starts_workers_early(make_parser().parse_args(["plan", str(tmp_path / "other.yaml")]))
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")  # a Ray job submission: Ray runs the jobs
+    assert not _starts_workers_early(_build_args(str(tmp_path / "other.yaml")))
+    monkeypatch.delenv("RAY_ADDRESS")
+    recipe.write_text("output: [unclosed")  # the build reports it; the forkserver may start
+    assert _starts_workers_early(_build_args(str(recipe)))
+    assert _starts_workers_early(_build_args(str(tmp_path / "missing.yaml")))
+
+
+EARLY = """
+import multiprocessing.forkserver, os
+from dataprep.engine.process_runner import ProcessRunner, start_forkserver
+start_forkserver()
+server = multiprocessing.forkserver._forkserver._forkserver_pid
+runner = ProcessRunner(workers=2, progress=False)
+try:
+    print(server, set(runner.run("parents", [("a", ParentJob()), ("b", ParentJob())], 2)))
+finally:
+    runner.stop()
+"""
+
+
+def test_the_pools_fork_their_workers_from_the_forkserver_started_early():
+    script = "from helpers.jobs import ParentJob\n" + EARLY
+    run = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO / "tests", capture_output=True, text=True, check=True
+    )
+    server, parents = run.stdout.split(maxsplit=1)
+    assert parents.strip() == "{" + server + "}"

@@ -5,7 +5,6 @@ does."""
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -13,15 +12,12 @@ from typing import Any
 
 from dataprep.engine.process_runner import ProcessRunner
 from dataprep.engine.runner import Runner
-from dataprep.engine.settings import BuildSettings
+from dataprep.engine.settings import BuildSettings, resolved_executor
 
 
 def executor_of(settings: BuildSettings) -> str:
-    """`processes` or `ray`: `auto` is Ray when the build joins a cluster (--ray-address or RAY_ADDRESS,
-    as in a Ray job submission), else local processes."""
-    if settings.executor != "auto":
-        return settings.executor
-    return "ray" if settings.ray_address or os.environ.get("RAY_ADDRESS") else "processes"
+    """The executor that runs the build's jobs (`resolved_executor`)."""
+    return resolved_executor(settings.executor, settings.ray_address)
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@ many workers, on which executor (local processes or Ray) and Ray cluster, with a
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -12,6 +13,14 @@ from dataprep.contract.store import ObjectPath
 WORK_DIR = ".work"
 EXECUTORS = ("auto", "processes", "ray")
 Executor = Literal["auto", "processes", "ray"]
+
+
+def resolved_executor(executor: str, ray_address: str | None) -> str:
+    """`processes` or `ray`: `auto` is Ray when the build joins a cluster (`ray_address`, or
+    RAY_ADDRESS as in a Ray job submission), else local processes."""
+    if executor != "auto":
+        return executor
+    return "ray" if ray_address or os.environ.get("RAY_ADDRESS") else "processes"
 
 
 @dataclass(frozen=True)

@@ -74,3 +74,14 @@ def attempts(folder: Path, name: str) -> list[tuple[int, int, float]]:
     path = folder / f"{name}.attempts"
     lines = path.read_text().splitlines() if path.exists() else []
     return [(int(pid), int(parent), float(started)) for pid, parent, started in map(str.split, lines)]
+
+
+@dataclass(frozen=True)
+class ParentJob(Job):
+    """Returns the pid of its worker's parent (the forkserver, for a pool of local processes)."""
+
+    def run(self) -> int:
+        return os.getppid()
+
+    def records(self, result: int) -> int:
+        return 1
