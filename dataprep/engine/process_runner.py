@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, NamedTuple
 
 from dataprep.engine.runner import TICK, Job, Labelled, StageRun, UnitFailed, plain, run_job, run_stage
 from dataprep.progress import Measure, Progress
@@ -62,14 +62,27 @@ def _worker_started() -> None:
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+class _Flight(NamedTuple):
+    """A job in flight: its place in the stage and, once it is a suspect of a dead worker, the pool of
+    its own it runs in, that pool's worker and the deaths proven its own (the last one `death`)."""
+
+    index: int
+    label: str
+    job: Job
+    pool: ProcessPoolExecutor | None = None  # None: the shared pool
+    workers: tuple[BaseProcess, ...] = ()
+    deaths: int = 0
+    death: str = ""
+
+
 class ProcessRunner:
     """Jobs in a pool of `workers` local processes (default: one per CPU), at most `workers` in
     flight. A job already `done` is not shipped; the pool is started only when a job must run and
     serves every stage of the build until `stop`. A worker that dies (the OOM killer, a decoder
-    crashing on a hostile file) fails no other job: the pool is replaced, the jobs that were in
-    flight are re-run one at a time in a pool of their own, and only a job whose worker dies while it
-    runs alone (or was the only one in flight) is charged an attempt; after `Job.retries` more it
-    fails."""
+    crashing on a hostile file) fails no other job: the pool is replaced for the jobs still to start,
+    the jobs it had in flight are re-run side by side, each in a one-worker pool of its own, and only
+    a job whose worker dies there (or that was the only one in flight) is charged an attempt; after
+    `Job.retries` more it fails."""
 
     executor = "processes"
 
@@ -79,7 +92,7 @@ class ProcessRunner:
         self.log_interval = log_interval
         self.start_seconds = 0.0  # spent starting the first pool
         self._pool: ProcessPoolExecutor | None = None
-        self._alone: ProcessPoolExecutor | None = None  # one worker, for jobs re-run one at a time
+        self._apart: set[ProcessPoolExecutor] = set()  # one worker each, for a suspect of a dead worker
         self._context = pool_context()
 
     def start(self) -> None:
@@ -94,10 +107,10 @@ class ProcessRunner:
 
     def stop(self) -> None:
         """Stop the workers, letting them exit (at the end of the build)."""
-        for pool in (self._pool, self._alone):
-            if pool is not None:
-                pool.shutdown(wait=True)
-        self._pool = self._alone = None
+        for pool in self._pools():
+            pool.shutdown(wait=True)
+        self._pool = None
+        self._apart.clear()
 
     def run(
         self, stage: str, jobs: Iterable[Labelled], total: int, measure: Measure | None = None
@@ -113,73 +126,90 @@ class ProcessRunner:
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(workers, mp_context=self._context, initializer=_worker_started)
 
+    def _pools(self) -> list[ProcessPoolExecutor]:
+        """Every pool running: the shared one and the suspects' own."""
+        return ([self._pool] if self._pool is not None else []) + list(self._apart)
+
     def _drain(self, run: StageRun) -> None:
-        pending: dict[Future[Any], tuple[int, str, Job]] = {}
+        flights: dict[Future[Any], _Flight] = {}
 
         def submit() -> bool:
-            """Ship the next job not already done; False when none is left."""
+            """Ship the next job not already done to the shared pool; False when none is left."""
             next_job = run.next_job()
             if next_job is None:
                 return False
             self.start()
             assert self._pool is not None
-            pending[self._pool.submit(run_job, next_job[2])] = next_job
+            flights[self._pool.submit(run_job, next_job[2])] = _Flight(*next_job)
             return True
 
-        while len(pending) < self.workers and submit():
+        while len(flights) < self.workers and submit():
             pass
-        while pending:
-            finished, _ = wait(pending, timeout=TICK, return_when=FIRST_COMPLETED)
+        while flights:
+            finished, _ = wait(flights, timeout=TICK, return_when=FIRST_COMPLETED)
             if not finished:  # nothing finished yet: a progress line may be due all the same
                 run.progress.tick()
                 continue
-            if any(isinstance(future.exception(), BrokenProcessPool) for future in finished):
-                self._recover(run, pending)
-                pending.clear()
-            else:
-                for future in finished:
-                    _record(run, future, *pending.pop(future))
-            while len(pending) < self.workers and submit():
+            for future in finished:
+                if future in flights:  # else recorded already, when the shared pool broke
+                    self._landed(run, future, flights.pop(future), flights)
+            while len(flights) < self.workers and submit():
                 pass
 
-    def _recover(self, run: StageRun, pending: dict[Future[Any], tuple[int, str, Job]]) -> None:
-        """A worker died, and with it the pool: every job it had in flight is a suspect. One suspect is
-        the culprit (charged an attempt); several are re-run one at a time to find it."""
-        wait(pending)  # the broken pool fails every future it still had
+    def _landed(
+        self, run: StageRun, future: Future[Any], flight: _Flight, flights: dict[Future[Any], _Flight]
+    ) -> None:
+        """A job in flight returned, raised, or lost its worker."""
+        self._release(flight.pool)
+        if not isinstance(future.exception(), BrokenProcessPool):
+            _record(run, future, flight)
+        elif flight.pool is None:
+            self._recover(run, flight, flights)
+        else:  # the worker of its own pool died: the death is its own
+            self._run_apart(
+                run, flight._replace(deaths=flight.deaths + 1, death=_death(flight.workers)), flights
+            )
+
+    def _recover(self, run: StageRun, broken: _Flight, flights: dict[Future[Any], _Flight]) -> None:
+        """A worker of the shared pool died, and with it the pool: every job the pool had in flight
+        (`broken` and those of `flights` in the shared pool) is a suspect. One suspect is the culprit,
+        charged an attempt; several are re-run side by side, each apart, to find it."""
+        shared = {future: flight for future, flight in flights.items() if flight.pool is None}
+        wait(shared)  # the broken pool fails every future it still had
         assert self._pool is not None
         workers = self._workers_of(self._pool)
         self._pool.shutdown(wait=True)
-        self._pool = None
-        suspects = []
-        for future, (index, label, job) in pending.items():
+        self._pool = None  # the next job to start starts a new one
+        suspects = [broken]
+        for future, flight in shared.items():
+            del flights[future]
             if isinstance(future.exception(), BrokenProcessPool):
-                suspects.append((index, label, job))
+                suspects.append(flight)
             else:
-                _record(run, future, index, label, job)
-        for index, label, job in suspects:
+                _record(run, future, flight)
+        for suspect in suspects:
             if len(suspects) == 1:
-                self._run_alone(run, index, label, job, deaths=1, death=_death(workers))
-            else:
-                self._run_alone(run, index, label, job, deaths=0, death="")
+                suspect = suspect._replace(deaths=1, death=_death(workers))
+            self._run_apart(run, suspect, flights)
 
-    def _run_alone(self, run: StageRun, index: int, label: str, job: Job, deaths: int, death: str) -> None:
-        """Run `job` in a pool of its own until it returns, raises, or its worker has died more than
-        `job.retries` times (`deaths` already proven its own, the last one `death`)."""
-        while deaths <= job.retries:
-            if self._alone is None:
-                self._alone = self._new_pool(1)
-            future = self._alone.submit(run_job, job)
-            workers = self._workers_of(self._alone)  # started by `submit`
-            while not wait([future], timeout=TICK)[0]:
-                run.progress.tick()
-            if not isinstance(future.exception(), BrokenProcessPool):
-                _record(run, future, index, label, job)
-                return
-            self._alone.shutdown(wait=True)
-            self._alone = None
-            death = _death(workers)
-            deaths += 1
-        run.failed(label, plain(UnitFailed(f"its worker process died ({death}) {deaths} times")))
+    def _run_apart(self, run: StageRun, suspect: _Flight, flights: dict[Future[Any], _Flight]) -> None:
+        """Start `suspect` in a one-worker pool of its own, or fail it if its worker has died more than
+        `job.retries` times."""
+        if suspect.deaths > suspect.job.retries:
+            message = f"its worker process died ({suspect.death}) {suspect.deaths} times"
+            run.failed(suspect.label, plain(UnitFailed(message)))
+            return
+        pool = self._new_pool(1)
+        self._apart.add(pool)
+        future = pool.submit(run_job, suspect.job)
+        workers = tuple(self._workers_of(pool))  # started by `submit`
+        flights[future] = suspect._replace(pool=pool, workers=workers)
+
+    def _release(self, pool: ProcessPoolExecutor | None) -> None:
+        """Shut down a suspect's pool of its own (`pool`, None for the shared one) once its job landed."""
+        if pool is not None:
+            pool.shutdown(wait=True)
+            self._apart.discard(pool)
 
     @staticmethod
     def _workers_of(pool: ProcessPoolExecutor) -> list[BaseProcess]:
@@ -187,26 +217,28 @@ class ProcessRunner:
         return list((pool._processes or {}).values())  # type: ignore[attr-defined]
 
     def _kill(self) -> None:
-        """Kill every worker at once (their jobs are abandoned; completed parts and shards keep their
-        markers, so the next build resumes), then let the pools go."""
-        for pool in (self._pool, self._alone):
-            if pool is not None:
-                for worker in self._workers_of(pool):
-                    worker.kill()
-                pool.shutdown(wait=True, cancel_futures=True)
-        self._pool = self._alone = None
+        """Kill every worker of every pool at once (their jobs are abandoned; completed parts and shards
+        keep their markers, so the next build resumes), then let the pools go."""
+        pools = self._pools()
+        for pool in pools:
+            for worker in self._workers_of(pool):
+                worker.kill()
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None
+        self._apart.clear()
 
 
-def _record(run: StageRun, future: Future[Any], index: int, label: str, job: Job) -> None:
+def _record(run: StageRun, future: Future[Any], flight: _Flight) -> None:
     """A finished job's result, or its failure as the summary names it."""
     error = future.exception()
     if error is None:
-        run.finished(index, job, future.result())
+        run.finished(flight.index, flight.job, future.result())
     else:
-        run.failed(label, str(error) if isinstance(error, UnitFailed) else plain(error))
+        run.failed(flight.label, str(error) if isinstance(error, UnitFailed) else plain(error))
 
 
-def _death(workers: list[BaseProcess]) -> str:
+def _death(workers: Iterable[BaseProcess]) -> str:
     """How a broken pool's worker died: `signal N` or `exit status N` (the pool itself stops the
     others with SIGTERM, so another cause is the dead worker's)."""
     codes = sorted(

@@ -109,6 +109,51 @@ def test_a_job_always_killing_its_worker_fails_after_its_retries_and_only_it(run
     assert all(len(attempts(tmp_path, job.name)) <= 2 for job in jobs if job.name != "killer")
 
 
+def _last_run(folder: Path, name: str) -> tuple[float, float]:
+    """When the last attempt of SleepJob `name` started and ended."""
+    *_, (_, _, started) = attempts(folder, name)
+    return started, float((folder / f"{name}.ended").read_text())
+
+
+def test_the_jobs_in_flight_when_a_worker_dies_are_re_run_side_by_side_each_in_a_pool_of_its_own(tmp_path):
+    runner = ProcessRunner(workers=4, progress=False)
+    innocent = [SleepJob(str(tmp_path), f"s{index}", seconds=1.0) for index in range(3)]
+    jobs = [*innocent[:2], KillingJob(str(tmp_path), "killer", seconds=0.1), innocent[2]]
+    try:
+        with pytest.raises(BuildError) as failed:
+            runner.run("normalize", _labelled(jobs), len(jobs))
+    finally:
+        runner.stop()
+    assert str(failed.value).splitlines() == [
+        "normalize failed for 1 of 4 units:",
+        "unit killer: UnitFailed: its worker process died (signal 9) 4 times",
+    ]
+    killed = attempts(tmp_path, "killer")
+    assert len(killed) == 5  # beside the others once, then 4 times apart, each time in a new worker
+    assert len({pid for pid, _, _ in killed}) == 5
+    tries = {job.name: attempts(tmp_path, job.name) for job in innocent}
+    assert all(len(runs) == 2 for runs in tries.values())  # a suspect once, never charged
+    shared = {pid for runs in tries.values() for pid, _, _ in runs[:1]} | {killed[0][0]}
+    apart = {pid for runs in tries.values() for pid, _, _ in runs[1:]}
+    assert len(shared) == 4 and len(apart) == 3 and not shared & apart  # a worker of its own each
+    spans = [_last_run(tmp_path, job.name) for job in innocent]
+    most = max(sum(start <= moment < end for start, end in spans) for moment, _ in spans)
+    assert most >= 2  # the re-runs overlapped (one at a time, each would start after the last ended)
+
+
+def test_while_a_suspect_re_runs_apart_the_next_jobs_start_in_a_new_shared_pool(runner, tmp_path):
+    slow = SleepJob(str(tmp_path), "slow", seconds=2.0)
+    later = [SleepJob(str(tmp_path), f"later{index}", seconds=0.05) for index in range(3)]
+    jobs = [KillingJob(str(tmp_path), "killer", seconds=0.1, kills=1), slow, *later]
+    assert runner.run("normalize", _labelled(jobs), len(jobs)) == [job.name for job in jobs]
+    assert len(attempts(tmp_path, "killer")) == 2 and len(attempts(tmp_path, "slow")) == 2
+    _, slow_ended = _last_run(tmp_path, "slow")
+    (slow_pid, forkserver, _) = attempts(tmp_path, "slow")[1]
+    for job in later:
+        [(pid, parent, started)] = attempts(tmp_path, job.name)
+        assert started < slow_ended and pid != slow_pid and parent == forkserver
+
+
 def _children() -> set[int]:
     """This process's live children."""
     children = set()
@@ -130,18 +175,25 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.parametrize("how", ["SIGINT to the group (Ctrl-C)", "SIGTERM", "SIGKILL"])
-def test_an_interrupted_driver_leaves_no_process_behind(tmp_path, how):
+@pytest.mark.parametrize(
+    ("how", "suspects"),
+    [("SIGINT to the group (Ctrl-C)", False), ("SIGTERM", False), ("SIGKILL", False), ("SIGTERM", True)],
+)
+def test_an_interrupted_driver_leaves_no_process_behind(tmp_path, how, suspects):
+    """With `suspects`, a worker has died first: j0 and j1 run apart, each in a pool of its own, and j2
+    in the new shared pool when the driver is stopped."""
     script = (
         "import sys\n"
         "from pathlib import Path\n"
         "from dataprep.engine.session import engine_session\n"
         "from dataprep.engine.settings import BuildSettings\n"
-        "from helpers.jobs import SleepJob\n"
+        "from helpers.jobs import KillingJob, SleepJob\n"
         f"folder = {str(tmp_path)!r}\n"
         "jobs = [(str(i), SleepJob(folder, f'j{i}', seconds=60)) for i in range(4)]\n"
-        "try:\n"
-        "    with engine_session(BuildSettings(out=Path(folder), workers=2, executor='processes')) as runner:\n"
+        + ("jobs.insert(0, ('k', KillingJob(folder, 'killer', seconds=0.2, kills=1)))\n" if suspects else "")
+        + "try:\n"
+        f"    settings = BuildSettings(out=Path(folder), workers={3 if suspects else 2}, executor='processes')\n"
+        "    with engine_session(settings) as runner:\n"
         "        runner.run('normalize', jobs, len(jobs))\n"
         "except KeyboardInterrupt:\n"
         "    sys.exit(3)\n"
@@ -149,10 +201,13 @@ def test_an_interrupted_driver_leaves_no_process_behind(tmp_path, how):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     driver = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(list(tmp_path.glob("*.attempts"))) < 2:
+    expected = {"j0": 2, "j1": 2, "j2": 1} if suspects else {"j0": 1, "j1": 1}
+    while time.monotonic() < deadline and any(
+        len(attempts(tmp_path, name)) < count for name, count in expected.items()
+    ):
         time.sleep(0.05)
-    started = [attempt for name in ("j0", "j1") for attempt in attempts(tmp_path, name)]
-    assert len(started) == 2 and driver.poll() is None
+    assert {name: len(attempts(tmp_path, name)) for name in expected} == expected and driver.poll() is None
+    started = [attempts(tmp_path, name)[-1] for name in expected]
     if how == "SIGTERM":
         driver.send_signal(signal.SIGTERM)
     else:
