@@ -209,7 +209,10 @@ def run_measured(
     command: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> dict[str, Any]:
     """Run a command (in `cwd`) to completion: wall seconds, exit code, the largest single process's
-    peak RSS (wait4 rusage: the child and the descendants it waited for) and the sampled tree peaks."""
+    peak RSS (wait4 rusage: the child and the descendants it waited for) and the sampled tree peaks.
+    The disk's queue is emptied first (`sync`): no run pays for the writeback of the files an earlier
+    one left unwritten, or deleted (a tool that does not fsync would bill the next one that does)."""
+    os.sync()
     with tempfile.TemporaryFile() as log:
         started = time.perf_counter()
         process = subprocess.Popen(
