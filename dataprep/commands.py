@@ -28,7 +28,7 @@ from dataprep.engine.runner import BuildError
 from dataprep.engine.session import engine_session
 from dataprep.engine.settings import BuildSettings
 from dataprep.exit_status import MANUAL_MISSING, STRICT_WARNINGS
-from dataprep.export.cli import run_export_command
+from dataprep.export.command import run_export_command
 from dataprep.files import sha256_file, write_atomic
 from dataprep.fixtures import generate_all
 from dataprep.fixtures.tokenizer import demo_tokenizer

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 from dataprep.contract.manifest import Manifest
 from dataprep.contract.sample import IMAGE_PLACEHOLDER, placeholder_first
 from dataprep.export.folder import ExportFolder
 from dataprep.export.samples import ExportSample, UnreadableBuild, write_images
-
-Trainer = Literal["current", "v1_2"]
-TRAINERS: tuple[Trainer, ...] = ("current", "v1_2")
+from dataprep.export.trainers import Trainer
 
 
 def internvl_line(exported: ExportSample, images: list[str]) -> dict[str, Any]:
