@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import BinaryIO
 
 import numpy as np
-import pyvips
 from PIL import Image, UnidentifiedImageError
 
 from dataprep.files import FileStamp
@@ -55,9 +56,6 @@ RESAMPLER = "vips-lanczos3"
 resampler (Pillow's Lanczos before) are made again: change it whenever resampled pixels change."""
 VIPS_MAX_REDUCE = 333
 """The largest factor libvips' Lanczos-3 reduces by in one step (its kernel's size limit)."""
-
-pyvips.cache_set_max(0)  # each resize is of a new image: nothing to reuse, memory to keep
-pyvips.concurrency_set(1)  # one thread: a worker process is one core's share of the build
 
 
 Stamped = tuple[str, FileStamp]
@@ -288,9 +286,19 @@ def _resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     factors = image.width / size[0], image.height / size[1]
     if image.mode != "RGB" or max(factors) > VIPS_MAX_REDUCE:
         return image.resize(size, Image.Resampling.LANCZOS)
-    pixels = pyvips.Image.new_from_memory(image.tobytes(), image.width, image.height, 3, "uchar")
+    pixels = _libvips().Image.new_from_memory(image.tobytes(), image.width, image.height, 3, "uchar")
     resized = pixels.reduce(*factors, kernel="lanczos3")
     return Image.frombytes("RGB", (resized.width, resized.height), resized.write_to_memory())
+
+
+@functools.cache
+def _libvips() -> ModuleType:
+    """pyvips, imported and set up at the first resample (a build's driver resamples nothing)."""
+    import pyvips
+
+    pyvips.cache_set_max(0)  # each resize is of a new image: nothing to reuse, memory to keep
+    pyvips.concurrency_set(1)  # one thread: a worker process is one core's share of the build
+    return pyvips
 
 
 def _eight_bit(image: Image.Image) -> Image.Image:

@@ -12,8 +12,6 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-import pyarrow.fs
-
 from dataprep.contract.manifest import Manifest, ManifestError, load_manifest
 from dataprep.contract.store import LocationError, ObjectPath
 from dataprep.contract.token_counts import token_sidecar_path
@@ -71,6 +69,8 @@ def check_store(store: ObjectPath, out: Path) -> Listing:
 def list_store(store: ObjectPath) -> Listing:
     """Every object under `store`, by its name relative to it, with its stamp: one recursive listing
     (a LIST request per 1,000 objects), no request per object."""
+    import pyarrow.fs  # for a store only: a local build imports no pyarrow.fs
+
     filesystem, path = store.filesystem()
     infos = filesystem.get_file_info(pyarrow.fs.FileSelector(path, recursive=True, allow_not_found=True))
     return {
@@ -99,6 +99,8 @@ def publish(local: Path, target: ObjectPath) -> FileStamp:
     """Upload a complete local file as the object `target` (it appears whole, or not at all); the
     object's stamp (size, mtime). The copy runs in pyarrow's C++ without the GIL: a Ctrl-C waits for
     it to end. An object of another size than the file (a read error cut it short) is deleted."""
+    import pyarrow.fs
+
     filesystem, path = target.filesystem()
     pyarrow.fs.copy_files(
         str(local), path, source_filesystem=pyarrow.fs.LocalFileSystem(), destination_filesystem=filesystem

@@ -14,7 +14,7 @@ import pytest
 from dataprep.engine.session import executor_of
 from dataprep.engine.settings import BuildSettings
 
-from helpers.fresh_imports import UNUSED_BY_LOCAL_BUILDS
+from helpers.fresh_imports import UNUSED_BY_LOCAL_BUILDS, UNUSED_BY_THE_DRIVER
 from helpers.upstream import recipe_yaml
 
 
@@ -60,10 +60,11 @@ def _builds_in_a_fresh_process(upstream, tmp_path: Path, before: str, builds: st
 
 
 def test_a_build_on_local_processes_imports_no_ray_nor_network_or_report_libraries(upstream, tmp_path):
-    """Nor, for local sources, the HTTP and hub libraries of downloads, nor the HTML report's jinja2."""
+    """Nor, for local sources, the HTTP and hub libraries of downloads, nor the HTML report's jinja2;
+    nor, in the driver, what only workers use (the resampler, pyarrow's compute functions)."""
     builds = (
         "manifest = build(recipe, BuildSettings(out=out, workers=2, progress=False))\n"
-        f"unused = [name for name in {UNUSED_BY_LOCAL_BUILDS!r} if name in sys.modules]\n"
+        f"unused = [name for name in {UNUSED_BY_LOCAL_BUILDS + UNUSED_BY_THE_DRIVER!r} if name in sys.modules]\n"
         "print(manifest.build.executor, manifest.totals.samples, 'ray' in sys.modules, unused)\n"
     )
     printed = _builds_in_a_fresh_process(upstream, tmp_path, "import sys\n", builds)

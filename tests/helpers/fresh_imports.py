@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 UNUSED_BY_LOCAL_BUILDS = ("requests", "gdown", "huggingface_hub", "jinja2")
+UNUSED_BY_THE_DRIVER = ("pyvips", "pyarrow.compute")
+"""Imported only where images are resampled or charts read (workers), not by a build's driver."""
 REPO = Path(__file__).resolve().parent.parent.parent
 
 
