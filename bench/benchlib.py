@@ -206,19 +206,24 @@ class TreeMemory:
 
 
 def run_measured(
-    command: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    command: Sequence[str],
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    sample_tree: bool = True,
 ) -> dict[str, Any]:
     """Run a command (in `cwd`) to completion: wall seconds, exit code, the largest single process's
-    peak RSS (wait4 rusage: the child and the descendants it waited for) and the sampled tree peaks.
-    The disk's queue is emptied first (`sync`): no run pays for the writeback of the files an earlier
-    one left unwritten, or deleted (a tool that does not fsync would bill the next one that does)."""
+    peak RSS (wait4 rusage: the child and the descendants it waited for) and, with `sample_tree`, the
+    sampled tree peaks (reading every process's smaps 4 times a second slows busy workers by a few %:
+    leave it off where only time counts). The disk's queue is emptied first (`sync`): no run pays for
+    the writeback of the files an earlier one left unwritten, or deleted (a tool that does not fsync
+    would bill the next one that does)."""
     os.sync()
     with tempfile.TemporaryFile() as log:
         started = time.perf_counter()
         process = subprocess.Popen(
             command, env={**os.environ, **(env or {})}, cwd=cwd, stdout=log, stderr=log
         )
-        with TreeMemory(process.pid) as memory:
+        with TreeMemory(process.pid) if sample_tree else contextlib.nullcontext() as memory:
             _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
         code = os.waitstatus_to_exitcode(status)
@@ -226,15 +231,16 @@ def run_measured(
         if code:
             log.seek(0)
             raise RuntimeError(f"{' '.join(command)} exited {code}:\n{log.read().decode()[-3000:]}")
-    return {
-        "wall_s": round(wall, 3),
-        "max_single_rss_mib": round(usage.ru_maxrss / 1024, 1),
-        "tree_peak_rss_mib": round(memory.peak_rss_mib, 1),
-        "tree_peak_pss_mib": round(memory.peak_pss_mib, 1),
-        "tree_peak_processes": memory.peak_processes,
-        "driver_peak_rss_mib": round(memory.root_peak_rss_mib, 1),
-        "worker_peak_rss_mib": round(memory.worker_peak_rss_mib, 1),
-    }
+    result = {"wall_s": round(wall, 3), "max_single_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+    if memory is not None:
+        result.update(
+            tree_peak_rss_mib=round(memory.peak_rss_mib, 1),
+            tree_peak_pss_mib=round(memory.peak_pss_mib, 1),
+            tree_peak_processes=memory.peak_processes,
+            driver_peak_rss_mib=round(memory.root_peak_rss_mib, 1),
+            worker_peak_rss_mib=round(memory.worker_peak_rss_mib, 1),
+        )
+    return result
 
 
 def machine() -> dict[str, Any]:

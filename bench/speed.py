@@ -16,6 +16,8 @@ build again), `ray_only` (Ray start + one task + stop), `base_w2` / `base_448_w2
 `dataprep` of `--baseline-tree`, e.g. `git archive b216b43 | tar -x -C /tmp/base`; not run unless
 named). img2dataset goes into `--i2d-venv` (made with
 `python -m venv` + `pip install img2dataset` when absent). JSON lines on stdout, a table on stderr.
+Each run starts after a `sync`; `--tree-memory` also samples every run's process tree for its peak
+PSS (off by default: reading the workers' smaps slows them by a few %).
 """
 
 from __future__ import annotations
@@ -119,7 +121,9 @@ def img2dataset_input(data: Path, annotation: Path) -> Path:
     return listing
 
 
-def img2dataset_run(command: Path, listing: Path, out: Path, shard_size: int, mode: str) -> dict[str, Any]:
+def img2dataset_run(
+    command: Path, listing: Path, out: Path, shard_size: int, mode: str, sample_tree: bool
+) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     options = {
         "copy": ["--disable_all_reencoding", "True"],
@@ -134,7 +138,7 @@ def img2dataset_run(command: Path, listing: Path, out: Path, shard_size: int, mo
         "--distributor", "multiprocessing", "--enable_wandb", "False", "--timeout", "30",
         *options,
     ]  # fmt: skip
-    result = run_measured(arguments, {"NO_ALBUMENTATIONS_UPDATE": "1"})
+    result = run_measured(arguments, {"NO_ALBUMENTATIONS_UPDATE": "1"}, sample_tree=sample_tree)
     stats = [json.loads(path.read_text()) for path in out.glob("*_stats.json")]
     result["samples"] = sum(stat["successes"] for stat in stats)
     return result
@@ -155,7 +159,13 @@ def dataprep_recipe(path: Path, data: Path, shard_size: int, max_side: int) -> P
 
 
 def dataprep_run(
-    recipe: Path, out: Path, workers: int, fresh: bool, tree: Path | None = None, executor: str | None = None
+    recipe: Path,
+    out: Path,
+    workers: int,
+    fresh: bool,
+    tree: Path | None = None,
+    executor: str | None = None,
+    sample_tree: bool = True,
 ) -> dict[str, Any]:
     """One `dataprep build` (of this checkout, or of `tree`: a folder holding another `dataprep`), on
     its default executor or `executor`."""
@@ -173,17 +183,18 @@ def dataprep_run(
         *(["--executor", executor] if executor else []),
     ]
     # run from the tree itself: Ray puts the working folder on its workers' import path
-    result = run_measured(command, {**RAY_ENV, "PYTHONPATH": str(tree or REPO)}, cwd=tree or REPO)
+    env = {**RAY_ENV, "PYTHONPATH": str(tree or REPO)}
+    result = run_measured(command, env, cwd=tree or REPO, sample_tree=sample_tree)
     manifest = json.loads((out / "manifest.json").read_text())
     result.update(samples=manifest["totals"]["samples"], stages=manifest["build"]["stages"])
     return result
 
 
-def child_run(kind: str, data: Path, out: Path, shard_size: int) -> dict[str, Any]:
+def child_run(kind: str, data: Path, out: Path, shard_size: int, sample_tree: bool) -> dict[str, Any]:
     """The I/O limit or the naive converter, in a fresh process (its start-up counted)."""
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, __file__, "--child", kind, "--work", str(data), "--out", str(out)]
-    result = run_measured([*command, "--shard-size", str(shard_size)])
+    result = run_measured([*command, "--shard-size", str(shard_size)], sample_tree=sample_tree)
     result["samples"] = json.loads((out / "count.json").read_text())
     return result
 
@@ -200,28 +211,36 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
         i2d = ensure_img2dataset(args.i2d_venv)
         listing = img2dataset_input(data, annotation)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.configs}
+    sampled = args.tree_memory
     for rep in range(args.reps):
         for name in args.configs:
             if name in ("io_limit", "naive"):
-                result = child_run(name, data, work / f"out_{name}", args.shard_size)
+                result = child_run(name, data, work / f"out_{name}", args.shard_size, sampled)
             elif name.startswith("i2d_"):
                 assert i2d is not None and listing is not None
-                result = img2dataset_run(i2d, listing, work / f"out_{name}", args.shard_size, name[4:])
+                out = work / f"out_{name}"
+                result = img2dataset_run(i2d, listing, out, args.shard_size, name[4:], sampled)
             elif name in ("dp_w1", "dp_w2"):
-                result = dataprep_run(kept, work / f"out_{name}", int(name[-1]), fresh=True)
+                result = dataprep_run(
+                    kept, work / f"out_{name}", int(name[-1]), fresh=True, sample_tree=sampled
+                )
             elif name == "dp_ray_w2":
-                result = dataprep_run(kept, work / f"out_{name}", 2, fresh=True, executor="ray")
+                result = dataprep_run(
+                    kept, work / f"out_{name}", 2, fresh=True, executor="ray", sample_tree=sampled
+                )
             elif name == "dp_rerun":
                 if not (work / "out_dp_w2" / "manifest.json").exists():
                     dataprep_run(kept, work / "out_dp_w2", 2, fresh=True)
-                result = dataprep_run(kept, work / "out_dp_w2", 2, fresh=False)
+                result = dataprep_run(kept, work / "out_dp_w2", 2, fresh=False, sample_tree=sampled)
             elif name == "dp_448_w2":
-                result = dataprep_run(small, work / f"out_{name}", 2, fresh=True)
+                result = dataprep_run(small, work / f"out_{name}", 2, fresh=True, sample_tree=sampled)
             elif name in ("base_w2", "base_448_w2"):
                 recipe = kept if name == "base_w2" else small
-                result = dataprep_run(recipe, work / f"out_{name}", 2, fresh=True, tree=args.baseline_tree)
+                out, tree = work / f"out_{name}", args.baseline_tree
+                result = dataprep_run(recipe, out, 2, fresh=True, tree=tree, sample_tree=sampled)
             else:
-                result = run_measured([sys.executable, "-c", RAY_ONLY.format(workers=2)], RAY_ENV)
+                ray_only = [sys.executable, "-c", RAY_ONLY.format(workers=2)]
+                result = run_measured(ray_only, RAY_ENV, sample_tree=sampled)
                 result["samples"] = 0
             runs[name].append(result)
             emit({"kind": "run", "config": name, "rep": rep, **result})
@@ -242,7 +261,8 @@ def summarize(runs: dict[str, list[dict[str, Any]]], samples: int) -> list[dict[
             if base in rate and "samples_per_s" in row and name != base:
                 row[f"vs_{base}"] = round(rate[name] / rate[base], 2)
         row["max_single_rss_mib"] = median_of(results, "max_single_rss_mib")
-        row["tree_peak_pss_mib"] = median_of(results, "tree_peak_pss_mib")
+        if "tree_peak_pss_mib" in results[0]:
+            row["tree_peak_pss_mib"] = median_of(results, "tree_peak_pss_mib")
         summary.append(row)
         emit(row)
     return summary
@@ -284,6 +304,11 @@ def main() -> None:
         "--memory", type=lambda text: [int(n) for n in text.split(",")], help="e.g. 10000,100000"
     )
     parser.add_argument("--baseline-tree", type=Path, help="another dataprep tree, for base_w2, base_448_w2")
+    parser.add_argument(
+        "--tree-memory",
+        action="store_true",
+        help="sample every run's process tree for its peak PSS (slows busy workers by a few %%)",
+    )
     parser.add_argument("--child", choices=["io_limit", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
