@@ -34,6 +34,9 @@ JOB_MODULES = (
     "dataprep.engine.shard_cache",
 )
 PR_SET_PDEATHSIG = 1  # prctl(2)
+# Shared pools in a row found broken before a job could be shipped to them (their workers died at
+# start, or idle): then the stage gives up on its jobs still to start, rather than start pools forever.
+BROKEN_POOLS = 3
 
 
 def pool_context() -> multiprocessing.context.BaseContext:
@@ -82,7 +85,8 @@ class ProcessRunner:
     crashing on a hostile file) fails no other job: the pool is replaced for the jobs still to start,
     the jobs it had in flight are re-run side by side, each in a one-worker pool of its own, and only
     a job whose worker dies there (or that was the only one in flight) is charged an attempt; after
-    `Job.retries` more it fails."""
+    `Job.retries` more it fails. A pool found broken as a job is shipped (a worker died idle, or at
+    start) is replaced the same way; the job, not started, is charged nothing."""
 
     executor = "processes"
 
@@ -96,12 +100,14 @@ class ProcessRunner:
         self._context = pool_context()
 
     def start(self) -> None:
-        """Start the pool (once; again only after a worker died) and wait until its workers run."""
+        """Start the pool (once; again only after a worker died) and wait until its workers run (or one
+        died)."""
         if self._pool is not None:
             return
         clock = time.monotonic()
         self._pool = self._new_pool(self.workers)
-        wait([self._pool.submit(os.getpid) for _ in range(self.workers)])
+        with contextlib.suppress(BrokenProcessPool):  # a worker died at once: `_ship` finds the pool broken
+            wait([self._pool.submit(os.getpid) for _ in range(self.workers)])
         if not self.start_seconds:
             self.start_seconds = round(time.monotonic() - clock, 3)
 
@@ -134,14 +140,14 @@ class ProcessRunner:
         flights: dict[Future[Any], _Flight] = {}
 
         def submit() -> bool:
-            """Ship the next job not already done to the shared pool; False when none is left."""
+            """Ship the next job not already done to the shared pool; False when none is left or can start."""
             next_job = run.next_job()
             if next_job is None:
                 return False
-            self.start()
-            assert self._pool is not None
-            flights[self._pool.submit(run_job, next_job[2])] = _Flight(*next_job)
-            return True
+            future = self._ship(run, next_job, flights)
+            if future is not None:
+                flights[future] = _Flight(*next_job)
+            return future is not None
 
         while len(flights) < self.workers and submit():
             pass
@@ -156,6 +162,27 @@ class ProcessRunner:
             while len(flights) < self.workers and submit():
                 pass
 
+    def _ship(
+        self, run: StageRun, next_job: tuple[int, str, Job], flights: dict[Future[Any], _Flight]
+    ) -> Future[Any] | None:
+        """Submit the job to the shared pool. A pool found broken there (a worker died while none of
+        its jobs was being collected: idle, or at start) is replaced first, the jobs it had in flight
+        recovered as suspects (`_recover`); the job had not started, so it is charged nothing. None
+        when BROKEN_POOLS pools in a row broke so: the job and every job still to start fail."""
+        for _ in range(BROKEN_POOLS):
+            self.start()
+            assert self._pool is not None
+            try:
+                return self._pool.submit(run_job, next_job[2])
+            except BrokenProcessPool:
+                death = self._recover(run, [], flights)
+        message = f"the worker processes keep dying at start ({death}; {BROKEN_POOLS} pools in a row)"
+        failed: tuple[int, str, Job] | None = next_job
+        while failed is not None:
+            run.failed(failed[1], plain(UnitFailed(message)))
+            failed = run.next_job()
+        return None
+
     def _landed(
         self, run: StageRun, future: Future[Any], flight: _Flight, flights: dict[Future[Any], _Flight]
     ) -> None:
@@ -164,33 +191,36 @@ class ProcessRunner:
         if not isinstance(future.exception(), BrokenProcessPool):
             _record(run, future, flight)
         elif flight.pool is None:
-            self._recover(run, flight, flights)
+            self._recover(run, [flight], flights)
         else:  # the worker of its own pool died: the death is its own
             self._run_apart(
                 run, flight._replace(deaths=flight.deaths + 1, death=_death(flight.workers)), flights
             )
 
-    def _recover(self, run: StageRun, broken: _Flight, flights: dict[Future[Any], _Flight]) -> None:
-        """A worker of the shared pool died, and with it the pool: every job the pool had in flight
-        (`broken` and those of `flights` in the shared pool) is a suspect. One suspect is the culprit,
-        charged an attempt; several are re-run side by side, each apart, to find it."""
+    def _recover(self, run: StageRun, broken: list[_Flight], flights: dict[Future[Any], _Flight]) -> str:
+        """A worker of the shared pool died, and with it the pool, which is let go (the next job to
+        start starts a new one). Every job it had in flight is a suspect: `broken` (taken from `flights`
+        already) and those of `flights` in the shared pool. One suspect is the culprit, charged an
+        attempt; several are re-run side by side, each apart, to find it. Returns how the worker died."""
         shared = {future: flight for future, flight in flights.items() if flight.pool is None}
         wait(shared)  # the broken pool fails every future it still had
         assert self._pool is not None
         workers = self._workers_of(self._pool)
         self._pool.shutdown(wait=True)
-        self._pool = None  # the next job to start starts a new one
-        suspects = [broken]
+        self._pool = None
+        suspects = list(broken)
         for future, flight in shared.items():
             del flights[future]
             if isinstance(future.exception(), BrokenProcessPool):
                 suspects.append(flight)
             else:
                 _record(run, future, flight)
+        death = _death(workers)
         for suspect in suspects:
             if len(suspects) == 1:
-                suspect = suspect._replace(deaths=1, death=_death(workers))
+                suspect = suspect._replace(deaths=1, death=death)
             self._run_apart(run, suspect, flights)
+        return death
 
     def _run_apart(self, run: StageRun, suspect: _Flight, flights: dict[Future[Any], _Flight]) -> None:
         """Start `suspect` in a one-worker pool of its own, or fail it if its worker has died more than

@@ -8,15 +8,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from dataprep.engine.process_runner import JOB_MODULES, ProcessRunner
-from dataprep.engine.runner import BuildError
+from dataprep.engine.process_runner import BROKEN_POOLS, JOB_MODULES, ProcessRunner
+from dataprep.engine.runner import BuildError, Job
 
 from helpers.fresh_imports import imported_by
-from helpers.jobs import DoneJob, FailingJob, KillingJob, SleepJob, attempts
+from helpers.jobs import DoneJob, FailingJob, GateJob, KillingJob, SleepJob, attempts
 
 TESTS = Path(__file__).resolve().parent.parent
 
@@ -115,16 +117,21 @@ def _last_run(folder: Path, name: str) -> tuple[float, float]:
     return started, float((folder / f"{name}.ended").read_text())
 
 
-def test_the_jobs_in_flight_when_a_worker_dies_are_re_run_side_by_side_each_in_a_pool_of_its_own(tmp_path):
-    runner = ProcessRunner(workers=4, progress=False)
-    innocent = [SleepJob(str(tmp_path), f"s{index}", seconds=1.0) for index in range(3)]
-    jobs = [*innocent[:2], KillingJob(str(tmp_path), "killer", seconds=0.1), innocent[2]]
+def _stopped_failing(runner: ProcessRunner, jobs: list[Job]) -> list[str]:
+    """The failure summary of stage 'normalize' of `jobs`, the runner stopped after."""
     try:
         with pytest.raises(BuildError) as failed:
             runner.run("normalize", _labelled(jobs), len(jobs))
     finally:
         runner.stop()
-    assert str(failed.value).splitlines() == [
+    return str(failed.value).splitlines()
+
+
+def test_the_jobs_in_flight_when_a_worker_dies_are_re_run_side_by_side_each_in_a_pool_of_its_own(tmp_path):
+    runner = ProcessRunner(workers=4, progress=False)
+    innocent = [SleepJob(str(tmp_path), f"s{index}", seconds=1.0) for index in range(3)]
+    jobs = [*innocent[:2], KillingJob(str(tmp_path), "killer", seconds=0.1), innocent[2]]
+    assert _stopped_failing(runner, jobs) == [
         "normalize failed for 1 of 4 units:",
         "unit killer: UnitFailed: its worker process died (signal 9) 4 times",
     ]
@@ -152,6 +159,75 @@ def test_while_a_suspect_re_runs_apart_the_next_jobs_start_in_a_new_shared_pool(
     for job in later:
         [(pid, parent, started)] = attempts(tmp_path, job.name)
         assert started < slow_ended and pid != slow_pid and parent == forkserver
+
+
+def _until(condition: Callable[[], bool], seconds: float = 60) -> bool:
+    """Poll `condition` until it holds or `seconds` pass; whether it held."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_an_idle_worker_killed_between_stages_costs_the_next_stage_nothing(runner, tmp_path):
+    """The pool learns of the death from the worker's exit alone, with no job of it being collected."""
+    first = [SleepJob(str(tmp_path), f"a{index}") for index in range(2)]
+    assert runner.run("first", _labelled(first), len(first)) == ["a0", "a1"]
+    old = [worker.pid for worker in ProcessRunner._workers_of(runner._pool)]
+    os.kill(old[0], signal.SIGKILL)
+    assert _until(lambda: not any(map(_alive, old)))  # the pool noticed, and stopped its other workers
+    second = [SleepJob(str(tmp_path), f"b{index}", seconds=0.05) for index in range(4)]
+    assert runner.run("second", _labelled(second), len(second)) == [job.name for job in second]
+    runs = [attempts(tmp_path, job.name) for job in first + second]
+    assert all(len(tries) == 1 for tries in runs)  # each ran once
+    assert not {pid for [(pid, _, _)] in runs[2:]} & set(old)  # the second stage, in a new pool
+
+
+def test_a_worker_killed_between_a_wait_and_the_next_submit_costs_the_job_submitted_nothing(runner, tmp_path):
+    """'quick' lands once 'gated' runs beside it; asked for the next job, the stage kills the idle
+    worker of 'quick' and waits until the pool noticed: 'gated' was in flight in the broken pool, a
+    suspect re-run apart; 'after' starts in a new pool, once."""
+    folder = str(tmp_path)
+
+    def jobs():
+        yield "unit quick", GateJob(folder, "quick", gate="gated.attempts")
+        yield "unit gated", GateJob(folder, "gated", gate="open")
+        [(idle, _, _)] = attempts(tmp_path, "quick")
+        [(busy, _, _)] = attempts(tmp_path, "gated")
+        os.kill(idle, signal.SIGKILL)
+        assert _until(lambda: not _alive(busy))  # the pool noticed, and stopped the worker of 'gated'
+        (tmp_path / "open").write_text("open")
+        yield "unit after", SleepJob(folder, "after")
+
+    assert runner.run("normalize", jobs(), 3) == ["quick", "gated", "after"]
+    [(quick, _, _)] = attempts(tmp_path, "quick")
+    [(after, _, _)] = attempts(tmp_path, "after")
+    (gated, _, _), (apart, _, _) = attempts(tmp_path, "gated")
+    assert len({quick, gated, apart, after}) == 4
+
+
+class _DyingAtStart(ProcessRunner):
+    """Its workers exit (status 3) as they start, as when each is killed as soon as it runs."""
+
+    pools = 0
+
+    def _new_pool(self, workers: int) -> ProcessPoolExecutor:
+        self.pools += 1
+        return ProcessPoolExecutor(workers, mp_context=self._context, initializer=os._exit, initargs=(3,))
+
+
+def test_workers_dying_at_start_every_time_fail_the_jobs_still_to_start_after_a_few_pools(tmp_path):
+    runner = _DyingAtStart(workers=2, progress=False)
+    jobs = [SleepJob(str(tmp_path), f"s{index}") for index in range(3)]
+    jobs.insert(1, DoneJob(str(tmp_path), "done"))
+    assert _stopped_failing(runner, jobs) == [
+        "normalize failed for 3 of 4 units:",
+        "unit s0: UnitFailed: the worker processes keep dying at start (exit status 3; 3 pools in a row)"
+        " (and 2 more units)",
+    ]
+    assert runner.pools == BROKEN_POOLS == 3 and not list(tmp_path.iterdir())  # no job ever ran
 
 
 def _children() -> set[int]:

@@ -1,5 +1,6 @@
-"""Jobs for the runner tests, importable by worker processes: they sleep, fail, are done already, or
-kill their own worker; each leaves a trace in a folder (its pid, its worker's parent, its attempts)."""
+"""Jobs for the runner tests, importable by worker processes: they sleep, wait for a file, fail, are done
+already, or kill their own worker; each leaves a trace in a folder (its pid, its worker's parent, its
+attempts)."""
 
 from __future__ import annotations
 
@@ -85,3 +86,19 @@ class ParentJob(Job):
 
     def records(self, result: int) -> int:
         return 1
+
+
+@dataclass(frozen=True)
+class GateJob(SleepJob):
+    """Returns its name once the file `gate` in its folder has something in it (a minute at most)."""
+
+    gate: str = ""
+
+    def run(self) -> str:
+        _trace(self.folder, self.name)
+        gate, deadline = Path(self.folder) / self.gate, time.monotonic() + 60
+        while not (gate.exists() and gate.stat().st_size):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: {self.gate} never came")
+            time.sleep(0.01)
+        return self.name
