@@ -483,7 +483,8 @@ def test_help_and_usage_errors_start_no_heavy_imports(argv):
         f"    main({argv!r})\n"
         "except SystemExit:\n"
         "    pass\n"
-        "heavy = ('ray', 'pyarrow', 'PIL', 'numpy', 'torch', 'datasets', 'huggingface_hub', 'jinja2')\n"
+        "heavy = ('ray', 'pyarrow', 'PIL', 'numpy', 'torch', 'datasets', 'huggingface_hub', 'jinja2',\n"
+        "         'pydantic', 'importlib.metadata')  # a build starts its forkserver after these\n"
         "print(sorted(name for name in heavy if name in sys.modules), file=sys.stderr)\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
