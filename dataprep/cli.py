@@ -201,12 +201,16 @@ def main(argv: list[str] | None = None) -> int:
 def _starts_workers_early(args: argparse.Namespace) -> bool:
     """Whether a command starts its local workers' forkserver now, so that its imports of the job
     modules run beside this process's imports of the commands and the recipe's reading (~0.3 s
-    each): a `build` on local processes, unless its output folder holds a finished build (a re-run,
-    which mostly starts no worker). A recipe that cannot be read here is reported by the build."""
+    each): a `build` on local processes into a local folder that holds no finished build (a re-run
+    mostly starts no worker; an output in a store is built in a work folder found later). A recipe
+    that cannot be read here is reported by the build."""
     if args.command != "build" or resolved_executor(args.executor, args.ray_address) != "processes":
         return False
     out = args.out or _output_dir(args.recipe)
-    return out is None or "://" in out or not (Path(out) / "manifest.json").is_file()
+    if out is None:
+        return True
+    out = out.removeprefix("file://")
+    return "://" not in out and not (Path(out) / "manifest.json").is_file()
 
 
 def _output_dir(recipe: Path) -> str | None:

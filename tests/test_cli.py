@@ -560,12 +560,13 @@ def test_a_first_build_on_local_processes_starts_its_forkserver_before_the_comma
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({"output": {"dir": "from_recipe"}}))
     assert _starts_workers_early(_build_args(str(recipe)))
-    assert _starts_workers_early(_build_args(str(recipe), "--out", "s3://bucket/prefix"))
+    assert not _starts_workers_early(_build_args(str(recipe), "--out", "s3://bucket/prefix"))  # a store
     (tmp_path / "from_recipe").mkdir()
     (tmp_path / "from_recipe" / "manifest.json").write_text("{}")  # a finished build: a re-run
     assert not _starts_workers_early(_build_args(str(recipe)))
     assert _starts_workers_early(_build_args(str(recipe), "--out", str(tmp_path / "elsewhere")))
     assert not _starts_workers_early(_build_args(str(recipe), "--out", str(tmp_path / "from_recipe")))
+    assert not _starts_workers_early(_build_args(str(recipe), "--out", f"file://{tmp_path / 'from_recipe'}"))
     assert not _starts_workers_early(_build_args(str(tmp_path / "other.yaml"), "--executor", "ray"))
     assert not _starts_workers_early(make_parser().parse_args(["plan", str(tmp_path / "other.yaml")]))
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")  # a Ray job submission: Ray runs the jobs
