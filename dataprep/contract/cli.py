@@ -4,8 +4,9 @@ and `--version`."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
+
+from dataprep import __version__
 
 
 def at_least(low: int) -> Callable[[str], int]:
@@ -22,19 +23,5 @@ def at_least(low: int) -> Callable[[str], int]:
 
 
 def add_version(parser: argparse.ArgumentParser) -> None:
-    """`--version`: the installed `dataprep` distribution's version (both commands ship in it)."""
-    parser.add_argument("--version", action=_Version, help="show the version and exit")
-
-
-class _Version(argparse.Action):
-    """Prints the version, looked up only when asked for (`importlib.metadata` costs ~20 ms of every
-    start: a build starts its workers sooner without it)."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, **kwargs)
-
-    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
-        import importlib.metadata
-
-        print(f"{parser.prog} {importlib.metadata.version('dataprep')}")
-        parser.exit()
+    """`--version`: dataprep's version (both commands ship in it)."""
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
