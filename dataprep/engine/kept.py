@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dataprep.mixture import smallest_unsigned
 from dataprep.shard_writer import SampleCopy
 
 DIGEST_BYTES = 16
@@ -60,8 +61,7 @@ class PartSamples:
 
 def _packed(values: list[int]) -> array[int]:
     """`values` in an array of the smallest unsigned type that holds them."""
-    largest = max(values, default=0)
-    return array(next(code for code in "BHIQ" if largest < 1 << 8 * array(code).itemsize), values)
+    return array(smallest_unsigned(max(values, default=0)).char, values)
 
 
 @dataclass
