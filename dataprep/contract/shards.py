@@ -73,7 +73,7 @@ _BATCH_BUFFERS = 512
 WRITEBACK_BYTES = 8 << 20
 """Every this many bytes written, the disk is asked to start writing them (Linux `sync_file_range`),
 so that the `fsync` that completes a file waits for its last few MiB, not for all of it: the disk
-writes while the worker goes on (a build's fsyncs otherwise cost ~10 % of its wall time, §9)."""
+writes while the worker goes on (a build's fsyncs otherwise cost ~8 % of its wall time, §9)."""
 _SYNC_FILE_RANGE_WRITE = 2
 
 

@@ -21,10 +21,11 @@ from dataprep.engine.runner import TICK, Job, Labelled, StageRun, UnitFailed, pl
 from dataprep.progress import Measure, Progress
 
 # Workers are forked from a forkserver: a fresh, single-threaded interpreter that has imported the
-# modules of the engine's jobs once, ~0.5 s. `fork` (~0.5 s cheaper) would copy the driver, which runs
-# other native threads as soon as it has imported the engine (pyarrow's jemalloc background thread and
-# one more): a lock one of them holds at the fork stays held in the child forever; `spawn` starts and
-# imports a new interpreter for every worker. Measured in docs/BENCHMARKS.md §9 (Executor).
+# modules of the engine's jobs once (~0.35 s; a build's CLI starts it beside the driver's own imports).
+# `fork` (~0.5 s cheaper when measured) would copy the driver, which runs other native threads as soon
+# as it has imported the engine (pyarrow's jemalloc background thread and one more): a lock one of them
+# holds at the fork stays held in the child forever; `spawn` starts and imports a new interpreter for
+# every worker. Measured in docs/BENCHMARKS.md §9 (Executor).
 START_METHOD = "forkserver"
 JOB_MODULES = (
     "dataprep.engine.downloads",
