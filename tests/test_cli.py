@@ -550,7 +550,7 @@ def _build_args(*extra: str) -> argparse.Namespace:
     return make_parser().parse_args(["build", *extra])
 
 
-def test_a_first_build_on_local_processes_starts_its_forkserver_before_the_commands_import(
+def test_only_a_first_build_into_a_local_folder_on_local_processes_starts_its_forkserver_early(
     tmp_path, monkeypatch
 ):
     from dataprep.cli import _starts_workers_early
