@@ -26,7 +26,7 @@ from dataprep.engine.plan import components_of, plan_mixture
 from dataprep.engine.publish import work_folder
 from dataprep.engine.runner import BuildError
 from dataprep.engine.session import engine_session
-from dataprep.engine.settings import BuildSettings
+from dataprep.engine.settings import BuildSettings, cluster_address
 from dataprep.exit_status import MANUAL_MISSING, STRICT_WARNINGS
 from dataprep.export.command import run_export_command
 from dataprep.files import sha256_file, write_atomic
@@ -61,7 +61,7 @@ def _settings(args: argparse.Namespace, recipe: Recipe) -> BuildSettings:
     out = location(args.out or recipe.output.dir)
     store = out if isinstance(out, ObjectPath) else None
     if store:
-        joined = args.executor != "processes" and bool(args.ray_address or os.environ.get("RAY_ADDRESS"))
+        joined = args.executor != "processes" and cluster_address(args.ray_address) is not None
         out = work_folder(store, args.work_dir or recipe.output.work_dir, joined)
     elif args.work_dir:
         raise LocationError(f"--work-dir is for an output in a store; {out} is a local folder")

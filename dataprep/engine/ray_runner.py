@@ -13,7 +13,7 @@ from typing import Any
 import ray
 
 from dataprep.engine.runner import TICK, BuildError, Job, Labelled, StageRun, UnitFailed, run_job, run_stage
-from dataprep.engine.settings import BuildSettings
+from dataprep.engine.settings import BuildSettings, cluster_address
 from dataprep.progress import Measure, Progress
 
 _run_remote = ray.remote(run_job)
@@ -112,7 +112,7 @@ def ray_runner(settings: BuildSettings) -> RayRunner:
 def _start_ray(settings: BuildSettings) -> None:
     """Join RAY_ADDRESS/--ray-address, or start an embedded local cluster."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    address = settings.ray_address or os.environ.get("RAY_ADDRESS")
+    address = cluster_address(settings.ray_address)
     if address:
         try:
             _ray_init(address=address, logging_level=logging.WARNING)

@@ -15,12 +15,17 @@ EXECUTORS = ("auto", "processes", "ray")
 Executor = Literal["auto", "processes", "ray"]
 
 
+def cluster_address(ray_address: str | None) -> str | None:
+    """The Ray cluster a build joins: `ray_address`, else RAY_ADDRESS (as in a Ray job submission)."""
+    return ray_address or os.environ.get("RAY_ADDRESS") or None
+
+
 def resolved_executor(executor: str, ray_address: str | None) -> str:
-    """`processes` or `ray`: `auto` is Ray when the build joins a cluster (`ray_address`, or
-    RAY_ADDRESS as in a Ray job submission), else local processes."""
+    """`processes` or `ray`: `auto` is Ray when the build joins a cluster (`cluster_address`), else
+    local processes."""
     if executor != "auto":
         return executor
-    return "ray" if ray_address or os.environ.get("RAY_ADDRESS") else "processes"
+    return "ray" if cluster_address(ray_address) else "processes"
 
 
 @dataclass(frozen=True)
