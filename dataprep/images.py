@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from dataprep.files import FileStamp
 from dataprep.fingerprints import ImageFingerprint, image_fingerprint
+from dataprep.jpeg_structure import surely_decodes
 from dataprep.paths import UnsafePath, not_a_file, open_without_links, resolve_inside
 from dataprep.recipe.model import ImagePolicy
 from dataprep.sample import ImageBytes, ImageFile, ImageInput
@@ -176,11 +177,13 @@ def _read_at_most(handle: BinaryIO, size: int, max_bytes: int) -> bytes:
 
 
 def apply_policy(data: bytes, policy: ImagePolicy, fingerprint: bool = False) -> EncodedImage:
-    """Decode every byte (catching truncation, corruption and decompression bombs), then keep or
-    re-encode; with `fingerprint`, also fingerprint the pixels just decoded. A JPEG is decoded at a
-    reduced scale where that loses nothing kept: libjpeg still reads and entropy-decodes all of its
-    data (and fails where a full decode fails), and scales in its inverse DCT. A JPEG kept as it is
-    decodes at 1/8 scale; one re-encoded smaller decodes at the smallest scale of 1/2, 1/4, 1/8 still
+    """Check the image (catching truncation, corruption and decompression bombs), then keep or
+    re-encode; with `fingerprint`, also fingerprint the pixels just decoded. A JPEG kept as it is
+    and whose markers prove that it decodes in full (`jpeg_structure.surely_decodes`: the common
+    baseline file) is not decoded at all. Otherwise a JPEG is decoded at a reduced scale where that
+    loses nothing kept: libjpeg still reads and entropy-decodes all of its data (and fails where a
+    full decode fails), and scales in its inverse DCT. A JPEG kept as it is decodes at 1/8 scale; one
+    re-encoded smaller decodes at the smallest scale of 1/2, 1/4, 1/8 still
     `DRAFT_GAP` times its output size, then is resampled (Lanczos-3, `_resized`) to it. Fingerprinted
     images are decoded whole: a fingerprint is of the image's own pixels, whatever the policy."""
     with warnings.catch_warnings(), _pillow_pixel_limit(policy.max_pixels):
@@ -199,6 +202,8 @@ def apply_policy(data: bytes, policy: ImagePolicy, fingerprint: bool = False) ->
         too_big = policy.max_side is not None and max(width, height) > policy.max_side
         kept = image.format in EXTENSIONS and image.mode in EIGHT_BIT_MODES and not too_big
         fitted = None if kept else _fitted_size(width, height, policy)
+        if kept and image.format == "JPEG" and not fingerprint and surely_decodes(data):
+            return EncodedImage(data, EXTENSIONS[image.format], width, height, reencoded=False)
         if image.format == "JPEG" and not fingerprint:  # smaller where that loses nothing kept (docstring)
             image.draft(None, (1, 1) if kept else (DRAFT_GAP * fitted[0], DRAFT_GAP * fitted[1]))
         try:
