@@ -4,6 +4,7 @@ sources | schema | fixtures`."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 from pathlib import Path
@@ -185,6 +186,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # numpy's OpenBLAS starts a thread per core in every process that imports it (the driver, the
+    # forkserver, each worker), and they spin for CPU at start-up; nothing here multiplies matrices.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = make_parser()
     args = parser.parse_args(argv)
     if getattr(args, "executor", None) == "processes" and args.ray_address:

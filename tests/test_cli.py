@@ -597,3 +597,13 @@ def test_the_pools_fork_their_workers_from_the_forkserver_started_early():
     )
     server, parents = run.stdout.split(maxsplit=1)
     assert parents.strip() == "{" + server + "}"
+
+
+def test_the_cli_keeps_numpys_blas_to_one_thread_unless_told_otherwise(monkeypatch, capsys):
+    """Workers inherit it: one OpenBLAS thread per process, not one per core spinning at start-up."""
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    assert main(["sources"]) == 0
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
+    assert main(["sources"]) == 0
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
