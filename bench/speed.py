@@ -10,8 +10,10 @@ including start-up; then the ratios.
 Configurations (`--configs`): `io_limit` (the same bytes written into tars, nothing checked),
 `naive` (read, PIL full decode, `tarfile`), `i2d_copy` / `i2d_reencode` / `i2d_448` (img2dataset,
 2 processes: bytes copied with no decode / decode + re-encode / `keep_ratio` 448), `dp_w1`, `dp_w2`
-(`dataprep build`, originals kept, on its default executor: local processes), `dp_ray_w2` (the same
-on an embedded Ray, `--executor ray`), `dp_448_w2` (`max_side: 448`), `dp_rerun` (the finished `dp_w2`
+(`dataprep build`, originals kept, on its default executor: local processes), `dp_w1_cpu0` (`dp_w1`
+with its process tree pinned to one CPU, `taskset -c 0`: 1 worker on 1 core, where `dp_w1` lends the
+idle core to the driver and the kernel's writes), `dp_ray_w2` (the same on an embedded Ray,
+`--executor ray`), `dp_448_w1` / `dp_448_w2` (`max_side: 448`), `dp_rerun` (the finished `dp_w2`
 build again), `ray_only` (Ray start + one task + stop), `base_w2` / `base_448_w2` (`dp_w2` / `dp_448_w2` with the
 `dataprep` of `--baseline-tree`, e.g. `git archive b216b43 | tar -x -C /tmp/base`; not run unless
 named). img2dataset goes into `--i2d-venv` (made with
@@ -58,9 +60,11 @@ CONFIGS = [
     "i2d_reencode",
     "i2d_448",
     "dp_w1",
+    "dp_w1_cpu0",
     "dp_w2",
     "dp_ray_w2",
     "dp_rerun",
+    "dp_448_w1",
     "dp_448_w2",
     "ray_only",
 ]
@@ -166,12 +170,14 @@ def dataprep_run(
     tree: Path | None = None,
     executor: str | None = None,
     sample_tree: bool = True,
+    cpus: str | None = None,
 ) -> dict[str, Any]:
     """One `dataprep build` (of this checkout, or of `tree`: a folder holding another `dataprep`), on
-    its default executor or `executor`."""
+    its default executor or `executor`; with `cpus`, its whole process tree pinned to them (`taskset`)."""
     if fresh:
         shutil.rmtree(out, ignore_errors=True)
     command = [
+        *(["taskset", "-c", cpus] if cpus else []),
         str(BIN / "dataprep"),
         "build",
         str(recipe),
@@ -220,10 +226,10 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                 assert i2d is not None and listing is not None
                 out = work / f"out_{name}"
                 result = img2dataset_run(i2d, listing, out, args.shard_size, name[4:], sampled)
-            elif name in ("dp_w1", "dp_w2"):
-                result = dataprep_run(
-                    kept, work / f"out_{name}", int(name[-1]), fresh=True, sample_tree=sampled
-                )
+            elif name in ("dp_w1", "dp_w2", "dp_w1_cpu0"):
+                workers, cpus = (1, "0") if name == "dp_w1_cpu0" else (int(name[-1]), None)
+                out = work / f"out_{name}"
+                result = dataprep_run(kept, out, workers, fresh=True, sample_tree=sampled, cpus=cpus)
             elif name == "dp_ray_w2":
                 result = dataprep_run(
                     kept, work / f"out_{name}", 2, fresh=True, executor="ray", sample_tree=sampled
@@ -232,8 +238,9 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                 if not (work / "out_dp_w2" / "manifest.json").exists():
                     dataprep_run(kept, work / "out_dp_w2", 2, fresh=True)
                 result = dataprep_run(kept, work / "out_dp_w2", 2, fresh=False, sample_tree=sampled)
-            elif name == "dp_448_w2":
-                result = dataprep_run(small, work / f"out_{name}", 2, fresh=True, sample_tree=sampled)
+            elif name in ("dp_448_w1", "dp_448_w2"):
+                out = work / f"out_{name}"
+                result = dataprep_run(small, out, int(name[-1]), fresh=True, sample_tree=sampled)
             elif name in ("base_w2", "base_448_w2"):
                 recipe = kept if name == "base_w2" else small
                 out, tree = work / f"out_{name}", args.baseline_tree
