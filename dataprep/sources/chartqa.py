@@ -7,8 +7,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import pyarrow as pa
-
 from dataprep.sample import ImageBytes, ImageFile, ImageInput, Reject
 from dataprep.sources._json_stream import estimated_count
 from dataprep.sources._parquet import image_cell_bytes, open_parquet, parquet_batches
@@ -130,7 +128,8 @@ class ChartQA(GroupedVQASource):
 
     def parquet_images(self, keys: list[str]) -> dict[str, ImageInput]:
         """The first image cell of each chart, reading only the rows of the wanted charts."""
-        import pyarrow.compute as pc  # ~25 ms: only when charts are read, not when the recipe names adapters
+        import pyarrow as pa  # only when charts are read, not when the recipe names adapters
+        import pyarrow.compute as pc
 
         found: dict[str, ImageInput] = {}
         wanted = pa.array(keys, type=pa.string())

@@ -295,6 +295,7 @@ def test_a_shard_cut_short_or_corrupt_is_named(upstream: tuple[Path, dict]) -> N
 OUT_OF_MEMORY = """
 import os, resource, sys
 from pathlib import Path
+import pyarrow.parquet  # imported at the first read: loaded before the limit, which is for the data
 from dataprep.sources._parquet import parquet_batches
 size = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
 resource.setrlimit(resource.RLIMIT_AS, (size + (24 << 20),) * 2)
