@@ -53,8 +53,8 @@ def surely_decodes(data: bytes) -> bool:
             return False
         marker = data[position + 1]
         length = int.from_bytes(data[position + 2 : position + 4], "big")
-        end = position + 2 + length
-        if length < 2 or end > len(data):
+        end = position + 2 + length  # a length below 2 ends inside its own bytes: no marker follows
+        if end > len(data):
             return False
         body = data[position + 4 : end]
         if marker == _SOS:
