@@ -27,6 +27,8 @@ from dataprep.images import (
 from dataprep.recipe.model import ImagePolicy
 from dataprep.sample import ImageBytes, ImageFile
 
+from helpers.pillow_decode import decodes_in_full
+
 DEFAULT_POLICY = ImagePolicy()
 
 
@@ -77,15 +79,6 @@ def test_a_file_cut_anywhere_after_its_signature_is_truncated(fmt, intact_tail):
     assert reasons == {"image_truncated"}
 
 
-def _decodes_fully(data: bytes) -> bool:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-    except (OSError, SyntaxError, ValueError):
-        return False
-    return True
-
-
 @pytest.mark.parametrize("policy", [DEFAULT_POLICY, ImagePolicy(max_side=20)], ids=["kept", "reencoded"])
 @pytest.mark.parametrize(
     ("mode", "options"),
@@ -111,7 +104,7 @@ def test_a_damaged_jpeg_is_rejected_exactly_when_a_full_decode_fails(mode, optio
             outcomes.append(True)
         except ImageRejected:
             outcomes.append(False)
-    assert outcomes == [_decodes_fully(candidate) for candidate in damaged]
+    assert outcomes == [decodes_in_full(candidate) for candidate in damaged]
     assert outcomes.count(False) > 20  # the damage is often fatal: the comparison says something
 
 

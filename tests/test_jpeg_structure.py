@@ -3,14 +3,14 @@ Pillow's own decode of thousands of damaged files."""
 
 from __future__ import annotations
 
-import io
 import random
 
 import pytest
-from PIL import Image
 
 from dataprep.fixtures.draw import encode, photo
 from dataprep.jpeg_structure import surely_decodes
+
+from helpers.pillow_decode import decodes_in_full
 
 PLAIN = {
     "4:2:0": ("RGB", {"quality": 95}),
@@ -33,16 +33,6 @@ NOT_VOUCHED = {
 
 def _jpeg(mode: str, options: dict[str, object], size: tuple[int, int] = (160, 120)) -> bytes:
     return encode(photo(random.Random(6), *size).convert(mode), "JPEG", **options)
-
-
-def _decodes_in_full(data: bytes) -> bool:
-    """Pillow's full decode, as a trainer loads the image."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-    except (OSError, SyntaxError, ValueError):
-        return False
-    return True
 
 
 def _damaged(data: bytes, rng: random.Random) -> list[bytes]:
@@ -78,13 +68,13 @@ def test_other_jpegs_are_left_to_the_decoder(name):
 
 
 @pytest.mark.parametrize("name", PLAIN)
-def test_a_damaged_jpeg_is_vouched_for_only_if_it_decodes_in_full(name):
+def test_a_damaged_jpeg_is_vouched_for_only_if_itdecodes_in_full(name):
     """The one direction that matters: never vouched for and then failing. The other is counted so
     that the comparison says something: damage that only warns is vouched for, fatal damage is not."""
     data = _jpeg(*PLAIN[name])
     vouched = failing = vouched_and_changed = 0
     for candidate in _damaged(data, random.Random(name)):
-        decodes = _decodes_in_full(candidate)
+        decodes = decodes_in_full(candidate)
         failing += not decodes
         if surely_decodes(candidate):
             assert decodes, f"vouched for, yet Pillow fails: {candidate.hex()}"
@@ -113,7 +103,7 @@ def test_a_huffman_table_whose_codes_overflow_is_not_vouched_for():
     counts = _first_huffman_table(data) + 1  # the 16 per-length counts of the luma DC table
     assert data[counts : counts + 3] == bytes([0, 1, 5])
     data[counts : counts + 3] = bytes([2, 1, 3])  # as many codes, but two of one bit leave none
-    assert not _decodes_in_full(bytes(data))
+    assert not decodes_in_full(bytes(data))
     assert not surely_decodes(bytes(data))
 
 
@@ -121,7 +111,7 @@ def test_a_dc_table_with_a_symbol_beyond_fifteen_bits_is_not_vouched_for():
     data = bytearray(_jpeg(*PLAIN["4:2:0"]))
     symbols = _first_huffman_table(data) + 17
     data[symbols] = 16
-    assert not _decodes_in_full(bytes(data))
+    assert not decodes_in_full(bytes(data))
     assert not surely_decodes(bytes(data))
 
 
@@ -129,7 +119,7 @@ def test_a_second_frame_header_is_not_vouched_for():
     data = _jpeg(*PLAIN["4:2:0"])
     frame = data.index(b"\xff\xc0")
     twice = data[:frame] + data[frame : frame + 19] + data[frame:]  # SOF0 of three components: 19 bytes
-    assert not _decodes_in_full(twice)
+    assert not decodes_in_full(twice)
     assert not surely_decodes(twice)
 
 
@@ -144,7 +134,7 @@ def test_a_restart_interval_segment_of_another_length_is_not_vouched_for():
         + b"\0\0"
         + data[interval + 6 :]
     )
-    assert not _decodes_in_full(longer)
+    assert not decodes_in_full(longer)
     assert not surely_decodes(longer)
 
 
