@@ -14,7 +14,9 @@ them are copied here (libjpeg-turbo's `jdmarker.c`, `jdinput.c`, `jdhuff.c`):
 - the scan's entropy-coded data, where every marker is a restart marker, then the end of the image.
 
 Anything else (progressive JPEGs, arithmetic coding, fill bytes between segments, a marker inside
-the data) is not judged here: `surely_decodes` says False and the caller decodes the file.
+the data) is not judged here: `surely_decodes` says False and the caller decodes the file. (libjpeg's
+progressive decoder also fails on the data itself, on a DC value that overflows, so a progressive
+file's markers could not vouch for it.)
 """
 
 from __future__ import annotations
