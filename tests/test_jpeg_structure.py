@@ -4,6 +4,8 @@ Pillow's own decode of thousands of damaged files."""
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -136,6 +138,21 @@ def test_a_restart_interval_segment_of_another_length_is_not_vouched_for():
     )
     assert not decodes_in_full(longer)
     assert not surely_decodes(longer)
+
+
+def test_a_long_run_of_fill_bytes_is_read_once():
+    """FF FF … FF 00 in the data is fill then a stuffed FF: libjpeg decodes on, and so is it vouched
+    for; 4 MB of it, which a backtracking search would take days over, is read in one pass (the
+    subprocess's time limit only guards against that hang)."""
+    data = _jpeg(*PLAIN["4:2:0"])
+    scan = data.index(b"\xff\xda") + 14  # after the SOS segment of three components
+    filled = data[:scan] + b"\xff" * (4 << 20) + b"\x00" + data[scan:]
+    assert decodes_in_full(filled)
+    code = "import sys\nfrom dataprep.jpeg_structure import surely_decodes\nprint(surely_decodes(sys.stdin.buffer.read()))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=filled, capture_output=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == b"True"
 
 
 def test_non_jpeg_bytes_are_not_vouched_for():
