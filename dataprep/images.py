@@ -202,9 +202,9 @@ def apply_policy(data: bytes, policy: ImagePolicy, fingerprint: bool = False) ->
         too_big = policy.max_side is not None and max(width, height) > policy.max_side
         kept = image.format in EXTENSIONS and image.mode in EIGHT_BIT_MODES and not too_big
         fitted = None if kept else _fitted_size(width, height, policy)
-        if kept and image.format == "JPEG" and not fingerprint and surely_decodes(data):
-            return EncodedImage(data, EXTENSIONS[image.format], width, height, reencoded=False)
-        if image.format == "JPEG" and not fingerprint:  # smaller where that loses nothing kept (docstring)
+        if image.format == "JPEG" and not fingerprint:  # no decode, or a smaller one (docstring)
+            if kept and surely_decodes(data):
+                return EncodedImage(data, EXTENSIONS[image.format], width, height, reencoded=False)
             image.draft(None, (1, 1) if kept else (DRAFT_GAP * fitted[0], DRAFT_GAP * fitted[1]))
         try:
             for frame in range(getattr(image, "n_frames", 1)):  # every frame of an animation, then the first

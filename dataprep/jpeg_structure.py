@@ -122,8 +122,9 @@ def _read_huffman(body: bytes, tables: dict[tuple[int, int], bool]) -> bool:
     while len(body) - position > 16:
         table_class, slot = body[position] >> 4, body[position] & 15
         counts = body[position + 1 : position + 17]
-        symbols = body[position + 17 : position + 17 + sum(counts)]
-        if table_class > 1 or slot >= _TABLE_SLOTS or len(symbols) != sum(counts) or len(symbols) > 256:
+        total = sum(counts)
+        symbols = body[position + 17 : position + 17 + total]
+        if table_class > 1 or slot >= _TABLE_SLOTS or len(symbols) != total or total > 256:
             return False
         tables[table_class, slot] = _codes_fit(counts) and (table_class == 1 or max(symbols, default=0) <= 15)
         position += 17 + len(symbols)
