@@ -18,7 +18,7 @@ from dataprep.engine.process_runner import BROKEN_POOLS, JOB_MODULES, ProcessRun
 from dataprep.engine.runner import BuildError, Job
 
 from helpers.fresh_imports import imported_by
-from helpers.jobs import DoneJob, FailingJob, GateJob, KillingJob, SleepJob, attempts
+from helpers.jobs import DoneJob, FailingJob, FrozenCountJob, GateJob, KillingJob, SleepJob, attempts
 
 TESTS = Path(__file__).resolve().parent.parent
 
@@ -48,6 +48,12 @@ def test_results_in_job_order_at_most_workers_at_once_one_pool_for_every_stage(r
     assert most == 2  # both workers busy, never a third job
     workers = {attempts(tmp_path, job.name)[0][0] for job in jobs + again}
     assert len(workers) == 2 and os.getpid() not in workers  # the same two processes, both stages
+
+
+def test_a_worker_leaves_what_it_inherits_out_of_its_garbage_collections(runner):
+    """The preloaded modules' objects are frozen: no collection traverses them (and copies their pages)."""
+    frozen = runner.run("gc", [("unit gc", FrozenCountJob())], 1)[0]
+    assert frozen > 10_000  # the job modules, their libraries (pydantic, PIL, ...)
 
 
 def test_the_job_modules_preloaded_by_the_forkserver_import_no_http_hub_or_report_library():

@@ -102,3 +102,13 @@ class GateJob(SleepJob):
                 raise TimeoutError(f"{self.name}: {self.gate} never came")
             time.sleep(0.01)
         return self.name
+
+
+@dataclass(frozen=True)
+class FrozenCountJob(Job):
+    """Returns how many objects its worker's garbage collector leaves out (`gc.freeze`)."""
+
+    def run(self) -> int:
+        import gc
+
+        return gc.get_freeze_count()
