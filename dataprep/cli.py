@@ -100,8 +100,8 @@ def make_parser() -> argparse.ArgumentParser:
     build_parser.add_argument(
         "--discard-parts",
         action="store_true",
-        help="delete the normalized parts (.work/parts, as large as the shards) after a complete build; "
-        "a later build re-normalizes",
+        help="delete the normalized parts (.work/parts: the samples' JSON and every image not kept as "
+        "its file) after a complete build; a later build re-normalizes",
     )
     build_parser.add_argument(
         "--strict",

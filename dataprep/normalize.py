@@ -3,7 +3,9 @@
 A part is a tar holding each kept sample's final `<seq>.json` and image members, plus an
 index (`.json` beside it, written last: the completion marker) listing every record read,
 kept or rejected, in order, with where each kept sample's members lie in the tar and a digest
-of their bytes. Beside them, `.inputs.json` stamps every image file read and names every one
+of their bytes. An image file kept as it is stays where it is: its member in the part is a
+reference to it (`part_members`), and shards copy it from there; so each kept image is written
+once, into its shard. Beside them, `.inputs.json` stamps every image file read and names every one
 found missing: a part is normalized again when one of those files changed or appeared.
 """
 
@@ -23,13 +25,14 @@ from dataprep.contract.sample import ShardSample, conversation_problem
 from dataprep.contract.shards import MemberLocation, sample_members, split_member_name, write_tar
 from dataprep.files import FileStamp, canonical_json, write_atomic
 from dataprep.images import DeclaredRoots, ImageRejected, apply_policy, file_limit, load_bytes
+from dataprep.part_members import image_reference
 from dataprep.recipe.model import ImagePolicy
 from dataprep.sample import ImageFile, Reject, Sample
 from dataprep.sources.base import Source
 
 FINGERPRINTS = "fingerprints"
 """The meta (and index entry) key of a sample's image fingerprints, when the recipe asks for them."""
-PART_FORMAT = 6  # parts written by other normalization code (layout, image handling) are not reused
+PART_FORMAT = 7  # parts written by other normalization code (layout, image handling) are not reused
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ def normalize_unit(
                 continue
             stem = f"{seq:09d}"
             try:
-                sample_members, reencoded, prints = _sample_members(
+                sample_members, stored, reencoded, prints = _sample_members(
                     record, stem, label, roots, policy, stamps, fingerprints
                 )
             except ImageRejected as rejected:
@@ -95,7 +98,7 @@ def normalize_unit(
                 records[-1]["reencoded"] = reencoded
             if prints is not None:
                 records[-1][FINGERPRINTS] = prints
-            yield from sample_members
+            yield from stored
 
     locations = {location.name: location for location in write_tar(part, members())}
     for entry in records:
@@ -152,17 +155,23 @@ def _sample_members(
     policy: ImagePolicy,
     stamps: dict[str, FileStamp],
     fingerprints: bool,
-) -> tuple[list[tuple[str, bytes]], int, list[dict[str, str]] | None]:
-    """The sample's tar members (`<stem>.json`, then its images), how many images were
-    re-encoded and, with `fingerprints`, each image's; every image file read is stamped into
-    `stamps`, also when it is then rejected."""
+) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]], int, list[dict[str, str]] | None]:
+    """The sample's tar members (`<stem>.json`, then its images), the same as its part stores them
+    (an image file kept as it is, by reference), how many images were re-encoded and, with
+    `fingerprints`, each image's; every image file read is stamped into `stamps`, also when it is
+    then rejected."""
     encoded = []
+    stored: list[bytes | None] = [None]  # the json member is stored as it is
     for image in sample.images:
         data, stamp = load_bytes(image, roots, file_limit(policy))
         if stamp is not None:
             path, file_stamp = stamp
             stamps[path] = file_stamp
         encoded.append(apply_policy(data, policy, fingerprints))
+        reference = None
+        if stamp is not None and not encoded[-1].reencoded:  # an image file kept as it is
+            reference = image_reference(str(roots.real(image.root)), *stamp)
+        stored.append(reference)
     single = len(encoded) == 1
     suffixes = [
         image.extension if single else f"{index}.{image.extension}" for index, image in enumerate(encoded)
@@ -177,7 +186,11 @@ def _sample_members(
         meta=sample.meta if prints is None else {**sample.meta, FINGERPRINTS: prints},
     )
     members = sample_members(stem, shard_sample, [image.data for image in encoded])
-    return members, sum(image.reencoded for image in encoded), prints
+    in_part = [
+        (name, data if reference is None else reference)
+        for (name, data), reference in zip(members, stored, strict=True)
+    ]
+    return members, in_part, sum(image.reencoded for image in encoded), prints
 
 
 def _digest(members: list[tuple[str, bytes]]) -> str:

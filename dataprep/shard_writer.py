@@ -19,6 +19,7 @@ from dataprep.contract.shards import (
     write_tar,
 )
 from dataprep.files import sha256_file
+from dataprep.part_members import PartReader
 from dataprep.tokens import TokenCounter
 
 
@@ -143,14 +144,15 @@ class ShardResult:
 def write_shard(
     path: Path, work_dir: Path, copies: list[SampleCopy], counter: TokenCounter | None = None
 ) -> ShardResult:
-    """Copy each sample's members from its part into the shard at `path` (atomic), then write its
-    sidecar index; tally tokens per source when a counter is given."""
+    """Copy each sample's members from its part (an image file the part refers to, from that file) into
+    the shard at `path` (atomic), then write its sidecar index; tally tokens per source when a counter
+    is given."""
     stats = ShardStats()
     tally = TokenTally(counter) if counter else None
 
     parts: dict[str, Path] = {}
 
-    def members(reader: MemberReader) -> Iterator[tuple[str, bytes]]:
+    def members(reader: PartReader) -> Iterator[tuple[str, bytes]]:
         for copy in copies:
             part = parts.get(copy.part) or parts.setdefault(copy.part, work_dir / copy.part)
             for suffix, offset, size in copy.members:
@@ -163,7 +165,7 @@ def write_shard(
                 yield f"{copy.key}.{suffix}", data
 
     digest = hashlib.sha256()  # of the bytes as they are written: the shard is not read back
-    with MemberReader() as reader:  # each part opened once, however many samples it gives
+    with PartReader() as reader:  # each part opened once, however many samples it gives
         index = write_shard_index(path, write_tar(path, members(reader), digest))
     tokens = tally.count() if tally else None
     size = path.stat().st_size

@@ -192,9 +192,12 @@ def test_samples_are_written_as_they_are_made_not_held_until_the_unit_ends(tmp_p
     (tmp_path / "a.jsonl").write_text("\n".join(lines))
     source = Watched(tmp_path, Conversations.Options(file="a.jsonl"))
     source.part, source.written = tmp_path / "part.tar", []
-    records = normalize(source, source.part)
+    reencoded = ImagePolicy(max_side=63, format="png")  # held in the part (a kept file is referred to)
+    normalize_unit(source, source.units()[0], "entry", reencoded, source.part, None)
+    records = load_index(source.part)["records"]
     assert [entry["id"] for entry in records] == [str(index) for index in range(6)]
-    assert source.written[0] == 0 and source.written[-1] > 4 * 12_000
+    assert all(entry["reencoded"] == 1 for entry in records)
+    assert source.written[0] == 0 and source.written[-1] > 4 * 11_000
 
 
 def test_a_unit_that_fails_half_way_leaves_no_part_behind(tmp_path: Path) -> None:

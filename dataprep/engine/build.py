@@ -108,7 +108,7 @@ def _build_locked(
     write_atomic(out / "manifest.json", manifest.model_dump_json(indent=2).encode("utf-8") + b"\n")
     if settings.store:
         publish_results(out, settings.store, manifest, listing)
-    if settings.discard_parts:  # a copy of every kept sample; the next build re-normalizes
+    if settings.discard_parts:  # the kept samples as normalized; the next build re-normalizes
         discard(out / WORK_DIR / "parts")
     return manifest
 

@@ -23,7 +23,7 @@ from PIL import Image
 
 from dataprep.contract.manifest import Decontamination, DuplicateReport, OverlapExample, OverlapReport
 from dataprep.contract.rejects import RejectLine
-from dataprep.contract.shards import MemberLocation, MemberReader, read_at
+from dataprep.contract.shards import MemberLocation, MemberReader
 from dataprep.engine.entry import Entry
 from dataprep.engine.normalize_all import normalize_all
 from dataprep.engine.runner import Job, Runner
@@ -32,6 +32,7 @@ from dataprep.files import FileStamp, canonical_json, write_atomic
 from dataprep.fingerprints import picture_difference
 from dataprep.normalize import FINGERPRINTS, index_path, load_index
 from dataprep.overlaps import QuestionIndex, distances, hash_array, near_pairs
+from dataprep.part_members import PartReader
 from dataprep.recipe.model import DecontaminateSpec, Recipe
 
 EXAMPLES = 5
@@ -171,7 +172,8 @@ def _with_samples(
 
 def _image_at(location: Location) -> Image.Image:
     path, offset, size = location
-    image = Image.open(io.BytesIO(read_at(Path(path), MemberLocation("image", offset, size))))
+    with PartReader() as reader:
+        image = Image.open(io.BytesIO(reader.read(Path(path), MemberLocation("image", offset, size))))
     image.load()
     return image
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -11,8 +13,9 @@ import webdataset as wds
 
 from dataprep.contract.manifest import Manifest
 from dataprep.contract.token_counts import read_token_sidecar
-from dataprep.engine.runner import InProcessRunner
+from dataprep.engine.runner import BuildError, InProcessRunner
 from dataprep.files import sha256_file
+from dataprep.fixtures.draw import encode, photo
 from dataprep.fixtures.tokenizer import write_tokenizer
 from dataprep.recipe.load import RecipeError, load_recipe
 
@@ -165,3 +168,37 @@ def test_a_build_in_process_writes_the_bytes_of_a_build_on_ray(ray_cluster, upst
     assert in_process.content_sha256 == on_ray.content_sha256
     assert [shard.sha256 for shard in in_process.shards] == [shard.sha256 for shard in on_ray.shards]
     assert (here / "rejects.jsonl").read_bytes() == (out / "rejects.jsonl").read_bytes()
+
+
+class _EditingAtWrite(InProcessRunner):
+    """In process; `image` is rewritten with `data` once every sample is checked, as the shards start
+    (a file edited while a build runs)."""
+
+    def __init__(self, image: Path, data: bytes) -> None:
+        super().__init__()
+        self.image, self.data = image, data
+
+    def run(self, stage, jobs, total, measure=None):
+        if stage == "write":
+            self.image.write_bytes(self.data)
+        return super().run(stage, jobs, total, measure)
+
+
+def test_an_image_file_edited_after_its_check_fails_its_shard_and_is_checked_again_next_build(
+    upstream, tmp_path
+):
+    data_root = tmp_path / "data"
+    shutil.copytree(upstream[0], data_root)
+    image = data_root / "mine" / "images" / "img_000.png"  # kept as it is: its part refers to the file
+    edited = encode(photo(random.Random(1)), "PNG")
+    with pytest.raises(BuildError, match=r"img_000\.png: the image file changed after it was checked"):
+        build_recipe(tmp_path, data_root, runner=_EditingAtWrite(image, edited))
+    out = tmp_path / "out-mix"
+    assert not (out / "manifest.json").exists() and not list((out / "shards").glob("*.partial"))
+
+    _, manifest = build_recipe(tmp_path, data_root, runner=InProcessRunner())
+    urls = [str(out / shard.path) for shard in manifest.shards]
+    samples = {
+        json.loads(s["json"])["id"]: s for s in wds.WebDataset(urls, shardshuffle=False, empty_check=False)
+    }
+    assert samples["good-0"]["png"] == edited  # checked again, and copied as it is now

@@ -1,0 +1,72 @@
+"""A part's members as shards and decontamination read them. A kept image that came from a file as it is
+(not re-encoded) is not copied into the part: its member there is a reference to the file (its real
+root, its path below it, its size and mtime when checked), and reading the member reads the file,
+after checking it is still the one that was checked. Every other member is the bytes in the part."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from dataprep.contract.shards import MemberLocation, MemberReader
+from dataprep.files import FileStamp, canonical_json
+from dataprep.paths import not_a_file, open_without_links
+
+REFERENCE_PREFIX = b"dataprep-image-file\0"
+"""How a reference member starts: no member of a part starts so (a sample's JSON starts with `{`, an
+image kept as it is with its format's signature)."""
+
+
+class ImageFileChanged(OSError):
+    """A referenced image file is gone, or is not the file that was checked (its size or mtime differ,
+    or a link now stands in its path): the part that refers to it is normalized again next run."""
+
+
+def image_reference(real_root: str, path: str, stamp: FileStamp) -> bytes:
+    """The member that stands for the file at `path` (a real path inside `real_root`), as `stamp` found it."""
+    relpath = os.path.relpath(path, real_root)
+    return REFERENCE_PREFIX + canonical_json({"root": real_root, "path": relpath, "stamp": stamp.to_json()})
+
+
+class PartReader:
+    """Reads part members by their recorded locations (each part opened once, as `MemberReader`),
+    following image references to their files."""
+
+    def __init__(self) -> None:
+        self._members = MemberReader()
+
+    def read(self, part: Path, location: MemberLocation) -> bytes:
+        data = self._members.read(part, location)
+        return _referenced(data) if data.startswith(REFERENCE_PREFIX) else data
+
+    def close(self) -> None:
+        self._members.close()
+
+    def __enter__(self) -> PartReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _referenced(reference: bytes) -> bytes:
+    """The bytes of the file a reference names, opened below its real root without following a link (as
+    it was read when checked), and only while it has the stamp it had then."""
+    fields = json.loads(reference[len(REFERENCE_PREFIX) :])
+    root, relpath, stamp = fields["root"], fields["path"], FileStamp.from_json(fields["stamp"])
+    name = os.path.join(root, relpath)
+    descriptor = open_without_links(root, relpath, os.O_RDONLY | os.O_NONBLOCK)
+    if descriptor is None:
+        raise ImageFileChanged(f"{name}: the image file checked is gone, or a link stands in its path")
+    try:
+        info = os.fstat(descriptor)
+        if not_a_file(info.st_mode) or FileStamp.of(info) != stamp:
+            raise ImageFileChanged(f"{name}: the image file changed after it was checked")
+        with open(descriptor, "rb", closefd=False) as handle:
+            data = handle.read(stamp.size + 1)
+    finally:
+        os.close(descriptor)
+    if len(data) != stamp.size:
+        raise ImageFileChanged(f"{name}: the image file changed while it was read")
+    return data
