@@ -22,6 +22,10 @@ class ImageFileChanged(OSError):
     """A referenced image file is gone, or is not the file that was checked (its size or mtime differ,
     or a link now stands in its path): the part that refers to it is normalized again next run."""
 
+    @classmethod
+    def of(cls, name: str, change: str) -> ImageFileChanged:
+        return cls(f"{name}: {change}; the next build checks it again")
+
 
 def image_reference(real_root: str, path: str, stamp: FileStamp) -> bytes:
     """The member that stands for the file at `path` (a real path inside `real_root`), as `stamp` found it."""
@@ -58,15 +62,16 @@ def _referenced(reference: bytes) -> bytes:
     name = os.path.join(root, relpath)
     descriptor = open_without_links(root, relpath, os.O_RDONLY | os.O_NONBLOCK)
     if descriptor is None:
-        raise ImageFileChanged(f"{name}: the image file checked is gone, or a link stands in its path")
+        raise ImageFileChanged.of(name, "the image file checked is gone, or a link stands in its path")
     try:
         info = os.fstat(descriptor)
         if not_a_file(info.st_mode) or FileStamp.of(info) != stamp:
-            raise ImageFileChanged(f"{name}: the image file changed after it was checked")
-        with open(descriptor, "rb", closefd=False) as handle:
-            data = handle.read(stamp.size + 1)
+            raise ImageFileChanged.of(name, "the image file changed after it was checked")
+        data = os.read(descriptor, stamp.size + 1)  # one more byte: a file grown since shows
+        while len(data) <= stamp.size and (more := os.read(descriptor, stamp.size + 1 - len(data))):
+            data += more  # a short read (rare for a file): go on where it stopped
     finally:
         os.close(descriptor)
     if len(data) != stamp.size:
-        raise ImageFileChanged(f"{name}: the image file changed while it was read")
+        raise ImageFileChanged.of(name, "the image file changed while it was read")
     return data
