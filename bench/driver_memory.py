@@ -32,9 +32,17 @@ recipe = load_recipe(Path(sys.argv[1]))
 build(recipe, BuildSettings(out=recipe.output.dir, progress=False), InProcessRunner())
 """
 SHARD_WORKER = """
-import json, pickle, resource, sys
+import inspect, json, pickle, resource, sys
 from pathlib import Path
 from dataprep.shard_writer import write_shard
+
+roots = {}  # the sources' roots, for trees whose parts may refer to image files
+if "roots" in inspect.signature(write_shard).parameters:
+    from dataprep.engine.entry import adapter_of
+    from dataprep.part_members import real_roots
+    from dataprep.recipe.load import load_recipe
+    recipe = load_recipe(Path(sys.argv[4]))
+    roots["roots"] = real_roots(r for e in recipe.sources for r in adapter_of(recipe, e).roots())
 
 def rss_kib():
     return int(next(line for line in open("/proc/self/status") if line.startswith("VmRSS")).split()[1])
@@ -43,7 +51,7 @@ work, copies_file, shard = map(Path, sys.argv[1:4])
 base = rss_kib()
 copies = pickle.loads(copies_file.read_bytes())
 held = rss_kib()
-result = write_shard(shard, work, copies)
+result = write_shard(shard, work, copies, **roots)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"samples": result.samples, "shard_mb": round(result.bytes / 1e6, 1),
                   "import_rss_mib": round(base / 1024, 1), "copies_mib": round((held - base) / 1024, 1),
@@ -106,7 +114,7 @@ def main() -> None:
         for tree in args.trees:
             copies = work / "shard0.pickle"
             result = json.loads(run_in_tree(tree, MEASURE, [str(recipe_path), str(copies)]).stdout)
-            shard = [str(work / "out" / ".work"), str(copies), str(work / "shard0.tar")]
+            shard = [str(work / "out" / ".work"), str(copies), str(work / "shard0.tar"), str(recipe_path)]
             worker = json.loads(run_in_tree(tree, SHARD_WORKER, shard).stdout)
             emit({"kind": "shard_worker", "tree": str(tree), **worker})
             kept = result["kept"]

@@ -30,7 +30,7 @@ from benchlib import (
 )
 
 CHILD = """
-import json, sys, time
+import inspect, json, os, sys, time
 from pathlib import Path
 from dataprep.normalize import index_path, normalize_unit
 from dataprep.recipe.model import ImagePolicy
@@ -51,7 +51,8 @@ copies = [
     for i, r in enumerate(records) if "members" in r
 ][:1000]
 started, cpu = time.perf_counter(), time.process_time()
-write_shard(work / "shard.tar", work, copies)
+roots = [os.path.realpath(root) for root in source.roots()]
+write_shard(work / "shard.tar", work, copies, **({"roots": roots} if "roots" in inspect.signature(write_shard).parameters else {}))
 written, written_cpu = time.perf_counter() - started, time.process_time() - cpu
 print(json.dumps({
     "normalize_s": round(normalized, 3), "write_1000_s": round(written, 3),

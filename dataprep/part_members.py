@@ -1,12 +1,15 @@
 """A part's members as shards and decontamination read them. A kept image that came from a file as it is
 (not re-encoded) is not copied into the part: its member there is a reference to the file (its real
 root, its path below it, its size and mtime when checked), and reading the member reads the file,
-after checking it is still the one that was checked. Every other member is the bytes in the part."""
+after checking it is still the one that was checked, below a root the build's sources declare (a
+part is the build's own file, yet an altered work folder must not make it read others). Every other
+member is the bytes in the part."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from dataprep.contract.shards import MemberLocation, MemberReader
@@ -27,6 +30,16 @@ class ImageFileChanged(OSError):
         return cls(f"{name}: {change}; the next build checks it again")
 
 
+class UndeclaredRoot(OSError):
+    """A reference names a root that no source of the build declares (a work folder altered, or
+    copied from elsewhere): nothing is read."""
+
+
+def real_roots(roots: Iterable[Path]) -> tuple[str, ...]:
+    """The real paths of the sources' declared roots, as references name them (sorted, each once)."""
+    return tuple(sorted({os.path.realpath(root) for root in roots}))
+
+
 def image_reference(real_root: str, path: str, stamp: FileStamp) -> bytes:
     """The member that stands for the file at `path` (a real path inside `real_root`), as `stamp` found it."""
     relpath = os.path.relpath(path, real_root)
@@ -35,14 +48,23 @@ def image_reference(real_root: str, path: str, stamp: FileStamp) -> bytes:
 
 class PartReader:
     """Reads part members by their recorded locations (each part opened once, as `MemberReader`),
-    following image references to their files."""
+    following image references to their files below `roots` (`real_roots` of the sources')."""
 
-    def __init__(self) -> None:
+    def __init__(self, roots: Iterable[str]) -> None:
         self._members = MemberReader()
+        self._roots = frozenset(roots)
 
     def read(self, part: Path, location: MemberLocation) -> bytes:
         data = self._members.read(part, location)
-        return _referenced(data) if data.startswith(REFERENCE_PREFIX) else data
+        if not data.startswith(REFERENCE_PREFIX):
+            return data
+        fields = json.loads(data[len(REFERENCE_PREFIX) :])
+        if fields["root"] not in self._roots:
+            raise UndeclaredRoot(
+                f"{part}: refers to a file below {fields['root']}, no root of this build's sources "
+                "(delete the work folder's parts/ to normalize anew)"
+            )
+        return _referenced(fields["root"], fields["path"], FileStamp.from_json(fields["stamp"]))
 
     def close(self) -> None:
         self._members.close()
@@ -54,11 +76,9 @@ class PartReader:
         self.close()
 
 
-def _referenced(reference: bytes) -> bytes:
-    """The bytes of the file a reference names, opened below its real root without following a link (as
-    it was read when checked), and only while it has the stamp it had then."""
-    fields = json.loads(reference[len(REFERENCE_PREFIX) :])
-    root, relpath, stamp = fields["root"], fields["path"], FileStamp.from_json(fields["stamp"])
+def _referenced(root: str, relpath: str, stamp: FileStamp) -> bytes:
+    """The bytes of the file at `relpath` below the real `root`, opened without following a link (as it
+    was read when checked), and only while it has the `stamp` it had then."""
     name = os.path.join(root, relpath)
     descriptor = open_without_links(root, relpath, os.O_RDONLY | os.O_NONBLOCK)
     if descriptor is None:

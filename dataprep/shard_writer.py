@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,11 +142,16 @@ class ShardResult:
 
 
 def write_shard(
-    path: Path, work_dir: Path, copies: list[SampleCopy], counter: TokenCounter | None = None
+    path: Path,
+    work_dir: Path,
+    copies: list[SampleCopy],
+    counter: TokenCounter | None = None,
+    *,
+    roots: Iterable[str],
 ) -> ShardResult:
-    """Copy each sample's members from its part (an image file the part refers to, from that file) into
-    the shard at `path` (atomic), then write its sidecar index; tally tokens per source when a counter
-    is given."""
+    """Copy each sample's members from its part (an image file the part refers to, from that file, below
+    one of `roots`: `part_members.real_roots` of the sources') into the shard at `path` (atomic), then
+    write its sidecar index; tally tokens per source when a counter is given."""
     stats = ShardStats()
     tally = TokenTally(counter) if counter else None
 
@@ -165,7 +170,7 @@ def write_shard(
                 yield f"{copy.key}.{suffix}", data
 
     digest = hashlib.sha256()  # of the bytes as they are written: the shard is not read back
-    with PartReader() as reader:  # each part opened once, however many samples it gives
+    with PartReader(roots) as reader:  # each part opened once, however many samples it gives
         index = write_shard_index(path, write_tar(path, members(reader), digest))
     tokens = tally.count() if tally else None
     size = path.stat().st_size

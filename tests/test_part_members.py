@@ -13,9 +13,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dataprep.contract.shards import MemberLocation, iter_tar
+from dataprep.contract.shards import MemberLocation, iter_tar, write_tar
+from dataprep.files import FileStamp
 from dataprep.normalize import inputs_changed, load_index, normalize_unit
-from dataprep.part_members import REFERENCE_PREFIX, ImageFileChanged, PartReader
+from dataprep.part_members import (
+    REFERENCE_PREFIX,
+    ImageFileChanged,
+    PartReader,
+    UndeclaredRoot,
+    image_reference,
+    real_roots,
+)
 from dataprep.recipe.model import ImagePolicy
 from dataprep.sources.conversations import Conversations
 
@@ -48,7 +56,8 @@ def one_image_part(tmp_path: Path, policy: ImagePolicy) -> tuple[Path, Path, Mem
 
 
 def read(part: Path, location: MemberLocation) -> bytes:
-    with PartReader() as reader:
+    """The member, read as a build whose one source declares `images/` beside the part's folder."""
+    with PartReader(real_roots([part.parent.parent / "images"])) as reader:
         return reader.read(part, location)
 
 
@@ -126,3 +135,21 @@ def test_a_pipe_put_in_the_image_files_place_is_refused_without_waiting(tmp_path
     thread.join(10)
     assert not thread.is_alive(), "reading a pipe in the image's place hung"
     assert len(outcome) == 1 and isinstance(outcome[0], ImageFileChanged)
+
+
+def test_a_reference_to_a_root_no_source_declares_is_not_followed(tmp_path: Path) -> None:
+    """A work folder altered by hand (or copied from another build) cannot make a build read other files."""
+    part, image, location = one_image_part(tmp_path, ImagePolicy())
+    with (
+        PartReader(real_roots([tmp_path / "other"])) as reader,
+        pytest.raises(UndeclaredRoot, match="no root"),
+    ):
+        reader.read(part, location)
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"not for shards")
+    forged = image_reference(str(tmp_path), str(secret), FileStamp.of(os.stat(secret)))
+    forged_part = tmp_path / "parts" / "forged.tar"
+    [forged_location] = write_tar(forged_part, [("000000000.png", forged)])
+    with pytest.raises(UndeclaredRoot, match=str(tmp_path)):
+        read(forged_part, forged_location)  # the part's own root is declared; the reference's is not
+    assert read(part, location) == image.read_bytes()

@@ -28,6 +28,7 @@ from dataprep.engine.settings import WORK_DIR, BuildSettings
 from dataprep.engine.shard_cache import ShardJob, copies_sha256, remove_stale_shards, token_settings
 from dataprep.files import write_atomic
 from dataprep.mixture import Plan, ShardSlots
+from dataprep.part_members import real_roots
 from dataprep.recipe.model import Recipe
 from dataprep.tokens import TokenSettings
 
@@ -131,11 +132,12 @@ def _shard_jobs(
     of the shards in flight, not those of every shard. A job's shard objects as `listing` shows them
     let the driver find it done without a request to the store."""
     work = out / WORK_DIR
+    roots = real_roots(root for entry in entries for root in entry.adapter.roots())
     for shard_index, (name, slots) in enumerate(zip(shard_names, shard_plan, strict=True)):
         copies = shard_copies(shard_index, slots, entries)
         marker = work / "shards" / f"{name}.json"
         in_store = (listing.get(f"shards/{name}"), listing.get(f"shards/{shard_index_path(Path(name))}"))
         job = ShardJob(
-            out / "shards" / name, marker, copies_sha256(copies), work, copies, tokens, store, in_store
+            out / "shards" / name, marker, copies_sha256(copies), work, copies, tokens, store, in_store, roots
         )
         yield f"shard {name}", job

@@ -32,7 +32,7 @@ from dataprep.files import FileStamp, canonical_json, write_atomic
 from dataprep.fingerprints import picture_difference
 from dataprep.normalize import FINGERPRINTS, index_path, load_index
 from dataprep.overlaps import QuestionIndex, distances, hash_array, near_pairs
-from dataprep.part_members import PartReader
+from dataprep.part_members import PartReader, real_roots
 from dataprep.recipe.model import DecontaminateSpec, Recipe
 
 EXAMPLES = 5
@@ -88,6 +88,7 @@ class MatchJob(Job):
     index_file: Path
     spec: dict[str, Any]  # the recipe's `decontaminate`, as JSON
     marker: Path  # its result, with the key it was made under
+    roots: tuple[str, ...]  # the real roots of the entries' and eval sets' sources (`real_roots`)
 
     def done(self) -> tuple[list[KeptPrint], list[Found]] | None:
         """The recorded result while the part's index, the eval index and the spec are unchanged."""
@@ -149,7 +150,9 @@ class MatchJob(Job):
             if distances(dhashes[ours], index.dhashes[theirs]) > spec.dhash_distance:
                 continue
             seq, location = images[ours]
-            difference = picture_difference(_image_at(location), _image_at(index.image_locations[theirs]))
+            difference = picture_difference(
+                _image_at(location, self.roots), _image_at(index.image_locations[theirs], self.roots)
+            )
             if difference <= spec.picture_difference:
                 bits = int(distances(phashes[ours], index.phashes[theirs]))
                 found.append(Found(seq, index.image_items[theirs], "image", bits))
@@ -170,9 +173,9 @@ def _with_samples(
             yield part, record, json.loads(reader.read(part, MemberLocation("json", offset, size)))
 
 
-def _image_at(location: Location) -> Image.Image:
+def _image_at(location: Location, roots: tuple[str, ...]) -> Image.Image:
     path, offset, size = location
-    with PartReader() as reader:
+    with PartReader(roots) as reader:
         image = Image.open(io.BytesIO(reader.read(Path(path), MemberLocation("image", offset, size))))
     image.load()
     return image
@@ -305,10 +308,11 @@ def decontaminate(
     evals = normalize_all(recipe.model_copy(update={"sources": list(spec.eval_sets)}), settings, runner)
     index, counts = _reused_eval_index(evals, spec, work)
     spec_json = spec.model_dump(mode="json")
+    roots = real_roots(root for entry in entries + evals for root in entry.adapter.roots())
     jobs = [
         (
             f"{entry.label} {part.name}",
-            MatchJob(part, work / INDEX_FILE, spec_json, _match_marker(work, part)),
+            MatchJob(part, work / INDEX_FILE, spec_json, _match_marker(work, part), roots),
         )
         for entry in entries
         for part in entry.parts[: entry.used]

@@ -166,6 +166,7 @@ class ShardJob(Job):
     tokens: TokenSettings | None
     store: ObjectPath | None = None
     in_store: tuple[FileStamp | None, FileStamp | None] = (None, None)  # the shard's and index's objects
+    roots: tuple[str, ...] = ()  # the sources' real roots: the only ones a part's reference may name
 
     def run(self) -> ShardMarker:
         done = self._reuse() or self._write()
@@ -222,7 +223,7 @@ class ShardJob(Job):
     def _write(self) -> ShardMarker:
         write_atomic(self.marker, canonical_json({"plan": self.copies_sha256}))
         counter = TokenCounter(self.tokens) if self.tokens else None
-        result = write_shard(self.path, self.work_dir, self.copies, counter)
+        result = write_shard(self.path, self.work_dir, self.copies, counter, roots=self.roots)
         done = ShardMarker(
             copies_sha256=self.copies_sha256,
             sha256=result.sha256,

@@ -117,7 +117,7 @@ def test_a_shard_cut_off_before_its_marker_is_still_known_as_the_builds_own(tmp_
         tmp_path / ".work" / "shards" / "mix-000003.tar.json",
     )
 
-    def killed_after_the_rename(path, *args):
+    def killed_after_the_rename(path, *args, **kwargs):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"a complete shard")
         raise KeyboardInterrupt  # before its full marker
