@@ -81,7 +81,7 @@ def normalize_unit(
                 continue
             stem = f"{seq:09d}"
             try:
-                sample_members, stored, reencoded, prints = _sample_members(
+                stored, reencoded, prints = _sample_members(
                     record, stem, label, roots, policy, stamps, fingerprints
                 )
             except ImageRejected as rejected:
@@ -92,8 +92,8 @@ def normalize_unit(
                     path, stamp = rejected.stamp
                     stamps[path] = stamp
                 continue
-            names = [name for name, _ in sample_members]
-            records.append({"seq": seq, "id": record.id, "members": names, "digest": _digest(sample_members)})
+            names = [name for name, _ in stored]
+            records.append({"seq": seq, "id": record.id, "members": names, "digest": _digest(stored)})
             if reencoded:
                 records[-1]["reencoded"] = reencoded
             if prints is not None:
@@ -155,11 +155,10 @@ def _sample_members(
     policy: ImagePolicy,
     stamps: dict[str, FileStamp],
     fingerprints: bool,
-) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]], int, list[dict[str, str]] | None]:
-    """The sample's tar members (`<stem>.json`, then its images), the same as its part stores them
-    (an image file kept as it is, by reference), how many images were re-encoded and, with
-    `fingerprints`, each image's; every image file read is stamped into `stamps`, also when it is
-    then rejected."""
+) -> tuple[list[tuple[str, bytes]], int, list[dict[str, str]] | None]:
+    """The sample's tar members (`<stem>.json`, then its images) as its part stores them (an image file
+    kept as it is, by reference), how many images were re-encoded and, with `fingerprints`, each
+    image's; every image file read is stamped into `stamps`, also when it is then rejected."""
     encoded = []
     stored: list[bytes | None] = [None]  # the json member is stored as it is
     for image in sample.images:
@@ -190,11 +189,14 @@ def _sample_members(
         (name, data if reference is None else reference)
         for (name, data), reference in zip(members, stored, strict=True)
     ]
-    return members, in_part, sum(image.reencoded for image in encoded), prints
+    return in_part, sum(image.reencoded for image in encoded), prints
 
 
 def _digest(members: list[tuple[str, bytes]]) -> str:
-    """What a shard copies of one sample: its members' suffixes and bytes (shards are reused by it)."""
+    """What a shard copies of one sample, as its part holds it: its members' suffixes and bytes, an
+    image file's reference for the file's bytes (its path, size and mtime, which the shard job
+    checks, stand for them: hashing the file again would cost more than checking it). Shards are
+    reused by it."""
     digest = hashlib.sha256()
     for name, data in members:
         digest.update(f"{split_member_name(name)[1]} {len(data)}\n".encode())

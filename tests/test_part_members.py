@@ -153,3 +153,18 @@ def test_a_reference_to_a_root_no_source_declares_is_not_followed(tmp_path: Path
     with pytest.raises(UndeclaredRoot, match=str(tmp_path)):
         read(forged_part, forged_location)  # the part's own root is declared; the reference's is not
     assert read(part, location) == image.read_bytes()
+
+
+def test_a_referenced_files_digest_follows_its_stamp_a_held_images_its_bytes(tmp_path: Path) -> None:
+    """A kept file is not hashed again to normalize it: its path, size and mtime stand for its bytes."""
+    for policy, follows_stamp in [(ImagePolicy(), True), (ImagePolicy(max_side=32, format="png"), False)]:
+        folder = tmp_path / str(follows_stamp)
+        folder.mkdir()
+        part, image, _ = one_image_part(folder, policy)
+        [before] = load_index(part)["records"]
+        info = os.stat(image)
+        os.utime(image, ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))  # the same bytes, touched
+        source = Conversations(folder, Conversations.Options(file="a.jsonl", image_root="images"))
+        normalize_unit(source, source.units()[0], "entry", policy, part, None)
+        [after] = load_index(part)["records"]
+        assert (before["digest"] != after["digest"]) is follows_stamp
