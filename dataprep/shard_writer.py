@@ -26,7 +26,7 @@ from dataprep.tokens import TokenCounter
 @dataclass(frozen=True, slots=True)
 class SampleCopy:
     """Where one mixture sample's members lie: (suffix, offset, size) in a part tar, and the
-    digest of their bytes (a shard is rewritten when a sample it holds changes). The driver makes
+    digest of what the part holds of them (a shard is rewritten when a sample it holds changes). The driver makes
     them for one shard's job at a time, from the kept samples it holds packed (`engine/kept.py`)."""
 
     key: str

@@ -63,7 +63,7 @@ def _worker_started() -> None:
     """A worker leaves Ctrl-C to the driver (which stops it), and dies with its parent (the forkserver,
     which exits with the driver), so that a driver killed outright leaves no worker running. What it
     inherits (the preloaded modules) is left out of its garbage collections: its first full one would
-    traverse every inherited object and copy each page they lie on (~60 ms at a worker's first job)."""
+    traverse every inherited object and copy each page they lie on (~20 ms at a worker's first job)."""
     gc.freeze()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform == "linux":
