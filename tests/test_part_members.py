@@ -39,10 +39,9 @@ def noise_png(path: Path, seed: int, side: int = 128) -> bytes:
 
 
 def one_image_part(tmp_path: Path, policy: ImagePolicy) -> tuple[Path, Path, MemberLocation]:
-    """A unit of one sample with `images/sub/a.png` (128 × 128 noise, ~49 KB), normalized into a part; the part, the image file and
-    the location of the image's member in the part."""
-    (tmp_path / "images").mkdir()
-    (tmp_path / "images" / "sub").mkdir()
+    """A unit of one sample with `images/sub/a.png` (128 × 128 noise, ~49 KB), normalized into a part;
+    the part, the image file and the location of the image's member in the part."""
+    (tmp_path / "images" / "sub").mkdir(parents=True)
     noise_png(tmp_path / "images" / "sub" / "a.png", 0)
     (tmp_path / "a.jsonl").write_text(
         json.dumps({"id": "a", "image": "sub/a.png", "conversations": chat("Hi")})
