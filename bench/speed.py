@@ -12,7 +12,8 @@ Configurations (`--configs`): `io_limit` (the same bytes written into tars, noth
 2 processes: bytes copied with no decode / decode + re-encode / `keep_ratio` 448), `dp_w1`, `dp_w2`
 (`dataprep build`, originals kept, on its default executor: local processes), `dp_w1_cpu0` (`dp_w1`
 with its process tree pinned to one CPU, `taskset -c 0`: 1 worker on 1 core, where `dp_w1` lends the
-idle core to the driver and the kernel's writes), `dp_ray_w2` (the same on an embedded Ray,
+idle core to the driver and the kernel's writes), `dp_shm_w1` / `dp_shm_w2` (`dp_w1` / `dp_w2` with
+the output on tmpfs, `/dev/shm`: the disk taken out of the build), `dp_ray_w2` (the same on an embedded Ray,
 `--executor ray`), `dp_448_w1` / `dp_448_w2` (`max_side: 448`), `dp_rerun` (the finished `dp_w2`
 build again), `ray_only` (Ray start + one task + stop), `base_w2` / `base_448_w2` (`dp_w2` / `dp_448_w2` with the
 `dataprep` of `--baseline-tree`, e.g. `git archive b216b43 | tar -x -C /tmp/base`; not run unless
@@ -62,6 +63,8 @@ CONFIGS = [
     "dp_w1",
     "dp_w1_cpu0",
     "dp_w2",
+    "dp_shm_w1",
+    "dp_shm_w2",
     "dp_ray_w2",
     "dp_rerun",
     "dp_448_w1",
@@ -69,6 +72,7 @@ CONFIGS = [
     "ray_only",
 ]
 BASELINE = "naive"
+TMPFS = Path("/dev/shm")
 
 
 def _tar_add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -230,6 +234,10 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
                 workers, cpus = (1, "0") if name == "dp_w1_cpu0" else (int(name[-1]), None)
                 out = work / f"out_{name}"
                 result = dataprep_run(kept, out, workers, fresh=True, sample_tree=sampled, cpus=cpus)
+            elif name in ("dp_shm_w1", "dp_shm_w2"):
+                out = TMPFS / f"dataprep-speed-{name}"
+                result = dataprep_run(kept, out, int(name[-1]), fresh=True, sample_tree=sampled)
+                shutil.rmtree(out)  # memory, not disk
             elif name == "dp_ray_w2":
                 result = dataprep_run(
                     kept, work / f"out_{name}", 2, fresh=True, executor="ray", sample_tree=sampled
