@@ -25,9 +25,9 @@ from dataprep.tokens import TokenCounter
 
 @dataclass(frozen=True, slots=True)
 class SampleCopy:
-    """Where one mixture sample's members lie: (suffix, offset, size) in a part tar, and the
-    digest of what the part holds of them (a shard is rewritten when a sample it holds changes). The driver makes
-    them for one shard's job at a time, from the kept samples it holds packed (`engine/kept.py`)."""
+    """Where one mixture sample's members lie: (suffix, offset, size) in a part tar, and the digest
+    of what the part holds of them (a shard is rewritten when a sample it holds changes). The driver
+    makes them for one shard's job at a time, from the kept samples it holds packed (`engine/kept.py`)."""
 
     key: str
     part: str
@@ -150,7 +150,7 @@ def write_shard(
     roots: Iterable[str],
 ) -> ShardResult:
     """Copy each sample's members from its part (an image file the part refers to, from that file, below
-    one of `roots`: `part_members.real_roots` of the sources') into the shard at `path` (atomic), then
+    one of `roots`: the sources' real roots) into the shard at `path` (atomic), then
     write its sidecar index; tally tokens per source when a counter is given."""
     stats = ShardStats()
     tally = TokenTally(counter) if counter else None

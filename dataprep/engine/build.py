@@ -16,7 +16,7 @@ from dataprep.contract.shards import shard_index_path
 from dataprep.contract.store import ObjectPath
 from dataprep.engine.decontaminate import decontaminate
 from dataprep.engine.downloads import fetch_all, locked_files
-from dataprep.engine.entry import Entry, require_inputs
+from dataprep.engine.entry import Entry, require_inputs, source_roots
 from dataprep.engine.make_manifest import make_manifest, token_stats
 from dataprep.engine.normalize_all import normalize_all
 from dataprep.engine.output import check_output, discard, listed_shards, output_lock
@@ -28,7 +28,6 @@ from dataprep.engine.settings import WORK_DIR, BuildSettings
 from dataprep.engine.shard_cache import ShardJob, copies_sha256, remove_stale_shards, token_settings
 from dataprep.files import write_atomic
 from dataprep.mixture import Plan, ShardSlots
-from dataprep.part_members import real_roots
 from dataprep.recipe.model import Recipe
 from dataprep.tokens import TokenSettings
 
@@ -132,7 +131,7 @@ def _shard_jobs(
     of the shards in flight, not those of every shard. A job's shard objects as `listing` shows them
     let the driver find it done without a request to the store."""
     work = out / WORK_DIR
-    roots = real_roots(root for entry in entries for root in entry.adapter.roots())
+    roots = source_roots(entries)
     for shard_index, (name, slots) in enumerate(zip(shard_names, shard_plan, strict=True)):
         copies = shard_copies(shard_index, slots, entries)
         marker = work / "shards" / f"{name}.json"

@@ -24,7 +24,7 @@ from PIL import Image
 from dataprep.contract.manifest import Decontamination, DuplicateReport, OverlapExample, OverlapReport
 from dataprep.contract.rejects import RejectLine
 from dataprep.contract.shards import MemberLocation, MemberReader
-from dataprep.engine.entry import Entry
+from dataprep.engine.entry import Entry, source_roots
 from dataprep.engine.normalize_all import normalize_all
 from dataprep.engine.runner import Job, Runner
 from dataprep.engine.settings import WORK_DIR, BuildSettings
@@ -32,7 +32,7 @@ from dataprep.files import FileStamp, canonical_json, write_atomic
 from dataprep.fingerprints import picture_difference
 from dataprep.normalize import FINGERPRINTS, index_path, load_index
 from dataprep.overlaps import QuestionIndex, distances, hash_array, near_pairs
-from dataprep.part_members import PartReader, real_roots
+from dataprep.part_members import PartReader
 from dataprep.recipe.model import DecontaminateSpec, Recipe
 
 EXAMPLES = 5
@@ -88,7 +88,7 @@ class MatchJob(Job):
     index_file: Path
     spec: dict[str, Any]  # the recipe's `decontaminate`, as JSON
     marker: Path  # its result, with the key it was made under
-    roots: tuple[str, ...]  # the real roots of the entries' and eval sets' sources (`real_roots`)
+    roots: tuple[str, ...]  # the real roots of the entries' and eval sets' sources (`source_roots`)
 
     def done(self) -> tuple[list[KeptPrint], list[Found]] | None:
         """The recorded result while the part's index, the eval index and the spec are unchanged."""
@@ -308,7 +308,7 @@ def decontaminate(
     evals = normalize_all(recipe.model_copy(update={"sources": list(spec.eval_sets)}), settings, runner)
     index, counts = _reused_eval_index(evals, spec, work)
     spec_json = spec.model_dump(mode="json")
-    roots = real_roots(root for entry in entries + evals for root in entry.adapter.roots())
+    roots = source_roots(entries + evals)
     jobs = [
         (
             f"{entry.label} {part.name}",

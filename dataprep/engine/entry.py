@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from dataprep.engine.settings import WORK_DIR, BuildSettings
 from dataprep.files import FileStamp, canonical_json, sha256_file, write_atomic
 from dataprep.images import RESAMPLER
 from dataprep.normalize import PART_FORMAT
+from dataprep.part_members import real_roots
 from dataprep.paths import not_a_file
 from dataprep.recipe.load import source_options
 from dataprep.recipe.model import Recipe, SourceEntry
@@ -46,6 +48,11 @@ class Entry:
     @property
     def read(self) -> int:
         return len(self.kept) + len(self.rejects)
+
+
+def source_roots(entries: Iterable[Entry]) -> tuple[str, ...]:
+    """The real roots the entries' sources declare: the only ones a part's image reference may name."""
+    return real_roots(root for entry in entries for root in entry.adapter.roots())
 
 
 def adapter_of(recipe: Recipe, entry: SourceEntry) -> Source:
